@@ -1,0 +1,3 @@
+//! Heists: saved playbooks and the step engine.
+
+pub mod cli;

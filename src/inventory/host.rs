@@ -1,0 +1,89 @@
+//! The resolved host: everything the daemon needs to reach one inventory entry.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// How the daemon reaches a host's agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Ssh,
+    /// The agent runs as a local child process of the daemon: no SSH at all.
+    Local,
+}
+
+/// One host after hosts.toml defaults, per-host overrides and `~/.ssh/config` are applied.
+/// This is what clients send to the daemon, so it carries no unresolved references.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Host {
+    /// Inventory name (unique in one inventory).
+    pub name: String,
+    /// Address to connect to (after ssh_config HostName).
+    pub address: String,
+    pub port: u16,
+    /// Login user; `None` means the operator's own user name.
+    pub user: Option<String>,
+    pub transport: Transport,
+    /// Tags as written: `key=value` or bare `canary`.
+    pub tags: Vec<String>,
+    /// Private key files to try, in order (hosts.toml first, then ssh_config IdentityFile).
+    pub identity_files: Vec<PathBuf>,
+    /// Only use `identity_files`, never every key the ssh-agent offers.
+    pub identities_only: bool,
+    /// known_hosts files to check host keys against, in order.
+    pub known_hosts: Vec<PathBuf>,
+    /// ssh-agent socket; `None` means `$SSH_AUTH_SOCK`.
+    pub identity_agent: Option<PathBuf>,
+    /// ProxyJump as written in ssh_config or hosts.toml (parsed, reported; see README).
+    pub proxy_jump: Option<String>,
+    pub connect_timeout_ms: u64,
+}
+
+impl Host {
+    /// A `local`-transport host with defaults, handy for tests and the demo fleet.
+    pub fn local(name: &str) -> Host {
+        Host {
+            name: name.to_string(),
+            address: "localhost".to_string(),
+            port: 0,
+            user: None,
+            transport: Transport::Local,
+            tags: Vec::new(),
+            identity_files: Vec::new(),
+            identities_only: false,
+            known_hosts: Vec::new(),
+            identity_agent: None,
+            proxy_jump: None,
+            connect_timeout_ms: 10_000,
+        }
+    }
+
+    /// Value of a `key=value` tag.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find_map(|t| {
+            let (k, v) = t.split_once('=')?;
+            (k == key).then_some(v)
+        })
+    }
+
+    /// True when a bare tag `name` is present.
+    pub fn has_bare_tag(&self, name: &str) -> bool {
+        self.tags.iter().any(|t| t == name)
+    }
+
+    /// Identity of the connection: two hosts with the same key share one agent link.
+    pub fn link_key(&self) -> String {
+        match self.transport {
+            Transport::Local => format!("local:{}", self.name),
+            Transport::Ssh => format!(
+                "ssh:{}@{}:{}#{}",
+                self.user.as_deref().unwrap_or(""),
+                self.address,
+                self.port,
+                self.name
+            ),
+        }
+    }
+}

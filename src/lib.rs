@@ -1,0 +1,17 @@
+//! crew: a terminal fleet console. Roles (console, client commands, daemon, agent) live in
+//! their own modules and are entered through [`cli::run`]; tests drive them in-process.
+//!
+//! Import rules: only `console` uses ratatui/crossterm; only `daemon` uses russh.
+
+pub mod agent;
+pub mod cli;
+pub mod client;
+pub mod console;
+pub mod daemon;
+pub mod heist;
+pub mod inventory;
+pub mod logging;
+pub mod nodeset;
+pub mod paths;
+pub mod proto;
+pub mod select;

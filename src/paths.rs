@@ -1,0 +1,106 @@
+//! Where crew keeps things. `CREW_HOME` relocates everything (socket, logs, run store,
+//! caches) so tests and several users never collide.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+
+/// Root of crew's per-user state: `$CREW_HOME`, else `$XDG_STATE_HOME/crew` (or
+/// `~/.local/state/crew`).
+pub fn home() -> PathBuf {
+    if let Some(h) = std::env::var_os("CREW_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    dirs::state_dir()
+        .or_else(|| dirs::home_dir().map(|h| h.join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("crew")
+}
+
+/// The daemon's Unix socket.
+pub fn socket() -> PathBuf {
+    home().join("daemon.sock")
+}
+
+/// Log files (`daemon.log`, `console.log`, `client.log`).
+pub fn log_dir() -> PathBuf {
+    home().join("logs")
+}
+
+/// The run store: one directory per run.
+pub fn runs_dir() -> PathBuf {
+    home().join("runs")
+}
+
+/// JSON-lines audit log.
+pub fn audit_log() -> PathBuf {
+    home().join("audit.jsonl")
+}
+
+/// Console command history.
+pub fn history_file() -> PathBuf {
+    home().join("history")
+}
+
+/// The user's config dir for crew (`~/.config/crew`): hosts.toml, keymap.toml, theme, heists/.
+pub fn config_dir() -> PathBuf {
+    if let Some(h) = std::env::var_os("CREW_CONFIG_DIR").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    dirs::config_dir()
+        .or_else(|| dirs::home_dir().map(|h| h.join(".config")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("crew")
+}
+
+/// Hash identifying this exact executable (first 16 hex digits of its sha256). The agent
+/// installed on hosts is named after it, and a daemon of another build is replaced.
+pub fn build_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        let hash_exe = || -> std::io::Result<String> {
+            let mut f = std::fs::File::open(std::env::current_exe()?)?;
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            Ok(hex::encode(&h.finalize()[..8]))
+        };
+        hash_exe().unwrap_or_else(|_| format!("v{}", env!("CARGO_PKG_VERSION")))
+    })
+}
+
+/// Expand a leading `~/` to the home directory.
+pub fn expand_tilde(p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/") {
+        if let Some(h) = dirs::home_dir() {
+            return h.join(rest);
+        }
+    } else if p == "~" {
+        if let Some(h) = dirs::home_dir() {
+            return h;
+        }
+    }
+    PathBuf::from(p)
+}
+
+/// The operator's login name, for the audit log.
+pub fn whoami() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid{}", unsafe_free_uid()))
+}
+
+fn unsafe_free_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}

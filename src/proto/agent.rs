@@ -1,0 +1,412 @@
+//! Daemon ↔ agent messages.
+//!
+//! Every message travels in one [`super::frame`] frame; the frame `kind` names the variant
+//! and the frame `id` is the request id the message belongs to (0 for connection-level
+//! messages such as `Hello`, `Ping`, `Pong`). Payloads are postcard-encoded bodies. A kind we do
+//! not know, or a payload that does not decode, becomes [`Decoded::Invalid`]: the receiver
+//! answers with `Error` and keeps serving.
+//!
+//! Before the first frame the agent writes [`SYNC_MARKER`] on stdout so the daemon can skip
+//! whatever a login shell printed first (a banner, a chatty `.bashrc`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use super::frame::{self, FrameError, RawFrame};
+
+/// Written by the agent before its `Hello`; the daemon discards everything before it.
+pub const SYNC_MARKER: &[u8] = b"\x00\x00CREW-AGENT-SYNC\x00\x00";
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub proto: u32,
+    /// Build hash of the sender's executable (agent) or of the daemon's own (daemon).
+    pub build: String,
+    /// Agent only: its pid, so `crew status` can show it.
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    /// Run by `bash -c` in a new process group, in a fresh temporary directory.
+    pub command: String,
+    pub env: Vec<(String, String)>,
+    /// Kill the process group (TERM, then KILL after a grace period) once this elapses.
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub wall_ms: u64,
+    pub user_ms: u64,
+    pub sys_ms: u64,
+    pub max_rss_kb: u64,
+    /// The agent killed the command because its timeout elapsed.
+    pub timed_out: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Info {
+    pub hostname: String,
+    pub os: String,
+    pub kernel: String,
+    pub arch: String,
+    pub cpus: u32,
+    pub mem_total_kb: u64,
+    pub uptime_s: u64,
+    /// Extra facts: `os_id`, `os_version`, … (from /etc/os-release and the like).
+    pub facts: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadFile {
+    pub path: String,
+    pub max_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileData {
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    pub mode: u32,
+    /// Lower-case hex sha256 of `data`.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteFile {
+    pub path: String,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    pub mode: u32,
+    /// Lower-case hex sha256 the agent must verify before the atomic rename.
+    pub sha256: String,
+}
+
+/// Every message of the daemon↔agent protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentMsg {
+    // both directions
+    Hello(Hello),
+    Ping,
+    Pong,
+    // daemon → agent
+    Run(Run),
+    Kill { signal: i32 },
+    InfoRequest,
+    ReadFile(ReadFile),
+    WriteFile(WriteFile),
+    // agent → daemon
+    Started { pid: u32 },
+    Output { stream: Stream, data: ByteBuf },
+    Exit(Exit),
+    Info(Info),
+    FileData(FileData),
+    FileWritten { size: u64, sha256: String },
+    Refused { reason: String },
+    Error { message: String },
+}
+
+/// The result of decoding a frame: a message, or a description of why it is not one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    Msg { id: u64, msg: AgentMsg },
+    Invalid { id: u64, kind: u16, reason: String },
+}
+
+mod kind {
+    pub const HELLO: u16 = 1;
+    pub const PING: u16 = 2;
+    pub const PONG: u16 = 3;
+    pub const RUN: u16 = 10;
+    pub const KILL: u16 = 11;
+    pub const INFO_REQUEST: u16 = 12;
+    pub const READ_FILE: u16 = 13;
+    pub const WRITE_FILE: u16 = 14;
+    pub const STARTED: u16 = 20;
+    pub const OUTPUT_STDOUT: u16 = 21;
+    pub const OUTPUT_STDERR: u16 = 22;
+    pub const EXIT: u16 = 23;
+    pub const INFO: u16 = 24;
+    pub const FILE_DATA: u16 = 25;
+    pub const FILE_WRITTEN: u16 = 26;
+    pub const REFUSED: u16 = 27;
+    pub const ERROR: u16 = 28;
+}
+
+#[derive(Serialize, Deserialize)]
+struct KillBody {
+    signal: i32,
+}
+#[derive(Serialize, Deserialize)]
+struct WrittenBody {
+    size: u64,
+    sha256: String,
+}
+#[derive(Serialize, Deserialize)]
+struct ReasonBody {
+    text: String,
+}
+#[derive(Serialize, Deserialize)]
+struct StartedBody {
+    pid: u32,
+}
+
+fn pc<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising plain structs of strings and integers into a Vec cannot fail.
+    postcard::to_stdvec(v).unwrap_or_default()
+}
+
+impl AgentMsg {
+    /// Frame kind and encoded payload for this message.
+    pub fn encode(&self) -> (u16, Vec<u8>) {
+        use kind::*;
+        match self {
+            AgentMsg::Hello(h) => (HELLO, pc(h)),
+            AgentMsg::Ping => (PING, Vec::new()),
+            AgentMsg::Pong => (PONG, Vec::new()),
+            AgentMsg::Run(r) => (RUN, pc(r)),
+            AgentMsg::Kill { signal } => (KILL, pc(&KillBody { signal: *signal })),
+            AgentMsg::InfoRequest => (INFO_REQUEST, Vec::new()),
+            AgentMsg::ReadFile(r) => (READ_FILE, pc(r)),
+            AgentMsg::WriteFile(w) => (WRITE_FILE, pc(w)),
+            AgentMsg::Started { pid } => (STARTED, pc(&StartedBody { pid: *pid })),
+            // Output is the hot path: raw bytes, no serialisation.
+            AgentMsg::Output {
+                stream: Stream::Stdout,
+                data,
+            } => (OUTPUT_STDOUT, data.to_vec()),
+            AgentMsg::Output {
+                stream: Stream::Stderr,
+                data,
+            } => (OUTPUT_STDERR, data.to_vec()),
+            AgentMsg::Exit(e) => (EXIT, pc(e)),
+            AgentMsg::Info(i) => (INFO, pc(i)),
+            AgentMsg::FileData(f) => (FILE_DATA, pc(f)),
+            AgentMsg::FileWritten { size, sha256 } => (
+                FILE_WRITTEN,
+                pc(&WrittenBody {
+                    size: *size,
+                    sha256: sha256.clone(),
+                }),
+            ),
+            AgentMsg::Refused { reason } => (
+                REFUSED,
+                pc(&ReasonBody {
+                    text: reason.clone(),
+                }),
+            ),
+            AgentMsg::Error { message } => (
+                ERROR,
+                pc(&ReasonBody {
+                    text: message.clone(),
+                }),
+            ),
+        }
+    }
+
+    /// Append this message as a complete frame to `out`.
+    pub fn encode_frame(&self, id: u64, out: &mut Vec<u8>) -> Result<(), FrameError> {
+        let (k, payload) = self.encode();
+        frame::encode_into(out, k, id, &payload)
+    }
+
+    /// Short name for logs and error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AgentMsg::Hello(_) => "Hello",
+            AgentMsg::Ping => "Ping",
+            AgentMsg::Pong => "Pong",
+            AgentMsg::Run(_) => "Run",
+            AgentMsg::Kill { .. } => "Kill",
+            AgentMsg::InfoRequest => "InfoRequest",
+            AgentMsg::ReadFile(_) => "ReadFile",
+            AgentMsg::WriteFile(_) => "WriteFile",
+            AgentMsg::Started { .. } => "Started",
+            AgentMsg::Output { .. } => "Output",
+            AgentMsg::Exit(_) => "Exit",
+            AgentMsg::Info(_) => "Info",
+            AgentMsg::FileData(_) => "FileData",
+            AgentMsg::FileWritten { .. } => "FileWritten",
+            AgentMsg::Refused { .. } => "Refused",
+            AgentMsg::Error { .. } => "Error",
+        }
+    }
+}
+
+fn body<'a, T: Deserialize<'a>>(p: &'a [u8]) -> Result<T, String> {
+    postcard::from_bytes(p).map_err(|e| format!("malformed payload: {e}"))
+}
+
+fn empty(p: &[u8], m: AgentMsg) -> Result<AgentMsg, String> {
+    if p.is_empty() {
+        Ok(m)
+    } else {
+        Err(format!(
+            "{} carries no payload, got {} bytes",
+            m.name(),
+            p.len()
+        ))
+    }
+}
+
+/// Decode a raw frame. Never panics; anything unexpected becomes `Decoded::Invalid`.
+pub fn decode(f: &RawFrame) -> Decoded {
+    use kind::*;
+    let p = &f.payload[..];
+    let msg = match f.kind {
+        HELLO => body(p).map(AgentMsg::Hello),
+        PING => empty(p, AgentMsg::Ping),
+        PONG => empty(p, AgentMsg::Pong),
+        RUN => body(p).map(AgentMsg::Run),
+        KILL => body::<KillBody>(p).map(|b| AgentMsg::Kill { signal: b.signal }),
+        INFO_REQUEST => empty(p, AgentMsg::InfoRequest),
+        READ_FILE => body(p).map(AgentMsg::ReadFile),
+        WRITE_FILE => body(p).map(AgentMsg::WriteFile),
+        STARTED => body::<StartedBody>(p).map(|b| AgentMsg::Started { pid: b.pid }),
+        OUTPUT_STDOUT => Ok(AgentMsg::Output {
+            stream: Stream::Stdout,
+            data: ByteBuf::from(p.to_vec()),
+        }),
+        OUTPUT_STDERR => Ok(AgentMsg::Output {
+            stream: Stream::Stderr,
+            data: ByteBuf::from(p.to_vec()),
+        }),
+        EXIT => body(p).map(AgentMsg::Exit),
+        INFO => body(p).map(AgentMsg::Info),
+        FILE_DATA => body(p).map(AgentMsg::FileData),
+        FILE_WRITTEN => body::<WrittenBody>(p).map(|b| AgentMsg::FileWritten {
+            size: b.size,
+            sha256: b.sha256,
+        }),
+        REFUSED => body::<ReasonBody>(p).map(|b| AgentMsg::Refused { reason: b.text }),
+        ERROR => body::<ReasonBody>(p).map(|b| AgentMsg::Error { message: b.text }),
+        other => Err(format!("unknown frame kind {other}")),
+    };
+    match msg {
+        Ok(msg) => Decoded::Msg { id: f.id, msg },
+        Err(reason) => Decoded::Invalid {
+            id: f.id,
+            kind: f.kind,
+            reason,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(m: AgentMsg) {
+        let mut buf = Vec::new();
+        m.encode_frame(9, &mut buf).expect("encode");
+        let (k, payload) = m.encode();
+        let raw = RawFrame {
+            kind: k,
+            id: 9,
+            payload,
+        };
+        assert_eq!(decode(&raw), Decoded::Msg { id: 9, msg: m });
+    }
+
+    #[test]
+    fn every_message_roundtrips() {
+        roundtrip(AgentMsg::Hello(Hello {
+            proto: 1,
+            build: "abc".into(),
+            pid: 7,
+        }));
+        roundtrip(AgentMsg::Ping);
+        roundtrip(AgentMsg::Pong);
+        roundtrip(AgentMsg::Run(Run {
+            command: "echo hi".into(),
+            env: vec![("A".into(), "b".into())],
+            timeout_ms: Some(5),
+        }));
+        roundtrip(AgentMsg::Kill { signal: 9 });
+        roundtrip(AgentMsg::InfoRequest);
+        roundtrip(AgentMsg::ReadFile(ReadFile {
+            path: "/etc/hosts".into(),
+            max_size: 10,
+        }));
+        roundtrip(AgentMsg::WriteFile(WriteFile {
+            path: "/tmp/x".into(),
+            data: vec![0, 1, 255],
+            mode: 0o644,
+            sha256: "00".into(),
+        }));
+        roundtrip(AgentMsg::Started { pid: 1234 });
+        roundtrip(AgentMsg::Output {
+            stream: Stream::Stdout,
+            data: ByteBuf::from(vec![0u8, 0xff, b'\n']),
+        });
+        roundtrip(AgentMsg::Output {
+            stream: Stream::Stderr,
+            data: ByteBuf::from(Vec::new()),
+        });
+        roundtrip(AgentMsg::Exit(Exit {
+            code: Some(3),
+            signal: None,
+            wall_ms: 1,
+            user_ms: 2,
+            sys_ms: 3,
+            max_rss_kb: 4,
+            timed_out: false,
+        }));
+        roundtrip(AgentMsg::Info(Info {
+            hostname: "h".into(),
+            ..Info::default()
+        }));
+        roundtrip(AgentMsg::FileData(FileData {
+            data: b"x".to_vec(),
+            mode: 0o600,
+            sha256: "ab".into(),
+        }));
+        roundtrip(AgentMsg::FileWritten {
+            size: 3,
+            sha256: "cd".into(),
+        });
+        roundtrip(AgentMsg::Refused {
+            reason: "queue full".into(),
+        });
+        roundtrip(AgentMsg::Error {
+            message: "bad".into(),
+        });
+    }
+
+    #[test]
+    fn unknown_and_malformed_are_invalid_not_panics() {
+        let unknown = RawFrame {
+            kind: 999,
+            id: 1,
+            payload: vec![1, 2],
+        };
+        assert!(matches!(
+            decode(&unknown),
+            Decoded::Invalid { kind: 999, .. }
+        ));
+        let bad = RawFrame {
+            kind: kind::RUN,
+            id: 2,
+            payload: vec![0xff; 3],
+        };
+        assert!(matches!(decode(&bad), Decoded::Invalid { id: 2, .. }));
+        let ping_with_junk = RawFrame {
+            kind: kind::PING,
+            id: 0,
+            payload: vec![1],
+        };
+        assert!(matches!(decode(&ping_with_junk), Decoded::Invalid { .. }));
+    }
+}

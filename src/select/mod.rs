@@ -1,0 +1,1 @@
+//! The selection language: one grammar for the filter bar, `crew run` and heists.
