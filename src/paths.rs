@@ -60,8 +60,17 @@ pub fn config_dir() -> PathBuf {
 pub fn build_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| {
-        let hash_exe = || -> std::io::Result<String> {
-            let mut f = std::fs::File::open(std::env::current_exe()?)?;
+        std::env::current_exe()
+            .and_then(|p| file_hash(&p))
+            .unwrap_or_else(|_| format!("v{}", env!("CARGO_PKG_VERSION")))
+    })
+}
+
+/// First 16 hex digits of the sha256 of a file (the build hash of an executable).
+pub fn file_hash(path: &std::path::Path) -> std::io::Result<String> {
+    {
+        {
+            let mut f = std::fs::File::open(path)?;
             let mut h = Sha256::new();
             let mut buf = vec![0u8; 1 << 16];
             loop {
@@ -72,9 +81,8 @@ pub fn build_hash() -> &'static str {
                 h.update(&buf[..n]);
             }
             Ok(hex::encode(&h.finalize()[..8]))
-        };
-        hash_exe().unwrap_or_else(|_| format!("v{}", env!("CARGO_PKG_VERSION")))
-    })
+        }
+    }
 }
 
 /// Expand a leading `~/` to the home directory.

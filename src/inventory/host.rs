@@ -39,6 +39,8 @@ pub struct Host {
     /// ProxyJump as written in ssh_config or hosts.toml (parsed, reported; see README).
     pub proxy_jump: Option<String>,
     pub connect_timeout_ms: u64,
+    /// Directory on the host where the agent executable is installed (`~` allowed).
+    pub agent_dir: String,
 }
 
 impl Host {
@@ -57,6 +59,7 @@ impl Host {
             identity_agent: None,
             proxy_jump: None,
             connect_timeout_ms: 10_000,
+            agent_dir: "~/.cache/crew".to_string(),
         }
     }
 
