@@ -25,10 +25,7 @@ pub(super) fn signal_group(pgid: i32, signal: i32) {
     // SAFETY: kill(2) has no memory-safety preconditions. A negative pid addresses the group.
     let rc = unsafe { libc::kill(-pgid, signal) };
     if rc != 0 {
-        tracing::debug!(
-            "kill(-{pgid}, {signal}): {}",
-            io::Error::last_os_error()
-        );
+        tracing::debug!("kill(-{pgid}, {signal}): {}", io::Error::last_os_error());
     }
 }
 
@@ -90,7 +87,9 @@ async fn run_inner(
             signal_group(pid, sig);
         }
     }
-    let _ = outbox.data(id, &AgentMsg::Started { pid: pid as u32 }).await;
+    let _ = outbox
+        .data(id, &AgentMsg::Started { pid: pid as u32 })
+        .await;
 
     let pumps = async {
         let a = pump(out, id, Stream::Stdout, outbox);

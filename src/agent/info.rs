@@ -49,9 +49,7 @@ fn gather_blocking() -> Info {
     facts.insert("arch".into(), info.arch.clone());
     facts.insert("cpus".into(), info.cpus.to_string());
     facts.insert("mem_total_kb".into(), info.mem_total_kb.to_string());
-    facts
-        .entry("os".into())
-        .or_insert_with(|| info.os.clone());
+    facts.entry("os".into()).or_insert_with(|| info.os.clone());
     Info { facts, ..info }
 }
 
@@ -68,7 +66,11 @@ pub(super) fn os_release_facts(text: &str) -> BTreeMap<String, String> {
         let Some((key, value)) = line.split_once('=') else {
             continue;
         };
-        let value = value.trim().trim_matches('"').trim_matches('\'').to_string();
+        let value = value
+            .trim()
+            .trim_matches('"')
+            .trim_matches('\'')
+            .to_string();
         let names: &[&str] = match key.trim() {
             "ID" => &["os", "os_id"],
             "VERSION_ID" => &["os_version"],
@@ -100,6 +102,9 @@ mod tests {
             f.get("os_name").map(String::as_str),
             Some("Debian GNU/Linux 12 (bookworm)")
         );
-        assert_eq!(meminfo_total("MemTotal:   1024 kB\nMemFree: 3 kB"), Some(1024));
+        assert_eq!(
+            meminfo_total("MemTotal:   1024 kB\nMemFree: 3 kB"),
+            Some(1024)
+        );
     }
 }

@@ -83,11 +83,7 @@ impl Outbox {
 
 /// Start the writer. `preamble` (sync marker + Hello) is written before anything else. When
 /// writing fails, `dead` is cancelled so the agent shuts down.
-pub(super) fn spawn<W>(
-    w: W,
-    preamble: Vec<u8>,
-    dead: CancellationToken,
-) -> (Outbox, JoinHandle<()>)
+pub(super) fn spawn<W>(w: W, preamble: Vec<u8>, dead: CancellationToken) -> (Outbox, JoinHandle<()>)
 where
     W: AsyncWrite + Unpin + Send + 'static,
 {

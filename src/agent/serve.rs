@@ -97,7 +97,9 @@ where
             Ok(None) => break "input closed".to_string(),
             Err(e) => break format!("input failed: {e}"),
             Ok(Some(Err((id, reason)))) => {
-                let _ = outbox.control(id, &AgentMsg::Error { message: reason }).await;
+                let _ = outbox
+                    .control(id, &AgentMsg::Error { message: reason })
+                    .await;
             }
             Ok(Some(Ok(frame))) => dispatch(&frame, &shared, &outbox, &tasks).await,
         }
@@ -197,14 +199,17 @@ async fn dispatch(frame: &RawFrame, shared: &Arc<Shared>, outbox: &Outbox, tasks
             let Some(permit) = admit(shared, outbox, id).await else {
                 return;
             };
-            {
+            let fresh = {
                 let mut jobs = shared.jobs();
-                if jobs.contains_key(&id) {
-                    drop(jobs);
-                    let message = format!("job id {id} is already running");
-                    return reply(AgentMsg::Error { message }).await;
+                let fresh = !jobs.contains_key(&id);
+                if fresh {
+                    jobs.insert(id, JobSlot::default());
                 }
-                jobs.insert(id, JobSlot::default());
+                fresh
+            };
+            if !fresh {
+                let message = format!("job id {id} is already running");
+                return reply(AgentMsg::Error { message }).await;
             }
             let (shared, outbox) = (Arc::clone(shared), outbox.clone());
             tasks.spawn(async move {

@@ -121,11 +121,11 @@ impl AgentLink {
         let (skipped, stream, hello) = tokio::time::timeout(opts.handshake_timeout, greet)
             .await
             .map_err(|_| {
-                LinkError::Timeout(format!(
-                    "no agent Hello within {:?}",
-                    opts.handshake_timeout
-                ))
-            })??;
+            LinkError::Timeout(format!(
+                "no agent Hello within {:?}",
+                opts.handshake_timeout
+            ))
+        })??;
         if hello.proto != PROTO_VERSION {
             return Err(LinkError::VersionMismatch {
                 agent: format!("protocol {}", hello.proto),
@@ -247,7 +247,10 @@ fn unexpected(got: AgentMsg, wanted: &str) -> LinkError {
 impl Job {
     /// Signal the job's whole process group.
     pub async fn kill(&self, signal: i32) -> Result<(), LinkError> {
-        self.link.inner.send(self.id, &AgentMsg::Kill { signal }).await
+        self.link
+            .inner
+            .send(self.id, &AgentMsg::Kill { signal })
+            .await
     }
 
     pub fn killer(&self) -> JobKiller {
@@ -270,6 +273,9 @@ impl JobKiller {
 
     /// Signal the job's whole process group.
     pub async fn kill(&self, signal: i32) -> Result<(), LinkError> {
-        self.link.inner.send(self.id, &AgentMsg::Kill { signal }).await
+        self.link
+            .inner
+            .send(self.id, &AgentMsg::Kill { signal })
+            .await
     }
 }

@@ -117,10 +117,7 @@ impl Inner {
         if self.dead.is_cancelled() {
             return Err(self.closed_error());
         }
-        self.out
-            .send(frame)
-            .await
-            .map_err(|_| self.closed_error())
+        self.out.send(frame).await.map_err(|_| self.closed_error())
     }
 
     /// Declare the link dead (first reason wins): fail every pending request, give every job
