@@ -360,3 +360,76 @@ async fn missed_heartbeats_declare_the_link_dead() {
     ));
     drop(ours);
 }
+
+#[tokio::test]
+async fn the_crew_agent_binary_behind_a_chatty_shell() {
+    let exe = env!("CARGO_BIN_EXE_crew");
+    let build = crew::paths::file_hash(std::path::Path::new(exe)).expect("hash");
+    let mut child = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("echo 'Last login: yesterday'; exec '{exe}' agent"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn crew agent");
+    let r = child.stdout.take().expect("stdout");
+    let w = child.stdin.take().expect("stdin");
+    let mut o = opts();
+    o.expected_build = Some(build.clone());
+    let (link, hs) = AgentLink::connect(r, w, o).await.expect("connect");
+    assert_eq!(hs.skipped, b"Last login: yesterday\n");
+    assert_eq!(hs.agent_build, build);
+    assert_eq!(Some(hs.agent_pid), child.id());
+
+    let mut job = link
+        .start(run("sleep 1000 & sleep 1000"))
+        .await
+        .expect("start");
+    let Some(AgentMsg::Started { pid }) = job.events.recv().await else {
+        panic!("expected Started")
+    };
+    let o = finish(
+        link.start(run("echo from the binary"))
+            .await
+            .expect("start"),
+    )
+    .await;
+    assert_eq!(o.out, b"from the binary\n");
+
+    // Closing the link closes the agent's stdin: it kills its jobs and exits.
+    link.close("test is done");
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("agent exits")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    match finish(job).await.terminal {
+        Some(AgentMsg::Error { message }) => assert!(message.contains("test is done"), "{message}"),
+        other => panic!("expected link lost, got {other:?}"),
+    }
+    for _ in 0..100 {
+        if live_group_members(pid) == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("processes of group {pid} outlived the agent");
+}
+
+/// Live (non-zombie) processes in process group `pgid`, from /proc.
+fn live_group_members(pgid: u32) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        panic!("/proc is needed to check for leftover processes")
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let Some(i) = stat.rfind(')') else {
+                return false;
+            };
+            let f: Vec<&str> = stat[i + 1..].split_whitespace().collect();
+            f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string()
+        })
+        .count()
+}

@@ -44,6 +44,7 @@ pub(super) async fn run_job(id: u64, run: Run, shared: &Shared, outbox: &Outbox)
     let (exit, dir) = exit;
     // The temp dir goes once the result has been delivered (or the writer is gone).
     let _ = outbox.data_written(id, &AgentMsg::Exit(exit)).await;
+    shared.jobs().remove(&id);
     if let Err(e) = dir.close() {
         tracing::warn!("job {id}: removing its temp dir: {e}");
     }
@@ -124,8 +125,13 @@ async fn run_inner(
             }
         }
     }
-    // Forget the job before reaping: once reaped, its pid (and group id) may be reused.
-    shared.jobs().remove(&id);
+    // Stop signalling before reaping: once reaped, its pid (and group id) may be reused. The
+    // slot stays until Exit is written, so a late Kill is ignored rather than answered with an
+    // error that could overtake the Exit.
+    if let Some(slot) = shared.jobs().get_mut(&id) {
+        slot.pgid = None;
+        slot.finished = true;
+    }
     let (status, usage) = tokio::task::spawn_blocking(move || reap(pid))
         .await
         .map_err(io::Error::other)??;
