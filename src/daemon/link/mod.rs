@@ -22,8 +22,9 @@ use router::{Inner, Route};
 use crate::proto::agent::{AgentMsg, FileData, Info, ReadFile, Run, WriteFile};
 use crate::proto::PROTO_VERSION;
 
-/// Events buffered per job before the reader waits for the job's consumer.
-pub const JOB_QUEUE: usize = 64;
+/// Events buffered per job (at most 16 × 64 KiB of output) before the reader waits for the
+/// job's consumer.
+pub const JOB_QUEUE: usize = 16;
 
 /// How a link is checked at start-up and kept alive.
 #[derive(Debug, Clone)]
