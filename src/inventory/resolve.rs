@@ -106,7 +106,7 @@ fn expand_entry(
             ));
         }
         seen.insert(n.clone(), name_at);
-        hosts.push(build(&n, addr, &settings, ssh)?);
+        hosts.push(build(&n, addr, &settings, ssh, src)?);
     }
     Ok(())
 }
@@ -125,6 +125,7 @@ fn build(
     address: Option<String>,
     s: &Settings,
     ssh: &mut SshSource,
+    src: &Source<'_>,
 ) -> Result<Host, InventoryError> {
     let connect_timeout_ms = |d: Option<std::time::Duration>| {
         d.map_or(DEFAULT_CONNECT_TIMEOUT_MS, |d| d.as_millis().max(1) as u64)
@@ -140,7 +141,7 @@ fn build(
         h.connect_timeout_ms = connect_timeout_ms(s.connect_timeout);
         return Ok(h);
     }
-    let file = ssh.get()?;
+    let file = ssh.get(src)?;
     let p = file.query(name);
     let mut identity_files = s.identity_files.clone().unwrap_or_default();
     for f in p.identity_files {
@@ -190,9 +191,9 @@ impl SshSource {
         }
     }
 
-    fn get(&mut self) -> Result<&SshFile, InventoryError> {
+    fn get(&mut self, src: &Source<'_>) -> Result<&SshFile, InventoryError> {
         if self.loaded.is_none() {
-            self.loaded = Some(self.load()?);
+            self.loaded = Some(self.load(src)?);
         }
         self.loaded
             .as_ref()
@@ -202,9 +203,11 @@ impl SshSource {
             })
     }
 
-    fn load(&self) -> Result<SshFile, InventoryError> {
-        let (path, required) = if let Some((p, _)) = &self.explicit {
-            (p.clone(), true)
+    fn load(&self, src: &Source<'_>) -> Result<SshFile, InventoryError> {
+        let (path, required) = if let Some((p, at)) = &self.explicit {
+            return SshFile::load(p).map_err(|m| {
+                src.error(*at, format!("cannot use ssh config {}: {m}", p.display()))
+            });
         } else if let Some(p) = std::env::var_os("CREW_SSH_CONFIG").filter(|p| !p.is_empty()) {
             (PathBuf::from(p), true)
         } else {
@@ -239,13 +242,14 @@ fn check_groups(
         }
         groups.insert(k.get_ref().clone(), v.get_ref().clone());
     }
-    for v in raw.values() {
+    for (k, v) in raw {
         let at = src.string_body(v.span().start);
         let fail = |e: crate::select::SelectError| {
             src.error(at + e.pos, format!("bad group expression: {}", e.message))
         };
         let expr = crate::select::parse(v.get_ref()).map_err(fail)?;
-        expr.resolve_groups(&groups).map_err(fail)?;
+        expr.resolve_group_body(k.get_ref(), &groups)
+            .map_err(fail)?;
     }
     Ok(groups)
 }

@@ -216,7 +216,7 @@ pub(crate) fn check_tag(tag: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
     {
-        return Err(format!("`{c}` is not allowed in a tag name"));
+        return Err(format!("{c:?} is not allowed in a tag name"));
     }
     if key.starts_with("fact.") || key == "fact" {
         return Err("`fact.` is reserved for agent facts".into());

@@ -41,7 +41,7 @@ fn home_for(path: &Path) -> Option<PathBuf> {
 impl SshFile {
     /// Parse an ssh_config file (unknown and unsupported keywords are tolerated).
     pub fn load(path: &Path) -> Result<SshFile, String> {
-        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
         let home = home_for(path);
         let mut cfg = SshConfig::default();
         if let Some(h) = &home {

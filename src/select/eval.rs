@@ -24,6 +24,17 @@ impl Expr {
         self.resolve(groups, &mut stack, None)
     }
 
+    /// [`Expr::resolve_groups`] for the expression of group `name` itself, so that a
+    /// cycle through it is reported from it: `@a -> @b -> @a`.
+    pub fn resolve_group_body(
+        &self,
+        name: &str,
+        groups: &BTreeMap<String, String>,
+    ) -> Result<Expr, SelectError> {
+        let mut stack = vec![name.to_string()];
+        self.resolve(groups, &mut stack, None)
+    }
+
     /// `outer_pos`: position of the top-level `@ref` when resolving inside a group.
     fn resolve(
         &self,
