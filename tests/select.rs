@@ -240,6 +240,17 @@ fn errors_point_at_the_position_with_what_was_expected() {
             7,
             "expected `=` or `!=` and a value after `fact.os`, found end of input",
         ),
+        ("role==web", 5, "expected a value after `=`, found `=`"),
+        (
+            "role = web",
+            5,
+            "expected `&`, `|`, `,` or end of input (write tags without spaces: `role=web`), found `=`",
+        ),
+        (
+            "role != web",
+            5,
+            "expected `&`, `|`, `,` or end of input (write tags without spaces: `role!=web`), found `!`",
+        ),
     ];
     for (text, pos, message) in cases {
         let e = select::parse(text).expect_err(text);
@@ -276,4 +287,25 @@ fn render_puts_a_caret_under_the_error() {
     let rendered = e.render(text);
     let caret_line = rendered.lines().nth(1).expect("caret line");
     assert_eq!(caret_line.find('^'), Some(2 + 11), "{rendered}");
+}
+
+#[test]
+fn absurd_inputs_are_errors_not_crashes() {
+    let deep = format!("{}web01{}", "(".repeat(1000), ")".repeat(1000));
+    let e = select::parse(&deep).expect_err("too deep");
+    assert_eq!(e.pos, 64);
+    assert!(
+        e.message.starts_with("selection nested too deeply"),
+        "{}",
+        e.message
+    );
+    let nots = format!("{}web01", "!".repeat(65));
+    assert!(select::parse(&nots).is_err());
+    assert_eq!(pick(&format!("{}web01", "!".repeat(60))), "web01");
+
+    let long = vec!["web01"; 5000].join("|");
+    let e = select::parse(&long).expect_err("too long");
+    assert!(e.message.starts_with("selection too long"), "{}", e.message);
+    let ok = vec!["web01"; 2000].join("|");
+    assert_eq!(pick(&ok), "web01");
 }

@@ -204,22 +204,25 @@ impl SshSource {
     }
 
     fn load(&self, src: &Source<'_>) -> Result<SshFile, InventoryError> {
-        let (path, required) = if let Some((p, at)) = &self.explicit {
+        if let Some((p, at)) = &self.explicit {
             return SshFile::load(p).map_err(|m| {
                 src.error(*at, format!("cannot use ssh config {}: {m}", p.display()))
             });
-        } else if let Some(p) = std::env::var_os("CREW_SSH_CONFIG").filter(|p| !p.is_empty()) {
-            (PathBuf::from(p), true)
-        } else {
-            match dirs::home_dir() {
-                Some(h) => (h.join(".ssh/config"), false),
-                None => return Ok(SshFile::empty()),
-            }
-        };
-        if !required && !path.exists() {
-            return Ok(SshFile::empty());
         }
-        SshFile::load(&path).map_err(|message| InventoryError::SshConfig { path, message })
+        if let Some(p) = std::env::var_os("CREW_SSH_CONFIG").filter(|p| !p.is_empty()) {
+            let path = PathBuf::from(p);
+            return SshFile::load(&path).map_err(|message| InventoryError::SshConfig {
+                path,
+                message: format!("(from $CREW_SSH_CONFIG) {message}"),
+            });
+        }
+        // ~/.ssh/config is optional.
+        match dirs::home_dir().map(|h| h.join(".ssh/config")) {
+            Some(path) if path.exists() => {
+                SshFile::load(&path).map_err(|message| InventoryError::SshConfig { path, message })
+            }
+            _ => Ok(SshFile::empty()),
+        }
     }
 }
 

@@ -43,13 +43,15 @@ impl Expr {
         outer_pos: Option<usize>,
     ) -> Result<Expr, SelectError> {
         Ok(match self {
-            Expr::Or(a, b) => Expr::Or(
-                Box::new(a.resolve(groups, stack, outer_pos)?),
-                Box::new(b.resolve(groups, stack, outer_pos)?),
+            Expr::Or(v) => Expr::Or(
+                v.iter()
+                    .map(|e| e.resolve(groups, stack, outer_pos))
+                    .collect::<Result<_, _>>()?,
             ),
-            Expr::And(a, b) => Expr::And(
-                Box::new(a.resolve(groups, stack, outer_pos)?),
-                Box::new(b.resolve(groups, stack, outer_pos)?),
+            Expr::And(v) => Expr::And(
+                v.iter()
+                    .map(|e| e.resolve(groups, stack, outer_pos))
+                    .collect::<Result<_, _>>()?,
             ),
             Expr::Not(a) => Expr::Not(Box::new(a.resolve(groups, stack, outer_pos)?)),
             Expr::Atom(Atom::Group(name), pos) => {
@@ -97,8 +99,8 @@ impl Expr {
     /// Evaluate an expression whose groups are resolved; an unresolved `@group` is false.
     pub fn eval(&self, host: &Host, ctx: &dyn Context) -> bool {
         match self {
-            Expr::Or(a, b) => a.eval(host, ctx) || b.eval(host, ctx),
-            Expr::And(a, b) => a.eval(host, ctx) && b.eval(host, ctx),
+            Expr::Or(v) => v.iter().any(|e| e.eval(host, ctx)),
+            Expr::And(v) => v.iter().all(|e| e.eval(host, ctx)),
             Expr::Not(a) => !a.eval(host, ctx),
             Expr::Atom(atom, _) => atom.eval(host, ctx),
         }

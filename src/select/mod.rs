@@ -46,8 +46,10 @@ impl Context for NoContext {
 /// A parsed selection.
 #[derive(Debug, Clone)]
 pub enum Expr {
-    Or(Box<Expr>, Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
+    /// Any of these (two or more; `a | b | c` is one `Or`, so long lists stay flat).
+    Or(Vec<Expr>),
+    /// All of these (two or more).
+    And(Vec<Expr>),
     Not(Box<Expr>),
     /// An atom and its byte position in the text it was parsed from.
     Atom(Atom, usize),
@@ -98,7 +100,7 @@ impl Expr {
 
     fn any_atom(&self, f: &dyn Fn(&Atom) -> bool) -> bool {
         match self {
-            Expr::Or(a, b) | Expr::And(a, b) => a.any_atom(f) || b.any_atom(f),
+            Expr::Or(v) | Expr::And(v) => v.iter().any(|e| e.any_atom(f)),
             Expr::Not(a) => a.any_atom(f),
             Expr::Atom(a, _) => f(a),
         }
@@ -106,10 +108,7 @@ impl Expr {
 
     fn walk(&self, f: &mut dyn FnMut(&Atom)) {
         match self {
-            Expr::Or(a, b) | Expr::And(a, b) => {
-                a.walk(f);
-                b.walk(f);
-            }
+            Expr::Or(v) | Expr::And(v) => v.iter().for_each(|e| e.walk(f)),
             Expr::Not(a) => a.walk(f),
             Expr::Atom(a, _) => f(a),
         }

@@ -7,12 +7,27 @@ use super::{is_glob, Atom, Expr, SelectError};
 use crate::proto::daemon::Verdict;
 
 const ATOM_EXPECTED: &str = "a host, tag, nodeset, `@group`, `?outcome`, `/regex/`, `(` or `!`";
+/// Longest selection, in tokens, and deepest nesting of `(` and `!` (keeps the recursive
+/// parser and evaluator far from the stack limit).
+const MAX_TOKENS: usize = 4096;
+const MAX_DEPTH: usize = 64;
 const OUTCOMES: &str = "`?ok`, `?failed`, `?timeout`, `?unreachable` or `?killed`";
 
 /// Parse a selection expression.
 pub fn parse(text: &str) -> Result<Expr, SelectError> {
     let toks = lex(text)?;
-    let mut p = Parser { text, toks, at: 0 };
+    if let Some(t) = toks.get(MAX_TOKENS) {
+        return Err(SelectError::other(
+            t.pos,
+            format!("selection too long: more than {MAX_TOKENS} terms and operators"),
+        ));
+    }
+    let mut p = Parser {
+        text,
+        toks,
+        at: 0,
+        depth: 0,
+    };
     if p.toks.is_empty() {
         return Err(SelectError::expected(
             0,
@@ -22,10 +37,19 @@ pub fn parse(text: &str) -> Result<Expr, SelectError> {
     }
     let e = p.or()?;
     if let Some(t) = p.peek() {
-        let msg = if t.tok == Tok::RParen {
-            "`&`, `|`, `,` or end of input (this `)` has no `(`)"
-        } else {
-            "`&`, `|`, `,` or end of input"
+        let msg = match &t.tok {
+            Tok::RParen => "`&`, `|`, `,` or end of input (this `)` has no `(`)",
+            Tok::Word(w) if w.starts_with('=') => {
+                "`&`, `|`, `,` or end of input (write tags without spaces: `role=web`)"
+            }
+            Tok::Not
+                if p.toks
+                    .get(p.at + 1)
+                    .is_some_and(|n| matches!(&n.tok, Tok::Word(w) if w.starts_with('='))) =>
+            {
+                "`&`, `|`, `,` or end of input (write tags without spaces: `role!=web`)"
+            }
+            _ => "`&`, `|`, `,` or end of input",
         };
         return Err(SelectError::expected(t.pos, msg, t.tok.describe()));
     }
@@ -36,6 +60,7 @@ struct Parser<'a> {
     text: &'a str,
     toks: Vec<Spanned>,
     at: usize,
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -61,26 +86,47 @@ impl Parser<'_> {
     }
 
     fn or(&mut self) -> Result<Expr, SelectError> {
-        let mut e = self.and()?;
+        let mut v = vec![self.and()?];
         while self.next_if(&Tok::Or) {
-            e = Expr::Or(Box::new(e), Box::new(self.and()?));
+            v.push(self.and()?);
         }
-        Ok(e)
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            Expr::Or(v)
+        })
     }
 
     fn and(&mut self) -> Result<Expr, SelectError> {
-        let mut e = self.unary()?;
+        let mut v = vec![self.unary()?];
         while self.next_if(&Tok::And) {
-            e = Expr::And(Box::new(e), Box::new(self.unary()?));
+            v.push(self.unary()?);
         }
-        Ok(e)
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            Expr::And(v)
+        })
     }
 
     fn unary(&mut self) -> Result<Expr, SelectError> {
-        if self.next_if(&Tok::Not) {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            let (pos, _) = self.here();
+            return Err(SelectError::other(
+                pos,
+                format!(
+                    "selection nested too deeply (more than {MAX_DEPTH} levels of `(` and `!`)"
+                ),
+            ));
         }
-        self.primary()
+        let r = if self.next_if(&Tok::Not) {
+            self.unary().map(|e| Expr::Not(Box::new(e)))
+        } else {
+            self.primary()
+        };
+        self.depth -= 1;
+        r
     }
 
     fn primary(&mut self) -> Result<Expr, SelectError> {
@@ -156,11 +202,12 @@ fn word(w: &str, pos: usize) -> Result<Expr, SelectError> {
                 "`=`".into(),
             ));
         }
-        if value.is_empty() {
+        if value.is_empty() || value.starts_with('=') {
+            let found = if value.is_empty() { "nothing" } else { "`=`" };
             return Err(SelectError::expected(
                 pos + i + len,
                 "a value after `=`",
-                "nothing".into(),
+                found.into(),
             ));
         }
         let atom = match key.strip_prefix("fact.") {
@@ -195,10 +242,16 @@ fn word(w: &str, pos: usize) -> Result<Expr, SelectError> {
             .map_err(|e| SelectError::other(pos + e.pos, format!("bad nodeset: {}", e.message)))?;
         let (globs, plain): (Vec<String>, Vec<String>) =
             names.into_iter().partition(|n| is_glob(n));
-        let mut e = Expr::Atom(Atom::Names(plain.into_iter().collect::<BTreeSet<_>>()), pos);
-        for g in globs {
-            e = Expr::Or(Box::new(e), Box::new(Expr::Atom(Atom::Glob(g), pos)));
-        }
+        let mut alts = vec![Expr::Atom(
+            Atom::Names(plain.into_iter().collect::<BTreeSet<_>>()),
+            pos,
+        )];
+        alts.extend(globs.into_iter().map(|g| Expr::Atom(Atom::Glob(g), pos)));
+        let e = if alts.len() == 1 {
+            alts.remove(0)
+        } else {
+            Expr::Or(alts)
+        };
         return Ok(e);
     }
     if is_glob(w) {
