@@ -251,7 +251,10 @@ async fn timeout_terms_then_kills() {
     assert!(d.exit().timed_out);
     assert_eq!(d.exit().signal, Some(libc::SIGKILL), "KILL after grace");
     assert!(d.out.is_empty());
-    assert!(group_members(d.pid).is_empty());
+    wait_until("no process of the group left", || {
+        group_members(d.pid).is_empty()
+    })
+    .await;
 }
 
 #[tokio::test]
