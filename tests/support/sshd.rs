@@ -5,6 +5,7 @@
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -154,9 +155,19 @@ impl SshdFleet {
             let cfg = self.write_config(i, chunk);
             let log = self.dir.path().join(format!("sshd{i}.log"));
             let log_file = fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
-            let child = Command::new(&sshd)
-                .args(["-D", "-e", "-f"])
-                .arg(&cfg)
+            let mut cmd = Command::new(&sshd);
+            cmd.args(["-D", "-e", "-f"]).arg(&cfg);
+            // If the test process dies without dropping the fleet (killed, aborted), sshd
+            // must not outlive it. The fleet must be started from a thread that outlives it
+            // (a test's own thread or main).
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log_file)
@@ -242,7 +253,7 @@ impl SshdFleet {
             known_hosts: vec![self.known_hosts.clone()],
             identity_agent: None,
             proxy_jump: None,
-            connect_timeout_ms: 5_000,
+            connect_timeout_ms: 20_000,
             agent_dir: self.dir.path().join("agents").display().to_string(),
         }
     }

@@ -1,6 +1,7 @@
 //! Plain exec channels: agentless commands (one channel per command, streamed as the same
 //! `AgentMsg` sequence the agent produces) and captured helper commands for the installer.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use russh::{ChannelMsg, Sig};
@@ -14,6 +15,8 @@ use crate::proto::agent::{AgentMsg, Exit, Run, Stream};
 const EVENT_BUFFER: usize = 64;
 /// After a timeout: TERM, wait this long, KILL, wait this long, then close the channel.
 const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long a captured command's stdin writer may lag behind the channel's end.
+const WRITER_GRACE: Duration = Duration::from_secs(2);
 
 /// Quote `s` for a POSIX shell.
 pub fn sh_quote(s: &str) -> String {
@@ -149,19 +152,19 @@ impl SshSession {
     pub async fn capture(
         &self,
         cmd: &str,
-        stdin: Option<&[u8]>,
+        stdin: Option<Arc<Vec<u8>>>,
         limit: Duration,
     ) -> Result<Captured, SshError> {
         let channel = self.handle.channel_open_session().await?;
         channel.exec(true, cmd).await?;
         let (mut rd, wr) = channel.split();
-        let input = stdin.map(<[u8]>::to_vec);
-        let writer = tokio::spawn(async move {
-            if let Some(data) = input {
-                wr.data(&data[..]).await?;
+        let wr = Arc::new(wr);
+        let wr2 = wr.clone();
+        let mut writer = tokio::spawn(async move {
+            if let Some(data) = stdin {
+                wr2.data(&data[..]).await?;
             }
-            wr.eof().await?;
-            Ok::<_, russh::Error>(wr)
+            wr2.eof().await
         });
         let mut out = Captured::default();
         let read = async {
@@ -178,11 +181,15 @@ impl SshSession {
             }
         };
         let timed_out = tokio::time::timeout(limit, read).await.is_err();
-        let wr = writer.await.ok().and_then(Result::ok);
+        // The channel is closed (or we gave up): a writer still blocked on window space
+        // would wait forever, so it gets a moment to finish and is then dropped.
+        let written = tokio::time::timeout(WRITER_GRACE, &mut writer).await;
+        if !matches!(written, Ok(Ok(Ok(())))) {
+            writer.abort();
+            tracing::debug!("{}: stdin of `{cmd:.40}` not fully written", self.host.name);
+        }
         if timed_out {
-            if let Some(wr) = wr {
-                let _ = wr.close().await;
-            }
+            let _ = wr.close().await;
             return Err(SshError::Timeout(format!(
                 "{}: `{}` did not finish within {limit:?}",
                 self.host.name,

@@ -153,7 +153,7 @@ impl SshSession {
             self.host.agent_dir
         );
         let out = self
-            .capture(&sh(&script), Some(&exe.bytes), UPLOAD_TIMEOUT)
+            .capture(&sh(&script), Some(exe.bytes.clone()), UPLOAD_TIMEOUT)
             .await
             .map_err(|e| SshError::AgentUnavailable(format!("{name}: upload failed: {e}")))?;
         if out.code != Some(0) {
