@@ -158,7 +158,10 @@ mod tests {
         assert_eq!(h.state_name(), "busy");
         h.jobs = 0;
         let g2 = h.connected(Some(11), false);
-        assert!(!h.lost(g1, "old link".into()), "an old link's death is ignored");
+        assert!(
+            !h.lost(g1, "old link".into()),
+            "an old link's death is ignored"
+        );
         assert_eq!(h.state_name(), "ready");
         assert!(h.lost(g2, "eof".into()));
         assert_eq!(h.status("local:a").state, "lost");

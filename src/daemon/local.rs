@@ -41,10 +41,7 @@ pub async fn spawn(agent_exe: &Path, opts: LinkOptions) -> anyhow::Result<LocalA
         }),
         Err(e) => {
             let _ = child.start_kill();
-            Err(anyhow::anyhow!(
-                "local agent {}: {e}",
-                agent_exe.display()
-            ))
+            Err(anyhow::anyhow!("local agent {}: {e}", agent_exe.display()))
         }
     }
 }

@@ -119,7 +119,12 @@ pub async fn serve(opts: DaemonOptions, shutdown: CancellationToken) -> anyhow::
         token.clone(),
     );
     let store = Store::open(opts.runs_dir.clone())?;
-    let d = Arc::new(Daemon::new(pool, store, opts.audit_log.clone(), token.clone()));
+    let d = Arc::new(Daemon::new(
+        pool,
+        store,
+        opts.audit_log.clone(),
+        token.clone(),
+    ));
     tracing::info!(pid = std::process::id(), socket = %opts.socket.display(), build = %d.build, "daemon serving");
     let idle = opts.idle_timeout.filter(|t| !t.is_zero());
     let tick = idle
@@ -197,7 +202,8 @@ async fn listen(socket: &Path) -> anyhow::Result<Option<Listening>> {
         }
     }
     if socket.exists() {
-        let answer = tokio::time::timeout(Duration::from_secs(1), UnixStream::connect(socket)).await;
+        let answer =
+            tokio::time::timeout(Duration::from_secs(1), UnixStream::connect(socket)).await;
         if matches!(answer, Ok(Ok(_))) {
             return Ok(None);
         }

@@ -237,6 +237,13 @@ impl Pool {
         })
     }
 
+    fn link_options(&self) -> LinkOptions {
+        LinkOptions {
+            expected_build: Some(self.0.cfg.agent_build.clone()),
+            ..LinkOptions::default()
+        }
+    }
+
     #[allow(clippy::type_complexity)]
     async fn open(
         &self,
@@ -248,11 +255,11 @@ impl Pool {
         slot.info().set(State::Connecting, None);
         match host.transport {
             Transport::Local => {
-                let _permit = self.0.handshakes.acquire().await.map_err(|_| {
-                    HostError::new(ErrorKind::Internal, "daemon is shutting down")
-                })?;
-                let mut opts = LinkOptions::default();
-                opts.expected_build = Some(cfg.agent_build.clone());
+                let _permit =
+                    self.0.handshakes.acquire().await.map_err(|_| {
+                        HostError::new(ErrorKind::Internal, "daemon is shutting down")
+                    })?;
+                let opts = self.link_options();
                 let a = super::local::spawn(&cfg.agent_exe, opts)
                     .await
                     .map_err(|e| HostError::new(ErrorKind::Agent, format!("{e:#}")))?;
@@ -271,8 +278,7 @@ impl Pool {
                 slot.info().set(State::Installing, None);
                 match session.start_agent(&opts).await {
                     Ok(ch) => {
-                        let mut lo = LinkOptions::default();
-                        lo.expected_build = Some(cfg.agent_build.clone());
+                        let lo = self.link_options();
                         match AgentLink::connect(ch.reader, ch.writer, lo).await {
                             Ok((link, hs)) => {
                                 if !hs.skipped.is_empty() {
@@ -327,7 +333,10 @@ impl Pool {
                     Err(e) => {
                         let mut i = slot.info();
                         i.failures = attempt + 1;
-                        i.set(State::Lost, Some(format!("{reason}; reconnect {}: {e}", attempt + 1)));
+                        i.set(
+                            State::Lost,
+                            Some(format!("{reason}; reconnect {}: {e}", attempt + 1)),
+                        );
                     }
                 }
             }
@@ -335,7 +344,9 @@ impl Pool {
             if i.generation == generation {
                 i.set(
                     State::Down,
-                    Some(format!("{reason}; gave up after {MAX_RECONNECTS} reconnects")),
+                    Some(format!(
+                        "{reason}; gave up after {MAX_RECONNECTS} reconnects"
+                    )),
                 );
             }
         });

@@ -139,7 +139,7 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
     let permits = Arc::new(Semaphore::new(fanout));
     let req = Arc::new(req);
     let mut tasks = Vec::with_capacity(req.hosts.len());
-    for host in req.hosts.iter().cloned() {
+    for host in req.hosts.clone() {
         let (d, ctl, req, sink, dir, permits) = (
             d.clone(),
             ctl.clone(),
@@ -189,7 +189,10 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
         selection: &req.selection,
         command: &req.command,
         label: req.label.as_deref(),
-        hosts: records.iter().map(|r| (r.host.as_str(), r.verdict)).collect(),
+        hosts: records
+            .iter()
+            .map(|r| (r.host.as_str(), r.verdict))
+            .collect(),
     };
     if let Err(e) = audit::append(&d.audit_log, &line).await {
         store_error.get_or_insert(format!("{e:#}"));
@@ -200,7 +203,10 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
         None => {
             tracing::info!(run_id, "run finished");
             let summary = Summary {
-                hosts: records.iter().map(|r| (r.host.clone(), r.verdict)).collect(),
+                hosts: records
+                    .iter()
+                    .map(|r| (r.host.clone(), r.verdict))
+                    .collect(),
                 store_dir: dir.display().to_string(),
             };
             sink.send(Event::RunFinished { run_id, summary }).await;
@@ -310,14 +316,8 @@ impl HostJob<'_> {
             }
         };
         self.drive(&mut rec, &mut files).await;
+        // A store error is reported once, at the end of the run, in place of RunFinished.
         let err = files.finish(&rec).await.err();
-        if let Some(e) = &err {
-            self.sink
-                .send(Event::Error {
-                    message: format!("run store: {e}"),
-                })
-                .await;
-        }
         (rec, err)
     }
 
@@ -361,7 +361,10 @@ impl HostJob<'_> {
             },
         };
         // The agent enforces the timeout; this is the daemon's backstop.
-        let backstop = self.req.timeout_ms.map(|t| Duration::from_millis(t) + KILL_GRACE);
+        let backstop = self
+            .req
+            .timeout_ms
+            .map(|t| Duration::from_millis(t) + KILL_GRACE);
         let started = tokio::time::Instant::now();
         let mut kill_deadline: Option<tokio::time::Instant> = None;
         let mut timed_out = false;
@@ -413,11 +416,7 @@ impl HostJob<'_> {
                         agent::Stream::Stderr => rec.stderr_bytes += data.len() as u64,
                     }
                     if let Some(e) = files.write(stream, &data).await {
-                        self.sink
-                            .send(Event::Error {
-                                message: format!("run store: {e}"),
-                            })
-                            .await;
+                        tracing::error!(host = %self.host.name, "run store: {e}");
                     }
                     self.emit(HostEvent::Output {
                         stream,
