@@ -107,8 +107,13 @@ pub async fn serve(opts: DaemonOptions, shutdown: CancellationToken) -> anyhow::
         return Ok(());
     };
     let token = shutdown.child_token();
-    let agent_build = crate::paths::file_hash(&opts.agent_exe)
-        .with_context(|| format!("hashing agent executable {}", opts.agent_exe.display()))?;
+    let own = std::env::current_exe().ok();
+    let agent_build = if own.is_some_and(|p| same_file(&p, &opts.agent_exe)) {
+        crate::paths::build_hash().to_string()
+    } else {
+        crate::paths::file_hash(&opts.agent_exe)
+            .with_context(|| format!("hashing agent executable {}", opts.agent_exe.display()))?
+    };
     let pool = Pool::new(
         PoolConfig {
             agent_exe: opts.agent_exe.clone(),
@@ -162,6 +167,14 @@ pub async fn serve(opts: DaemonOptions, shutdown: CancellationToken) -> anyhow::
     d.pool.close_all().await;
     tracing::info!("daemon stopped");
     Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// The listening socket plus its lock file; the socket file is removed on drop.
