@@ -6,7 +6,6 @@
 
 pub mod audit;
 pub mod host_state;
-#[path = "shim_link.rs"]
 pub mod link;
 mod local;
 pub mod pool;
