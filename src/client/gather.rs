@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::render::{sanitize, Style};
-use super::shim_inv::nodeset;
+use crate::nodeset;
 use crate::proto::agent::Stream;
 use crate::proto::daemon::Verdict;
 

@@ -5,7 +5,6 @@ pub mod gather;
 pub mod output;
 pub mod render;
 pub mod run_cmd;
-mod shim_inv;
 pub mod status_cmd;
 
 pub use conn::Client;

@@ -11,13 +11,13 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::output::{Mode, Output};
 use super::render::Style;
-use super::shim_inv::select::{self, Context};
-use super::shim_inv::Inventory;
 use super::Client;
 use crate::cli::RunArgs;
 use crate::inventory::Host;
+use crate::inventory::Inventory;
 use crate::proto::agent::Info;
 use crate::proto::daemon::{Event, Request, RunRequest, Verdict};
+use crate::select::{self, Context};
 
 /// After Ctrl-C: how long a TERM gets before KILL, and how long KILL gets before we stop
 /// waiting for the daemon's RunFinished.
@@ -105,9 +105,11 @@ async fn fetch_facts(client: &Client, hosts: &[Host], accept: bool) -> anyhow::R
 }
 
 async fn run_async(inv: Inventory, expr: select::Expr, args: RunArgs) -> anyhow::Result<i32> {
-    let client = Client::connect_or_spawn().await?;
+    // Selections without facts are settled before any daemon is involved.
+    let mut client = None;
     let ctx = if expr.uses_facts() {
-        fetch_facts(&client, &inv.hosts, args.accept_new_host_keys).await?
+        let c = client.insert(Client::connect_or_spawn().await?);
+        fetch_facts(c, &inv.hosts, args.accept_new_host_keys).await?
     } else {
         SelectCtx::default()
     };
@@ -127,6 +129,10 @@ async fn run_async(inv: Inventory, expr: select::Expr, args: RunArgs) -> anyhow:
         return Ok(2);
     }
     let hosts: Vec<Host> = picked.into_iter().cloned().collect();
+    let client = match client {
+        Some(c) => c,
+        None => Client::connect_or_spawn().await?,
+    };
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let req = RunRequest {
         hosts,

@@ -335,9 +335,11 @@ impl HostJob<'_> {
             Err(e) => return self.fail(rec, e).await,
         };
         rec.agentless = lease.agentless;
+        let mut env = self.req.env.clone();
+        env.push(("CREW_HOST".to_string(), self.host.name.clone()));
         let run = agent::Run {
             command: self.req.command.clone(),
-            env: self.req.env.clone(),
+            env,
             timeout_ms: self.req.timeout_ms,
         };
         let mut events: mpsc::Receiver<AgentMsg> = match &lease.conn {
