@@ -214,3 +214,45 @@ fn runs(home: &Path) -> Vec<PathBuf> {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default()
 }
+
+#[test]
+fn ctrl_c_kills_the_run_and_still_prints_the_summary() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crew"))
+        .args([
+            "--hosts",
+            &env.dir.path().join("hosts.toml").display().to_string(),
+        ])
+        .args(["run", "node[1-2]", "--", "echo up; sleep 1000"])
+        .env("CREW_HOME", env.home())
+        .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn crew run");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut up = 0;
+    while up < 2 {
+        let line = lines
+            .next()
+            .expect("output before the interrupt")
+            .expect("line");
+        if line.ends_with("| up") {
+            up += 1;
+        }
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let out = child.wait_with_output().expect("crew exits after Ctrl-C");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("killed:      node[1-2] (2)"), "{stderr}");
+    // The daemon recorded the run as killed on both hosts.
+    let audit = std::fs::read_to_string(env.home().join("audit.jsonl")).expect("audit");
+    assert!(audit.contains("[\"node1\",\"killed\"]"), "{audit}");
+}

@@ -40,7 +40,7 @@ pub fn describe_exit(e: &Exit) -> String {
         (None, None) => "no status".to_string(),
     };
     if e.timed_out {
-        format!("timed out ({base})")
+        format!("timed out, {base}")
     } else {
         base
     }
@@ -128,9 +128,14 @@ impl<W: Write, E: Write> Output<W, E> {
                         "wall_ms": e.wall_ms, "timed_out": e.timed_out,
                     }));
                 }
-                self.gather.ending(host, why.clone());
-                self.ended
-                    .insert(host.to_string(), (exit_verdict(&e, killed), why));
+                self.gather.ending(host, why);
+                let verdict = exit_verdict(&e, killed);
+                // The summary's category already says "timed out".
+                let why = describe_exit(&Exit {
+                    timed_out: false,
+                    ..e
+                });
+                self.ended.insert(host.to_string(), (verdict, why));
             }
             HostEvent::Failed { kind, message } => {
                 self.flush_partial(host);
