@@ -429,3 +429,160 @@ async fn a_lost_agent_is_reported_and_replaced() {
     drop(c);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_daemon_exits() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
+    opts.idle_timeout = Some(Duration::from_millis(300));
+    let task = tokio::spawn(serve(opts.clone(), CancellationToken::new()));
+    // A client keeps it alive while connected.
+    let mut client = None;
+    for _ in 0..500 {
+        if let Ok(Some(c)) = Client::connect_at(&opts.socket).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let c = client.expect("daemon answers");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !task.is_finished(),
+        "a connected client keeps the daemon up"
+    );
+    let _ = status(&c).await;
+    drop(c);
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("idle daemon exits")
+        .expect("task")
+        .expect("result");
+    assert!(!opts.socket.exists());
+}
+
+#[tokio::test]
+async fn facts_and_files_go_through_the_agent() {
+    use crew::proto::daemon::{FileOp, FileResult};
+    let d = Daemon::start().await;
+    let c = d.client().await;
+    let mut rx = c
+        .request(Request::Facts {
+            hosts: hosts(&["f1", "f2"]),
+            accept_new_host_keys: false,
+        })
+        .await
+        .expect("facts");
+    let Some(Event::Facts(facts)) = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("in time")
+    else {
+        panic!("expected Facts");
+    };
+    assert_eq!(facts.len(), 2);
+    let own = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    for (name, info) in &facts {
+        let info = info.as_ref().expect("facts of a local host");
+        assert_eq!(info.hostname, own.trim(), "{name}");
+        assert!(info.cpus > 0);
+    }
+    let path = d.home.path().join("written.txt").display().to_string();
+    let write = FileOp::Write {
+        path: path.clone(),
+        data: b"payload\n".to_vec(),
+        mode: 0o640,
+    };
+    let mut rx = c
+        .request(Request::File {
+            host: Host::local("f1"),
+            op: write,
+            accept_new_host_keys: false,
+        })
+        .await
+        .expect("file");
+    match tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("in time")
+    {
+        Some(Event::FileDone(Ok(FileResult::Written { size, .. }))) => assert_eq!(size, 8),
+        other => panic!("expected Written, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).expect("written file"), b"payload\n");
+    let read = FileOp::Read {
+        path,
+        max_size: 1024,
+    };
+    let mut rx = c
+        .request(Request::File {
+            host: Host::local("f1"),
+            op: read,
+            accept_new_host_keys: false,
+        })
+        .await
+        .expect("file");
+    match tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("in time")
+    {
+        Some(Event::FileDone(Ok(FileResult::Read { data, mode, .. }))) => {
+            assert_eq!(data, b"payload\n");
+            assert_eq!(mode & 0o777, 0o640);
+        }
+        other => panic!("expected Read, got {other:?}"),
+    }
+    drop(c);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_store_failure_is_an_error_not_a_finish() {
+    let d = Daemon::start().await;
+    // The run store's directory is replaced by a plain file: nothing can be stored.
+    let runs = d.home.path().join("runs");
+    std::fs::remove_dir_all(&runs).expect("rm runs");
+    std::fs::write(&runs, b"not a directory").expect("file");
+    let c = d.client().await;
+    let rx = c
+        .request(Request::Run(run_req(hosts(&["s1"]), "true")))
+        .await
+        .expect("run");
+    let (events, summary) = collect(rx).await;
+    assert!(summary.is_none(), "never reported finished: {events:?}");
+    match events.last() {
+        Some(Event::Error { message }) => {
+            assert!(
+                message.contains(&runs.display().to_string()),
+                "names the path: {message}"
+            )
+        }
+        other => panic!("expected an Error, got {other:?}"),
+    }
+    drop(c);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_host_file_that_cannot_be_written_fails_the_run() {
+    let d = Daemon::start().await;
+    let c = d.client().await;
+    // `<name>.out` exceeds the file-name limit (ENAMETOOLONG): that host cannot be stored.
+    let long = "h".repeat(300);
+    let rx = c
+        .request(Request::Run(run_req(hosts(&["fine", &long]), "echo x")))
+        .await
+        .expect("run");
+    let (events, summary) = collect(rx).await;
+    assert!(summary.is_none(), "never reported finished: {events:?}");
+    match events.last() {
+        Some(Event::Error { message }) => {
+            assert!(
+                message.contains(&format!("{long}.out")),
+                "names the path: {message}"
+            );
+            assert!(message.contains("marked failed"), "{message}");
+        }
+        other => panic!("expected an Error, got {other:?}"),
+    }
+    drop(c);
+    d.stop().await;
+}
