@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod host_state;
+pub mod inflight;
 pub mod link;
 mod local;
 pub mod pool;

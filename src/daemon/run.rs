@@ -1,10 +1,8 @@
 //! Runs: fan a command out to hosts, forward every host's events to the client, write
 //! everything to the run store, and report the run finished only once it is on disk.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
@@ -12,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::audit::{self, AuditLine};
 use super::host_state::HostError;
+use super::inflight::{lock, Killer, RunCtl};
 use super::pool::{link_error, ssh_error, Conn};
 use super::server::{Daemon, Sink};
 use super::store::{self, HostFiles, HostRecord};
@@ -21,87 +20,6 @@ use crate::proto::daemon::{ErrorKind, Event, HostEvent, RunRequest, Summary, Ver
 
 /// How long a killed (or timed-out) job may take to report its exit before we stop waiting.
 const KILL_GRACE: Duration = Duration::from_secs(10);
-
-/// Runs in flight, for `Kill` and `Status`.
-#[derive(Default)]
-pub struct Runs {
-    map: Mutex<HashMap<u64, Arc<RunCtl>>>,
-    total: AtomicU64,
-}
-
-#[derive(Default)]
-struct RunCtl {
-    hosts: Mutex<HashMap<String, HostCtl>>,
-}
-
-#[derive(Default)]
-struct HostCtl {
-    cancel: CancellationToken,
-    signal: Option<i32>,
-    killer: Option<Killer>,
-}
-
-#[derive(Clone)]
-enum Killer {
-    Agent(super::link::JobKiller),
-    Agentless(super::ssh::AgentlessKiller),
-}
-
-impl Killer {
-    fn kill(&self, signal: i32) {
-        let k = self.clone();
-        tokio::spawn(async move {
-            let r = match &k {
-                Killer::Agent(k) => k.kill(signal).await.map_err(|e| e.to_string()),
-                Killer::Agentless(k) => k.kill(signal).map_err(|e| e.to_string()),
-            };
-            if let Err(e) = r {
-                tracing::warn!("kill: {e}");
-            }
-        });
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Runs {
-    pub fn active(&self) -> u32 {
-        lock(&self.map).len() as u32
-    }
-
-    pub fn total(&self) -> u64 {
-        self.total.load(Ordering::Relaxed)
-    }
-
-    /// Kill one host's job (or all jobs) of a run; false when the run is unknown.
-    pub fn kill(&self, run_id: u64, host: Option<&str>, signal: i32) -> bool {
-        let Some(run) = lock(&self.map).get(&run_id).cloned() else {
-            return false;
-        };
-        let mut hosts = lock(&run.hosts);
-        for (name, ctl) in hosts.iter_mut() {
-            if host.is_some_and(|h| h != name) {
-                continue;
-            }
-            ctl.signal = Some(signal);
-            ctl.cancel.cancel();
-            if let Some(k) = &ctl.killer {
-                k.kill(signal);
-            }
-        }
-        true
-    }
-
-    /// Kill every job of every run (daemon stop).
-    pub fn kill_all(&self, signal: i32) {
-        let ids: Vec<u64> = lock(&self.map).keys().copied().collect();
-        for id in ids {
-            self.kill(id, None, signal);
-        }
-    }
-}
 
 /// Execute one `Run` request to the end.
 pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
@@ -115,19 +33,12 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
             return;
         }
     };
-    let ctl = Arc::new(RunCtl::default());
-    {
-        let mut hosts = lock(&ctl.hosts);
-        for h in &req.hosts {
-            hosts.insert(h.name.clone(), HostCtl::default());
-        }
-    }
-    lock(&d.runs.map).insert(run_id, ctl.clone());
-    d.runs.total.fetch_add(1, Ordering::Relaxed);
+    let names: Vec<String> = req.hosts.iter().map(|h| h.name.clone()).collect();
+    let ctl = d.runs.register(run_id, &names);
     tracing::info!(run_id, hosts = req.hosts.len(), command = %req.command, "run started");
     sink.send(Event::RunStarted {
         run_id,
-        hosts: req.hosts.iter().map(|h| h.name.clone()).collect(),
+        hosts: names,
     })
     .await;
 
@@ -197,7 +108,7 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
     if let Err(e) = audit::append(&d.audit_log, &line).await {
         store_error.get_or_insert(format!("{e:#}"));
     }
-    lock(&d.runs.map).remove(&run_id);
+    d.runs.remove(run_id);
     d.touch();
     match store_error {
         None => {

@@ -10,8 +10,9 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::inflight::Runs;
 use super::pool::{link_error, Conn, Pool};
-use super::run::{self, Runs};
+use super::run;
 use super::store::Store;
 use crate::inventory::Host;
 use crate::proto::agent::{ReadFile, WriteFile};
