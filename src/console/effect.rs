@@ -2,7 +2,7 @@
 //! tasks (never on the UI thread) and reports results back as [`Action`]s.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -37,9 +37,9 @@ pub trait Backend: Send + Sync + 'static {
     fn request(&self, req: Request) -> BoxFuture<'_, anyhow::Result<mpsc::Receiver<Event>>>;
 }
 
-/// Runs effects on tokio tasks. `backend` is None until the daemon connection lands.
+/// Runs effects on tokio tasks. `backend` is filled once the daemon connection is up.
 pub struct Executor {
-    pub backend: Option<Arc<dyn Backend>>,
+    pub backend: Arc<OnceLock<Arc<dyn Backend>>>,
     pub tx: mpsc::UnboundedSender<Action>,
     pub history_file: PathBuf,
     pub runs_dir: PathBuf,
@@ -95,7 +95,7 @@ impl Executor {
     /// Send `req` and forward every event for it, tagged, until the daemon closes the stream.
     fn stream(&self, tag: u64, req: Request) {
         let tx = self.tx.clone();
-        let Some(backend) = self.backend.clone() else {
+        let Some(backend) = self.backend.get().cloned() else {
             let _ = tx.send(Action::EffectFailed {
                 tag,
                 message: "not connected to the daemon".into(),

@@ -50,7 +50,7 @@ impl History {
     }
 
     /// Older entry; `current` is what is typed now (kept as the draft).
-    pub fn prev(&mut self, current: &str) -> Option<&str> {
+    pub fn older(&mut self, current: &str) -> Option<&str> {
         let next = match self.pos {
             None => {
                 self.draft = current.to_string();
@@ -64,7 +64,7 @@ impl History {
     }
 
     /// Newer entry, or the draft past the newest.
-    pub fn next(&mut self) -> Option<&str> {
+    pub fn newer(&mut self) -> Option<&str> {
         match self.pos {
             None => None,
             Some(i) if i + 1 < self.entries.len() => {
@@ -113,10 +113,10 @@ mod tests {
     #[test]
     fn walk_and_search() {
         let mut h = History::new(vec!["uptime".into(), "df -h".into(), "uname -a".into()]);
-        assert_eq!(h.prev("dra"), Some("uname -a"));
-        assert_eq!(h.prev(""), Some("df -h"));
-        assert_eq!(h.next(), Some("uname -a"));
-        assert_eq!(h.next(), Some("dra"));
+        assert_eq!(h.older("dra"), Some("uname -a"));
+        assert_eq!(h.older(""), Some("df -h"));
+        assert_eq!(h.newer(), Some("uname -a"));
+        assert_eq!(h.newer(), Some("dra"));
         assert_eq!(h.search("u"), Some("uname -a"));
         assert_eq!(h.search("u"), Some("uptime"));
         assert_eq!(h.search("u"), None);

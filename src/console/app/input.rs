@@ -154,8 +154,8 @@ impl Model {
     pub(super) fn history_action(&mut self, action: &Action) {
         let current = text_of(&self.command_input);
         let got = match action {
-            Action::HistoryPrev => self.history.prev(&current).map(str::to_string),
-            Action::HistoryNext => self.history.next().map(str::to_string),
+            Action::HistoryPrev => self.history.older(&current).map(str::to_string),
+            Action::HistoryNext => self.history.newer().map(str::to_string),
             _ => {
                 // ctrl-r: search for what is typed; again: the next older match.
                 if !self.history_search {
