@@ -82,7 +82,7 @@ impl Model {
             self.refilter();
             return Vec::new();
         }
-        match Filter::parse(&text) {
+        match Filter::parse(&text, &self.fleet.groups) {
             Ok(f) => {
                 let wants_facts = f.uses_facts();
                 self.filter = Some(f);

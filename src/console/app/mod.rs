@@ -354,7 +354,7 @@ impl Model {
                 .hosts
                 .iter()
                 .enumerate()
-                .filter(|(_, h)| f.matches(h, &self.fleet, &ctx).unwrap_or(false))
+                .filter(|(_, h)| f.matches(h, &ctx))
                 .map(|(i, _)| i)
                 .collect(),
         };

@@ -125,7 +125,8 @@ fn filter_error_keeps_last_good_filter() {
     assert_eq!(m.targets(), vec!["web03"]);
     typ(&mut m, " &");
     let err = m.filter_error.clone().expect("an error");
-    assert_eq!(err.pos, 7);
+    assert_eq!(err.pos, 8); // end of input: an operand is missing after `&`
+    assert!(err.message.contains("expected"), "{}", err.message);
     assert_eq!(m.targets(), vec!["web03"]);
 }
 
