@@ -75,26 +75,57 @@ fn finished_run(m: &mut Model) {
     m.key(Key::plain(KeyCode::Enter));
     let tag = m.run.as_ref().expect("run").tag;
     for h in ["web01", "web02", "web03"] {
-        feed(m, tag, h, HostEvent::Started { pid: 10, agentless: false });
+        feed(
+            m,
+            tag,
+            h,
+            HostEvent::Started {
+                pid: 10,
+                agentless: false,
+            },
+        );
     }
     let same = b"Welcome to the fleet\nmaintenance: sunday\n".to_vec();
     for h in ["web01", "web03"] {
-        feed(m, tag, h, HostEvent::Output { stream: Stream::Stdout, data: same.clone() });
+        feed(
+            m,
+            tag,
+            h,
+            HostEvent::Output {
+                stream: Stream::Stdout,
+                data: same.clone(),
+            },
+        );
         feed(m, tag, h, exit(0, 42));
     }
-    feed(m, tag, "web02", HostEvent::Output {
-        stream: Stream::Stdout,
-        data: b"Welcome to the fleet\nmaintenance: \x1b[31mNOW\x1b[0m\n".to_vec(),
-    });
-    feed(m, tag, "web02", HostEvent::Output {
-        stream: Stream::Stderr,
-        data: b"cat: warning\x07\n".to_vec(),
-    });
+    feed(
+        m,
+        tag,
+        "web02",
+        HostEvent::Output {
+            stream: Stream::Stdout,
+            data: b"Welcome to the fleet\nmaintenance: \x1b[31mNOW\x1b[0m\n".to_vec(),
+        },
+    );
+    feed(
+        m,
+        tag,
+        "web02",
+        HostEvent::Output {
+            stream: Stream::Stderr,
+            data: b"cat: warning\x07\n".to_vec(),
+        },
+    );
     feed(m, tag, "web02", exit(1, 1500));
-    feed(m, tag, "db1", HostEvent::Failed {
-        kind: ErrorKind::Unreachable,
-        message: "connect 10.0.0.9:22: connection refused".into(),
-    });
+    feed(
+        m,
+        tag,
+        "db1",
+        HostEvent::Failed {
+            kind: ErrorKind::Unreachable,
+            message: "connect 10.0.0.9:22: connection refused".into(),
+        },
+    );
 }
 
 #[test]
@@ -158,18 +189,41 @@ fn confirm_dialog_for_dangerous_command() {
 
 #[test]
 fn many_hosts_switch_to_list_and_focused_pane() {
-    let hosts: Vec<Host> = (1..=40).map(|i| host(&format!("node{i:02}"), &["role=demo"])).collect();
+    let hosts: Vec<Host> = (1..=40)
+        .map(|i| host(&format!("node{i:02}"), &["role=demo"]))
+        .collect();
     let km = Keymap::load(None).expect("keymap");
-    let mut m = Model::new(Fleet::new(hosts), km, Settings::default(), History::default());
+    let mut m = Model::new(
+        Fleet::new(hosts),
+        km,
+        Settings::default(),
+        History::default(),
+    );
     m.key(Key::ch(':'));
     typ(&mut m, "uname -r");
     m.key(Key::plain(KeyCode::Enter));
     let tag = m.run.as_ref().expect("run").tag;
     for i in 1..=40 {
         let h = format!("node{i:02}");
-        feed(&mut m, tag, &h, HostEvent::Started { pid: 1, agentless: false });
+        feed(
+            &mut m,
+            tag,
+            &h,
+            HostEvent::Started {
+                pid: 1,
+                agentless: false,
+            },
+        );
         if i % 3 != 0 {
-            feed(&mut m, tag, &h, HostEvent::Output { stream: Stream::Stdout, data: b"6.1.0-18-amd64\n".to_vec() });
+            feed(
+                &mut m,
+                tag,
+                &h,
+                HostEvent::Output {
+                    stream: Stream::Stdout,
+                    data: b"6.1.0-18-amd64\n".to_vec(),
+                },
+            );
             feed(&mut m, tag, &h, exit(0, 80 + i));
         }
     }

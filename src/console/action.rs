@@ -67,13 +67,19 @@ pub enum Action {
     Input(Key),
     /// An event from the daemon for the request the console tagged `tag`.
     #[serde(skip)]
-    Daemon { tag: u64, event: Event },
+    Daemon {
+        tag: u64,
+        event: Event,
+    },
     /// The daemon link is up (pid, build) or failed.
     #[serde(skip)]
     Connected(Result<(u32, String), String>),
     /// A background request failed.
     #[serde(skip)]
-    EffectFailed { tag: u64, message: String },
+    EffectFailed {
+        tag: u64,
+        message: String,
+    },
     #[serde(skip)]
     RunsListed(Result<Vec<RunEntry>, String>),
     #[serde(skip)]

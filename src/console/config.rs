@@ -53,7 +53,9 @@ impl ConsoleConfig {
         };
         base.iter()
             .chain(&self.extra_dangerous)
-            .map(|p| Regex::new(p).map_err(|e| format!("console.toml: dangerous pattern {p:?}: {e}")))
+            .map(|p| {
+                Regex::new(p).map_err(|e| format!("console.toml: dangerous pattern {p:?}: {e}"))
+            })
             .collect()
     }
 
@@ -86,6 +88,9 @@ mod tests {
     fn bad_pattern_is_reported() {
         let c: ConsoleConfig = toml::from_str("dangerous = ['(']").expect("toml");
         let err = c.dangerous().expect_err("bad regex");
-        assert!(err.contains("console.toml") && err.contains("\"(\""), "{err}");
+        assert!(
+            err.contains("console.toml") && err.contains("\"(\""),
+            "{err}"
+        );
     }
 }

@@ -17,7 +17,10 @@ pub const STATUS_TAG: u64 = 0;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Start a run; its events come back as `Action::Daemon { tag, .. }`.
-    Run { tag: u64, req: RunRequest },
+    Run {
+        tag: u64,
+        req: RunRequest,
+    },
     Kill {
         run_id: u64,
         host: Option<String>,
@@ -26,7 +29,10 @@ pub enum Effect {
     /// Ask the daemon for pool status (answers with tag [`STATUS_TAG`]).
     Status,
     /// Agent facts for the filter's `fact.*` terms.
-    Facts { tag: u64, hosts: Vec<Host> },
+    Facts {
+        tag: u64,
+        hosts: Vec<Host>,
+    },
     AppendHistory(String),
     ListRuns,
     LoadRun(PathBuf),
@@ -35,6 +41,8 @@ pub enum Effect {
 /// The console's view of the daemon: one request, a stream of events back.
 pub trait Backend: Send + Sync + 'static {
     fn request(&self, req: Request) -> BoxFuture<'_, anyhow::Result<mpsc::Receiver<Event>>>;
+    /// A request with no answer to wait for (`Kill`).
+    fn send(&self, req: Request) -> BoxFuture<'_, anyhow::Result<()>>;
 }
 
 /// Runs effects on tokio tasks. `backend` is filled once the daemon connection is up.
@@ -73,14 +81,11 @@ impl Executor {
                 run_id,
                 host,
                 signal,
-            } => self.stream(
-                u64::MAX,
-                Request::Kill {
-                    run_id,
-                    host,
-                    signal,
-                },
-            ),
+            } => self.send(Request::Kill {
+                run_id,
+                host,
+                signal,
+            }),
             Effect::Status => self.stream(STATUS_TAG, Request::Status),
             Effect::Facts { tag, hosts } => self.stream(
                 tag,
@@ -90,6 +95,26 @@ impl Executor {
                 },
             ),
         }
+    }
+
+    /// Send `req`; only a failure to send comes back (as an error message).
+    fn send(&self, req: Request) {
+        let tx = self.tx.clone();
+        let Some(backend) = self.backend.get().cloned() else {
+            let _ = tx.send(Action::EffectFailed {
+                tag: u64::MAX,
+                message: "not connected to the daemon".into(),
+            });
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = backend.send(req).await {
+                let _ = tx.send(Action::EffectFailed {
+                    tag: u64::MAX,
+                    message: format!("{e:#}"),
+                });
+            }
+        });
     }
 
     /// Send `req` and forward every event for it, tagged, until the daemon closes the stream.

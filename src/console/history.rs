@@ -26,7 +26,12 @@ impl History {
 
     pub fn load(path: &Path) -> History {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        History::new(text.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect())
+        History::new(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(String::from)
+                .collect(),
+        )
     }
 
     pub fn entries(&self) -> &[String] {
@@ -82,7 +87,9 @@ impl History {
     /// finds the next older match).
     pub fn search(&mut self, needle: &str) -> Option<&str> {
         let end = self.pos.unwrap_or(self.entries.len());
-        let i = self.entries[..end].iter().rposition(|e| e.contains(needle))?;
+        let i = self.entries[..end]
+            .iter()
+            .rposition(|e| e.contains(needle))?;
         if self.pos.is_none() {
             self.draft = needle.to_string();
         }

@@ -194,8 +194,7 @@ impl Keymap {
     pub fn load(user_file: Option<&Path>) -> Result<Keymap, String> {
         let mut km = Keymap::parse(DEFAULT_KEYMAP, Path::new("<built-in keymap.toml>"))?;
         if let Some(p) = user_file.filter(|p| p.exists()) {
-            let text =
-                std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
             km.merge(Keymap::parse(&text, p)?);
         }
         Ok(km)

@@ -29,12 +29,27 @@ fn defaults_cover_the_documented_keys() {
     assert_eq!(km.lookup(n, &Key::ch('?')), Some(&Action::Help));
     assert_eq!(km.lookup(n, &Key::ch('q')), Some(&Action::Quit));
     assert_eq!(km.lookup(n, &Key::ctrl('k')), Some(&Action::KillAll));
-    assert_eq!(km.lookup(n, &Key::plain(KeyCode::Tab)), Some(&Action::FocusNext));
+    assert_eq!(
+        km.lookup(n, &Key::plain(KeyCode::Tab)),
+        Some(&Action::FocusNext)
+    );
     assert_eq!(km.lookup(n, &Key::ch('j')), Some(&Action::Down));
-    assert_eq!(km.lookup(n, &Key::plain(KeyCode::Down)), Some(&Action::Down));
+    assert_eq!(
+        km.lookup(n, &Key::plain(KeyCode::Down)),
+        Some(&Action::Down)
+    );
     assert_eq!(km.lookup(Mode::Filter, &Key::ch('j')), None);
-    for mode in [Mode::Normal, Mode::Filter, Mode::Command, Mode::Help, Mode::Confirm] {
-        assert!(km.bindings(mode).iter().all(|b| !b.desc.is_empty()), "{mode:?}");
+    for mode in [
+        Mode::Normal,
+        Mode::Filter,
+        Mode::Command,
+        Mode::Help,
+        Mode::Confirm,
+    ] {
+        assert!(
+            km.bindings(mode).iter().all(|b| !b.desc.is_empty()),
+            "{mode:?}"
+        );
     }
 }
 
@@ -68,7 +83,11 @@ desc = "q is help now"
     assert!(descs.contains(&"q is help now"));
     // quit keeps its other key, and `q` is no longer listed for it
     assert_eq!(km.lookup(n, &Key::ctrl('c')), Some(&Action::Quit));
-    let quit = km.bindings(n).iter().find(|b| b.action == Action::Quit).expect("quit");
+    let quit = km
+        .bindings(n)
+        .iter()
+        .find(|b| b.action == Action::Quit)
+        .expect("quit");
     assert_eq!(quit.keys, vec![Key::ctrl('c')]);
 }
 

@@ -29,11 +29,15 @@ use crate::paths;
 
 /// `crew` / `crew console`: load the inventory and settings, then open the TUI. Errors in
 /// the inventory or config files are printed before the screen is taken over.
-pub fn run(hosts: Option<std::path::PathBuf>, args: crate::cli::ConsoleArgs) -> anyhow::Result<i32> {
+pub fn run(
+    hosts: Option<std::path::PathBuf>,
+    args: crate::cli::ConsoleArgs,
+) -> anyhow::Result<i32> {
     crate::logging::to_file("console");
     let fleet = engine::Fleet::load(hosts.as_deref())?;
     let cfg_dir = paths::config_dir();
-    let cfg = config::ConsoleConfig::load(&cfg_dir.join("console.toml")).map_err(anyhow::Error::msg)?;
+    let cfg =
+        config::ConsoleConfig::load(&cfg_dir.join("console.toml")).map_err(anyhow::Error::msg)?;
     let keymap =
         keymap::Keymap::load(Some(&cfg_dir.join("keymap.toml"))).map_err(anyhow::Error::msg)?;
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());

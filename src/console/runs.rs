@@ -50,8 +50,8 @@ fn text(v: &Value, keys: &[&str]) -> String {
 
 fn entry(dir: &Path) -> Result<RunEntry, String> {
     let meta_path = dir.join("meta.json");
-    let raw = std::fs::read_to_string(&meta_path)
-        .map_err(|e| format!("{}: {e}", meta_path.display()))?;
+    let raw =
+        std::fs::read_to_string(&meta_path).map_err(|e| format!("{}: {e}", meta_path.display()))?;
     let meta: Value =
         serde_json::from_str(&raw).map_err(|e| format!("{}: {e}", meta_path.display()))?;
     let host_list = meta.get("hosts").and_then(Value::as_array);
@@ -77,7 +77,7 @@ fn entry(dir: &Path) -> Result<RunEntry, String> {
             .unwrap_or_default(),
         command: text(&meta, &["command"]),
         selection: text(&meta, &["selection"]),
-        started: text(&meta, &["started", "started_at", "start"]),
+        started: text(&meta, &["when", "started"]),
         hosts: host_list.map_or(0, Vec::len),
         outcome,
     })
@@ -95,9 +95,23 @@ pub fn list(runs_dir: &Path, limit: usize) -> Result<Vec<RunEntry>, String> {
         .map(|e| e.path())
         .filter(|p| p.join("meta.json").is_file())
         .collect();
-    dirs.sort_by_key(|p| std::fs::metadata(p.join("meta.json")).and_then(|m| m.modified()).ok());
+    // newest first: numeric run ids, else modification time
+    dirs.sort_by_key(|p| {
+        let id = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<u64>().ok());
+        let mtime = std::fs::metadata(p.join("meta.json"))
+            .and_then(|m| m.modified())
+            .ok();
+        (id, mtime)
+    });
     dirs.reverse();
-    Ok(dirs.iter().take(limit).filter_map(|d| entry(d).ok()).collect())
+    Ok(dirs
+        .iter()
+        .take(limit)
+        .filter_map(|d| entry(d).ok())
+        .collect())
 }
 
 fn tail(path: &Path) -> Vec<u8> {
@@ -128,11 +142,12 @@ pub fn load(dir: &Path) -> Result<RunDetail, String> {
                 Value::String(s) => s.clone(),
                 other => text(other, &["name", "host"]),
             })
-            .filter(|n| !n.is_empty())
+            // names become file names: never leave the run directory
+            .filter(|n| !n.is_empty() && !n.contains('/') && n != ".." && n != ".")
             .collect(),
         None => Vec::new(),
     };
-    let hosts = names
+    let hosts: Vec<StoredHost> = names
         .into_iter()
         .map(|name| {
             let result = std::fs::read_to_string(dir.join(format!("{name}.json")))
@@ -147,5 +162,54 @@ pub fn load(dir: &Path) -> Result<RunDetail, String> {
             }
         })
         .collect();
+    let mut entry = entry;
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for h in &hosts {
+        let v = text(&h.result, &["verdict"]);
+        if !v.is_empty() {
+            *counts.entry(v).or_default() += 1;
+        }
+    }
+    if !counts.is_empty() {
+        entry.outcome = counts
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
     Ok(RunDetail { entry, hosts })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_newest_first_and_loads_hosts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (id, cmd) in [(1, "uptime"), (2, "hostname"), (10, "false")] {
+            let d = dir.path().join(id.to_string());
+            std::fs::create_dir_all(&d).expect("mkdir");
+            let meta = serde_json::json!({"id": id, "when": "2025-01-01T00:00:00Z",
+                "selection": "role=demo", "command": cmd, "hosts": ["a", "b", "../x"]});
+            std::fs::write(d.join("meta.json"), meta.to_string()).expect("meta");
+        }
+        let d = dir.path().join("10");
+        std::fs::write(d.join("a.out"), "hello\n").expect("out");
+        std::fs::write(d.join("a.json"), r#"{"verdict":"ok","code":0,"wall_ms":5}"#).expect("json");
+        std::fs::write(
+            d.join("b.json"),
+            r#"{"verdict":"unreachable","error_kind":"unreachable","error":"refused"}"#,
+        )
+        .expect("json");
+        let list = list(dir.path(), 10).expect("list");
+        let ids: Vec<_> = list.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["10", "2", "1"]);
+        assert_eq!(list[0].command, "false");
+        let run = load(&list[0].dir).expect("load");
+        let names: Vec<_> = run.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(run.hosts[0].stdout, b"hello\n");
+        assert_eq!(run.entry.outcome, "1 ok, 1 unreachable");
+    }
 }

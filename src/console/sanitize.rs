@@ -138,7 +138,9 @@ mod tests {
     fn valid_utf8_and_tabs_pass() {
         assert_eq!(plain("héllo wörld ✓".as_bytes()), "héllo wörld ✓");
         assert_eq!(plain(b"a\tb"), "a       b");
-        assert!(line("plain".as_bytes()).iter().all(|s| s.kind == SegKind::Text));
+        assert!(line("plain".as_bytes())
+            .iter()
+            .all(|s| s.kind == SegKind::Text));
     }
 
     #[test]

@@ -87,7 +87,8 @@ impl Scrollback {
 
     /// Complete lines plus the pending tails (what a pane shows).
     pub fn len(&self) -> usize {
-        self.lines.len() + usize::from(!self.partial_out.is_empty())
+        self.lines.len()
+            + usize::from(!self.partial_out.is_empty())
             + usize::from(!self.partial_err.is_empty())
     }
 

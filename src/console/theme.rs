@@ -13,7 +13,10 @@ use serde::Deserialize;
 pub const BUILTIN: &[(&str, &str)] = &[
     ("dark", include_str!("../../themes/dark.toml")),
     ("light", include_str!("../../themes/light.toml")),
-    ("high-contrast", include_str!("../../themes/high-contrast.toml")),
+    (
+        "high-contrast",
+        include_str!("../../themes/high-contrast.toml"),
+    ),
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -69,7 +72,11 @@ impl Theme {
             let names: Vec<_> = BUILTIN.iter().map(|(n, _)| *n).collect();
             format!("unknown theme {name:?} (built in: {})", names.join(", "))
         })?;
-        Theme::parse(text, Path::new(&format!("themes/{name}.toml")), Path::new(""))
+        Theme::parse(
+            text,
+            Path::new(&format!("themes/{name}.toml")),
+            Path::new(""),
+        )
     }
 
     pub fn parse(text: &str, path: &Path, config_dir: &Path) -> Result<Theme, String> {
@@ -159,7 +166,10 @@ mod tests {
         let hc = Theme::builtin("high-contrast").expect("high-contrast");
         assert_eq!(dark.name, "dark");
         assert_ne!(dark.get("output.stderr"), light.get("output.stderr"));
-        assert!(hc.get("ui.selected").add_modifier.contains(Modifier::REVERSED));
+        assert!(hc
+            .get("ui.selected")
+            .add_modifier
+            .contains(Modifier::REVERSED));
         assert!(Theme::builtin("nope").is_err());
     }
 
@@ -174,9 +184,16 @@ mod tests {
         assert_eq!(t.get("exit.fail").fg, Some(Color::Rgb(255, 0, 0)));
         assert_eq!(t.get("exit.ok").fg, Some(Color::Green));
         assert_eq!(t.get("nothing.here"), Style::default());
-        let err = Theme::parse("[styles]\nx = \"notacolour\"\n", Path::new("t.toml"), Path::new(""))
-            .expect_err("bad colour");
-        assert!(err.contains("t.toml") && err.contains("notacolour"), "{err}");
+        let err = Theme::parse(
+            "[styles]\nx = \"notacolour\"\n",
+            Path::new("t.toml"),
+            Path::new(""),
+        )
+        .expect_err("bad colour");
+        assert!(
+            err.contains("t.toml") && err.contains("notacolour"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -50,8 +50,11 @@ impl Model {
             .and_then(|a| names.iter().position(|n| n == a))
             .unwrap_or(self.cursor);
         let (lo, hi) = (from.min(self.cursor), from.max(self.cursor));
-        self.marks
-            .extend(names[lo..=hi.min(names.len().saturating_sub(1))].iter().cloned());
+        self.marks.extend(
+            names[lo..=hi.min(names.len().saturating_sub(1))]
+                .iter()
+                .cloned(),
+        );
     }
 
     /// Replace the marks with the hosts whose last verdict is one of `verdicts`.
@@ -171,7 +174,9 @@ impl Model {
             return Vec::new();
         };
         if self.marks.is_empty() {
-            let keys = self.keymap.key_for(Mode::Normal, &crate::console::action::Action::MarkFailed);
+            let keys = self
+                .keymap
+                .key_for(Mode::Normal, &crate::console::action::Action::MarkFailed);
             self.error(format!(
                 "mark the hosts to re-run on first (e.g. {} marks the failed ones)",
                 keys.unwrap_or_else(|| "mark-failed".into())
@@ -236,7 +241,9 @@ impl Model {
                 .is_some_and(|(_, b)| String::from_utf8_lossy(b).contains(&needle))
         };
         let found = if forward {
-            (start + 1..n).chain(0..=start.min(n.saturating_sub(1))).find(|&i| hit(i))
+            (start + 1..n)
+                .chain(0..=start.min(n.saturating_sub(1)))
+                .find(|&i| hit(i))
         } else {
             (0..start).rev().chain((start..n).rev()).find(|&i| hit(i))
         };

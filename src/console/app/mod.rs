@@ -186,9 +186,7 @@ impl Model {
             }
             Action::Cancel => self.cancel(),
             Action::Noop | Action::Resize(..) => {}
-            Action::Up | Action::Down | Action::PageUp | Action::PageDown => {
-                self.movement(&action)
-            }
+            Action::Up | Action::Down | Action::PageUp | Action::PageDown => self.movement(&action),
             Action::Top | Action::Bottom => self.movement(&action),
             Action::FocusNext | Action::FocusPrev => {
                 self.focus = match self.focus {

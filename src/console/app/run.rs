@@ -181,7 +181,8 @@ impl Model {
                     }
                     HostEvent::Failed { kind, message } => {
                         job.out.finish();
-                        job.out.push(Stream::Stderr, format!("crew: {message}\n").as_bytes());
+                        job.out
+                            .push(Stream::Stderr, format!("crew: {message}\n").as_bytes());
                         job.wall_ms = job.started_ms.map(|s| now.saturating_sub(s));
                         job.state = JobState::Failed { kind, message };
                     }
@@ -324,7 +325,12 @@ fn step(cur: usize, len: usize, action: &Action, page: usize) -> usize {
 
 /// Read a stored `<host>.json` loosely: `verdict`/`error`/`code`/`signal`/`timed_out`.
 fn stored_state(v: &Value) -> JobState {
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let kind = match s("error_kind").as_str() {
         "unreachable" => Some(ErrorKind::Unreachable),
         "timeout" => Some(ErrorKind::Timeout),
@@ -337,7 +343,7 @@ fn stored_state(v: &Value) -> JobState {
     if let Some(kind) = kind {
         return JobState::Failed {
             kind,
-            message: s("message"),
+            message: s("error"),
         };
     }
     let exit = v.get("exit").unwrap_or(v);
@@ -352,6 +358,9 @@ fn stored_state(v: &Value) -> JobState {
         user_ms: 0,
         sys_ms: 0,
         max_rss_kb: 0,
-        timed_out: exit.get("timed_out").and_then(Value::as_bool).unwrap_or(false),
+        timed_out: exit
+            .get("timed_out")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }

@@ -82,8 +82,24 @@ fn run_with_failures(m: &mut Model, cmd: &str) -> u64 {
         },
     });
     for h in ["web01", "web02", "web03"] {
-        ev(m, tag, h, HostEvent::Started { pid: 1, agentless: false });
-        ev(m, tag, h, HostEvent::Output { stream: Stream::Stdout, data: b"hi\n".to_vec() });
+        ev(
+            m,
+            tag,
+            h,
+            HostEvent::Started {
+                pid: 1,
+                agentless: false,
+            },
+        );
+        ev(
+            m,
+            tag,
+            h,
+            HostEvent::Output {
+                stream: Stream::Stdout,
+                data: b"hi\n".to_vec(),
+            },
+        );
     }
     ev(m, tag, "web01", exit(0));
     ev(m, tag, "web02", exit(1));
@@ -92,7 +108,10 @@ fn run_with_failures(m: &mut Model, cmd: &str) -> u64 {
         m,
         tag,
         "db1",
-        HostEvent::Failed { kind: ErrorKind::Unreachable, message: "connection refused".into() },
+        HostEvent::Failed {
+            kind: ErrorKind::Unreachable,
+            message: "connection refused".into(),
+        },
     );
     tag
 }
@@ -159,7 +178,10 @@ fn mark_unreachable_and_gathered_group() {
         event: Event::RunFinished {
             run_id: 7,
             summary: Summary {
-                hosts: vec![("web01".into(), Verdict::Ok), ("web03".into(), Verdict::Timeout)],
+                hosts: vec![
+                    ("web01".into(), Verdict::Ok),
+                    ("web03".into(), Verdict::Timeout),
+                ],
                 store_dir: String::new(),
             },
         },
@@ -170,7 +192,10 @@ fn mark_unreachable_and_gathered_group() {
 
 #[test]
 fn read_only_refuses_to_run() {
-    let mut m = model_with(Settings { read_only: true, ..Settings::default() });
+    let mut m = model_with(Settings {
+        read_only: true,
+        ..Settings::default()
+    });
     m.key(Key::ch(':'));
     typ(&mut m, "hostname");
     assert!(enter(&mut m).is_empty());
@@ -181,7 +206,10 @@ fn read_only_refuses_to_run() {
 #[test]
 fn dangerous_command_asks_first() {
     let dangerous = vec![Regex::new(r"\brm\s+-rf\b").expect("regex")];
-    let mut m = model_with(Settings { dangerous, ..Settings::default() });
+    let mut m = model_with(Settings {
+        dangerous,
+        ..Settings::default()
+    });
     m.key(Key::ch(':'));
     typ(&mut m, "rm -rf /tmp/x");
     assert!(enter(&mut m).is_empty());
@@ -208,16 +236,35 @@ fn kill_focused_and_all() {
     let (tag, _) = run_req(&enter(&mut m));
     m.update(Action::Daemon {
         tag,
-        event: Event::RunStarted { run_id: 9, hosts: vec![] },
+        event: Event::RunStarted {
+            run_id: 9,
+            hosts: vec![],
+        },
     });
-    ev(&mut m, tag, "web01", HostEvent::Started { pid: 5, agentless: false });
+    ev(
+        &mut m,
+        tag,
+        "web01",
+        HostEvent::Started {
+            pid: 5,
+            agentless: false,
+        },
+    );
     assert_eq!(
         m.key(Key::ch('x')),
-        vec![Effect::Kill { run_id: 9, host: Some("web01".into()), signal: libc::SIGTERM }]
+        vec![Effect::Kill {
+            run_id: 9,
+            host: Some("web01".into()),
+            signal: libc::SIGTERM
+        }]
     );
     assert_eq!(
         m.key(Key::ctrl('k')),
-        vec![Effect::Kill { run_id: 9, host: None, signal: libc::SIGTERM }]
+        vec![Effect::Kill {
+            run_id: 9,
+            host: None,
+            signal: libc::SIGTERM
+        }]
     );
 }
 
@@ -237,12 +284,25 @@ fn history_is_recorded_and_walked() {
 
 #[test]
 fn output_streams_into_bounded_scrollback() {
-    let mut m = model_with(Settings { scrollback: 5, ..Settings::default() });
+    let mut m = model_with(Settings {
+        scrollback: 5,
+        ..Settings::default()
+    });
     m.key(Key::ch(':'));
     typ(&mut m, "seq 100");
     let (tag, _) = run_req(&enter(&mut m));
-    let data: Vec<u8> = (1..=100).flat_map(|i| format!("{i}\n").into_bytes()).collect();
-    ev(&mut m, tag, "web01", HostEvent::Output { stream: Stream::Stdout, data });
+    let data: Vec<u8> = (1..=100)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
+    ev(
+        &mut m,
+        tag,
+        "web01",
+        HostEvent::Output {
+            stream: Stream::Stdout,
+            data,
+        },
+    );
     let job = &m.run.as_ref().expect("run").jobs["web01"];
     assert_eq!(job.out.len(), 5);
     assert_eq!(job.out.get(4).map(|l| l.1.to_vec()), Some(b"100".to_vec()));

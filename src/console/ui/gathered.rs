@@ -60,7 +60,10 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
         .map(|(i, g)| {
             let mut l = Line::from(vec![
                 Span::styled(format!("{:>4} ", g.hosts.len()), t.get("ui.title")),
-                Span::styled(format!("{:<12}", g.key.status), t.get(status_scope(&g.key.status))),
+                Span::styled(
+                    format!("{:<12}", g.key.status),
+                    t.get(status_scope(&g.key.status)),
+                ),
                 Span::styled(Model::fold(&g.hosts), t.get("host.name")),
             ]);
             if i == sel {
@@ -74,7 +77,12 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let Some(group) = groups.get(sel) else {
         return;
     };
-    let rep = |i: usize| groups.get(i).and_then(|g| g.hosts.first()).and_then(|h| run.jobs.get(h));
+    let rep = |i: usize| {
+        groups
+            .get(i)
+            .and_then(|g| g.hosts.first())
+            .and_then(|h| run.jobs.get(h))
+    };
     let Some(job) = rep(sel) else {
         return;
     };

@@ -13,7 +13,11 @@ use crate::console::theme::Theme;
 
 pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let targets = m.targets();
-    let whom = if m.marks.is_empty() { "shown" } else { "marked" };
+    let whom = if m.marks.is_empty() {
+        "shown"
+    } else {
+        "marked"
+    };
     let target_span = Span::styled(
         format!(
             "→ {} {whom} host{}: {} ",
@@ -26,7 +30,9 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let (label, field, active) = match m.mode {
         Mode::Filter => (" / filter ", &m.filter_input, true),
         Mode::Search => (" search output ", &m.search_input, true),
-        Mode::Command if m.history_search => (" : command (ctrl-r history) ", &m.command_input, true),
+        Mode::Command if m.history_search => {
+            (" : command (ctrl-r history) ", &m.command_input, true)
+        }
         Mode::Command => (" : command ", &m.command_input, true),
         _ => (" : command ", &m.command_input, false),
     };

@@ -13,7 +13,11 @@ use crate::console::theme::Theme;
 
 pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let Some(run) = m.run.as_ref() else {
-        let b = block(Line::from(Span::styled(" Output ", t.get("ui.title"))), output_focused(m), t);
+        let b = block(
+            Line::from(Span::styled(" Output ", t.get("ui.title"))),
+            output_focused(m),
+            t,
+        );
         let inner = b.inner(area);
         f.render_widget(b, area);
         let text = vec![
@@ -43,12 +47,18 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let rows = n.div_ceil(cols);
     let row_areas = Layout::default()
         .direction(Direction::Vertical)
-        .constraints(vec![Constraint::Ratio(1, u32::from(rows)); usize::from(rows)])
+        .constraints(vec![
+            Constraint::Ratio(1, u32::from(rows));
+            usize::from(rows)
+        ])
         .split(area);
     for (r, row_area) in row_areas.iter().enumerate() {
         let col_areas = Layout::default()
             .direction(Direction::Horizontal)
-            .constraints(vec![Constraint::Ratio(1, u32::from(cols)); usize::from(cols)])
+            .constraints(vec![
+                Constraint::Ratio(1, u32::from(cols));
+                usize::from(cols)
+            ])
             .split(*row_area);
         for (c, cell) in col_areas.iter().enumerate() {
             let i = r * usize::from(cols) + c;
@@ -75,7 +85,10 @@ pub fn pane_title<'a>(run: &RunView, host: &str, now: u64, t: &Theme) -> Line<'a
         Span::styled(format!("{glyph} {}", job.state.label()), t.get(scope)),
     ];
     if let Some(ms) = run.duration_ms(host, now) {
-        spans.push(Span::styled(format!(" · {}", duration(ms)), t.get("ui.dim")));
+        spans.push(Span::styled(
+            format!(" · {}", duration(ms)),
+            t.get("ui.dim"),
+        ));
     }
     if job.agentless {
         spans.push(Span::styled(" · agentless", t.get("ui.dim")));

@@ -34,7 +34,10 @@ pub fn help_lines<'a>(m: &Model, t: &Theme) -> Vec<Line<'a>> {
     ];
     for (mode, title) in HELP_MODES {
         lines.push(Line::from(""));
-        lines.push(Line::from(Span::styled(title.to_string(), t.get("ui.title"))));
+        lines.push(Line::from(Span::styled(
+            title.to_string(),
+            t.get("ui.title"),
+        )));
         for b in m.keymap.bindings(*mode) {
             let keys: Vec<String> = b.keys.iter().map(|k| k.label()).collect();
             lines.push(Line::from(vec![
@@ -49,7 +52,10 @@ pub fn help_lines<'a>(m: &Model, t: &Theme) -> Vec<Line<'a>> {
 pub fn help(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let r = centered(area, 84, 86);
     f.render_widget(Clear, r);
-    let title = Line::from(Span::styled(" Help: keys (Esc closes, j/k scroll) ", t.get("ui.title")));
+    let title = Line::from(Span::styled(
+        " Help: keys (Esc closes, j/k scroll) ",
+        t.get("ui.title"),
+    ));
     let b = block(title, true, t);
     let inner = b.inner(r);
     f.render_widget(b, r);
@@ -65,12 +71,19 @@ pub fn confirm(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     };
     let r = centered(area, 70, 40);
     f.render_widget(Clear, r);
-    let title = Line::from(Span::styled(" Run a dangerous command? ", t.get("dialog.danger")));
+    let title = Line::from(Span::styled(
+        " Run a dangerous command? ",
+        t.get("dialog.danger"),
+    ));
     let b = block(title, true, t).border_style(t.get("dialog.border"));
     let inner = b.inner(r);
     f.render_widget(b, r);
-    let yes = m.keymap.key_for(Mode::Confirm, &crate::console::action::Action::Confirm);
-    let no = m.keymap.key_for(Mode::Confirm, &crate::console::action::Action::Deny);
+    let yes = m
+        .keymap
+        .key_for(Mode::Confirm, &crate::console::action::Action::Confirm);
+    let no = m
+        .keymap
+        .key_for(Mode::Confirm, &crate::console::action::Action::Deny);
     let lines = vec![
         Line::from(vec![
             Span::styled("command: ", t.get("ui.dim")),
@@ -98,12 +111,18 @@ pub fn confirm(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
 pub fn runs(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let r = centered(area, 90, 80);
     f.render_widget(Clear, r);
-    let title = Line::from(Span::styled(" Earlier runs (Enter opens) ", t.get("ui.title")));
+    let title = Line::from(Span::styled(
+        " Earlier runs (Enter opens) ",
+        t.get("ui.title"),
+    ));
     let b = block(title, true, t);
     let inner = b.inner(r);
     f.render_widget(b, r);
     let Some(list) = m.runs.as_ref() else {
-        f.render_widget(Paragraph::new("reading the run store…").style(t.get("ui.empty")), inner);
+        f.render_widget(
+            Paragraph::new("reading the run store…").style(t.get("ui.empty")),
+            inner,
+        );
         return;
     };
     if list.is_empty() {
@@ -122,7 +141,10 @@ pub fn runs(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
                 Span::styled(format!("{:<14} ", e.id), t.get("ui.dim")),
                 Span::styled(format!("{:<20} ", e.started), t.get("ui.dim")),
                 Span::styled(format!("{:>4} hosts  ", e.hosts), t.get("ui")),
-                Span::styled(crate::console::sanitize::plain(e.command.as_bytes()), t.get("host.name")),
+                Span::styled(
+                    crate::console::sanitize::plain(e.command.as_bytes()),
+                    t.get("host.name"),
+                ),
                 Span::styled(format!("  {}", e.outcome), t.get("ui.dim")),
             ]);
             if i == m.runs_cursor {

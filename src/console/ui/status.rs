@@ -56,7 +56,10 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
             break;
         }
         width += w;
-        hints.push(Span::styled(format!(" {}", key.label()), t.get("status.key")));
+        hints.push(Span::styled(
+            format!(" {}", key.label()),
+            t.get("status.key"),
+        ));
         hints.push(Span::styled(format!(" {hint} "), bar));
     }
     let pad = usize::from(area.width).saturating_sub(used + width);
