@@ -4,13 +4,14 @@
 mod acting;
 mod input;
 mod run;
+mod types;
 
 use std::collections::{BTreeSet, HashMap};
 
-use regex::Regex;
 use tui_textarea::TextArea;
 
 pub use run::{Job, JobState, RunView};
+pub use types::{Daemon, Focus, Level, PendingRun, Settings, View};
 
 use super::action::Action;
 use super::effect::{Effect, STATUS_TAG};
@@ -20,65 +21,6 @@ use super::keymap::{Key, Keymap, Mode};
 use super::runs::RunEntry;
 use crate::proto::agent::Info;
 use crate::proto::daemon::{Event, StatusReport, Verdict};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Focus {
-    Hosts,
-    Output,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    Output,
-    Gathered,
-    Heist,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Daemon {
-    Connecting,
-    Up { pid: u32, build: String },
-    Down(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Level {
-    Info,
-    Error,
-}
-
-/// Console settings (from `console.toml` and flags).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub read_only: bool,
-    pub dangerous: Vec<Regex>,
-    pub scrollback: usize,
-    pub timeout_ms: Option<u64>,
-    pub accept_new_host_keys: bool,
-    pub who: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            read_only: false,
-            dangerous: Vec::new(),
-            scrollback: 10_000,
-            timeout_ms: None,
-            accept_new_host_keys: false,
-            who: String::new(),
-        }
-    }
-}
-
-/// A run waiting for the operator's yes in the confirm dialog.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingRun {
-    pub command: String,
-    pub targets: Vec<String>,
-    /// The dangerous pattern that matched.
-    pub pattern: String,
-}
 
 pub struct Model {
     pub fleet: Fleet,

@@ -3,6 +3,7 @@ use crate::console::keymap::KeyCode;
 use crate::inventory::Host;
 use crate::proto::agent::{Exit, Stream};
 use crate::proto::daemon::{HostEvent, RunRequest, Summary};
+use regex::Regex;
 
 fn host(name: &str, tags: &[&str]) -> Host {
     let mut h = Host::local(name);
