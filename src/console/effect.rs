@@ -100,14 +100,15 @@ impl Executor {
     /// Send `req`; only a failure to send comes back (as an error message).
     fn send(&self, req: Request) {
         let tx = self.tx.clone();
-        let Some(backend) = self.backend.get().cloned() else {
-            let _ = tx.send(Action::EffectFailed {
-                tag: u64::MAX,
-                message: "not connected to the daemon".into(),
-            });
-            return;
-        };
+        let slot = self.backend.clone();
         tokio::spawn(async move {
+            let Some(backend) = wait_backend(&slot).await else {
+                let _ = tx.send(Action::EffectFailed {
+                    tag: u64::MAX,
+                    message: "not connected to the daemon".into(),
+                });
+                return;
+            };
             if let Err(e) = backend.send(req).await {
                 let _ = tx.send(Action::EffectFailed {
                     tag: u64::MAX,
@@ -120,14 +121,15 @@ impl Executor {
     /// Send `req` and forward every event for it, tagged, until the daemon closes the stream.
     fn stream(&self, tag: u64, req: Request) {
         let tx = self.tx.clone();
-        let Some(backend) = self.backend.get().cloned() else {
-            let _ = tx.send(Action::EffectFailed {
-                tag,
-                message: "not connected to the daemon".into(),
-            });
-            return;
-        };
+        let slot = self.backend.clone();
         tokio::spawn(async move {
+            let Some(backend) = wait_backend(&slot).await else {
+                let _ = tx.send(Action::EffectFailed {
+                    tag,
+                    message: "not connected to the daemon".into(),
+                });
+                return;
+            };
             match backend.request(req).await {
                 Ok(mut rx) => {
                     while let Some(event) = rx.recv().await {
@@ -144,5 +146,22 @@ impl Executor {
                 }
             }
         });
+    }
+}
+
+/// How long a request made while the console is still connecting waits for the daemon.
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The backend, waiting (bounded) while the background connection is still being made.
+async fn wait_backend(slot: &OnceLock<Arc<dyn Backend>>) -> Option<Arc<dyn Backend>> {
+    let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+    loop {
+        if let Some(b) = slot.get() {
+            return Some(b.clone());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
