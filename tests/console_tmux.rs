@@ -192,7 +192,9 @@ fn sigterm_restores_terminal() {
         .expect("kill")
         .success();
     assert!(ok, "kill -TERM {pid}");
-    let screen = s.wait_for("EXITED", 10);
+    s.wait_for("EXITED", 10);
+    let screen = s.wait("the icanon flag", 10, |t| t.contains("icanon"));
+    assert!(screen.contains("EXITED 0"), "{screen}");
     assert!(
         !screen.contains("Hosts 10 shown"),
         "alternate screen left behind:\n{screen}"
