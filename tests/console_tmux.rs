@@ -6,20 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// tmux present? Outside CI a missing tool skips loudly; under CI=true it fails.
-fn require_tool(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{tool} is required under CI (apt-get install {tool})");
-        }
-        eprintln!("SKIPPED: console_tmux needs {tool} (apt-get install {tool})");
-    }
-    found
-}
+mod support;
+use support::require_tool;
 
 struct Session {
     name: String,
