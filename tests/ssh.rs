@@ -88,7 +88,12 @@ async fn exec_on_many_loopback_hosts_reaches_each_address() {
             let (out, _, exit) = collect(&s, run("echo $SSH_CONNECTION; hostname")).await;
             let negotiated = s.negotiated().to_string();
             s.disconnect().await;
-            (h, String::from_utf8_lossy(&out).to_string(), exit, negotiated)
+            (
+                h,
+                String::from_utf8_lossy(&out).to_string(),
+                exit,
+                negotiated,
+            )
         }));
     }
     let local = std::process::Command::new("hostname")
@@ -289,7 +294,10 @@ async fn agent_that_cannot_be_installed_is_reported_unavailable() {
     };
     assert!(matches!(e, SshError::AgentUnavailable(_)), "{e:?}");
     assert_eq!(e.kind(), ErrorKind::Agent);
-    assert!(e.to_string().contains("/proc/crew-cannot-write-here"), "{e}");
+    assert!(
+        e.to_string().contains("/proc/crew-cannot-write-here"),
+        "{e}"
+    );
     // the connection stays usable for agentless exec
     let (out, _, exit) = collect(&s, run("echo still-here")).await;
     assert_eq!(exit_code(&exit), Some(0));
