@@ -197,3 +197,68 @@ fn sigterm_restores_terminal() {
         "terminal left in raw mode:\n{screen}"
     );
 }
+#[test]
+fn run_mark_failed_rerun_gather_and_kill() {
+    if !require_tool("tmux") {
+        return;
+    }
+    let s = Session::start("run");
+    s.wait_for("Hosts 10 shown", 20);
+    s.keys(&["/"]);
+    s.text("role=demo");
+    s.keys(&["Enter"]);
+    s.wait_for("→ 7 shown hosts: demo[1-7]", 10);
+    s.keys(&[":"]);
+    s.text("hostname");
+    s.keys(&["Enter"]);
+    let screen = s.wait_for("run #1 done", 60);
+    let host = Command::new("hostname")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .expect("hostname");
+    assert!(screen.contains("7 ok"), "{screen}");
+    assert!(screen.contains(&host), "{screen}");
+    assert!(screen.contains("demo4 ✓ ok"), "{screen}");
+    // gathered: one group of 7
+    s.keys(&["g"]);
+    let screen = s.wait_for("Gathered 1 groups · 7 hosts", 10);
+    assert!(screen.contains("demo[1-7]"), "{screen}");
+    s.keys(&["Escape"]);
+    // a failing command on demo2 and demo5
+    s.keys(&["Tab", "Home", "j", "Space", "j", "j", "Space"]);
+    s.wait_for("→ 2 marked hosts: demo[2,5]", 10);
+    s.keys(&[":"]);
+    s.text("echo boom >&2; exit 3");
+    s.keys(&["Enter"]);
+    let screen = s.wait_for("run #2 done: 2 failed", 60);
+    assert!(screen.contains("demo2 ✗ exit 3"), "{screen}");
+    assert!(screen.contains("boom"), "{screen}");
+    // mark by outcome, then re-run on exactly that set
+    s.keys(&["C-\\"]);
+    s.wait_for("0 marked", 10);
+    s.keys(&["F"]);
+    s.wait_for("marked 2 failed: demo[2,5]", 10);
+    s.keys(&["r"]);
+    let screen = s.wait_for("run #3 done: 2 failed", 60);
+    assert!(screen.contains("→ 2 marked hosts: demo[2,5]"), "{screen}");
+    // kill a long sleep on every host of the run
+    let sleep = format!("sleep 1000.{}", std::process::id() % 10_000);
+    s.keys(&["C-\\"]);
+    s.keys(&[":"]);
+    s.text(&sleep);
+    s.keys(&["Enter"]);
+    s.wait_for("7 running", 60);
+    s.keys(&["C-k"]);
+    s.wait_for("7 killed", 30);
+    let left = Command::new("pgrep")
+        .args(["-f", "-x", &sleep])
+        .output()
+        .expect("pgrep");
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "{sleep} still running after kill"
+    );
+    s.keys(&["q"]);
+    s.wait_for("EXITED 0", 10);
+}
+
