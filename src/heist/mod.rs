@@ -17,6 +17,7 @@ pub mod format;
 mod host_run;
 pub mod journal;
 pub mod local_run;
+pub mod locate;
 pub mod plan;
 pub mod validate;
 pub mod vars;
