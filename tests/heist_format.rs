@@ -118,3 +118,11 @@ fn step_shapes_are_checked() {
     let e = errors("[heist.a]\nselect = \"*\"\n");
     assert!(e.contains("has no steps"), "{e}");
 }
+
+#[test]
+fn the_shipped_demo_heists_check_out() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("heists/demo.toml");
+    let hs = crew::heist::validate::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = hs.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["careful", "flaky", "hello", "release"]);
+}
