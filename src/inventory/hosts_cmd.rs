@@ -1,8 +1,103 @@
-//! `crew hosts [SELECTION]`.
+//! `crew hosts [SELECTION]`: the hosts a selection picks, as a table, and their nodeset.
 
-pub fn run(
-    _hosts: Option<std::path::PathBuf>,
-    _args: crate::cli::HostsArgs,
-) -> anyhow::Result<i32> {
-    anyhow::bail!("crew hosts: not built yet")
+use std::io::Write;
+
+use super::{Host, Inventory, Transport};
+use crate::select::{self, NoContext};
+
+/// Exit codes: 0 listed (even if nothing matched), 2 bad inventory or selection.
+pub fn run(hosts: Option<std::path::PathBuf>, args: crate::cli::HostsArgs) -> anyhow::Result<i32> {
+    let inv = match Inventory::find_default(hosts.as_deref()).and_then(|p| Inventory::load(&p)) {
+        Ok(inv) => inv,
+        Err(e) => {
+            eprintln!("crew hosts: {e}");
+            return Ok(2);
+        }
+    };
+    let picked: Vec<&Host> = match args.selection.as_deref() {
+        None => inv.hosts.iter().collect(),
+        Some(text) => {
+            let expr = select::parse(text).and_then(|e| {
+                let hosts = inv.try_select(&e, &NoContext)?;
+                Ok((e, hosts))
+            });
+            match expr {
+                Ok((e, hosts)) => {
+                    if e.uses_facts() || e.uses_outcomes() {
+                        eprintln!(
+                            "crew hosts: note: fact.* and ?outcome tests need the daemon's \
+                             knowledge; here they match nothing"
+                        );
+                    }
+                    hosts
+                }
+                Err(e) => {
+                    eprintln!(
+                        "crew hosts: bad selection (column {}):\n{}",
+                        e.column(text),
+                        e.render(text)
+                    );
+                    return Ok(2);
+                }
+            }
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(table(&picked).as_bytes())?;
+    out.flush()?;
+    Ok(0)
+}
+
+/// The table and the closing count line.
+pub fn table(hosts: &[&Host]) -> String {
+    let rows: Vec<[String; 4]> = hosts
+        .iter()
+        .map(|h| {
+            let addr = match h.transport {
+                Transport::Local => "local".to_string(),
+                Transport::Ssh if h.address.contains(':') => format!("[{}]:{}", h.address, h.port),
+                Transport::Ssh => format!("{}:{}", h.address, h.port),
+            };
+            [
+                h.name.clone(),
+                addr,
+                h.user.clone().unwrap_or_else(|| "-".into()),
+                h.tags.join(" "),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "ADDRESS", "USER", "TAGS"].map(String::from);
+    let mut widths = [0usize; 3];
+    for r in std::iter::once(&header).chain(rows.iter()) {
+        for (w, c) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut s = String::new();
+    for r in std::iter::once(&header).chain(rows.iter()) {
+        let line = format!(
+            "{:w0$}  {:w1$}  {:w2$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    let noun = if hosts.len() == 1 { "host" } else { "hosts" };
+    if hosts.is_empty() {
+        s.push_str("0 hosts\n");
+    } else {
+        s.push_str(&format!(
+            "{} {noun}: {}\n",
+            hosts.len(),
+            crate::nodeset::fold(&names)
+        ));
+    }
+    s
 }

@@ -1,6 +1,167 @@
 //! The inventory: hosts.toml, resolved against `~/.ssh/config`.
+//!
+//! Precedence for every setting: the `[[host]]` entry, then `[defaults]`, then the
+//! ssh_config (`[defaults] ssh_config`, else `$CREW_SSH_CONFIG`, else `~/.ssh/config`),
+//! then built-in defaults (port 22, the standard key files that exist, `~/.ssh/known_hosts`
+//! and `/etc/ssh/ssh_known_hosts`, 10 s connect timeout).
 
 mod host;
 pub mod hosts_cmd;
+mod raw;
+mod resolve;
+mod settings;
+mod ssh_config;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 pub use host::{Host, Transport};
+
+use crate::select::{self, Context, SelectError};
+
+/// A loaded inventory.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The hosts.toml it came from.
+    pub path: PathBuf,
+    /// Hosts in file order (nodesets expanded in their written order).
+    pub hosts: Vec<Host>,
+    /// Named selections (`[groups]`), used as `@name`; checked at load time.
+    pub groups: BTreeMap<String, String>,
+}
+
+/// Why an inventory could not be loaded. `Display` gives `file:line:col: message` when the
+/// problem is at a place in a file.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{col}: {message}", path.display())]
+    At {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    #[error("{}: {message}", path.display())]
+    SshConfig { path: PathBuf, message: String },
+    #[error("no hosts.toml found; looked for {}", list(looked))]
+    NotFound { looked: Vec<PathBuf> },
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    let v: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    v.join(", ")
+}
+
+/// A file's text and name, to turn byte offsets into `file:line:col` errors.
+pub(crate) struct Source<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
+        (line, col)
+    }
+
+    pub fn error(&self, offset: usize, message: impl Into<String>) -> InventoryError {
+        let (line, col) = self.line_col(offset);
+        InventoryError::At {
+            path: self.path.to_path_buf(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+
+    /// Offset of the first character inside a string value whose span starts at `start`
+    /// (skips the opening quote or triple quote).
+    pub fn string_body(&self, start: usize) -> usize {
+        let rest = self.text.get(start..).unwrap_or("");
+        if rest.starts_with("\"\"\"") || rest.starts_with("'''") {
+            start + 3
+        } else if rest.starts_with('"') || rest.starts_with('\'') {
+            start + 1
+        } else {
+            start
+        }
+    }
+}
+
+impl Inventory {
+    /// Read and resolve a hosts.toml.
+    pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Inventory::from_str(&text, path)
+    }
+
+    /// Resolve hosts.toml text; `path` names it in errors and anchors relative paths.
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
+        let src = Source { path, text };
+        let raw: raw::RawFile = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            src.error(offset, e.message().trim_end())
+        })?;
+        let (hosts, groups) = resolve::resolve(raw, &src)?;
+        Ok(Inventory {
+            path: path.to_path_buf(),
+            hosts,
+            groups,
+        })
+    }
+
+    /// Where the inventory is: `explicit` when given, else `./hosts.toml`, else
+    /// `<config dir>/hosts.toml`.
+    pub fn find_default(explicit: Option<&Path>) -> Result<PathBuf, InventoryError> {
+        let candidates = match explicit {
+            Some(p) => vec![p.to_path_buf()],
+            None => vec![
+                PathBuf::from("hosts.toml"),
+                crate::paths::config_dir().join("hosts.toml"),
+            ],
+        };
+        match candidates.iter().find(|p| p.is_file()) {
+            Some(p) => Ok(p.clone()),
+            None => Err(InventoryError::NotFound { looked: candidates }),
+        }
+    }
+
+    /// The hosts `expr` picks, in inventory order. A group error selects nothing; use
+    /// [`Inventory::try_select`] to see it.
+    pub fn select(&self, expr: &select::Expr, ctx: &dyn Context) -> Vec<&Host> {
+        self.try_select(expr, ctx).unwrap_or_default()
+    }
+
+    /// The hosts `expr` picks, or why the expression cannot be evaluated (unknown group).
+    pub fn try_select(
+        &self,
+        expr: &select::Expr,
+        ctx: &dyn Context,
+    ) -> Result<Vec<&Host>, SelectError> {
+        let resolved = expr.resolve_groups(&self.groups)?;
+        Ok(self
+            .hosts
+            .iter()
+            .filter(|h| resolved.eval(h, ctx))
+            .collect())
+    }
+
+    /// A host by name.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+}

@@ -1,0 +1,258 @@
+//! From the raw file to resolved hosts: nodesets, defaults, ssh_config, groups.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::raw::{RawFile, RawSettings};
+use super::settings::{local_path, Settings};
+use super::ssh_config::SshFile;
+use super::{Host, InventoryError, Source, Transport};
+
+const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
+const DEFAULT_AGENT_DIR: &str = "~/.cache/crew";
+
+type Resolved = (Vec<Host>, BTreeMap<String, String>);
+
+pub(crate) fn resolve(raw: RawFile, src: &Source<'_>) -> Result<Resolved, InventoryError> {
+    let base = src.path.parent().unwrap_or(Path::new("")).to_path_buf();
+    let defaults_raw = raw.defaults.map(Spanned::into_inner).unwrap_or_default();
+    for (key, v) in [
+        ("name", &defaults_raw.name),
+        ("address", &defaults_raw.address),
+    ] {
+        if let Some(v) = v {
+            return Err(src.error(
+                v.span().start,
+                format!("`{key}` belongs in a [[host]] entry, not in [defaults]"),
+            ));
+        }
+    }
+    let defaults = Settings::from_raw(&defaults_raw, src, &base)?;
+    let mut ssh = SshSource::new(defaults_raw.ssh_config.as_ref(), &base);
+
+    let mut hosts = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for entry in &raw.host {
+        let table_at = entry.span().start;
+        let entry = entry.get_ref();
+        expand_entry(
+            entry, table_at, src, &base, &defaults, &mut ssh, &mut seen, &mut hosts,
+        )?;
+    }
+    let groups = check_groups(&raw.groups, src)?;
+    Ok((hosts, groups))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn expand_entry(
+    entry: &RawSettings,
+    table_at: usize,
+    src: &Source<'_>,
+    base: &Path,
+    defaults: &Settings,
+    ssh: &mut SshSource,
+    seen: &mut HashMap<String, usize>,
+    hosts: &mut Vec<Host>,
+) -> Result<(), InventoryError> {
+    let Some(name) = &entry.name else {
+        return Err(src.error(table_at, "expected `name` in this [[host]] entry"));
+    };
+    if let Some(s) = &entry.ssh_config {
+        return Err(src.error(
+            s.span().start,
+            "`ssh_config` belongs in [defaults], not in a [[host]] entry",
+        ));
+    }
+    let names = nodeset(name, src)?;
+    let name_at = src.string_body(name.span().start);
+    for n in &names {
+        if let Some(c) = n
+            .chars()
+            .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(src.error(
+                name_at,
+                format!("host name {n:?}: `{c}` is not allowed (letters, digits, `-`, `_`, `.`)"),
+            ));
+        }
+    }
+    let addresses = match &entry.address {
+        Some(a) => {
+            let addrs = nodeset(a, src)?;
+            if addrs.len() != names.len() {
+                return Err(src.error(
+                    src.string_body(a.span().start),
+                    format!(
+                        "`address` expands to {} address(es) but `name` to {} name(s); \
+                         they must pair up one to one",
+                        addrs.len(),
+                        names.len()
+                    ),
+                ));
+            }
+            addrs.into_iter().map(Some).collect()
+        }
+        None => vec![None; names.len()],
+    };
+    let settings = Settings::from_raw(entry, src, base)?.over(defaults);
+    for (n, addr) in names.into_iter().zip(addresses) {
+        if let Some(first) = seen.get(&n) {
+            let (line, col) = src.line_col(*first);
+            return Err(src.error(
+                name_at,
+                format!("duplicate host `{n}` (first defined at line {line}, column {col})"),
+            ));
+        }
+        seen.insert(n.clone(), name_at);
+        hosts.push(build(&n, addr, &settings, ssh, src)?);
+    }
+    Ok(())
+}
+
+fn nodeset(v: &Spanned<String>, src: &Source<'_>) -> Result<Vec<String>, InventoryError> {
+    crate::nodeset::expand(v.get_ref()).map_err(|e| {
+        src.error(
+            src.string_body(v.span().start) + e.pos,
+            format!("bad nodeset {:?}: {}", v.get_ref(), e.message),
+        )
+    })
+}
+
+fn build(
+    name: &str,
+    address: Option<String>,
+    s: &Settings,
+    ssh: &mut SshSource,
+    src: &Source<'_>,
+) -> Result<Host, InventoryError> {
+    let connect_timeout_ms = |d: Option<std::time::Duration>| {
+        d.map_or(DEFAULT_CONNECT_TIMEOUT_MS, |d| d.as_millis().max(1) as u64)
+    };
+    let agent_dir = s
+        .agent_dir
+        .clone()
+        .unwrap_or_else(|| DEFAULT_AGENT_DIR.to_string());
+    if s.transport == Some(Transport::Local) {
+        let mut h = Host::local(name);
+        h.tags = s.tags.clone();
+        h.agent_dir = agent_dir;
+        h.connect_timeout_ms = connect_timeout_ms(s.connect_timeout);
+        return Ok(h);
+    }
+    let file = ssh.get(src)?;
+    let p = file.query(name);
+    let mut identity_files = s.identity_files.clone().unwrap_or_default();
+    for f in p.identity_files {
+        if !identity_files.contains(&f) {
+            identity_files.push(f);
+        }
+    }
+    if identity_files.is_empty() {
+        identity_files = file.standard_identities();
+    }
+    Ok(Host {
+        name: name.to_string(),
+        address: address.or(p.host_name).unwrap_or_else(|| name.to_string()),
+        port: s.port.or(p.port).unwrap_or(22),
+        user: s.user.clone().or(p.user),
+        transport: Transport::Ssh,
+        tags: s.tags.clone(),
+        identity_files,
+        identities_only: s.identities_only.or(p.identities_only).unwrap_or(false),
+        known_hosts: s
+            .known_hosts
+            .clone()
+            .or(p.known_hosts)
+            .unwrap_or_else(|| file.standard_known_hosts()),
+        identity_agent: s
+            .identity_agent
+            .clone()
+            .or_else(|| p.identity_agent.flatten()),
+        proxy_jump: s.proxy_jump.clone().or(p.proxy_jump),
+        connect_timeout_ms: connect_timeout_ms(s.connect_timeout.or(p.connect_timeout)),
+        agent_dir,
+    })
+}
+
+/// The ssh_config, parsed on first use (an all-local inventory never reads it).
+struct SshSource {
+    /// `[defaults] ssh_config`: resolved path and where it was written.
+    explicit: Option<(PathBuf, usize)>,
+    loaded: Option<SshFile>,
+}
+
+impl SshSource {
+    fn new(setting: Option<&Spanned<String>>, base: &Path) -> SshSource {
+        SshSource {
+            explicit: setting.map(|s| (local_path(s.get_ref(), base), s.span().start)),
+            loaded: None,
+        }
+    }
+
+    fn get(&mut self, src: &Source<'_>) -> Result<&SshFile, InventoryError> {
+        if self.loaded.is_none() {
+            self.loaded = Some(self.load(src)?);
+        }
+        self.loaded
+            .as_ref()
+            .ok_or_else(|| InventoryError::SshConfig {
+                path: PathBuf::new(),
+                message: "ssh config not loaded".into(),
+            })
+    }
+
+    fn load(&self, src: &Source<'_>) -> Result<SshFile, InventoryError> {
+        if let Some((p, at)) = &self.explicit {
+            return SshFile::load(p).map_err(|m| {
+                src.error(*at, format!("cannot use ssh config {}: {m}", p.display()))
+            });
+        }
+        if let Some(p) = std::env::var_os("CREW_SSH_CONFIG").filter(|p| !p.is_empty()) {
+            let path = PathBuf::from(p);
+            return SshFile::load(&path).map_err(|message| InventoryError::SshConfig {
+                path,
+                message: format!("(from $CREW_SSH_CONFIG) {message}"),
+            });
+        }
+        // ~/.ssh/config is optional.
+        match dirs::home_dir().map(|h| h.join(".ssh/config")) {
+            Some(path) if path.exists() => {
+                SshFile::load(&path).map_err(|message| InventoryError::SshConfig { path, message })
+            }
+            _ => Ok(SshFile::empty()),
+        }
+    }
+}
+
+/// Check every group: a valid name, an expression that parses, known groups, no cycles.
+fn check_groups(
+    raw: &BTreeMap<Spanned<String>, Spanned<String>>,
+    src: &Source<'_>,
+) -> Result<BTreeMap<String, String>, InventoryError> {
+    let mut groups = BTreeMap::new();
+    for (k, v) in raw {
+        if let Some(c) = k
+            .get_ref()
+            .chars()
+            .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
+            return Err(src.error(
+                k.span().start,
+                format!("group name {:?}: `{c}` is not allowed", k.get_ref()),
+            ));
+        }
+        groups.insert(k.get_ref().clone(), v.get_ref().clone());
+    }
+    for (k, v) in raw {
+        let at = src.string_body(v.span().start);
+        let fail = |e: crate::select::SelectError| {
+            src.error(at + e.pos, format!("bad group expression: {}", e.message))
+        };
+        let expr = crate::select::parse(v.get_ref()).map_err(fail)?;
+        expr.resolve_group_body(k.get_ref(), &groups)
+            .map_err(fail)?;
+    }
+    Ok(groups)
+}
