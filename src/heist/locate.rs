@@ -15,7 +15,7 @@ pub fn heist_files(explicit: Option<&Path>, hosts_file: Option<&Path>) -> (Vec<P
         return (vec![f.to_path_buf()], vec![f.to_path_buf()]);
     }
     let mut looked = Vec::new();
-    let beside = hosts_file.map(|h| h.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).join("heists"));
+    let beside = hosts_file.map(|h| h.parent().unwrap_or(Path::new("")).join("heists"));
     for dir in beside.into_iter().chain([crate::paths::config_dir().join("heists")]) {
         looked.push(dir.clone());
         if dir.is_dir() {

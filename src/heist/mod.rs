@@ -25,7 +25,7 @@ pub mod view_model;
 
 pub use host_run::rollback_order;
 
-/// Host names for one line of text.
+/// Host names for one line of text, folded into nodesets (`demo[1-3],db1`).
 pub fn fold_names(names: &[&str]) -> String {
-    names.join(",")
+    crate::nodeset::fold(names)
 }

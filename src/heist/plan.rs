@@ -169,7 +169,9 @@ impl Plan {
                 let host = &self.hosts[i];
                 out.push_str(&format!("  {}\n", host.name));
                 for (si, s) in h.steps.iter().enumerate() {
-                    out.push_str(&format!("    {}. {}: {}{}\n", si + 1, s.name, s.describe(&|t| self.render_dry(t, host)), policy(s)));
+                    let what = s.describe(&|t| self.render_dry(t, host));
+                    let what = what.trim_end().replace('\n', "\n         ");
+                    out.push_str(&format!("    {}. {}: {what}{}\n", si + 1, s.name, policy(s)));
                 }
             }
         }
@@ -197,10 +199,15 @@ fn policy(s: &StepDef) -> String {
     if s.on_fail.retry > 0 {
         parts.push(format!("retry {}×{}", s.on_fail.retry, humantime::format_duration(s.on_fail.backoff)));
     }
-    parts.push(format!("then {}", s.on_fail.then.as_str()));
+    if s.on_fail.then != super::def::Then::Abort || s.on_fail.retry > 0 {
+        parts.push(format!("then {}", s.on_fail.then.as_str()));
+    }
     if !s.captures.is_empty() {
         let c: Vec<&str> = s.captures.iter().map(|c| c.name.as_str()).collect();
         parts.push(format!("captures {}", c.join(",")));
+    }
+    if parts.is_empty() {
+        return String::new();
     }
     format!("   [{}]", parts.join("; "))
 }

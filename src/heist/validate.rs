@@ -183,8 +183,9 @@ impl Checker<'_> {
     }
 
     fn selection(&mut self, s: &Spanned<String>) {
-        if s.get_ref().trim().is_empty() {
-            self.err(s.span().start, "select: empty selection");
+        if let Err(e) = crate::select::parse(s.get_ref()) {
+            let at = self.src.in_string(&s.span(), s.get_ref(), e.pos);
+            self.err(at, format!("select: {}", e.message));
         }
     }
 
