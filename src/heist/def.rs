@@ -154,6 +154,8 @@ pub struct HeistDef {
     pub select: String,
     pub batch: Option<Batch>,
     pub vars: BTreeMap<String, String>,
+    /// Variables the operator must give (`--set` or the profile).
+    pub params: Vec<String>,
     pub steps: Vec<StepDef>,
     pub rollback: Vec<StepDef>,
     pub profiles: BTreeMap<String, ProfileDef>,

@@ -7,6 +7,7 @@
 //! select = "role=web & env=staging"
 //! batch = "25%"                 # or a count: batch = 2
 //! vars = { branch = "main" }
+//! params = ["ticket"]          # must be given: --set ticket=… (or by the profile)
 //!
 //! [[heist.deploy.step]]
 //! name = "pull"
@@ -51,6 +52,9 @@ pub struct RawHeist {
     pub batch: Option<Spanned<RawBatch>>,
     #[serde(default)]
     pub vars: BTreeMap<Spanned<String>, Spanned<RawValue>>,
+    /// Variables the operator must give (`--set NAME=VALUE` or a profile's `vars`).
+    #[serde(default)]
+    pub params: Vec<Spanned<String>>,
     #[serde(default, rename = "step")]
     pub steps: Vec<RawStep>,
     #[serde(default)]

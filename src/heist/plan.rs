@@ -90,6 +90,11 @@ pub fn build(heist: &HeistDef, profile: Option<&str>, sets: &[(String, String)],
         return Err(PlanError(vec![format!("heist `{}`: selection `{select}` matches no host", heist.name)]));
     }
     let mut problems = Vec::new();
+    for p in &heist.params {
+        if !globals.contains_key(p) {
+            problems.push(format!("{}: heist `{}` needs --set {p}=VALUE", heist.loc, heist.name));
+        }
+    }
     for host in &hosts {
         let mut captured: BTreeSet<String> = BTreeSet::new();
         for step in &heist.steps {
@@ -125,7 +130,7 @@ fn check_step(step: &StepDef, globals: &BTreeMap<String, String>, host: &Host, c
             }
             let hint = match name.strip_prefix("tag.") {
                 Some(k) => format!(" (the host has no `{k}=…` tag)"),
-                None => " (define it in `vars`, the profile, or pass --set NAME=VALUE)".into(),
+                None => format!(" (define it in `vars`, the profile, or pass --set {name}=VALUE)"),
             };
             problems.push(format!(
                 "{}: step `{}` on host {}: undefined variable `${{{name}}}`{hint}",

@@ -148,7 +148,14 @@ impl Checker<'_> {
         if h.steps.is_empty() {
             self.err(name.span().start, format!("heist `{}` has no steps (add a [[heist.{}.step]])", name.get_ref(), name.get_ref()));
         }
-        let mut defined: BTreeSet<String> = vars.keys().cloned().collect();
+        let mut params = Vec::new();
+        for p in &h.params {
+            if !definable(p.get_ref()) {
+                self.err(p.span().start, format!("params: bad variable name `{}`", p.get_ref()));
+            }
+            params.push(p.get_ref().clone());
+        }
+        let mut defined: BTreeSet<String> = vars.keys().chain(params.iter()).cloned().collect();
         for p in profiles.values() {
             defined.extend(p.vars.keys().cloned());
         }
@@ -176,6 +183,7 @@ impl Checker<'_> {
             select: h.select.into_inner(),
             batch,
             vars,
+            params,
             steps,
             rollback,
             profiles,
@@ -308,7 +316,7 @@ impl Checker<'_> {
                 let pos = self.src.in_string(&s.span(), s.get_ref(), at);
                 let msg = match later_captures.get(name) {
                     Some(_) => format!("step `{}`: `${{{name}}}` is captured by this same step, so it is not known yet when it runs", step.name),
-                    None => format!("step `{}`: unknown variable `${{{name}}}` (define it in `vars` or a profile, capture it in an earlier step, or write `$${{` for a literal `${{`)", step.name),
+                    None => format!("step `{}`: unknown variable `${{{name}}}` (define it in `vars`, a profile or `params`, capture it in an earlier step, or write `$${{` for a literal `${{`)", step.name),
                 };
                 self.err(pos, msg);
             }
