@@ -1,6 +1,59 @@
 //! `crew agent`: reads request frames on stdin, writes response frames on stdout.
+//!
+//! [`serve`] speaks the protocol of [`crate::proto::agent`] over any pair of async streams, so
+//! tests drive it in-process over `tokio::io::duplex`; [`run_stdio`] wires it to stdin/stdout.
+//!
+//! Layout: `serve` (frame loop and dispatch), `outbox` (the single writer and its bounded
+//! queues), `exec` (one command: process group, temp dir, output, exit), `files` (ReadFile /
+//! WriteFile), `info` (host facts).
+
+mod exec;
+mod files;
+mod info;
+mod outbox;
+mod serve;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use serve::serve;
+
+/// Tunables of one agent instance.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// Requests (commands and file operations) in flight at once; more are `Refused`.
+    pub max_jobs: usize,
+    /// Where per-command temporary directories are created (default: the system temp dir).
+    pub tmp_root: Option<PathBuf>,
+    /// After a timeout's TERM, how long the process group gets before KILL.
+    pub kill_grace: Duration,
+    /// Build hash announced in `Hello` (default: [`crate::paths::build_hash`]).
+    pub build: String,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        AgentOptions {
+            max_jobs: 256,
+            tmp_root: None,
+            kill_grace: Duration::from_secs(2),
+            build: crate::paths::build_hash().to_string(),
+        }
+    }
+}
 
 /// Serve the agent protocol on stdin/stdout until stdin closes.
 pub fn run_stdio() -> anyhow::Result<i32> {
-    anyhow::bail!("crew agent: not built yet")
+    crate::logging::to_stderr();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let res = rt.block_on(serve(
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        AgentOptions::default(),
+    ));
+    // The stdin reader thread may still sit in a blocking read; do not wait for it forever.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    res.map(|()| 0)
 }

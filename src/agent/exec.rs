@@ -1,0 +1,228 @@
+//! One command: `bash -c` in its own process group and temp dir, output pumped as produced,
+//! `Exit` with status and resource usage, timeout enforcement.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_bytes::ByteBuf;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::time::sleep_until;
+
+use super::outbox::Outbox;
+use super::serve::Shared;
+use crate::proto::agent::{AgentMsg, Exit, Run, Stream};
+use crate::proto::frame;
+
+/// Largest output chunk per frame.
+pub(super) const CHUNK: usize = 64 * 1024;
+
+/// Send `signal` to every process of group `pgid`.
+pub(super) fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions. A negative pid addresses the group.
+    let rc = unsafe { libc::kill(-pgid, signal) };
+    if rc != 0 {
+        tracing::debug!("kill(-{pgid}, {signal}): {}", io::Error::last_os_error());
+    }
+}
+
+/// Run one command to completion and report it as job `id`. Never panics; every failure
+/// becomes an `Error` frame for the job.
+pub(super) async fn run_job(id: u64, run: Run, shared: &Shared, outbox: &Outbox) {
+    let exit = match run_inner(id, &run, shared, outbox).await {
+        Ok(exit) => exit,
+        Err(e) => {
+            shared.jobs().remove(&id);
+            let message = format!("cannot run command: {e}");
+            let _ = outbox.data(id, &AgentMsg::Error { message }).await;
+            return;
+        }
+    };
+    let (exit, dir) = exit;
+    // The temp dir goes once the result has been delivered (or the writer is gone).
+    let _ = outbox.data_written(id, &AgentMsg::Exit(exit)).await;
+    if let Err(e) = dir.close() {
+        tracing::warn!("job {id}: removing its temp dir: {e}");
+    }
+}
+
+async fn run_inner(
+    id: u64,
+    run: &Run,
+    shared: &Shared,
+    outbox: &Outbox,
+) -> io::Result<(Exit, tempfile::TempDir)> {
+    let root = shared
+        .opts
+        .tmp_root
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix("crew-job-")
+        .tempdir_in(&root)?;
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(&run.command)
+        .current_dir(dir.path())
+        .envs(run.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let started = Instant::now();
+    let mut child = cmd.spawn()?;
+    let pid = child.id() as i32;
+    // From here on the child is ours to reap: it never outlives this function unreaped.
+    let out = child.stdout.take().map(OwnedFd::from);
+    let err = child.stderr.take().map(OwnedFd::from);
+    drop(child);
+    {
+        let mut jobs = shared.jobs();
+        let slot = jobs.entry(id).or_default();
+        slot.pgid = Some(pid);
+        if let Some(sig) = slot.pending.take() {
+            signal_group(pid, sig);
+        }
+    }
+    let _ = outbox
+        .data(id, &AgentMsg::Started { pid: pid as u32 })
+        .await;
+
+    let pumps = async {
+        let a = pump(out, id, Stream::Stdout, outbox);
+        let b = pump(err, id, Stream::Stderr, outbox);
+        let _ = tokio::join!(a, b);
+    };
+    tokio::pin!(pumps);
+    let exited = tokio::task::spawn_blocking(move || wait_exited(pid));
+    tokio::pin!(exited);
+
+    let far = tokio::time::Instant::now() + Duration::from_secs(10 * 365 * 86400);
+    let mut term_at = run
+        .timeout_ms
+        .map(|ms| tokio::time::Instant::from_std(started + Duration::from_millis(ms)));
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut timed_out = false;
+    let mut wall = None;
+    let mut drained = false;
+    while wall.is_none() || !drained {
+        tokio::select! {
+            _ = &mut exited, if wall.is_none() => wall = Some(started.elapsed()),
+            _ = &mut pumps, if !drained => drained = true,
+            _ = sleep_until(term_at.unwrap_or(far)), if term_at.is_some() => {
+                timed_out = true;
+                term_at = None;
+                signal_group(pid, libc::SIGTERM);
+                kill_at = Some(tokio::time::Instant::now() + shared.opts.kill_grace);
+            }
+            _ = sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+                kill_at = None;
+                signal_group(pid, libc::SIGKILL);
+            }
+        }
+    }
+    // Forget the job before reaping: once reaped, its pid (and group id) may be reused.
+    shared.jobs().remove(&id);
+    let (status, usage) = tokio::task::spawn_blocking(move || reap(pid))
+        .await
+        .map_err(io::Error::other)??;
+    let wall = wall.unwrap_or_else(|| started.elapsed());
+    let exit = Exit {
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
+        wall_ms: wall.as_millis() as u64,
+        user_ms: tv_ms(usage.ru_utime),
+        sys_ms: tv_ms(usage.ru_stime),
+        max_rss_kb: usage.ru_maxrss.max(0) as u64,
+        timed_out,
+    };
+    Ok((exit, dir))
+}
+
+fn tv_ms(tv: libc::timeval) -> u64 {
+    (tv.tv_sec.max(0) as u64) * 1000 + (tv.tv_usec.max(0) as u64) / 1000
+}
+
+/// Block until process `pid` has exited, leaving it a zombie (so its pid and process group
+/// cannot be reused while we may still signal the group).
+fn wait_exited(pid: i32) -> io::Result<()> {
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid value for waitid to fill in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable siginfo_t for the duration of the call.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Reap the (already exited) process `pid`: its wait status and resource usage.
+fn reap(pid: i32) -> io::Result<(i32, libc::rusage)> {
+    loop {
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: both out-pointers are valid and writable for the duration of the call.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if rc == pid {
+            return Ok((status, usage));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Copy one pipe into `Output` frames until EOF. Waits whenever the data lane is full.
+async fn pump(fd: Option<OwnedFd>, id: u64, stream: Stream, outbox: &Outbox) {
+    let Some(fd) = fd else { return };
+    let mut rx = match pipe::Receiver::from_owned_fd(fd) {
+        Ok(rx) => rx,
+        Err(e) => {
+            tracing::warn!("job {id}: cannot watch its {stream:?}: {e}");
+            return;
+        }
+    };
+    let kind = AgentMsg::Output {
+        stream,
+        data: ByteBuf::new(),
+    }
+    .encode()
+    .0;
+    let mut buf = vec![0u8; CHUNK];
+    let mut writer_alive = true;
+    loop {
+        let n = match rx.read(&mut buf).await {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!("job {id}: reading its {stream:?}: {e}");
+                return;
+            }
+        };
+        if !writer_alive {
+            continue; // keep draining so the command is not stuck on a full pipe
+        }
+        let mut frame = Vec::with_capacity(4 + frame::HEADER + n);
+        if frame::encode_into(&mut frame, kind, id, &buf[..n]).is_ok() {
+            writer_alive = outbox.data_frame(frame).await;
+        }
+    }
+}

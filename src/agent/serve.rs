@@ -1,0 +1,273 @@
+//! The agent's frame loop: read a request, answer or start a task, keep serving.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::outbox::{self, Outbox};
+use super::{exec, files, info, AgentOptions};
+use crate::proto::agent::{decode, AgentMsg, Decoded, Hello, SYNC_MARKER};
+use crate::proto::frame::{RawFrame, HEADER, MAX_FRAME};
+use crate::proto::PROTO_VERSION;
+
+/// How long jobs get to report their `Exit` once the agent shuts down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A running (or about to run) command, for `Kill`.
+#[derive(Debug, Default)]
+pub(super) struct JobSlot {
+    /// Process group of the command, once spawned.
+    pub pgid: Option<i32>,
+    /// A signal that arrived before the command was spawned.
+    pub pending: Option<i32>,
+}
+
+/// State shared by the frame loop and its tasks.
+pub(super) struct Shared {
+    pub opts: AgentOptions,
+    pub jobs: Mutex<HashMap<u64, JobSlot>>,
+    pub permits: Arc<Semaphore>,
+}
+
+impl Shared {
+    pub fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<u64, JobSlot>> {
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Signal the process group of job `id`; false if no such job is running.
+    fn signal(&self, id: u64, signal: i32) -> bool {
+        let mut jobs = self.jobs();
+        let Some(slot) = jobs.get_mut(&id) else {
+            return false;
+        };
+        match slot.pgid {
+            Some(pgid) => exec::signal_group(pgid, signal),
+            None => slot.pending = Some(signal),
+        }
+        true
+    }
+
+    /// KILL every job's process group (shutdown).
+    fn kill_all(&self) {
+        for slot in self.jobs().values_mut() {
+            match slot.pgid {
+                Some(pgid) => exec::signal_group(pgid, libc::SIGKILL),
+                None => slot.pending = Some(libc::SIGKILL),
+            }
+        }
+    }
+}
+
+/// Serve the agent protocol: write the sync marker and `Hello`, then answer request frames from
+/// `r` on `w` until `r` reaches EOF (or `w` fails). On the way out every running command's
+/// process group is killed.
+pub async fn serve<R, W>(r: R, w: W, opts: AgentOptions) -> anyhow::Result<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let mut preamble = SYNC_MARKER.to_vec();
+    let hello = AgentMsg::Hello(Hello {
+        proto: PROTO_VERSION,
+        build: opts.build.clone(),
+        pid: std::process::id(),
+    });
+    preamble.extend(outbox::encode(0, &hello));
+    let dead = CancellationToken::new();
+    let (outbox, writer) = outbox::spawn(w, preamble, dead.clone());
+    let shared = Arc::new(Shared {
+        permits: Arc::new(Semaphore::new(opts.max_jobs)),
+        opts,
+        jobs: Mutex::new(HashMap::new()),
+    });
+    let tasks = TaskTracker::new();
+    let mut r = BufReader::with_capacity(64 * 1024, r);
+    let end = loop {
+        let next = tokio::select! {
+            _ = dead.cancelled() => break "output closed".to_string(),
+            next = next_frame(&mut r) => next,
+        };
+        match next {
+            Ok(None) => break "input closed".to_string(),
+            Err(e) => break format!("input failed: {e}"),
+            Ok(Some(Err((id, reason)))) => {
+                let _ = outbox
+                    .control(id, &AgentMsg::Error { message: reason })
+                    .await;
+            }
+            Ok(Some(Ok(frame))) => dispatch(&frame, &shared, &outbox, &tasks).await,
+        }
+    };
+    tracing::info!("agent stopping: {end}");
+    shared.kill_all();
+    tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("jobs did not finish within {SHUTDOWN_GRACE:?} of shutdown");
+    }
+    drop(outbox);
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), writer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+    Ok(())
+}
+
+/// One frame off the wire. `Ok(None)` at a clean EOF; `Some(Err((id, reason)))` for a frame
+/// that was skipped whole (bad length) so the stream stays in sync.
+async fn next_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> io::Result<Option<Result<RawFrame, (u64, String)>>> {
+    let mut len_buf = [0u8; 4];
+    match r.read_exact(&mut len_buf).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len_buf) as usize;
+    if len < HEADER {
+        skip(r, len as u64).await?;
+        return Ok(Some(Err((
+            0,
+            format!("frame length {len} is shorter than the {HEADER}-byte header"),
+        ))));
+    }
+    let mut head = [0u8; HEADER];
+    r.read_exact(&mut head).await?;
+    let kind = u16::from_be_bytes([head[0], head[1]]);
+    let mut id_bytes = [0u8; 8];
+    id_bytes.copy_from_slice(&head[2..]);
+    let id = u64::from_be_bytes(id_bytes);
+    let rest = len - HEADER;
+    if len > MAX_FRAME {
+        skip(r, rest as u64).await?;
+        return Ok(Some(Err((
+            id,
+            format!("frame of {len} bytes (kind {kind}) exceeds the {MAX_FRAME}-byte limit"),
+        ))));
+    }
+    let mut payload = vec![0u8; rest];
+    r.read_exact(&mut payload).await?;
+    Ok(Some(Ok(RawFrame { kind, id, payload })))
+}
+
+/// Read and discard exactly `n` bytes.
+async fn skip<R: AsyncRead + Unpin>(r: &mut R, n: u64) -> io::Result<()> {
+    let copied = tokio::io::copy(&mut r.take(n), &mut tokio::io::sink()).await?;
+    if copied < n {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+async fn dispatch(frame: &RawFrame, shared: &Arc<Shared>, outbox: &Outbox, tasks: &TaskTracker) {
+    let (id, msg) = match decode(frame) {
+        Decoded::Msg { id, msg } => (id, msg),
+        Decoded::Invalid { id, kind, reason } => {
+            let message = format!("bad frame of kind {kind}: {reason}");
+            let _ = outbox.control(id, &AgentMsg::Error { message }).await;
+            return;
+        }
+    };
+    let reply = |m: AgentMsg| async move {
+        let _ = outbox.control(id, &m).await;
+    };
+    match msg {
+        AgentMsg::Ping => reply(AgentMsg::Pong).await,
+        AgentMsg::Hello(_) | AgentMsg::Pong => {}
+        AgentMsg::Kill { signal } => {
+            if !(1..=64).contains(&signal) {
+                let message = format!("signal {signal} is out of range 1..=64");
+                reply(AgentMsg::Error { message }).await;
+            } else if !shared.signal(id, signal) {
+                let message = format!("no running job {id}");
+                reply(AgentMsg::Error { message }).await;
+            }
+        }
+        AgentMsg::Run(run) => {
+            let Some(permit) = admit(shared, outbox, id).await else {
+                return;
+            };
+            let fresh = {
+                let mut jobs = shared.jobs();
+                let fresh = !jobs.contains_key(&id);
+                if fresh {
+                    jobs.insert(id, JobSlot::default());
+                }
+                fresh
+            };
+            if !fresh {
+                let message = format!("job id {id} is already running");
+                return reply(AgentMsg::Error { message }).await;
+            }
+            let (shared, outbox) = (Arc::clone(shared), outbox.clone());
+            tasks.spawn(async move {
+                exec::run_job(id, run, &shared, &outbox).await;
+                drop(permit);
+            });
+        }
+        AgentMsg::InfoRequest => {
+            let Some(permit) = admit(shared, outbox, id).await else {
+                return;
+            };
+            let outbox = outbox.clone();
+            tasks.spawn(async move {
+                let info = info::gather().await;
+                let _ = outbox.control(id, &AgentMsg::Info(info)).await;
+                drop(permit);
+            });
+        }
+        AgentMsg::ReadFile(req) => {
+            let Some(permit) = admit(shared, outbox, id).await else {
+                return;
+            };
+            let outbox = outbox.clone();
+            tasks.spawn(async move {
+                let m = files::read(req).await;
+                let _ = outbox.control(id, &m).await;
+                drop(permit);
+            });
+        }
+        AgentMsg::WriteFile(req) => {
+            let Some(permit) = admit(shared, outbox, id).await else {
+                return;
+            };
+            let outbox = outbox.clone();
+            tasks.spawn(async move {
+                let m = files::write(req).await;
+                let _ = outbox.control(id, &m).await;
+                drop(permit);
+            });
+        }
+        other => {
+            let message = format!("{} is not a request the agent accepts", other.name());
+            reply(AgentMsg::Error { message }).await;
+        }
+    }
+}
+
+/// A slot for one more request, or a `Refused` reply when the agent is at its limit.
+async fn admit(shared: &Shared, outbox: &Outbox, id: u64) -> Option<OwnedSemaphorePermit> {
+    match Arc::clone(&shared.permits).try_acquire_owned() {
+        Ok(p) => Some(p),
+        Err(_) => {
+            let reason = format!(
+                "agent is at its limit of {} requests in flight",
+                shared.opts.max_jobs
+            );
+            let _ = outbox.control(id, &AgentMsg::Refused { reason }).await;
+            None
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The daemon's side of the agent protocol: one [`AgentLink`] per agent process.
+//!
+//! A link owns one reader task (routes frames by request id to per-job bounded channels, so a
+//! slow consumer slows the agent down instead of losing output), one writer task and one
+//! heartbeat task. Requests carry ids allocated here; replies may arrive in any order. When the
+//! link dies (EOF, I/O error, missed heartbeats, [`AgentLink::close`]) every pending job gets a
+//! terminal `Error{"link lost: …"}` and [`AgentLink::closed`] resolves.
+
+mod handshake;
+mod router;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+
+pub use handshake::{preview, MAX_SKIP};
+use router::{Inner, Route};
+
+use crate::proto::agent::{AgentMsg, FileData, Info, ReadFile, Run, WriteFile};
+use crate::proto::PROTO_VERSION;
+
+/// Events buffered per job before the reader waits for the job's consumer.
+pub const JOB_QUEUE: usize = 64;
+
+/// How a link is checked at start-up and kept alive.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    /// The agent must announce this build hash (`None`: any build is accepted).
+    pub expected_build: Option<String>,
+    /// Time allowed for the sync marker and `Hello` to arrive.
+    pub handshake_timeout: Duration,
+    /// A `Ping` goes out this often.
+    pub heartbeat_interval: Duration,
+    /// The link is declared dead after this many heartbeats without any sign of life.
+    pub heartbeat_misses: u32,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        LinkOptions {
+            expected_build: None,
+            handshake_timeout: Duration::from_secs(15),
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_misses: 3,
+        }
+    }
+}
+
+/// What the agent said when the link came up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handshake {
+    pub agent_build: String,
+    pub agent_pid: u32,
+    /// Bytes printed before the agent's sync marker (a banner, a chatty `.bashrc`).
+    pub skipped: Vec<u8>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LinkError {
+    #[error("agent handshake failed: {0}")]
+    Handshake(String),
+    #[error("agent version mismatch: the agent is {agent}, expected {expected}")]
+    VersionMismatch { agent: String, expected: String },
+    #[error("agent link closed: {0}")]
+    Closed(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("agent error: {0}")]
+    Agent(String),
+    #[error("agent refused: {0}")]
+    Refused(String),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// A connected agent. Cheap to clone; all clones share one reader and one writer task. The link
+/// stays up while any clone (or [`Job`]) is alive, until the agent goes away or
+/// [`AgentLink::close`] is called.
+#[derive(Clone)]
+pub struct AgentLink {
+    inner: Arc<Inner>,
+}
+
+/// One running command. `events` yields `Started`, `Output`…, then exactly one terminal
+/// message: `Exit`, `Refused` or `Error` (a dead link yields `Error{"link lost: …"}`).
+pub struct Job {
+    pub id: u64,
+    pub events: mpsc::Receiver<AgentMsg>,
+    link: AgentLink,
+}
+
+/// Kills one job; `Clone + Send`, usable after the `Job` moved elsewhere.
+#[derive(Clone)]
+pub struct JobKiller {
+    id: u64,
+    link: AgentLink,
+}
+
+impl AgentLink {
+    /// Sync with the agent on `r`/`w`: skip anything before its sync marker, read and check its
+    /// `Hello`, then start the link's tasks.
+    pub async fn connect<R, W>(
+        r: R,
+        w: W,
+        opts: LinkOptions,
+    ) -> Result<(AgentLink, Handshake), LinkError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut r = r;
+        let greet = async {
+            let (skipped, rest) = handshake::find_marker(&mut r).await?;
+            let mut stream = std::io::Cursor::new(rest).chain(r);
+            let hello = handshake::read_hello(&mut stream).await?;
+            Ok::<_, LinkError>((skipped, stream, hello))
+        };
+        let (skipped, stream, hello) = tokio::time::timeout(opts.handshake_timeout, greet)
+            .await
+            .map_err(|_| {
+            LinkError::Timeout(format!(
+                "no agent Hello within {:?}",
+                opts.handshake_timeout
+            ))
+        })??;
+        if hello.proto != PROTO_VERSION {
+            return Err(LinkError::VersionMismatch {
+                agent: format!("protocol {}", hello.proto),
+                expected: format!("protocol {PROTO_VERSION}"),
+            });
+        }
+        if let Some(expected) = &opts.expected_build {
+            if &hello.build != expected {
+                return Err(LinkError::VersionMismatch {
+                    agent: hello.build,
+                    expected: expected.clone(),
+                });
+            }
+        }
+        let inner = router::start(stream, w, &opts);
+        let hs = Handshake {
+            agent_build: hello.build,
+            agent_pid: hello.pid,
+            skipped,
+        };
+        Ok((AgentLink { inner }, hs))
+    }
+
+    /// Start a command on the agent.
+    pub async fn start(&self, run: Run) -> Result<Job, LinkError> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(JOB_QUEUE);
+        self.inner.add_route(id, Route::Job(tx))?;
+        if let Err(e) = self.inner.send(id, &AgentMsg::Run(run)).await {
+            self.inner.remove_route(id);
+            return Err(e);
+        }
+        Ok(Job {
+            id,
+            events: rx,
+            link: self.clone(),
+        })
+    }
+
+    /// Ask for the agent host's facts.
+    pub async fn info(&self) -> Result<Info, LinkError> {
+        match self.request(AgentMsg::InfoRequest).await?.0 {
+            AgentMsg::Info(i) => Ok(i),
+            other => Err(unexpected(other, "Info")),
+        }
+    }
+
+    /// Read a whole file on the agent's host.
+    pub async fn read_file(&self, req: ReadFile) -> Result<FileData, LinkError> {
+        match self.request(AgentMsg::ReadFile(req)).await?.0 {
+            AgentMsg::FileData(d) => Ok(d),
+            other => Err(unexpected(other, "FileData")),
+        }
+    }
+
+    /// Write a file atomically on the agent's host; returns its size and sha256.
+    pub async fn write_file(&self, req: WriteFile) -> Result<(u64, String), LinkError> {
+        match self.request(AgentMsg::WriteFile(req)).await?.0 {
+            AgentMsg::FileWritten { size, sha256 } => Ok((size, sha256)),
+            other => Err(unexpected(other, "FileWritten")),
+        }
+    }
+
+    /// Round-trip time of one `Ping`.
+    pub async fn ping(&self) -> Result<Duration, LinkError> {
+        match self.request(AgentMsg::Ping).await? {
+            (AgentMsg::Pong, rtt) => Ok(rtt),
+            (other, _) => Err(unexpected(other, "Pong")),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.dead.is_cancelled()
+    }
+
+    /// Resolves when the link dies (EOF, error, missed heartbeats, `close`).
+    pub async fn closed(&self) {
+        self.inner.dead.cancelled().await
+    }
+
+    /// Why the link died, once it has.
+    pub fn close_reason(&self) -> Option<String> {
+        self.inner.reason.get().cloned()
+    }
+
+    /// Shut the link down: the agent sees EOF (and kills its commands); pending jobs get
+    /// their terminal `Error`.
+    pub fn close(&self, reason: &str) {
+        self.inner.close(reason.to_string());
+    }
+
+    /// Send one request and wait for its single reply (mapped: `Error`/`Refused` → `Err`).
+    async fn request(&self, msg: AgentMsg) -> Result<(AgentMsg, Duration), LinkError> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.inner.add_route(id, Route::Reply(tx))?;
+        let sent = Instant::now();
+        if let Err(e) = self.inner.send(id, &msg).await {
+            self.inner.remove_route(id);
+            return Err(e);
+        }
+        let reply = rx.await.map_err(|_| self.inner.closed_error())?;
+        let rtt = sent.elapsed();
+        match reply {
+            AgentMsg::Error { message } => Err(LinkError::Agent(message)),
+            AgentMsg::Refused { reason } => Err(LinkError::Refused(reason)),
+            other => Ok((other, rtt)),
+        }
+    }
+}
+
+fn unexpected(got: AgentMsg, wanted: &str) -> LinkError {
+    LinkError::Protocol(format!(
+        "the agent answered {} where {wanted} was expected",
+        got.name()
+    ))
+}
+
+impl Job {
+    /// Signal the job's whole process group.
+    pub async fn kill(&self, signal: i32) -> Result<(), LinkError> {
+        self.link
+            .inner
+            .send(self.id, &AgentMsg::Kill { signal })
+            .await
+    }
+
+    pub fn killer(&self) -> JobKiller {
+        JobKiller {
+            id: self.id,
+            link: self.link.clone(),
+        }
+    }
+
+    /// The link this job runs on.
+    pub fn link(&self) -> &AgentLink {
+        &self.link
+    }
+}
+
+impl JobKiller {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Signal the job's whole process group.
+    pub async fn kill(&self, signal: i32) -> Result<(), LinkError> {
+        self.link
+            .inner
+            .send(self.id, &AgentMsg::Kill { signal })
+            .await
+    }
+}

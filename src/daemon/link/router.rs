@@ -1,0 +1,292 @@
+//! The link's tasks: reader (routes frames by id), writer, heartbeat; and its shutdown.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{LinkError, LinkOptions};
+use crate::proto::agent::{decode, AgentMsg, Decoded};
+use crate::proto::frame::read_frame;
+
+/// Frames waiting for the writer.
+const OUT_QUEUE: usize = 256;
+
+pub(super) enum Route {
+    /// A command: every message goes to its bounded channel.
+    Job(mpsc::Sender<AgentMsg>),
+    /// A single-reply request (info, files, ping).
+    Reply(oneshot::Sender<AgentMsg>),
+}
+
+#[derive(Default)]
+struct Routes {
+    closed: bool,
+    map: HashMap<u64, Route>,
+}
+
+pub(super) struct Inner {
+    pub next_id: AtomicU64,
+    out: mpsc::Sender<Vec<u8>>,
+    routes: Mutex<Routes>,
+    pub dead: CancellationToken,
+    pub reason: OnceLock<String>,
+    tasks: Mutex<Vec<AbortHandle>>,
+    epoch: Instant,
+    /// Milliseconds since `epoch` at which the last frame arrived.
+    last_rx: AtomicU64,
+    /// The reader is waiting for a slow job consumer (the agent is alive, we are slow).
+    delivering: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Start the reader, writer and heartbeat tasks of a link that has completed its handshake.
+pub(super) fn start<R, W>(r: R, w: W, opts: &LinkOptions) -> Arc<Inner>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (out, out_rx) = mpsc::channel(OUT_QUEUE);
+    let inner = Arc::new(Inner {
+        next_id: AtomicU64::new(1),
+        out,
+        routes: Mutex::new(Routes::default()),
+        dead: CancellationToken::new(),
+        reason: OnceLock::new(),
+        tasks: Mutex::new(Vec::new()),
+        epoch: Instant::now(),
+        last_rx: AtomicU64::new(0),
+        delivering: AtomicBool::new(false),
+    });
+    let weak = Arc::downgrade(&inner);
+    let reader = tokio::spawn(read_loop(r, weak.clone()));
+    let writer = tokio::spawn(write_loop(w, out_rx, weak.clone()));
+    let beat = tokio::spawn(heartbeat(
+        weak,
+        opts.heartbeat_interval,
+        opts.heartbeat_misses.max(1),
+    ));
+    lock(&inner.tasks).extend([
+        reader.abort_handle(),
+        writer.abort_handle(),
+        beat.abort_handle(),
+    ]);
+    inner
+}
+
+impl Inner {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn closed_error(&self) -> LinkError {
+        LinkError::Closed(
+            self.reason
+                .get()
+                .cloned()
+                .unwrap_or_else(|| "link closed".into()),
+        )
+    }
+
+    pub fn add_route(&self, id: u64, route: Route) -> Result<(), LinkError> {
+        let mut routes = lock(&self.routes);
+        if routes.closed {
+            return Err(self.closed_error());
+        }
+        routes.map.insert(id, route);
+        Ok(())
+    }
+
+    pub fn remove_route(&self, id: u64) {
+        lock(&self.routes).map.remove(&id);
+    }
+
+    /// Queue one message for the agent.
+    pub async fn send(&self, id: u64, msg: &AgentMsg) -> Result<(), LinkError> {
+        let mut frame = Vec::new();
+        msg.encode_frame(id, &mut frame)
+            .map_err(|e| LinkError::Protocol(format!("{} request: {e}", msg.name())))?;
+        if self.dead.is_cancelled() {
+            return Err(self.closed_error());
+        }
+        self.out.send(frame).await.map_err(|_| self.closed_error())
+    }
+
+    /// Declare the link dead (first reason wins): fail every pending request, give every job
+    /// its terminal error, stop the tasks.
+    pub fn close(&self, reason: String) {
+        let pending = {
+            let mut routes = lock(&self.routes);
+            if routes.closed {
+                return;
+            }
+            routes.closed = true;
+            std::mem::take(&mut routes.map)
+        };
+        tracing::info!("agent link closed: {reason}");
+        let _ = self.reason.set(reason.clone());
+        for (_, route) in pending {
+            let Route::Job(tx) = route else { continue };
+            let msg = AgentMsg::Error {
+                message: format!("link lost: {reason}"),
+            };
+            // A full channel still gets its terminal message, once the consumer makes room.
+            if let Err(mpsc::error::TrySendError::Full(msg)) = tx.try_send(msg) {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        let _ = tx.send(msg).await;
+                    });
+                }
+            }
+        }
+        self.dead.cancel();
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Hand one message from the agent to whoever waits for request `id`.
+    async fn route(&self, id: u64, msg: AgentMsg) {
+        let terminal = !matches!(msg, AgentMsg::Started { .. } | AgentMsg::Output { .. });
+        let target = {
+            let mut routes = lock(&self.routes);
+            if terminal {
+                routes.map.remove(&id)
+            } else {
+                match routes.map.get(&id) {
+                    Some(Route::Job(tx)) => Some(Route::Job(tx.clone())),
+                    _ => None,
+                }
+            }
+        };
+        match target {
+            Some(Route::Job(tx)) => {
+                self.delivering.store(true, Ordering::Relaxed);
+                let gone = tx.send(msg).await.is_err();
+                self.delivering.store(false, Ordering::Relaxed);
+                if gone && !terminal {
+                    // Nobody listens to this job any more; stop routing its output.
+                    self.remove_route(id);
+                }
+            }
+            Some(Route::Reply(tx)) => {
+                let _ = tx.send(msg);
+            }
+            None if id != 0 => {
+                tracing::debug!("agent sent {} for unknown request {id}", msg.name())
+            }
+            None => {}
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(mut r: R, link: Weak<Inner>) {
+    let reason = loop {
+        let frame = match read_frame(&mut r).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break "the agent closed its output".to_string(),
+            Err(e) if e.is_eof() => break "the agent's output ended mid-frame".to_string(),
+            Err(e) => break format!("reading from the agent: {e}"),
+        };
+        let Some(inner) = link.upgrade() else { return };
+        inner.last_rx.store(inner.now_ms(), Ordering::Relaxed);
+        match decode(&frame) {
+            Decoded::Msg {
+                id,
+                msg: AgentMsg::Ping,
+            } => {
+                let _ = inner.send(id, &AgentMsg::Pong).await;
+            }
+            Decoded::Msg {
+                msg: AgentMsg::Hello(_) | AgentMsg::Pong,
+                id: 0,
+            } => {}
+            Decoded::Msg { id, msg } => inner.route(id, msg).await,
+            Decoded::Invalid { id, kind, reason } => {
+                tracing::warn!("malformed frame from the agent (kind {kind}, id {id}): {reason}");
+                let message = format!("malformed reply from the agent (kind {kind}): {reason}");
+                inner.route(id, AgentMsg::Error { message }).await;
+            }
+        }
+    };
+    if let Some(inner) = link.upgrade() {
+        inner.close(reason);
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    w: W,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    link: Weak<Inner>,
+) {
+    let mut w = BufWriter::with_capacity(64 * 1024, w);
+    let result: std::io::Result<()> = async {
+        while let Some(frame) = rx.recv().await {
+            w.write_all(&frame).await?;
+            let mut n = 0;
+            while n < 64 {
+                let Ok(frame) = rx.try_recv() else { break };
+                w.write_all(&frame).await?;
+                n += 1;
+            }
+            w.flush().await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let (Err(e), Some(inner)) = (result, link.upgrade()) {
+        inner.close(format!("writing to the agent: {e}"));
+    }
+}
+
+async fn heartbeat(link: Weak<Inner>, every: Duration, max_misses: u32) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut misses = 0;
+    let mut sent_at: Option<u64> = None;
+    loop {
+        ticker.tick().await;
+        let Some(inner) = link.upgrade() else { return };
+        if inner.dead.is_cancelled() {
+            return;
+        }
+        if let Some(t) = sent_at {
+            let alive = inner.last_rx.load(Ordering::Relaxed) >= t
+                || inner.delivering.load(Ordering::Relaxed);
+            if alive {
+                misses = 0;
+            } else {
+                misses += 1;
+                if misses >= max_misses {
+                    inner.close(format!(
+                        "the agent missed {misses} heartbeats ({every:?} apart)"
+                    ));
+                    return;
+                }
+            }
+        }
+        sent_at = Some(inner.now_ms());
+        let mut frame = Vec::new();
+        if AgentMsg::Ping.encode_frame(0, &mut frame).is_ok() {
+            // A full queue means the agent is not reading: that counts as a miss next tick.
+            let _ = inner.out.try_send(frame);
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! The agent protocol, driven in-process over duplex pipes with real `bash` commands.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crew::agent::{serve, AgentOptions};
+use crew::proto::agent::SYNC_MARKER;
+use crew::proto::agent::{decode, AgentMsg, Decoded, Exit, ReadFile, Run, Stream, WriteFile};
+use crew::proto::frame::{read_frame, write_frame, MAX_FRAME};
+use crew::proto::PROTO_VERSION;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Agent {
+    r: ReadHalf<DuplexStream>,
+    w: WriteHalf<DuplexStream>,
+    served: tokio::task::JoinHandle<anyhow::Result<()>>,
+    tmp: tempfile::TempDir,
+}
+
+async fn agent(max_jobs: usize) -> Agent {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let opts = AgentOptions {
+        max_jobs,
+        tmp_root: Some(tmp.path().to_path_buf()),
+        kill_grace: Duration::from_millis(300),
+        build: "test-build".into(),
+    };
+    let (ours, theirs) = tokio::io::duplex(256 * 1024);
+    let (ar, aw) = tokio::io::split(theirs);
+    let served = tokio::spawn(serve(ar, aw, opts));
+    let (mut r, w) = tokio::io::split(ours);
+    let mut marker = vec![0u8; SYNC_MARKER.len()];
+    r.read_exact(&mut marker).await.expect("marker");
+    assert_eq!(marker, SYNC_MARKER, "the agent starts with its sync marker");
+    let mut a = Agent { r, w, served, tmp };
+    match a.recv().await {
+        (0, AgentMsg::Hello(h)) => {
+            assert_eq!(h.proto, PROTO_VERSION);
+            assert_eq!(h.build, "test-build");
+            assert_eq!(h.pid, std::process::id());
+        }
+        other => panic!("expected Hello, got {other:?}"),
+    }
+    a
+}
+
+impl Agent {
+    async fn send(&mut self, id: u64, msg: AgentMsg) {
+        let (kind, payload) = msg.encode();
+        write_frame(&mut self.w, kind, id, &payload)
+            .await
+            .expect("send");
+    }
+
+    async fn recv(&mut self) -> (u64, AgentMsg) {
+        let f = tokio::time::timeout(WAIT, read_frame(&mut self.r))
+            .await
+            .expect("agent answers in time")
+            .expect("read frame")
+            .expect("agent still serving");
+        match decode(&f) {
+            Decoded::Msg { id, msg } => (id, msg),
+            Decoded::Invalid { reason, .. } => panic!("agent sent a bad frame: {reason}"),
+        }
+    }
+
+    async fn run(&mut self, id: u64, command: &str) -> Done {
+        self.send(id, run_msg(command, None)).await;
+        self.collect(id).await
+    }
+
+    /// Read frames until job `id` ends (other ids are not expected).
+    async fn collect(&mut self, id: u64) -> Done {
+        let mut d = Done::default();
+        loop {
+            let (got, msg) = self.recv().await;
+            assert_eq!(got, id, "frame for another id: {msg:?}");
+            match msg {
+                AgentMsg::Started { pid } => d.pid = pid,
+                AgentMsg::Output {
+                    stream: Stream::Stdout,
+                    data,
+                } => d.out.extend(data.iter()),
+                AgentMsg::Output {
+                    stream: Stream::Stderr,
+                    data,
+                } => d.err.extend(data.iter()),
+                AgentMsg::Exit(e) => {
+                    d.exit = Some(e);
+                    return d;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+struct Done {
+    pid: u32,
+    out: Vec<u8>,
+    err: Vec<u8>,
+    exit: Option<Exit>,
+}
+
+impl Done {
+    fn exit(&self) -> &Exit {
+        self.exit.as_ref().expect("exit")
+    }
+}
+
+fn run_msg(command: &str, timeout_ms: Option<u64>) -> AgentMsg {
+    AgentMsg::Run(Run {
+        command: command.into(),
+        env: vec![("CREW_TEST_VAR".into(), "from request".into())],
+        timeout_ms,
+    })
+}
+
+fn kind_of(msg: AgentMsg) -> u16 {
+    msg.encode().0
+}
+
+/// Live (non-zombie) processes whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting: {what}");
+}
+
+#[tokio::test]
+async fn run_streams_output_and_reports_exit() {
+    let mut a = agent(8).await;
+    let script = "echo out; echo err >&2; echo \"$CREW_TEST_VAR\"; \
+                  readlink /proc/self/fd/0; pwd; exit 3";
+    let d = a.run(1, script).await;
+    assert!(d.pid > 0, "Started came first");
+    let out = String::from_utf8(d.out.clone()).expect("utf8");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..3], ["out", "from request", "/dev/null"], "{out}");
+    assert_eq!(d.err, b"err\n");
+    assert_eq!(d.exit().code, Some(3));
+    assert_eq!(d.exit().signal, None);
+    assert!(!d.exit().timed_out);
+    assert!(d.exit().max_rss_kb > 0, "{:?}", d.exit());
+    let dir = PathBuf::from(lines[3]);
+    assert!(dir.starts_with(a.tmp.path()), "own temp dir: {dir:?}");
+    wait_until("temp dir removed after Exit", || !dir.exists()).await;
+
+    let d = a.run(2, "kill -KILL $$").await;
+    assert_eq!((d.exit().code, d.exit().signal), (None, Some(9)));
+
+    let d = a
+        .run(3, "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done")
+        .await;
+    assert_eq!(d.exit().code, Some(0));
+    let e = d.exit();
+    assert!(e.user_ms + e.sys_ms > 0, "CPU time reported: {e:?}");
+    assert!(e.wall_ms > 0, "{e:?}");
+}
+
+#[tokio::test]
+async fn ping_info_and_files() {
+    let mut a = agent(8).await;
+    a.send(77, AgentMsg::Ping).await;
+    assert_eq!(a.recv().await, (77, AgentMsg::Pong));
+
+    a.send(5, AgentMsg::InfoRequest).await;
+    let (id, AgentMsg::Info(info)) = a.recv().await else {
+        panic!("expected Info")
+    };
+    assert_eq!(id, 5);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert_eq!(info.hostname, host.trim());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    assert_eq!(info.kernel, kernel.trim());
+    assert_eq!(info.arch, std::env::consts::ARCH);
+    assert!(info.cpus >= 1 && info.mem_total_kb > 0, "{info:?}");
+    if let Ok(os) = std::fs::read_to_string("/etc/os-release") {
+        let id = os.lines().find_map(|l| l.strip_prefix("ID=")).expect("ID=");
+        let id = id.trim_matches('"');
+        assert_eq!(info.facts.get("os_id").map(String::as_str), Some(id));
+    }
+
+    let path = a.tmp.path().join("target.bin");
+    let data: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    let sum = hex::encode(Sha256::digest(&data));
+    let write = |sha256: &str, data: &[u8]| {
+        AgentMsg::WriteFile(WriteFile {
+            path: path.to_string_lossy().into(),
+            data: data.to_vec(),
+            mode: 0o640,
+            sha256: sha256.into(),
+        })
+    };
+    a.send(6, write(&sum, &data)).await;
+    let expected = AgentMsg::FileWritten {
+        size: 5000,
+        sha256: sum.clone(),
+    };
+    assert_eq!(a.recv().await, (6, expected));
+    assert_eq!(std::fs::read(&path).expect("written"), data);
+
+    a.send(7, write(&sum, b"something else")).await;
+    match a.recv().await {
+        (7, AgentMsg::Error { message }) => assert!(message.contains("checksum"), "{message}"),
+        other => panic!("checksum mismatch must be refused, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(&path).expect("still there"),
+        data,
+        "untouched"
+    );
+    let names: Vec<_> = std::fs::read_dir(a.tmp.path())
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "no temp files left behind: {names:?}");
+
+    let read = |path: &str, max_size| {
+        AgentMsg::ReadFile(ReadFile {
+            path: path.into(),
+            max_size,
+        })
+    };
+    let p = path.to_string_lossy().to_string();
+    a.send(8, read(&p, 1 << 20)).await;
+    match a.recv().await {
+        (8, AgentMsg::FileData(f)) => {
+            assert_eq!(
+                (f.data, f.mode, f.sha256),
+                (data.clone(), 0o640, sum.clone())
+            )
+        }
+        other => panic!("expected FileData, got {other:?}"),
+    }
+    a.send(9, read(&p, 100)).await;
+    assert!(
+        matches!(a.recv().await, (9, AgentMsg::Error { .. })),
+        "over max_size"
+    );
+    a.send(10, read("/nonexistent/x", 10)).await;
+    assert!(matches!(a.recv().await, (10, AgentMsg::Error { .. })));
+}
+
+#[tokio::test]
+async fn malformed_frames_get_errors_and_the_agent_keeps_serving() {
+    let mut a = agent(8).await;
+    let run_kind = kind_of(run_msg("true", None));
+    let cases: Vec<(&str, u16, u64, Vec<u8>)> = vec![
+        ("bad payload", run_kind, 11, vec![0xff; 7]),
+        ("unknown kind", 999, 12, vec![1, 2, 3]),
+        ("ping with junk", kind_of(AgentMsg::Ping), 13, vec![1]),
+        (
+            "a reply as request",
+            kind_of(AgentMsg::Started { pid: 1 }),
+            14,
+            vec![1],
+        ),
+        (
+            "kill of no job",
+            kind_of(AgentMsg::Kill { signal: 9 }),
+            15,
+            vec![9],
+        ),
+    ];
+    for (what, kind, id, payload) in cases {
+        write_frame(&mut a.w, kind, id, &payload)
+            .await
+            .expect("send");
+        match a.recv().await {
+            (got, AgentMsg::Error { message }) => {
+                assert_eq!(got, id, "{what}: {message}");
+                assert!(!message.is_empty());
+            }
+            other => panic!("{what}: expected Error, got {other:?}"),
+        }
+    }
+    // Oversized: the agent skips the whole frame and stays in sync.
+    let len = (MAX_FRAME + 1) as u32;
+    let mut big = len.to_be_bytes().to_vec();
+    big.extend_from_slice(&run_kind.to_be_bytes());
+    big.extend_from_slice(&16u64.to_be_bytes());
+    big.resize(4 + MAX_FRAME + 1, b'j');
+    a.w.write_all(&big).await.expect("send big");
+    match a.recv().await {
+        (16, AgentMsg::Error { message }) => assert!(message.contains("limit"), "{message}"),
+        other => panic!("expected Error for oversized frame, got {other:?}"),
+    }
+    // Shorter than a header: skipped, answered with id 0.
+    a.w.write_all(&3u32.to_be_bytes()).await.expect("send");
+    a.w.write_all(b"abc").await.expect("send");
+    assert!(matches!(a.recv().await, (0, AgentMsg::Error { .. })));
+
+    a.send(17, AgentMsg::Ping).await;
+    assert_eq!(a.recv().await, (17, AgentMsg::Pong));
+    let d = a.run(18, "echo still here").await;
+    assert_eq!(d.out, b"still here\n");
+}
+
+#[tokio::test]
+async fn replies_come_out_of_order_and_pings_are_not_queued() {
+    let mut a = agent(8).await;
+    a.send(1, run_msg("sleep 2; echo long", None)).await;
+    assert!(matches!(a.recv().await, (1, AgentMsg::Started { .. })));
+    a.send(2, run_msg("echo short", None)).await;
+    a.send(3, AgentMsg::Ping).await;
+    let mut order = Vec::new();
+    let mut outs: HashMap<u64, Vec<u8>> = HashMap::new();
+    while order.len() < 3 {
+        match a.recv().await {
+            (id, AgentMsg::Exit(e)) => {
+                assert_eq!(e.code, Some(0));
+                order.push(id);
+            }
+            (3, AgentMsg::Pong) => order.push(3),
+            (id, AgentMsg::Output { data, .. }) => outs.entry(id).or_default().extend(data.iter()),
+            (2, AgentMsg::Started { .. }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(order.last(), Some(&1), "the long job ends last: {order:?}");
+    assert_eq!(outs[&2], b"short\n");
+    assert_eq!(outs[&1], b"long\n");
+}
+
+#[tokio::test]
+async fn queue_limit_refuses_and_kill_reaches_grandchildren() {
+    let mut a = agent(2).await;
+    a.send(1, run_msg("sleep 1000 & sleep 1000", None)).await;
+    let (1, AgentMsg::Started { pid }) = a.recv().await else {
+        panic!("expected Started")
+    };
+    a.send(2, run_msg("sleep 1000", None)).await;
+    assert!(matches!(a.recv().await, (2, AgentMsg::Started { .. })));
+    a.send(3, run_msg("echo too many", None)).await;
+    match a.recv().await {
+        (3, AgentMsg::Refused { reason }) => assert!(reason.contains("limit"), "{reason}"),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    wait_until("both sleeps running", || group_members(pid).len() >= 2).await;
+    a.send(1, AgentMsg::Kill { signal: 9 }).await;
+    let d = a.collect(1).await;
+    assert_eq!(d.exit().signal, Some(9));
+    wait_until("no process of the group left", || {
+        group_members(pid).is_empty()
+    })
+    .await;
+    a.send(2, AgentMsg::Kill { signal: 15 }).await;
+    assert_eq!(a.collect(2).await.exit().signal, Some(15));
+    let d = a.run(4, "echo room again").await;
+    assert_eq!(d.out, b"room again\n");
+}
+
+#[tokio::test]
+async fn timeout_terms_then_kills() {
+    let mut a = agent(8).await;
+    a.send(1, run_msg("sleep 1000", Some(300))).await;
+    let d = a.collect(1).await;
+    assert!(d.exit().timed_out);
+    assert_eq!(d.exit().signal, Some(libc::SIGTERM));
+    let stubborn = "trap '' TERM; sleep 1000; echo survived";
+    a.send(2, run_msg(stubborn, Some(300))).await;
+    let d = a.collect(2).await;
+    assert!(d.exit().timed_out);
+    assert_eq!(d.exit().signal, Some(libc::SIGKILL), "KILL after grace");
+    assert!(d.out.is_empty());
+    assert!(group_members(d.pid).is_empty());
+}
+
+#[tokio::test]
+async fn output_is_binary_safe_and_large_output_is_exact_under_backpressure() {
+    let mut a = agent(8).await;
+    let all: Vec<u8> = (0..=255u8).collect();
+    let small = a.tmp.path().join("all-bytes");
+    std::fs::write(&small, &all).expect("write");
+    let d = a
+        .run(1, &format!("cat {0}; cat {0} >&2", small.display()))
+        .await;
+    assert_eq!((d.out, d.err), (all.clone(), all));
+
+    let size = 20_000_000usize;
+    let big = a.tmp.path().join("big");
+    let data: Vec<u8> = (0..size)
+        .map(|i| (i.wrapping_mul(7919) % 251) as u8 ^ (i >> 13) as u8)
+        .collect();
+    std::fs::write(&big, &data).expect("write big");
+    let want = hex::encode(Sha256::digest(&data));
+    drop(data);
+    let cmd = format!("exec cat {}", big.display());
+    a.send(2, run_msg(&cmd, None)).await;
+    let (2, AgentMsg::Started { pid }) = a.recv().await else {
+        panic!("expected Started")
+    };
+    // Read nothing for a while: the command must be held back, not buffered in memory.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("/proc/pid/io");
+    let wchar: u64 = io
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("wchar");
+    assert!(wchar < 4 << 20, "cat wrote {wchar} bytes while nobody read");
+    let mut h = Sha256::new();
+    let (mut n, mut frames) = (0usize, 0usize);
+    loop {
+        match a.recv().await {
+            (2, AgentMsg::Output { stream, data }) => {
+                assert_eq!(stream, Stream::Stdout);
+                assert!(data.len() <= 64 * 1024);
+                h.update(&data);
+                n += data.len();
+                frames += 1;
+                if frames % 16 == 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            (2, AgentMsg::Exit(e)) => {
+                assert_eq!(e.code, Some(0));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(n, size);
+    assert_eq!(hex::encode(h.finalize()), want, "byte-exact");
+}
+
+#[tokio::test]
+async fn input_eof_kills_running_jobs_and_ends_the_agent() {
+    let mut a = agent(8).await;
+    a.send(1, run_msg("sleep 1000 & sleep 1000", None)).await;
+    let (1, AgentMsg::Started { pid }) = a.recv().await else {
+        panic!("expected Started")
+    };
+    wait_until("both sleeps running", || group_members(pid).len() >= 2).await;
+    a.w.shutdown().await.expect("close input");
+    let d = a.collect(1).await;
+    assert_eq!(d.exit().signal, Some(9));
+    let served = tokio::time::timeout(WAIT, &mut a.served)
+        .await
+        .expect("agent ends");
+    served.expect("join").expect("serve ok");
+    wait_until("nothing left behind", || group_members(pid).is_empty()).await;
+}
