@@ -14,7 +14,10 @@ struct NoRemote;
 
 impl Executor for NoRemote {
     async fn run(&self, host: &Host, spec: RunSpec, _: OutputSink) -> StepOutcome {
-        panic!("a local step reached the executor: {} on {}", spec.command, host.name)
+        panic!(
+            "a local step reached the executor: {} on {}",
+            spec.command, host.name
+        )
     }
     async fn read_file(&self, host: &Host, path: &str, _: u64) -> Result<Vec<u8>, String> {
         panic!("read_file {path} on {}", host.name)

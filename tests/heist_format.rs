@@ -67,7 +67,9 @@ fn errors(text: &str) -> String {
 
 #[test]
 fn unknown_field_is_reported_at_its_place() {
-    let e = errors("[heist.a]\nselect = \"*\"\n[[heist.a.step]]\nname = \"x\"\nrun = \"true\"\nretries = 3\n");
+    let e = errors(
+        "[heist.a]\nselect = \"*\"\n[[heist.a.step]]\nname = \"x\"\nrun = \"true\"\nretries = 3\n",
+    );
     assert!(e.starts_with("h.toml:6:1: "), "{e}");
     assert!(e.contains("retries"), "{e}");
 }
@@ -84,7 +86,10 @@ fn bad_then_and_bad_batch() {
     assert!(e.contains("h.toml:7:"), "{e}");
     assert!(e.contains("explode"), "{e}");
     let e = errors("[heist.a]\nselect = \"*\"\nbatch = \"0%\"\n[[heist.a.step]]\nname = \"x\"\nrun = \"true\"\n");
-    assert_eq!(e, "h.toml:3:9: batch: expected a host count (at least 1) or a percentage such as \"25%\"");
+    assert_eq!(
+        e,
+        "h.toml:3:9: batch: expected a host count (at least 1) or a percentage such as \"25%\""
+    );
 }
 
 #[test]
@@ -96,9 +101,18 @@ fn unknown_variables_and_bad_regexes_are_located() {
     let e = errors(text);
     let lines: Vec<&str> = e.lines().collect();
     assert_eq!(lines.len(), 3, "{e}");
-    assert!(lines[0].starts_with("h.toml:6:18: step `one`: unknown variable `${nope}`"), "{e}");
-    assert!(lines[1].starts_with("h.toml:7:17: capture `x`: bad regex: unclosed group"), "{e}");
-    assert!(lines[2].starts_with("h.toml:10:13: step `two`: unknown variable `${later}`"), "{e}");
+    assert!(
+        lines[0].starts_with("h.toml:6:18: step `one`: unknown variable `${nope}`"),
+        "{e}"
+    );
+    assert!(
+        lines[1].starts_with("h.toml:7:17: capture `x`: bad regex: unclosed group"),
+        "{e}"
+    );
+    assert!(
+        lines[2].starts_with("h.toml:10:13: step `two`: unknown variable `${later}`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -112,7 +126,10 @@ fn captures_of_earlier_steps_and_builtins_are_defined() {
 #[test]
 fn step_shapes_are_checked() {
     let e = errors("[heist.a]\nselect = \"*\"\n[[heist.a.step]]\nname = \"x\"\nrun = \"true\"\nfetch = { from = \"/a\", to = \"b\" }\n");
-    assert!(e.contains("h.toml:4:8: step `x`: give exactly one of"), "{e}");
+    assert!(
+        e.contains("h.toml:4:8: step `x`: give exactly one of"),
+        "{e}"
+    );
     let e = errors("[heist.a]\nselect = \"*\"\n[[heist.a.step]]\nname = \"x\"\nrun = \"true\"\n[[heist.a.rollback]]\nname = \"r\"\nundo = \"y\"\nrun = \"true\"\n");
     assert!(e.contains("h.toml:8:8: undo: no step named `y`"), "{e}");
     let e = errors("[heist.a]\nselect = \"*\"\n");

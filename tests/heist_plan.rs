@@ -59,7 +59,10 @@ fn plan_merges_vars_and_profiles() {
     assert_eq!(p.globals.get("who").map(String::as_str), Some("fleet"));
     let text = p.describe();
     assert!(text.contains("echo hey fleet from demo07 in z1"), "{text}");
-    assert!(text.contains("echo ${said}"), "captures stay unresolved in a dry run: {text}");
+    assert!(
+        text.contains("echo ${said}"),
+        "captures stay unresolved in a dry run: {text}"
+    );
     assert!(text.contains("wave 3/3"), "{text}");
 
     let p = plan::build(h, None, &[], hosts(8, true)).expect("plan");
@@ -71,9 +74,17 @@ fn undefined_variables_are_rejected_per_host() {
     let h = &load_str(FILE, Path::new("roll.toml")).expect("valid")[0];
     let e = plan::build(h, None, &[], hosts(2, false)).expect_err("no zone tag");
     assert_eq!(e.0.len(), 2, "{e}");
-    assert!(e.0[0].starts_with("roll.toml:8:8: step `hi` on host demo01: undefined variable `${tag.zone}`"), "{e}");
+    assert!(
+        e.0[0].starts_with(
+            "roll.toml:8:8: step `hi` on host demo01: undefined variable `${tag.zone}`"
+        ),
+        "{e}"
+    );
     assert!(plan::build(h, Some("nope"), &[], hosts(1, true)).is_err());
-    assert!(plan::build(h, None, &[], Vec::new()).expect_err("no hosts").to_string().contains("matches no host"));
+    assert!(plan::build(h, None, &[], Vec::new())
+        .expect_err("no hosts")
+        .to_string()
+        .contains("matches no host"));
     assert!(parse_sets(&["host=x".into()]).is_err());
     assert!(parse_sets(&["novalue".into()]).is_err());
 }

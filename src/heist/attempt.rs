@@ -22,26 +22,67 @@ fn fail(mut r: StepResult, why: String) -> StepResult {
     r
 }
 
-pub(super) async fn attempt<E: Executor>(ctx: &Ctx<E>, host: &Host, sref: StepRef, step: &StepDef, attempt: u32, captures: &BTreeMap<String, String>) -> StepResult {
-    let scope = Scope { globals: &ctx.plan.globals, host, captures };
+pub(super) async fn attempt<E: Executor>(
+    ctx: &Ctx<E>,
+    host: &Host,
+    sref: StepRef,
+    step: &StepDef,
+    attempt: u32,
+    captures: &BTreeMap<String, String>,
+) -> StepResult {
+    let scope = Scope {
+        globals: &ctx.plan.globals,
+        host,
+        captures,
+    };
     let start = Instant::now();
-    let mut result = StepResult { started_ms: now_ms(), ..StepResult::default() };
-    let rendered: Result<Vec<String>, _> = step.templates().into_iter().map(|t| scope.render(t)).collect();
+    let mut result = StepResult {
+        started_ms: now_ms(),
+        ..StepResult::default()
+    };
+    let rendered: Result<Vec<String>, _> = step
+        .templates()
+        .into_iter()
+        .map(|t| scope.render(t))
+        .collect();
     let what = step.describe(&|t| scope.render(t).unwrap_or_else(|_| t.source.clone()));
-    ctx.emit(HeistEvent::StepStarted { host: host.name.clone(), step: sref, attempt, what }).await;
+    ctx.emit(HeistEvent::StepStarted {
+        host: host.name.clone(),
+        step: sref,
+        attempt,
+        what,
+    })
+    .await;
     result = match rendered {
-        Err(u) => fail(result, format!("{u}: not captured on this host (the step that captures it did not run here)")),
+        Err(u) => fail(
+            result,
+            format!("{u}: not captured on this host (the step that captures it did not run here)"),
+        ),
         Ok(texts) => dispatch(ctx, host, sref, step, attempt, texts, result).await,
     };
     result.wall_ms = start.elapsed().as_millis() as u64;
     if result.ok {
         judge_captures(step, &mut result);
     }
-    ctx.emit(HeistEvent::StepFinished { host: host.name.clone(), step: sref, attempt, result: result.clone() }).await;
+    ctx.emit(HeistEvent::StepFinished {
+        host: host.name.clone(),
+        step: sref,
+        attempt,
+        result: result.clone(),
+    })
+    .await;
     result
 }
 
-async fn dispatch<E: Executor>(ctx: &Ctx<E>, host: &Host, sref: StepRef, step: &StepDef, attempt: u32, texts: Vec<String>, mut r: StepResult) -> StepResult {
+async fn dispatch<E: Executor>(
+    ctx: &Ctx<E>,
+    host: &Host,
+    sref: StepRef,
+    step: &StepDef,
+    attempt: u32,
+    texts: Vec<String>,
+    mut r: StepResult,
+) -> StepResult {
     let first = texts.first().cloned().unwrap_or_default();
     match &step.action {
         Action::Run(_) => {
@@ -68,11 +109,21 @@ async fn dispatch<E: Executor>(ctx: &Ctx<E>, host: &Host, sref: StepRef, step: &
             let drain = async {
                 let (mut out, mut err, mut dropped) = (Vec::new(), Vec::new(), 0u64);
                 while let Some((stream, data)) = rx.recv().await {
-                    let buf = if stream == Stream::Stdout { &mut out } else { &mut err };
+                    let buf = if stream == Stream::Stdout {
+                        &mut out
+                    } else {
+                        &mut err
+                    };
                     let room = OUTPUT_KEEP.saturating_sub(buf.len());
                     buf.extend_from_slice(&data[..room.min(data.len())]);
                     dropped += data.len().saturating_sub(room) as u64;
-                    ctx.emit(HeistEvent::Output { host: host.name.clone(), step: sref, stream, data }).await;
+                    ctx.emit(HeistEvent::Output {
+                        host: host.name.clone(),
+                        step: sref,
+                        stream,
+                        data,
+                    })
+                    .await;
                 }
                 (out, err, dropped)
             };
@@ -108,13 +159,20 @@ async fn dispatch<E: Executor>(ctx: &Ctx<E>, host: &Host, sref: StepRef, step: &
                 Ok(data) => {
                     if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
                         if let Err(e) = tokio::fs::create_dir_all(parent).await {
-                            return fail(r, format!("fetch: cannot create {}: {e}", parent.display()));
+                            return fail(
+                                r,
+                                format!("fetch: cannot create {}: {e}", parent.display()),
+                            );
                         }
                     }
                     match tokio::fs::write(&to, &data).await {
                         Ok(()) => {
                             r.ok = true;
-                            r.stdout = format!("fetched {} bytes from {first} into {}\n", data.len(), to.display());
+                            r.stdout = format!(
+                                "fetched {} bytes from {first} into {}\n",
+                                data.len(),
+                                to.display()
+                            );
                             r
                         }
                         Err(e) => fail(r, format!("fetch: cannot write {}: {e}", to.display())),
@@ -141,7 +199,10 @@ fn judge_exit(step: &StepDef, outcome: StepOutcome, mut r: StepResult) -> StepRe
             r.signal = exit.signal;
             r.timed_out = exit.timed_out;
             if exit.timed_out {
-                let t = step.timeout.map(|t| humantime::format_duration(t).to_string()).unwrap_or_default();
+                let t = step
+                    .timeout
+                    .map(|t| humantime::format_duration(t).to_string())
+                    .unwrap_or_default();
                 return fail(r, format!("timed out after {t}: process group killed"));
             }
             match exit.code {
@@ -154,7 +215,10 @@ fn judge_exit(step: &StepDef, outcome: StepOutcome, mut r: StepResult) -> StepRe
                     fail(r, format!("exit {c} (accepted: {})", acc.join(", ")))
                 }
                 None => {
-                    let sig = exit.signal.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
+                    let sig = exit
+                        .signal
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "?".into());
                     fail(r, format!("killed by signal {sig}"))
                 }
             }
@@ -168,10 +232,18 @@ fn judge_captures(step: &StepDef, r: &mut StepResult) {
     for c in &step.captures {
         let Some(m) = c.regex.captures(&r.stdout) else {
             r.ok = false;
-            r.reason = Some(format!("capture `{}`: /{}/ did not match stdout", c.name, c.regex.as_str()));
+            r.reason = Some(format!(
+                "capture `{}`: /{}/ did not match stdout",
+                c.name,
+                c.regex.as_str()
+            ));
             return;
         };
-        let value = m.get(1).or_else(|| m.get(0)).map(|g| g.as_str().to_string()).unwrap_or_default();
+        let value = m
+            .get(1)
+            .or_else(|| m.get(0))
+            .map(|g| g.as_str().to_string())
+            .unwrap_or_default();
         r.captured.insert(c.name.clone(), value);
         for name in c.regex.capture_names().flatten() {
             if let Some(g) = m.name(name) {

@@ -61,7 +61,11 @@ fn list(hosts: Option<&Path>, file: Option<&Path>) -> anyhow::Result<i32> {
 
 fn summary_line(h: &HeistDef) -> String {
     let mut s = h.description.clone().unwrap_or_default();
-    s.push_str(&format!("  [{} step(s); select {}", h.steps.len(), h.select));
+    s.push_str(&format!(
+        "  [{} step(s); select {}",
+        h.steps.len(),
+        h.select
+    ));
     if let Some(b) = h.batch {
         s.push_str(&format!("; batch {b}"));
     }
@@ -77,7 +81,12 @@ fn check(file: &Path) -> anyhow::Result<i32> {
     match validate::load_file(file) {
         Ok(hs) => {
             let names: Vec<&str> = hs.iter().map(|h| h.name.as_str()).collect();
-            println!("{}: ok ({} heist(s): {})", file.display(), hs.len(), names.join(", "));
+            println!(
+                "{}: ok ({} heist(s): {})",
+                file.display(),
+                hs.len(),
+                names.join(", ")
+            );
             Ok(0)
         }
         Err(d) => {
@@ -87,21 +96,26 @@ fn check(file: &Path) -> anyhow::Result<i32> {
     }
 }
 
-fn make_plan(hosts: Option<&Path>, args: &HeistRunArgs) -> anyhow::Result<(Vec<(String, String)>, plan::Plan)> {
+fn make_plan(
+    hosts: Option<&Path>,
+    args: &HeistRunArgs,
+) -> anyhow::Result<(Vec<(String, String)>, plan::Plan)> {
     let inv_path = Inventory::find_default(hosts)?;
     let (files, looked) = locate::heist_files(args.file.file.as_deref(), Some(&inv_path));
     let heist = locate::find(&args.name, &files, &looked)?;
     let sets = plan::parse_sets(&args.set)?;
     let inv = Inventory::load(&inv_path)?;
     let selection = plan::selection(&heist, args.profile.as_deref())?;
-    let picked = select_hosts(&inv, selection).with_context(|| format!("heist `{}` ({})", heist.name, heist.loc))?;
+    let picked = select_hosts(&inv, selection)
+        .with_context(|| format!("heist `{}` ({})", heist.name, heist.loc))?;
     let plan = plan::build(&heist, args.profile.as_deref(), &sets, picked)?;
     Ok((sets, plan))
 }
 
 /// The hosts a heist's selection picks (facts and outcomes are not known here).
 pub fn select_hosts(inv: &Inventory, selection: &str) -> anyhow::Result<Vec<Host>> {
-    let expr = crate::select::parse(selection).map_err(|e| anyhow::anyhow!("selection:\n{}", e.render(selection)))?;
+    let expr = crate::select::parse(selection)
+        .map_err(|e| anyhow::anyhow!("selection:\n{}", e.render(selection)))?;
     let picked = inv
         .try_select(&expr, &crate::select::NoContext)
         .map_err(|e| anyhow::anyhow!("selection:\n{}", e.render(selection)))?;
@@ -122,13 +136,28 @@ async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Result<i
     );
     let waves = plan.waves.len();
     let mut running = engine::start(std::sync::Arc::new(exec), plan, sets)?;
-    println!("run {} (journal: {})", running.run_id, running.run_dir.display());
+    println!(
+        "run {} (journal: {})",
+        running.run_id,
+        running.run_dir.display()
+    );
     let interactive = std::io::stdin().is_terminal();
-    let p = Printer { steps, rollback, width };
+    let p = Printer {
+        steps,
+        rollback,
+        width,
+    };
     while let Some(ev) = running.events.recv().await {
         match &ev {
-            HeistEvent::Wave { index, hosts } => println!("── wave {}/{waves}: {}", index + 1, hosts.join(",")),
-            HeistEvent::Ask { ask_id, host, step, reason } => {
+            HeistEvent::Wave { index, hosts } => {
+                println!("── wave {}/{waves}: {}", index + 1, hosts.join(","))
+            }
+            HeistEvent::Ask {
+                ask_id,
+                host,
+                step,
+                reason,
+            } => {
                 let choice = if interactive {
                     prompt(&p.step_name(*step), host, reason).await
                 } else {
@@ -138,13 +167,22 @@ async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Result<i
                     );
                     Choice::Abort
                 };
-                let _ = running.asks.send(AskReply { ask_id: *ask_id, choice }).await;
+                let _ = running
+                    .asks
+                    .send(AskReply {
+                        ask_id: *ask_id,
+                        choice,
+                    })
+                    .await;
             }
             _ => p.print(&ev),
         }
         let _ = std::io::stdout().flush();
     }
-    let summary = running.task.await.context("the heist engine stopped unexpectedly")?;
+    let summary = running
+        .task
+        .await
+        .context("the heist engine stopped unexpectedly")?;
     print_summary(&summary);
     Ok(if summary.ok() { 0 } else { 1 })
 }
@@ -156,9 +194,23 @@ async fn connect_executor(_accept: bool) -> anyhow::Result<NoDaemon> {
 
 pub struct NoDaemon;
 impl super::executor::Executor for NoDaemon {
-    async fn run(&self, _: &Host, _: super::executor::RunSpec, _: super::executor::OutputSink) -> super::executor::StepOutcome { super::executor::StepOutcome::Failed { kind: crate::proto::daemon::ErrorKind::Internal, message: "no daemon".into() } }
-    async fn read_file(&self, _: &Host, _: &str, _: u64) -> Result<Vec<u8>, String> { Err("no daemon".into()) }
-    async fn write_file(&self, _: &Host, _: &str, _: Vec<u8>, _: u32) -> Result<u64, String> { Err("no daemon".into()) }
+    async fn run(
+        &self,
+        _: &Host,
+        _: super::executor::RunSpec,
+        _: super::executor::OutputSink,
+    ) -> super::executor::StepOutcome {
+        super::executor::StepOutcome::Failed {
+            kind: crate::proto::daemon::ErrorKind::Internal,
+            message: "no daemon".into(),
+        }
+    }
+    async fn read_file(&self, _: &Host, _: &str, _: u64) -> Result<Vec<u8>, String> {
+        Err("no daemon".into())
+    }
+    async fn write_file(&self, _: &Host, _: &str, _: Vec<u8>, _: u32) -> Result<u64, String> {
+        Err("no daemon".into())
+    }
 }
 
 async fn prompt(step: &str, host: &str, reason: &str) -> Choice {
@@ -192,9 +244,20 @@ struct Printer {
 impl Printer {
     fn step_name(&self, s: StepRef) -> String {
         if s.rollback {
-            format!("rollback {}", self.rollback.get(s.index).map(String::as_str).unwrap_or("?"))
+            format!(
+                "rollback {}",
+                self.rollback
+                    .get(s.index)
+                    .map(String::as_str)
+                    .unwrap_or("?")
+            )
         } else {
-            format!("{}/{} {}", s.index + 1, self.steps.len(), self.steps.get(s.index).map(String::as_str).unwrap_or("?"))
+            format!(
+                "{}/{} {}",
+                s.index + 1,
+                self.steps.len(),
+                self.steps.get(s.index).map(String::as_str).unwrap_or("?")
+            )
         }
     }
 
@@ -255,7 +318,11 @@ pub fn sanitize(s: &str) -> String {
 }
 
 fn print_summary(s: &HeistSummary) {
-    let done = s.hosts.iter().filter(|(_, o)| matches!(o, super::events::HostOutcome::Completed { .. })).count();
+    let done = s
+        .hosts
+        .iter()
+        .filter(|(_, o)| matches!(o, super::events::HostOutcome::Completed { .. }))
+        .count();
     println!(
         "== heist {} {:?}: completed on {done}/{} host(s) in {:.1}s",
         s.heist,
@@ -274,8 +341,13 @@ fn show(run: Option<&str>) -> anyhow::Result<i32> {
     let dir = match run {
         Some(r) if Path::new(r).is_dir() => PathBuf::from(r),
         Some(r) => {
-            let d = crate::paths::runs_dir().join(format!("heist-{}", r.trim_start_matches("heist-")));
-            anyhow::ensure!(d.is_dir(), "no heist run {r} in {}", crate::paths::runs_dir().display());
+            let d =
+                crate::paths::runs_dir().join(format!("heist-{}", r.trim_start_matches("heist-")));
+            anyhow::ensure!(
+                d.is_dir(),
+                "no heist run {r} in {}",
+                crate::paths::runs_dir().display()
+            );
             d
         }
         None => journal::list_runs()
@@ -288,10 +360,19 @@ fn show(run: Option<&str>) -> anyhow::Result<i32> {
     for (si, row) in vm.cells.iter().enumerate() {
         for (hi, c) in row.iter().enumerate() {
             if let Some(reason) = &c.reason {
-                println!("  {} [{}]: {}", vm.hosts[hi], vm.steps[si], sanitize(reason));
+                println!(
+                    "  {} [{}]: {}",
+                    vm.hosts[hi],
+                    vm.steps[si],
+                    sanitize(reason)
+                );
             }
         }
     }
     println!("journal: {}", dir.display());
-    Ok(if vm.summary.as_ref().is_some_and(HeistSummary::ok) { 0 } else { 1 })
+    Ok(if vm.summary.as_ref().is_some_and(HeistSummary::ok) {
+        0
+    } else {
+        1
+    })
 }

@@ -69,7 +69,10 @@ impl<E: Executor> Ctx<E> {
     pub fn request_rollback(&self, step: usize, trigger: &str) {
         self.halt.send_if_modified(|h| {
             if h.is_none() {
-                *h = Some(Halt { step, trigger: trigger.to_string() });
+                *h = Some(Halt {
+                    step,
+                    trigger: trigger.to_string(),
+                });
                 true
             } else {
                 false
@@ -78,13 +81,25 @@ impl<E: Executor> Ctx<E> {
     }
 
     /// Ask the operator; `None` when the heist halted first (and `watch_halt` is set).
-    pub async fn ask(&self, host: &str, step: super::events::StepRef, reason: String, watch_halt: bool) -> Option<Choice> {
+    pub async fn ask(
+        &self,
+        host: &str,
+        step: super::events::StepRef,
+        reason: String,
+        watch_halt: bool,
+    ) -> Option<Choice> {
         let ask_id = self.next_ask.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = oneshot::channel();
         if let Ok(mut asks) = self.asks.lock() {
             asks.insert(ask_id, tx);
         }
-        self.emit(HeistEvent::Ask { ask_id, host: host.to_string(), step, reason }).await;
+        self.emit(HeistEvent::Ask {
+            ask_id,
+            host: host.to_string(),
+            step,
+            reason,
+        })
+        .await;
         let mut halt = self.halt.subscribe();
         let choice = tokio::select! {
             c = rx => c.ok(),
@@ -98,7 +113,11 @@ impl<E: Executor> Ctx<E> {
     }
 
     fn answer(&self, reply: AskReply) {
-        let tx = self.asks.lock().ok().and_then(|mut a| a.remove(&reply.ask_id));
+        let tx = self
+            .asks
+            .lock()
+            .ok()
+            .and_then(|mut a| a.remove(&reply.ask_id));
         if let Some(tx) = tx {
             let _ = tx.send(reply.choice);
         }
@@ -115,7 +134,11 @@ pub struct Running {
 }
 
 /// Start a heist: creates its run store directory and spawns the engine.
-pub fn start<E: Executor>(exec: Arc<E>, plan: Plan, sets: Vec<(String, String)>) -> anyhow::Result<Running> {
+pub fn start<E: Executor>(
+    exec: Arc<E>,
+    plan: Plan,
+    sets: Vec<(String, String)>,
+) -> anyhow::Result<Running> {
     let run_id = super::journal::new_run_id(&plan.heist.name);
     let meta = Meta {
         run_id: run_id.clone(),
@@ -155,13 +178,23 @@ pub fn start<E: Executor>(exec: Arc<E>, plan: Plan, sets: Vec<(String, String)>)
         router.abort();
         summary
     });
-    Ok(Running { run_id, run_dir, events: ev_rx, asks: ask_tx, task })
+    Ok(Running {
+        run_id,
+        run_dir,
+        events: ev_rx,
+        asks: ask_tx,
+        task,
+    })
 }
 
 async fn drive<E: Executor>(ctx: Arc<Ctx<E>>, mut meta: Meta) -> HeistSummary {
     let t0 = Instant::now();
     let plan = ctx.plan.clone();
-    let names = |idx: &[usize]| idx.iter().map(|&i| plan.hosts[i].name.clone()).collect::<Vec<_>>();
+    let names = |idx: &[usize]| {
+        idx.iter()
+            .map(|&i| plan.hosts[i].name.clone())
+            .collect::<Vec<_>>()
+    };
     ctx.emit(HeistEvent::Started {
         run_id: ctx.run_id.clone(),
         heist: plan.heist.name.clone(),
@@ -178,11 +211,19 @@ async fn drive<E: Executor>(ctx: Arc<Ctx<E>>, mut meta: Meta) -> HeistSummary {
     for (wi, wave) in plan.waves.iter().enumerate() {
         if stop {
             for &i in wave {
-                ctx.emit(HeistEvent::HostDone { host: plan.hosts[i].name.clone(), outcome: HostOutcome::NotStarted }).await;
+                ctx.emit(HeistEvent::HostDone {
+                    host: plan.hosts[i].name.clone(),
+                    outcome: HostOutcome::NotStarted,
+                })
+                .await;
             }
             continue;
         }
-        ctx.emit(HeistEvent::Wave { index: wi, hosts: names(wave) }).await;
+        ctx.emit(HeistEvent::Wave {
+            index: wi,
+            hosts: names(wave),
+        })
+        .await;
         let done = join_all(wave.iter().map(|&i| host_run::run_host(&ctx, i))).await;
         for (&i, st) in wave.iter().zip(done) {
             outcomes[i] = st.outcome.clone();
@@ -194,12 +235,28 @@ async fn drive<E: Executor>(ctx: Arc<Ctx<E>>, mut meta: Meta) -> HeistSummary {
     let halt = ctx.halt.borrow().clone();
     if let Some(h) = halt {
         let targets: Vec<usize> = (0..plan.hosts.len())
-            .filter(|&i| states[i].as_ref().and_then(|s| s.reached).is_some_and(|r| r >= h.step))
+            .filter(|&i| {
+                states[i]
+                    .as_ref()
+                    .and_then(|s| s.reached)
+                    .is_some_and(|r| r >= h.step)
+            })
             .collect();
-        ctx.emit(HeistEvent::RollbackStarted { trigger: h.trigger.clone(), step: h.step, hosts: names(&targets) }).await;
+        ctx.emit(HeistEvent::RollbackStarted {
+            trigger: h.trigger.clone(),
+            step: h.step,
+            hosts: names(&targets),
+        })
+        .await;
         let done = join_all(targets.iter().map(|&i| {
-            let ran = states[i].as_ref().map(|s| s.ran.clone()).unwrap_or_default();
-            let captures = states[i].as_ref().map(|s| s.captures.clone()).unwrap_or_default();
+            let ran = states[i]
+                .as_ref()
+                .map(|s| s.ran.clone())
+                .unwrap_or_default();
+            let captures = states[i]
+                .as_ref()
+                .map(|s| s.captures.clone())
+                .unwrap_or_default();
             host_run::roll_back(&ctx, i, h.step, ran, captures)
         }))
         .await;
@@ -209,7 +266,10 @@ async fn drive<E: Executor>(ctx: Arc<Ctx<E>>, mut meta: Meta) -> HeistSummary {
     }
     let outcome = if ctx.halted() {
         Outcome::RolledBack
-    } else if outcomes.iter().all(|o| matches!(o, HostOutcome::Completed { .. })) {
+    } else if outcomes
+        .iter()
+        .all(|o| matches!(o, HostOutcome::Completed { .. }))
+    {
         Outcome::Completed
     } else {
         Outcome::Failed
@@ -218,11 +278,19 @@ async fn drive<E: Executor>(ctx: Arc<Ctx<E>>, mut meta: Meta) -> HeistSummary {
         run_id: ctx.run_id.clone(),
         heist: plan.heist.name.clone(),
         outcome,
-        hosts: plan.hosts.iter().map(|h| h.name.clone()).zip(outcomes).collect(),
+        hosts: plan
+            .hosts
+            .iter()
+            .map(|h| h.name.clone())
+            .zip(outcomes)
+            .collect(),
         elapsed_ms: t0.elapsed().as_millis() as u64,
         run_dir: ctx.journal.dir().display().to_string(),
     };
-    ctx.emit(HeistEvent::Finished { summary: summary.clone() }).await;
+    ctx.emit(HeistEvent::Finished {
+        summary: summary.clone(),
+    })
+    .await;
     meta.finished_ms = Some(now_ms());
     meta.outcome = Some(format!("{:?}", summary.outcome).to_lowercase());
     if let Err(e) = ctx.journal.write_meta(&meta) {

@@ -84,12 +84,17 @@ impl Choice {
 #[serde(rename_all = "snake_case", tag = "decision")]
 pub enum Decision {
     Advance,
-    Retry { next_attempt: u32, delay_ms: u64 },
+    Retry {
+        next_attempt: u32,
+        delay_ms: u64,
+    },
     Continue,
     Abort,
     Rollback,
     Ask,
-    Operator { choice: Choice },
+    Operator {
+        choice: Choice,
+    },
     /// The heist stopped (a rollback elsewhere) while this host waited.
     Halted,
 }
@@ -114,9 +119,13 @@ impl HostOutcome {
     pub fn label(&self) -> String {
         match self {
             HostOutcome::Completed { ignored: 0 } => "completed".into(),
-            HostOutcome::Completed { ignored } => format!("completed ({ignored} failure(s) let through)"),
+            HostOutcome::Completed { ignored } => {
+                format!("completed ({ignored} failure(s) let through)")
+            }
             HostOutcome::Failed { step } => format!("failed at {step}"),
-            HostOutcome::RolledBack { step, clean: true } => format!("rolled back (failed at {step})"),
+            HostOutcome::RolledBack { step, clean: true } => {
+                format!("rolled back (failed at {step})")
+            }
             HostOutcome::RolledBack { step, clean: false } => {
                 format!("rollback INCOMPLETE (failed at {step})")
             }

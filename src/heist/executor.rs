@@ -27,7 +27,10 @@ pub struct RunSpec {
 pub enum StepOutcome {
     Exited(Exit),
     /// No exit status: unreachable, refused, link lost, …
-    Failed { kind: ErrorKind, message: String },
+    Failed {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 /// Output chunks as they are produced; the engine drains it while the command runs.
@@ -35,9 +38,25 @@ pub type OutputSink = mpsc::Sender<(Stream, Vec<u8>)>;
 
 pub trait Executor: Send + Sync + 'static {
     /// Run a command on a host, streaming its output into `sink`.
-    fn run(&self, host: &Host, spec: RunSpec, sink: OutputSink) -> impl Future<Output = StepOutcome> + Send;
+    fn run(
+        &self,
+        host: &Host,
+        spec: RunSpec,
+        sink: OutputSink,
+    ) -> impl Future<Output = StepOutcome> + Send;
     /// Read a file on a host (at most `max_size` bytes).
-    fn read_file(&self, host: &Host, path: &str, max_size: u64) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+    fn read_file(
+        &self,
+        host: &Host,
+        path: &str,
+        max_size: u64,
+    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
     /// Write a file on a host atomically; returns the size written.
-    fn write_file(&self, host: &Host, path: &str, data: Vec<u8>, mode: u32) -> impl Future<Output = Result<u64, String>> + Send;
+    fn write_file(
+        &self,
+        host: &Host,
+        path: &str,
+        data: Vec<u8>,
+        mode: u32,
+    ) -> impl Future<Output = Result<u64, String>> + Send;
 }

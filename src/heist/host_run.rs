@@ -33,11 +33,18 @@ enum StepEnd {
 pub(super) async fn run_host<E: Executor>(ctx: &Ctx<E>, hi: usize) -> HostState {
     let steps = &ctx.plan.heist.steps;
     let name = ctx.plan.hosts[hi].name.clone();
-    let mut st = HostState { reached: None, ran: vec![false; steps.len()], captures: BTreeMap::new(), outcome: HostOutcome::Completed { ignored: 0 } };
+    let mut st = HostState {
+        reached: None,
+        ran: vec![false; steps.len()],
+        captures: BTreeMap::new(),
+        outcome: HostOutcome::Completed { ignored: 0 },
+    };
     let mut ignored = 0;
     for (i, step) in steps.iter().enumerate() {
         if ctx.halted() {
-            st.outcome = HostOutcome::Stopped { before: step.name.clone() };
+            st.outcome = HostOutcome::Stopped {
+                before: step.name.clone(),
+            };
             break;
         }
         st.reached = Some(i);
@@ -46,12 +53,16 @@ pub(super) async fn run_host<E: Executor>(ctx: &Ctx<E>, hi: usize) -> HostState 
             StepEnd::Ok => {}
             StepEnd::Ignored => ignored += 1,
             StepEnd::Abort | StepEnd::Halted => {
-                st.outcome = HostOutcome::Failed { step: step.name.clone() };
+                st.outcome = HostOutcome::Failed {
+                    step: step.name.clone(),
+                };
                 break;
             }
             StepEnd::Rollback => {
                 ctx.request_rollback(i, &name);
-                st.outcome = HostOutcome::Failed { step: step.name.clone() };
+                st.outcome = HostOutcome::Failed {
+                    step: step.name.clone(),
+                };
                 break;
             }
         }
@@ -59,7 +70,11 @@ pub(super) async fn run_host<E: Executor>(ctx: &Ctx<E>, hi: usize) -> HostState 
     if let HostOutcome::Completed { .. } = st.outcome {
         st.outcome = HostOutcome::Completed { ignored };
     }
-    ctx.emit(HeistEvent::HostDone { host: name, outcome: st.outcome.clone() }).await;
+    ctx.emit(HeistEvent::HostDone {
+        host: name,
+        outcome: st.outcome.clone(),
+    })
+    .await;
     st
 }
 
@@ -68,19 +83,44 @@ pub fn rollback_order(rollback: &[StepDef], ran: &[bool]) -> Vec<usize> {
     let mut undoing: Vec<(usize, usize)> = rollback
         .iter()
         .enumerate()
-        .filter_map(|(j, s)| s.undo.filter(|&u| ran.get(u).copied().unwrap_or(false)).map(|u| (u, j)))
+        .filter_map(|(j, s)| {
+            s.undo
+                .filter(|&u| ran.get(u).copied().unwrap_or(false))
+                .map(|u| (u, j))
+        })
         .collect();
     undoing.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut order: Vec<usize> = undoing.into_iter().map(|(_, j)| j).collect();
-    order.extend(rollback.iter().enumerate().filter(|(_, s)| s.undo.is_none()).map(|(j, _)| j));
+    order.extend(
+        rollback
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.undo.is_none())
+            .map(|(j, _)| j),
+    );
     order
 }
 
-pub(super) async fn roll_back<E: Executor>(ctx: &Ctx<E>, hi: usize, failed_step: usize, ran: Vec<bool>, mut captures: BTreeMap<String, String>) -> HostOutcome {
+pub(super) async fn roll_back<E: Executor>(
+    ctx: &Ctx<E>,
+    hi: usize,
+    failed_step: usize,
+    ran: Vec<bool>,
+    mut captures: BTreeMap<String, String>,
+) -> HostOutcome {
     let rollback = &ctx.plan.heist.rollback;
     let mut clean = true;
     for j in rollback_order(rollback, &ran) {
-        match run_step(ctx, hi, StepRef::rollback(j), &rollback[j], &mut captures, true).await {
+        match run_step(
+            ctx,
+            hi,
+            StepRef::rollback(j),
+            &rollback[j],
+            &mut captures,
+            true,
+        )
+        .await
+        {
             StepEnd::Ok => {}
             StepEnd::Ignored => clean = false,
             StepEnd::Abort | StepEnd::Rollback | StepEnd::Halted => {
@@ -89,15 +129,33 @@ pub(super) async fn roll_back<E: Executor>(ctx: &Ctx<E>, hi: usize, failed_step:
             }
         }
     }
-    let outcome = HostOutcome::RolledBack { step: ctx.plan.heist.steps[failed_step].name.clone(), clean };
-    ctx.emit(HeistEvent::HostDone { host: ctx.plan.hosts[hi].name.clone(), outcome: outcome.clone() }).await;
+    let outcome = HostOutcome::RolledBack {
+        step: ctx.plan.heist.steps[failed_step].name.clone(),
+        clean,
+    };
+    ctx.emit(HeistEvent::HostDone {
+        host: ctx.plan.hosts[hi].name.clone(),
+        outcome: outcome.clone(),
+    })
+    .await;
     outcome
 }
 
 /// Attempts of one step until its policy settles. In rollback, a halt is not a reason to stop.
-async fn run_step<E: Executor>(ctx: &Ctx<E>, hi: usize, sref: StepRef, step: &StepDef, captures: &mut BTreeMap<String, String>, in_rollback: bool) -> StepEnd {
+async fn run_step<E: Executor>(
+    ctx: &Ctx<E>,
+    hi: usize,
+    sref: StepRef,
+    step: &StepDef,
+    captures: &mut BTreeMap<String, String>,
+    in_rollback: bool,
+) -> StepEnd {
     let host = &ctx.plan.hosts[hi];
-    let decide = |d: Decision| HeistEvent::Decision { host: host.name.clone(), step: sref, decision: d };
+    let decide = |d: Decision| HeistEvent::Decision {
+        host: host.name.clone(),
+        step: sref,
+        decision: d,
+    };
     let mut retries_left = step.on_fail.retry;
     let mut n = 0;
     loop {
@@ -111,7 +169,11 @@ async fn run_step<E: Executor>(ctx: &Ctx<E>, hi: usize, sref: StepRef, step: &St
         if retries_left > 0 {
             retries_left -= 1;
             let delay = step.on_fail.backoff;
-            ctx.emit(decide(Decision::Retry { next_attempt: n + 1, delay_ms: delay.as_millis() as u64 })).await;
+            ctx.emit(decide(Decision::Retry {
+                next_attempt: n + 1,
+                delay_ms: delay.as_millis() as u64,
+            }))
+            .await;
             if !wait(ctx, delay, in_rollback).await {
                 ctx.emit(decide(Decision::Halted)).await;
                 return StepEnd::Halted;

@@ -46,7 +46,13 @@ pub fn now_ms() -> u64 {
 pub fn new_run_id(heist: &str) -> String {
     let safe: String = heist
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{}-{safe}", now_ms())
 }
@@ -78,7 +84,8 @@ impl Journal {
     pub fn write_meta(&self, meta: &Meta) -> anyhow::Result<()> {
         let tmp = self.dir.join("meta.json.tmp");
         let text = serde_json::to_vec_pretty(meta)?;
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
         f.write_all(&text)?;
         f.sync_all()?;
         std::fs::rename(&tmp, self.dir.join("meta.json"))?;
@@ -109,7 +116,8 @@ impl Journal {
 /// Read a journal; a torn last line (a crash mid-write) is ignored.
 pub fn read(dir: &Path) -> anyhow::Result<Vec<HeistEvent>> {
     let path = dir.join("journal.jsonl");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
     let lines: Vec<&str> = text.lines().collect();
     for (i, line) in lines.iter().enumerate() {
@@ -152,10 +160,15 @@ pub fn list_runs() -> Vec<PathBuf> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
-            let ms = name.strip_prefix("heist-")?.split('-').next()?.parse().ok()?;
+            let ms = name
+                .strip_prefix("heist-")?
+                .split('-')
+                .next()?
+                .parse()
+                .ok()?;
             Some((ms, e.path()))
         })
         .collect();
-    runs.sort_by(|a, b| b.0.cmp(&a.0));
+    runs.sort_by_key(|r| std::cmp::Reverse(r.0));
     runs.into_iter().map(|(_, p)| p).collect()
 }

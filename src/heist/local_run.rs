@@ -52,8 +52,14 @@ pub async fn run(spec: RunSpec, sink: OutputSink) -> StepOutcome {
         }
     };
     let pid = child.id().unwrap_or(0);
-    let out = child.stdout.take().map(|o| tokio::spawn(pump(o, Stream::Stdout, sink.clone())));
-    let err = child.stderr.take().map(|e| tokio::spawn(pump(e, Stream::Stderr, sink)));
+    let out = child
+        .stdout
+        .take()
+        .map(|o| tokio::spawn(pump(o, Stream::Stdout, sink.clone())));
+    let err = child
+        .stderr
+        .take()
+        .map(|e| tokio::spawn(pump(e, Stream::Stderr, sink)));
     let mut timed_out = false;
     let status = match spec.timeout {
         None => child.wait().await,

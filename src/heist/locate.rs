@@ -10,13 +10,19 @@ use super::diag::Diagnostics;
 use super::validate;
 
 /// The heist files to read, and where they were looked for (for messages).
-pub fn heist_files(explicit: Option<&Path>, hosts_file: Option<&Path>) -> (Vec<PathBuf>, Vec<PathBuf>) {
+pub fn heist_files(
+    explicit: Option<&Path>,
+    hosts_file: Option<&Path>,
+) -> (Vec<PathBuf>, Vec<PathBuf>) {
     if let Some(f) = explicit {
         return (vec![f.to_path_buf()], vec![f.to_path_buf()]);
     }
     let mut looked = Vec::new();
     let beside = hosts_file.map(|h| h.parent().unwrap_or(Path::new("")).join("heists"));
-    for dir in beside.into_iter().chain([crate::paths::config_dir().join("heists")]) {
+    for dir in beside
+        .into_iter()
+        .chain([crate::paths::config_dir().join("heists")])
+    {
         looked.push(dir.clone());
         if dir.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -55,12 +61,19 @@ pub fn find(name: &str, files: &[PathBuf], looked: &[PathBuf]) -> anyhow::Result
         [] => {
             let mut msg = if files.is_empty() {
                 let dirs: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
-                format!("no heist files found (looked in {}; or pass --file FILE)", dirs.join(", "))
+                format!(
+                    "no heist files found (looked in {}; or pass --file FILE)",
+                    dirs.join(", ")
+                )
             } else {
                 let names: Vec<&str> = heists.iter().map(|h| h.name.as_str()).collect();
                 format!(
                     "no heist named `{name}` (known: {})",
-                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 )
             };
             for e in errors {
@@ -70,7 +83,10 @@ pub fn find(name: &str, files: &[PathBuf], looked: &[PathBuf]) -> anyhow::Result
         }
         many => {
             let locs: Vec<String> = many.iter().map(|h| h.loc.to_string()).collect();
-            anyhow::bail!("heist `{name}` is defined more than once: {}", locs.join(", "))
+            anyhow::bail!(
+                "heist `{name}` is defined more than once: {}",
+                locs.join(", ")
+            )
         }
     }
 }

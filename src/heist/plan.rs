@@ -62,7 +62,11 @@ pub fn selection<'a>(heist: &'a HeistDef, profile: Option<&str>) -> Result<&'a s
                 return Err(PlanError(vec![format!(
                     "heist `{}` has no profile `{p}` (profiles: {})",
                     heist.name,
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 )]));
             };
             Ok(prof.select.as_deref().unwrap_or(&heist.select))
@@ -73,12 +77,21 @@ pub fn selection<'a>(heist: &'a HeistDef, profile: Option<&str>) -> Result<&'a s
 /// Split `n` hosts into waves of the batch size (one wave when there is no batch).
 pub fn waves(n: usize, batch: Option<Batch>) -> Vec<Vec<usize>> {
     let size = batch.map(|b| b.wave_size(n)).unwrap_or(n).max(1);
-    (0..n).collect::<Vec<_>>().chunks(size).map(<[usize]>::to_vec).collect()
+    (0..n)
+        .collect::<Vec<_>>()
+        .chunks(size)
+        .map(<[usize]>::to_vec)
+        .collect()
 }
 
 /// Build the plan for hosts already picked by the heist's selection (see [`selection`]).
 /// Every `${…}` of every step must resolve on every host, or nothing runs.
-pub fn build(heist: &HeistDef, profile: Option<&str>, sets: &[(String, String)], hosts: Vec<Host>) -> Result<Plan, PlanError> {
+pub fn build(
+    heist: &HeistDef,
+    profile: Option<&str>,
+    sets: &[(String, String)],
+    hosts: Vec<Host>,
+) -> Result<Plan, PlanError> {
     let select = selection(heist, profile)?.to_string();
     let prof = profile.and_then(|p| heist.profiles.get(p));
     let mut globals = heist.vars.clone();
@@ -87,12 +100,18 @@ pub fn build(heist: &HeistDef, profile: Option<&str>, sets: &[(String, String)],
     }
     globals.extend(sets.iter().cloned());
     if hosts.is_empty() {
-        return Err(PlanError(vec![format!("heist `{}`: selection `{select}` matches no host", heist.name)]));
+        return Err(PlanError(vec![format!(
+            "heist `{}`: selection `{select}` matches no host",
+            heist.name
+        )]));
     }
     let mut problems = Vec::new();
     for p in &heist.params {
         if !globals.contains_key(p) {
-            problems.push(format!("{}: heist `{}` needs --set {p}=VALUE", heist.loc, heist.name));
+            problems.push(format!(
+                "{}: heist `{}` needs --set {p}=VALUE",
+                heist.loc, heist.name
+            ));
         }
     }
     for host in &hosts {
@@ -120,9 +139,19 @@ pub fn build(heist: &HeistDef, profile: Option<&str>, sets: &[(String, String)],
     })
 }
 
-fn check_step(step: &StepDef, globals: &BTreeMap<String, String>, host: &Host, captured: &BTreeSet<String>, problems: &mut Vec<String>) {
+fn check_step(
+    step: &StepDef,
+    globals: &BTreeMap<String, String>,
+    host: &Host,
+    captured: &BTreeSet<String>,
+    problems: &mut Vec<String>,
+) {
     let empty = BTreeMap::new();
-    let scope = Scope { globals, host, captures: &empty };
+    let scope = Scope {
+        globals,
+        host,
+        captures: &empty,
+    };
     for t in step.templates() {
         for (name, _) in t.vars() {
             if captured.contains(name) || scope.get(name).is_some() {
@@ -144,7 +173,11 @@ impl Plan {
     /// Render a template for a dry run: captures not known yet stay as `${name}`.
     pub fn render_dry(&self, t: &Template, host: &Host) -> String {
         let empty = BTreeMap::new();
-        let scope = Scope { globals: &self.globals, host, captures: &empty };
+        let scope = Scope {
+            globals: &self.globals,
+            host,
+            captures: &empty,
+        };
         t.render_partial(&|n| scope.get(n))
     }
 
@@ -158,34 +191,61 @@ impl Plan {
         if let Some(p) = &self.profile {
             out.push_str(&format!("profile: {p}\n"));
         }
-        out.push_str(&format!("select: {}  → {} host(s)\n", self.selection, self.hosts.len()));
+        out.push_str(&format!(
+            "select: {}  → {} host(s)\n",
+            self.selection,
+            self.hosts.len()
+        ));
         match self.batch {
             Some(b) => out.push_str(&format!("batch: {b} → {} wave(s)\n", self.waves.len())),
             None => out.push_str("batch: all hosts at once\n"),
         }
         if !self.globals.is_empty() {
-            let vars: Vec<String> = self.globals.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let vars: Vec<String> = self
+                .globals
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             out.push_str(&format!("vars: {}\n", vars.join(" ")));
         }
         for (wi, wave) in self.waves.iter().enumerate() {
             let names: Vec<&str> = wave.iter().map(|&i| self.hosts[i].name.as_str()).collect();
-            out.push_str(&format!("\nwave {}/{}: {}\n", wi + 1, self.waves.len(), crate::heist::fold_names(&names)));
+            out.push_str(&format!(
+                "\nwave {}/{}: {}\n",
+                wi + 1,
+                self.waves.len(),
+                crate::heist::fold_names(&names)
+            ));
             for &i in wave {
                 let host = &self.hosts[i];
                 out.push_str(&format!("  {}\n", host.name));
                 for (si, s) in h.steps.iter().enumerate() {
                     let what = s.describe(&|t| self.render_dry(t, host));
                     let what = what.trim_end().replace('\n', "\n         ");
-                    out.push_str(&format!("    {}. {}: {what}{}\n", si + 1, s.name, policy(s)));
+                    out.push_str(&format!(
+                        "    {}. {}: {what}{}\n",
+                        si + 1,
+                        s.name,
+                        policy(s)
+                    ));
                 }
             }
         }
         if !h.rollback.is_empty() {
-            out.push_str("\nrollback (on hosts that reached the failing step, latest undo first):\n");
+            out.push_str(
+                "\nrollback (on hosts that reached the failing step, latest undo first):\n",
+            );
             for s in &h.rollback {
-                let undo = s.undo.map(|u| format!(" [undoes {}]", h.steps[u].name)).unwrap_or_default();
+                let undo = s
+                    .undo
+                    .map(|u| format!(" [undoes {}]", h.steps[u].name))
+                    .unwrap_or_default();
                 let first = &self.hosts[0];
-                out.push_str(&format!("  - {}{undo}: {}\n", s.name, s.describe(&|t| self.render_dry(t, first))));
+                out.push_str(&format!(
+                    "  - {}{undo}: {}\n",
+                    s.name,
+                    s.describe(&|t| self.render_dry(t, first))
+                ));
             }
         }
         out
@@ -202,7 +262,11 @@ fn policy(s: &StepDef) -> String {
         parts.push(format!("exits {}", e.join(",")));
     }
     if s.on_fail.retry > 0 {
-        parts.push(format!("retry {}×{}", s.on_fail.retry, humantime::format_duration(s.on_fail.backoff)));
+        parts.push(format!(
+            "retry {}×{}",
+            s.on_fail.retry,
+            humantime::format_duration(s.on_fail.backoff)
+        ));
     }
     if s.on_fail.then != super::def::Then::Abort || s.on_fail.retry > 0 {
         parts.push(format!("then {}", s.on_fail.then.as_str()));

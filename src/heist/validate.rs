@@ -108,7 +108,10 @@ impl Checker<'_> {
         parsed
     }
 
-    fn vars(&mut self, raw: BTreeMap<Spanned<String>, Spanned<RawValue>>) -> BTreeMap<String, String> {
+    fn vars(
+        &mut self,
+        raw: BTreeMap<Spanned<String>, Spanned<RawValue>>,
+    ) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for (k, v) in raw {
             if !definable(k.get_ref()) {
@@ -143,15 +146,32 @@ impl Checker<'_> {
             }
             let pb = p.batch.as_ref().and_then(|b| self.batch(b));
             let pv = self.vars(p.vars);
-            profiles.insert(pname.into_inner(), ProfileDef { select: p.select.map(Spanned::into_inner), batch: pb, vars: pv });
+            profiles.insert(
+                pname.into_inner(),
+                ProfileDef {
+                    select: p.select.map(Spanned::into_inner),
+                    batch: pb,
+                    vars: pv,
+                },
+            );
         }
         if h.steps.is_empty() {
-            self.err(name.span().start, format!("heist `{}` has no steps (add a [[heist.{}.step]])", name.get_ref(), name.get_ref()));
+            self.err(
+                name.span().start,
+                format!(
+                    "heist `{}` has no steps (add a [[heist.{}.step]])",
+                    name.get_ref(),
+                    name.get_ref()
+                ),
+            );
         }
         let mut params = Vec::new();
         for p in &h.params {
             if !definable(p.get_ref()) {
-                self.err(p.span().start, format!("params: bad variable name `{}`", p.get_ref()));
+                self.err(
+                    p.span().start,
+                    format!("params: bad variable name `{}`", p.get_ref()),
+                );
             }
             params.push(p.get_ref().clone());
         }
@@ -163,7 +183,13 @@ impl Checker<'_> {
         let mut names = BTreeSet::new();
         for raw in h.steps {
             if !names.insert(raw.name.get_ref().clone()) {
-                self.err(raw.name.span().start, format!("a step named `{}` already exists in this heist", raw.name.get_ref()));
+                self.err(
+                    raw.name.span().start,
+                    format!(
+                        "a step named `{}` already exists in this heist",
+                        raw.name.get_ref()
+                    ),
+                );
             }
             if let Some(step) = self.step(raw, &defined, None) {
                 defined.extend(step.defines());
@@ -198,54 +224,116 @@ impl Checker<'_> {
     }
 
     /// `main` holds the main steps when checking a rollback step (for `undo`).
-    fn step(&mut self, raw: RawStep, defined: &BTreeSet<String>, main: Option<&[StepDef]>) -> Option<StepDef> {
+    fn step(
+        &mut self,
+        raw: RawStep,
+        defined: &BTreeSet<String>,
+        main: Option<&[StepDef]>,
+    ) -> Option<StepDef> {
         let before = self.diags.len();
         let start = raw.name.span().start;
         let step_name = raw.name.get_ref().clone();
-        let kinds = [raw.run.is_some(), raw.put.is_some(), raw.fetch.is_some()].iter().filter(|b| **b).count();
+        let kinds = [raw.run.is_some(), raw.put.is_some(), raw.fetch.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
         if kinds != 1 {
-            self.err(start, format!("step `{step_name}`: give exactly one of `run`, `put` or `fetch`"));
+            self.err(
+                start,
+                format!("step `{step_name}`: give exactly one of `run`, `put` or `fetch`"),
+            );
         }
         if raw.local && (raw.put.is_some() || raw.fetch.is_some()) {
-            self.err(start, format!("step `{step_name}`: `local = true` only goes with `run`"));
+            self.err(
+                start,
+                format!("step `{step_name}`: `local = true` only goes with `run`"),
+            );
         }
-        let timeout = raw.timeout.as_ref().and_then(|t| self.duration(t, "timeout"));
+        let timeout = raw
+            .timeout
+            .as_ref()
+            .and_then(|t| self.duration(t, "timeout"));
         let mut captures = Vec::new();
         for (name, re) in &raw.capture {
             if !definable(name.get_ref()) {
-                self.err(name.span().start, format!("capture: bad variable name `{}`", name.get_ref()));
+                self.err(
+                    name.span().start,
+                    format!("capture: bad variable name `{}`", name.get_ref()),
+                );
             }
             match Regex::new(re.get_ref()) {
-                Ok(regex) => captures.push(Capture { name: name.get_ref().clone(), regex }),
+                Ok(regex) => captures.push(Capture {
+                    name: name.get_ref().clone(),
+                    regex,
+                }),
                 Err(e) => {
-                    let msg = e.to_string().lines().last().unwrap_or("invalid").trim().trim_start_matches("error: ").to_string();
-                    self.err(re.span().start, format!("capture `{}`: bad regex: {msg}", name.get_ref()));
+                    let msg = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or("invalid")
+                        .trim()
+                        .trim_start_matches("error: ")
+                        .to_string();
+                    self.err(
+                        re.span().start,
+                        format!("capture `{}`: bad regex: {msg}", name.get_ref()),
+                    );
                 }
             }
         }
         if !raw.capture.is_empty() && raw.run.is_none() {
-            self.err(start, format!("step `{step_name}`: `capture` needs a `run` step"));
+            self.err(
+                start,
+                format!("step `{step_name}`: `capture` needs a `run` step"),
+            );
         }
         let on_fail = match &raw.on_fail {
-            None => OnFail { retry: 0, backoff: Duration::ZERO, then: if main.is_some() { Then::Continue } else { Then::Abort } },
+            None => OnFail {
+                retry: 0,
+                backoff: Duration::ZERO,
+                then: if main.is_some() {
+                    Then::Continue
+                } else {
+                    Then::Abort
+                },
+            },
             Some(o) => {
                 let of = o.get_ref();
                 if of.retry > 100 {
                     self.err(o.span().start, "on_fail.retry: at most 100");
                 }
-                let backoff = of.backoff.as_ref().and_then(|b| self.duration(b, "on_fail.backoff")).unwrap_or(Duration::ZERO);
-                let then = of.then.unwrap_or(if main.is_some() { Then::Continue } else { Then::Abort });
+                let backoff = of
+                    .backoff
+                    .as_ref()
+                    .and_then(|b| self.duration(b, "on_fail.backoff"))
+                    .unwrap_or(Duration::ZERO);
+                let then = of.then.unwrap_or(if main.is_some() {
+                    Then::Continue
+                } else {
+                    Then::Abort
+                });
                 if main.is_some() && then == Then::Rollback {
-                    self.err(o.span().start, "a rollback step cannot itself roll back (use abort, continue or ask)");
+                    self.err(
+                        o.span().start,
+                        "a rollback step cannot itself roll back (use abort, continue or ask)",
+                    );
                 }
-                OnFail { retry: of.retry, backoff, then }
+                OnFail {
+                    retry: of.retry,
+                    backoff,
+                    then,
+                }
             }
         };
         let mut undo = None;
         match (&raw.undo, main) {
             (Some(u), Some(main)) => match main.iter().position(|s| &s.name == u.get_ref()) {
                 Some(i) => undo = Some(i),
-                None => self.err(u.span().start, format!("undo: no step named `{}` in this heist", u.get_ref())),
+                None => self.err(
+                    u.span().start,
+                    format!("undo: no step named `{}` in this heist", u.get_ref()),
+                ),
             },
             (Some(u), None) => self.err(u.span().start, "`undo` belongs in [[…rollback]] steps"),
             (None, _) => {}
@@ -284,31 +372,60 @@ impl Checker<'_> {
                     return None;
                 }
             };
-            return Some(Action::Put { to, source, mode: pr.mode.unwrap_or(0o644) });
+            return Some(Action::Put {
+                to,
+                source,
+                mode: pr.mode.unwrap_or(0o644),
+            });
         }
         if let Some(f) = &raw.fetch {
             let fr = f.get_ref();
             let from = self.template(&fr.from)?;
             let to = self.template(&fr.to)?;
-            return Some(Action::Fetch { from, to, max_size: fr.max_size.unwrap_or(DEFAULT_FETCH_MAX) });
+            return Some(Action::Fetch {
+                from,
+                to,
+                max_size: fr.max_size.unwrap_or(DEFAULT_FETCH_MAX),
+            });
         }
         None
     }
 
     /// Every `${name}` of the step must be known: built-ins, `vars`/profiles, or captured by
     /// an earlier step (any main step, for rollback steps).
-    fn check_vars(&mut self, step: &StepDef, raw: &RawStep, defined: &BTreeSet<String>, rollback: bool) {
+    fn check_vars(
+        &mut self,
+        step: &StepDef,
+        raw: &RawStep,
+        defined: &BTreeSet<String>,
+        rollback: bool,
+    ) {
         let spans: Vec<&Spanned<String>> = [raw.run.as_ref()]
             .into_iter()
             .flatten()
-            .chain(raw.put.iter().flat_map(|p| [Some(&p.get_ref().to), p.get_ref().content.as_ref()].into_iter().flatten()))
-            .chain(raw.fetch.iter().flat_map(|f| [&f.get_ref().from, &f.get_ref().to]))
+            .chain(raw.put.iter().flat_map(|p| {
+                [Some(&p.get_ref().to), p.get_ref().content.as_ref()]
+                    .into_iter()
+                    .flatten()
+            }))
+            .chain(
+                raw.fetch
+                    .iter()
+                    .flat_map(|f| [&f.get_ref().from, &f.get_ref().to]),
+            )
             .collect();
-        let later_captures: BTreeMap<String, String> = if rollback { BTreeMap::new() } else {
-            step.defines().into_iter().map(|d| (d, step.name.clone())).collect()
+        let later_captures: BTreeMap<String, String> = if rollback {
+            BTreeMap::new()
+        } else {
+            step.defines()
+                .into_iter()
+                .map(|d| (d, step.name.clone()))
+                .collect()
         };
         for s in spans {
-            let Ok(t) = Template::parse(s.get_ref()) else { continue };
+            let Ok(t) = Template::parse(s.get_ref()) else {
+                continue;
+            };
             for (name, at) in t.vars() {
                 if name == "host" || name.starts_with("tag.") || defined.contains(name) {
                     continue;

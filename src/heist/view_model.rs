@@ -102,19 +102,35 @@ impl ViewModel {
 
     pub fn cell(&self, step: StepRef, host: &str) -> Option<&Cell> {
         let h = self.host_index(host)?;
-        let rows = if step.rollback { &self.rollback_cells } else { &self.cells };
+        let rows = if step.rollback {
+            &self.rollback_cells
+        } else {
+            &self.cells
+        };
         rows.get(step.index)?.get(h)
     }
 
     fn cell_mut(&mut self, step: StepRef, host: &str) -> Option<&mut Cell> {
         let h = self.host_index(host)?;
-        let rows = if step.rollback { &mut self.rollback_cells } else { &mut self.cells };
+        let rows = if step.rollback {
+            &mut self.rollback_cells
+        } else {
+            &mut self.cells
+        };
         rows.get_mut(step.index)?.get_mut(h)
     }
 
     pub fn apply(&mut self, ev: &HeistEvent) {
         match ev {
-            HeistEvent::Started { run_id, heist, profile, hosts, waves, steps, rollback } => {
+            HeistEvent::Started {
+                run_id,
+                heist,
+                profile,
+                hosts,
+                waves,
+                steps,
+                rollback,
+            } => {
                 *self = ViewModel {
                     run_id: run_id.clone(),
                     heist: heist.clone(),
@@ -129,7 +145,12 @@ impl ViewModel {
                 };
             }
             HeistEvent::Wave { index, .. } => self.current_wave = Some(*index),
-            HeistEvent::StepStarted { host, step, attempt, what } => {
+            HeistEvent::StepStarted {
+                host,
+                step,
+                attempt,
+                what,
+            } => {
                 if let Some(c) = self.cell_mut(*step, host) {
                     c.state = CellState::Running;
                     c.attempts = *attempt;
@@ -140,7 +161,12 @@ impl ViewModel {
                     c.reason = None;
                 }
             }
-            HeistEvent::Output { host, step, stream, data } => {
+            HeistEvent::Output {
+                host,
+                step,
+                stream,
+                data,
+            } => {
                 if let Some(c) = self.cell_mut(*step, host) {
                     match stream {
                         Stream::Stdout => push_capped(&mut c.stdout, data),
@@ -148,9 +174,18 @@ impl ViewModel {
                     }
                 }
             }
-            HeistEvent::StepFinished { host, step, attempt, result } => {
+            HeistEvent::StepFinished {
+                host,
+                step,
+                attempt,
+                result,
+            } => {
                 if let Some(c) = self.cell_mut(*step, host) {
-                    c.state = if result.ok { CellState::Ok } else { CellState::Failed };
+                    c.state = if result.ok {
+                        CellState::Ok
+                    } else {
+                        CellState::Failed
+                    };
                     c.attempts = *attempt;
                     c.stdout = result.stdout.clone();
                     c.stderr = result.stderr.clone();
@@ -159,21 +194,37 @@ impl ViewModel {
                     c.wall_ms = result.wall_ms;
                 }
             }
-            HeistEvent::Decision { host, step, decision } => {
+            HeistEvent::Decision {
+                host,
+                step,
+                decision,
+            } => {
                 if let Some(c) = self.cell_mut(*step, host) {
                     match decision {
                         Decision::Retry { .. } => c.state = CellState::Retrying,
                         Decision::Ask => c.state = CellState::Asking,
-                        Decision::Continue | Decision::Operator { choice: super::events::Choice::Advance } => {
+                        Decision::Continue
+                        | Decision::Operator {
+                            choice: super::events::Choice::Advance,
+                        } => {
                             c.state = CellState::Failed;
                             c.ignored = true;
                         }
-                        Decision::Operator { .. } | Decision::Halted if c.state == CellState::Asking => c.state = CellState::Failed,
+                        Decision::Operator { .. } | Decision::Halted
+                            if c.state == CellState::Asking =>
+                        {
+                            c.state = CellState::Failed
+                        }
                         _ => {}
                     }
                 }
             }
-            HeistEvent::Ask { ask_id, host, step, reason } => self.asks.push(PendingAsk {
+            HeistEvent::Ask {
+                ask_id,
+                host,
+                step,
+                reason,
+            } => self.asks.push(PendingAsk {
                 ask_id: *ask_id,
                 host: host.clone(),
                 step: *step,
@@ -183,13 +234,17 @@ impl ViewModel {
             HeistEvent::RollbackStarted { .. } => {}
             HeistEvent::HostDone { host, outcome } => {
                 self.outcomes.insert(host.clone(), outcome.clone());
-                let Some(h) = self.host_index(host) else { return };
+                let Some(h) = self.host_index(host) else {
+                    return;
+                };
                 let rolled = matches!(outcome, HostOutcome::RolledBack { .. });
                 for row in &mut self.cells {
                     let c = &mut row[h];
                     match c.state {
                         CellState::Pending => c.state = CellState::Skipped,
-                        CellState::Ok | CellState::Failed if rolled => c.state = CellState::RolledBack,
+                        CellState::Ok | CellState::Failed if rolled => {
+                            c.state = CellState::RolledBack
+                        }
                         _ => {}
                     }
                 }
@@ -221,7 +276,10 @@ impl ViewModel {
         self.asks.clear();
         for row in self.cells.iter_mut().chain(self.rollback_cells.iter_mut()) {
             for c in row {
-                if matches!(c.state, CellState::Running | CellState::Retrying | CellState::Asking) {
+                if matches!(
+                    c.state,
+                    CellState::Running | CellState::Retrying | CellState::Asking
+                ) {
                     c.state = CellState::Interrupted;
                 }
             }
@@ -237,7 +295,12 @@ impl ViewModel {
         out.push('\n');
         let width = self.hosts.iter().map(String::len).max().unwrap_or(4).max(4);
         let mut header = format!("{:width$}", "host");
-        let names: Vec<String> = self.steps.iter().cloned().chain(self.rollback_steps.iter().map(|r| format!("↶{r}"))).collect();
+        let names: Vec<String> = self
+            .steps
+            .iter()
+            .cloned()
+            .chain(self.rollback_steps.iter().map(|r| format!("↶{r}")))
+            .collect();
         for n in &names {
             header.push_str(&format!("  {:12}", truncate(n, 12)));
         }
@@ -256,7 +319,11 @@ impl ViewModel {
                 }
                 line.push_str(&format!("  {:12}", truncate(&s, 12)));
             }
-            let outcome = self.outcomes.get(host).map(HostOutcome::label).unwrap_or_else(|| "-".into());
+            let outcome = self
+                .outcomes
+                .get(host)
+                .map(HostOutcome::label)
+                .unwrap_or_else(|| "-".into());
             line.push_str(&format!("  {outcome}\n"));
             out.push_str(&line);
         }
