@@ -97,12 +97,25 @@ name = "fetch"
 fetch = { from = "${dir}/${host}.conf", to = "${dir}/fetched/${host}-${mode}" }
 "#;
     let ds = dir.display().to_string();
-    let o = run(d.exec.clone(), text, "pf", hosts(&["p1", "p2"]), &[("dir", &ds)], &[], Duration::from_secs(60)).await;
+    let o = run(
+        d.exec.clone(),
+        text,
+        "pf",
+        hosts(&["p1", "p2"]),
+        &[("dir", &ds)],
+        &[],
+        Duration::from_secs(60),
+    )
+    .await;
     assert!(o.summary.ok(), "{:?}", o.summary);
     for h in ["p1", "p2"] {
-        let fetched = std::fs::read_to_string(dir.join(format!("fetched/{h}-600"))).expect("fetched file");
+        let fetched =
+            std::fs::read_to_string(dir.join(format!("fetched/{h}-600"))).expect("fetched file");
         assert_eq!(fetched, format!("name={h}\n"));
-        assert_eq!(o.view.cell(StepRef::main(0), h).map(|c| c.state), Some(CellState::Ok));
+        assert_eq!(
+            o.view.cell(StepRef::main(0), h).map(|c| c.state),
+            Some(CellState::Ok)
+        );
     }
     d.stop().await;
 }

@@ -20,6 +20,7 @@ pub mod local_run;
 pub mod locate;
 pub mod plan;
 pub mod validate;
+mod validate_step;
 pub mod vars;
 pub mod view_model;
 
