@@ -124,7 +124,7 @@ pub fn select_hosts(inv: &Inventory, selection: &str) -> anyhow::Result<Vec<Host
 
 async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Result<i32> {
     let (sets, plan) = make_plan(hosts, &args)?;
-    let exec = connect_executor(args.accept_new_host_keys).await?;
+    let exec = super::daemon_exec::DaemonExecutor::connect(args.accept_new_host_keys).await?;
     let steps: Vec<String> = plan.heist.steps.iter().map(|s| s.name.clone()).collect();
     let rollback: Vec<String> = plan.heist.rollback.iter().map(|s| s.name.clone()).collect();
     let width = plan.hosts.iter().map(|h| h.name.len()).max().unwrap_or(4);
@@ -185,32 +185,6 @@ async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Result<i
         .context("the heist engine stopped unexpectedly")?;
     print_summary(&summary);
     Ok(if summary.ok() { 0 } else { 1 })
-}
-
-// TEMPORARY until crate::client lands on main: replaced by DaemonExecutor::connect.
-async fn connect_executor(_accept: bool) -> anyhow::Result<NoDaemon> {
-    anyhow::bail!("crew heist run: the daemon client is not in this build yet")
-}
-
-pub struct NoDaemon;
-impl super::executor::Executor for NoDaemon {
-    async fn run(
-        &self,
-        _: &Host,
-        _: super::executor::RunSpec,
-        _: super::executor::OutputSink,
-    ) -> super::executor::StepOutcome {
-        super::executor::StepOutcome::Failed {
-            kind: crate::proto::daemon::ErrorKind::Internal,
-            message: "no daemon".into(),
-        }
-    }
-    async fn read_file(&self, _: &Host, _: &str, _: u64) -> Result<Vec<u8>, String> {
-        Err("no daemon".into())
-    }
-    async fn write_file(&self, _: &Host, _: &str, _: Vec<u8>, _: u32) -> Result<u64, String> {
-        Err("no daemon".into())
-    }
 }
 
 async fn prompt(step: &str, host: &str, reason: &str) -> Choice {

@@ -8,6 +8,7 @@
 
 mod attempt;
 pub mod cli;
+pub mod daemon_exec;
 pub mod def;
 pub mod diag;
 pub mod engine;
