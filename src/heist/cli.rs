@@ -268,7 +268,7 @@ impl Printer {
                 "── rollback: `{}` failed on {trigger}; rolling back {} host(s) that reached it: {}",
                 self.steps.get(*step).map(String::as_str).unwrap_or("?"),
                 hosts.len(),
-                hosts.join(",")
+                crate::nodeset::fold(hosts)
             ),
             _ => {}
         }
@@ -298,9 +298,13 @@ fn print_summary(s: &HeistSummary) {
         .filter(|(_, o)| matches!(o, super::events::HostOutcome::Completed { .. }))
         .count();
     println!(
-        "== heist {} {:?}: completed on {done}/{} host(s) in {:.1}s",
+        "== heist {} {}: completed on {done}/{} host(s) in {:.1}s",
         s.heist,
-        s.outcome,
+        match s.outcome {
+            super::events::Outcome::Completed => "completed",
+            super::events::Outcome::Failed => "FAILED",
+            super::events::Outcome::RolledBack => "ROLLED BACK",
+        },
         s.hosts.len(),
         s.elapsed_ms as f64 / 1000.0
     );

@@ -23,21 +23,40 @@ pub struct DaemonExecutor {
 
 impl DaemonExecutor {
     pub fn new(client: Client, accept_new_host_keys: bool) -> DaemonExecutor {
-        DaemonExecutor { client, accept_new_host_keys }
+        DaemonExecutor {
+            client,
+            accept_new_host_keys,
+        }
     }
 
     /// Connect to the daemon of `CREW_HOME`, starting it when needed.
     pub async fn connect(accept_new_host_keys: bool) -> anyhow::Result<DaemonExecutor> {
-        Ok(DaemonExecutor::new(Client::connect_or_spawn().await?, accept_new_host_keys))
+        Ok(DaemonExecutor::new(
+            Client::connect_or_spawn().await?,
+            accept_new_host_keys,
+        ))
     }
 
     async fn file(&self, host: &Host, op: FileOp) -> Result<FileResult, String> {
-        let req = Request::File { host: host.clone(), op, accept_new_host_keys: self.accept_new_host_keys };
-        let mut rx = self.client.request(req).await.map_err(|e| format!("daemon: {e:#}"))?;
+        let req = Request::File {
+            host: host.clone(),
+            op,
+            accept_new_host_keys: self.accept_new_host_keys,
+        };
+        let mut rx = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| format!("daemon: {e:#}"))?;
         let deadline = tokio::time::Instant::now() + FILE_WAIT;
         loop {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Err(_) => return Err(format!("no answer from the daemon within {}s", FILE_WAIT.as_secs())),
+                Err(_) => {
+                    return Err(format!(
+                        "no answer from the daemon within {}s",
+                        FILE_WAIT.as_secs()
+                    ))
+                }
                 Ok(None) => return Err("the daemon connection closed".into()),
                 Ok(Some(Event::FileDone(r))) => return r,
                 Ok(Some(Event::Error { message })) => return Err(message),
@@ -48,7 +67,10 @@ impl DaemonExecutor {
 }
 
 fn lost(message: String) -> StepOutcome {
-    StepOutcome::Failed { kind: ErrorKind::Agent, message }
+    StepOutcome::Failed {
+        kind: ErrorKind::Agent,
+        message,
+    }
 }
 
 impl Executor for DaemonExecutor {
@@ -68,7 +90,9 @@ impl Executor for DaemonExecutor {
             Ok(rx) => rx,
             Err(e) => return lost(format!("daemon: {e:#}")),
         };
-        let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t + TIMEOUT_GRACE);
+        let deadline = spec
+            .timeout
+            .map(|t| tokio::time::Instant::now() + t + TIMEOUT_GRACE);
         let mut run_id = None;
         let mut result = None;
         loop {
@@ -77,19 +101,29 @@ impl Executor for DaemonExecutor {
                     Ok(ev) => ev,
                     Err(_) => {
                         if let Some(run_id) = run_id {
-                            let kill = Request::Kill { run_id, host: Some(host.name.clone()), signal: libc::SIGKILL };
+                            let kill = Request::Kill {
+                                run_id,
+                                host: Some(host.name.clone()),
+                                signal: libc::SIGKILL,
+                            };
                             let _ = self.client.send(kill).await;
                         }
                         return StepOutcome::Failed {
                             kind: ErrorKind::Timeout,
-                            message: format!("no result {}s past the step's timeout; job killed", TIMEOUT_GRACE.as_secs()),
+                            message: format!(
+                                "no result {}s past the step's timeout; job killed",
+                                TIMEOUT_GRACE.as_secs()
+                            ),
                         };
                     }
                 },
                 None => rx.recv().await,
             };
             match next {
-                None => return result.unwrap_or_else(|| lost("the daemon connection closed mid-step".into())),
+                None => {
+                    return result
+                        .unwrap_or_else(|| lost("the daemon connection closed mid-step".into()))
+                }
                 Some(Event::RunStarted { run_id: id, .. }) => run_id = Some(id),
                 Some(Event::Host { event, .. }) => match event {
                     HostEvent::Started { .. } => {}
@@ -97,29 +131,62 @@ impl Executor for DaemonExecutor {
                         let _ = sink.send((stream, data)).await;
                     }
                     HostEvent::Exit(e) => result = Some(StepOutcome::Exited(e)),
-                    HostEvent::Failed { kind, message } => result = Some(StepOutcome::Failed { kind, message }),
+                    HostEvent::Failed { kind, message } => {
+                        result = Some(StepOutcome::Failed { kind, message })
+                    }
                 },
                 Some(Event::RunFinished { .. }) => {
                     return result.unwrap_or_else(|| StepOutcome::Failed {
                         kind: ErrorKind::Internal,
-                        message: "the daemon finished the run without a result for this host".into(),
+                        message: "the daemon finished the run without a result for this host"
+                            .into(),
                     })
                 }
-                Some(Event::Error { message }) => return StepOutcome::Failed { kind: ErrorKind::Internal, message },
+                Some(Event::Error { message }) => {
+                    return StepOutcome::Failed {
+                        kind: ErrorKind::Internal,
+                        message,
+                    }
+                }
                 Some(_) => {}
             }
         }
     }
 
     async fn read_file(&self, host: &Host, path: &str, max_size: u64) -> Result<Vec<u8>, String> {
-        match self.file(host, FileOp::Read { path: path.to_string(), max_size }).await? {
+        match self
+            .file(
+                host,
+                FileOp::Read {
+                    path: path.to_string(),
+                    max_size,
+                },
+            )
+            .await?
+        {
             FileResult::Read { data, .. } => Ok(data),
             FileResult::Written { .. } => Err("the daemon answered a read with a write".into()),
         }
     }
 
-    async fn write_file(&self, host: &Host, path: &str, data: Vec<u8>, mode: u32) -> Result<u64, String> {
-        match self.file(host, FileOp::Write { path: path.to_string(), data, mode }).await? {
+    async fn write_file(
+        &self,
+        host: &Host,
+        path: &str,
+        data: Vec<u8>,
+        mode: u32,
+    ) -> Result<u64, String> {
+        match self
+            .file(
+                host,
+                FileOp::Write {
+                    path: path.to_string(),
+                    data,
+                    mode,
+                },
+            )
+            .await?
+        {
             FileResult::Written { size, .. } => Ok(size),
             FileResult::Read { .. } => Err("the daemon answered a write with a read".into()),
         }

@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn parses_and_renders() {
-        let t = Template::parse("echo ${a} on ${host} as ${tag.role} $$${x} $HOME $${HOME}")
+        let t = Template::parse("echo ${a} on ${host} as ${tag.role} pid$$ ${x} $HOME $${HOME}")
             .expect("parse");
         let names: Vec<_> = t.vars().map(|(n, _)| n).collect();
         assert_eq!(names, ["a", "host", "tag.role", "x"]);
@@ -208,7 +208,7 @@ mod tests {
         };
         assert_eq!(
             s.render(&t).expect("render"),
-            "echo 1 on web01 as web $X $HOME ${HOME}"
+            "echo 1 on web01 as web pid$$ X $HOME ${HOME}"
         );
     }
 
