@@ -90,6 +90,8 @@ pub enum HeistCmd {
     Plan(HeistRunArgs),
     /// Run a heist, streaming progress.
     Run(HeistRunArgs),
+    /// Show a heist run from its journal (the latest when RUN is omitted), also after a crash.
+    Show { run: Option<String> },
 }
 
 #[derive(Debug, Args, Clone)]

@@ -1,0 +1,62 @@
+//! How the engine reaches hosts: the [`Executor`] trait. The real implementation,
+//! [`super::daemon_exec::DaemonExecutor`], goes through the daemon (agents on the hosts);
+//! `local = true` steps run on the operator's machine ([`super::local_run`]).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::inventory::Host;
+use crate::proto::agent::{Exit, Stream};
+use crate::proto::daemon::ErrorKind;
+
+/// One command for one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSpec {
+    pub command: String,
+    pub env: Vec<(String, String)>,
+    /// The remote side kills the command's process group once this elapses.
+    pub timeout: Option<Duration>,
+    /// Recorded with the run (`heist deploy/pull`).
+    pub label: String,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    Exited(Exit),
+    /// No exit status: unreachable, refused, link lost, …
+    Failed {
+        kind: ErrorKind,
+        message: String,
+    },
+}
+
+/// Output chunks as they are produced; the engine drains it while the command runs.
+pub type OutputSink = mpsc::Sender<(Stream, Vec<u8>)>;
+
+pub trait Executor: Send + Sync + 'static {
+    /// Run a command on a host, streaming its output into `sink`.
+    fn run(
+        &self,
+        host: &Host,
+        spec: RunSpec,
+        sink: OutputSink,
+    ) -> impl Future<Output = StepOutcome> + Send;
+    /// Read a file on a host (at most `max_size` bytes).
+    fn read_file(
+        &self,
+        host: &Host,
+        path: &str,
+        max_size: u64,
+    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+    /// Write a file on a host atomically; returns the size written.
+    fn write_file(
+        &self,
+        host: &Host,
+        path: &str,
+        data: Vec<u8>,
+        mode: u32,
+    ) -> impl Future<Output = Result<u64, String>> + Send;
+}

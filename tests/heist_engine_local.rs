@@ -1,0 +1,48 @@
+//! Engine policies with `local = true` steps: real bash processes on this machine, no daemon.
+//! The same scenarios run over real agents in `heist_engine_agents.rs`.
+
+mod heist_support;
+
+use std::sync::Arc;
+
+use crew::heist::executor::{Executor, OutputSink, RunSpec, StepOutcome};
+use crew::inventory::Host;
+use heist_support::scenarios;
+
+/// Local steps never reach an executor; this one fails the test if they do.
+struct NoRemote;
+
+impl Executor for NoRemote {
+    async fn run(&self, host: &Host, spec: RunSpec, _: OutputSink) -> StepOutcome {
+        panic!(
+            "a local step reached the executor: {} on {}",
+            spec.command, host.name
+        )
+    }
+    async fn read_file(&self, host: &Host, path: &str, _: u64) -> Result<Vec<u8>, String> {
+        panic!("read_file {path} on {}", host.name)
+    }
+    async fn write_file(&self, host: &Host, path: &str, _: Vec<u8>, _: u32) -> Result<u64, String> {
+        panic!("write_file {path} on {}", host.name)
+    }
+}
+
+macro_rules! local_tests {
+    ($($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            scenarios::$name(Arc::new(NoRemote), true).await;
+        }
+    )*};
+}
+
+local_tests!(
+    retry_then_succeeds,
+    rollback_only_where_the_failing_step_was_reached,
+    failed_wave_stops_later_waves,
+    accepted_exit_codes_and_continue,
+    captures_feed_later_steps,
+    timeout_kills_the_process_group,
+    ask_waits_for_the_operator,
+    journal_rebuilds_the_view
+);

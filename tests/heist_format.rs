@@ -1,0 +1,145 @@
+//! Heist files: parsing, validation, `file:line:col` errors.
+
+use std::path::Path;
+
+use crew::heist::def::{Action, Batch, Then};
+use crew::heist::validate::load_str;
+
+const GOOD: &str = r#"
+[heist.deploy]
+description = "Roll the web tier"
+select = "role=web & env=staging"
+batch = "25%"
+vars = { branch = "main", n = 3 }
+
+[[heist.deploy.step]]
+name = "pull"
+run = "git -C /srv/app checkout ${branch} && echo HEAD is now at abc123"
+timeout = "30s"
+capture = { rev = 'HEAD is now at (\w+)' }
+
+[[heist.deploy.step]]
+name = "puppet"
+run = "puppet agent -t # ${rev} on ${host} (${tag.role})"
+exits = [0, 2]
+on_fail = { retry = 2, backoff = "5s", then = "rollback" }
+
+[[heist.deploy.step]]
+name = "conf"
+put = { to = "/tmp/app-${host}.conf", content = "rev=${rev}\n", mode = 0o600 }
+
+[[heist.deploy.rollback]]
+name = "restore"
+undo = "pull"
+run = "git -C /srv/app checkout -"
+
+[heist.deploy.profile.production]
+select = "role=web & env=production"
+batch = 2
+vars = { branch = "stable" }
+"#;
+
+#[test]
+fn a_good_file_loads() {
+    let hs = load_str(GOOD, Path::new("deploy.toml")).expect("valid file");
+    assert_eq!(hs.len(), 1);
+    let h = &hs[0];
+    assert_eq!(h.name, "deploy");
+    assert_eq!(h.batch, Some(Batch::Percent(25)));
+    assert_eq!(h.vars.get("n").map(String::as_str), Some("3"));
+    assert_eq!(h.steps.len(), 3);
+    assert_eq!(h.steps[0].timeout, Some(std::time::Duration::from_secs(30)));
+    assert_eq!(h.steps[1].exits, vec![0, 2]);
+    assert_eq!(h.steps[1].on_fail.retry, 2);
+    assert_eq!(h.steps[1].on_fail.then, Then::Rollback);
+    assert!(matches!(h.steps[2].action, Action::Put { mode: 0o600, .. }));
+    assert_eq!(h.rollback[0].undo, Some(0));
+    let prod = h.profiles.get("production").expect("profile");
+    assert_eq!(prod.batch, Some(Batch::Count(2)));
+    assert_eq!(h.steps[1].loc.to_string(), "deploy.toml:15:8");
+}
+
+fn errors(text: &str) -> String {
+    load_str(text, Path::new("h.toml"))
+        .expect_err("should be rejected")
+        .to_string()
+}
+
+#[test]
+fn unknown_field_is_reported_at_its_place() {
+    let e = errors(
+        "[heist.a]\nselect = \"*\"\n[[heist.a.step]]\nname = \"x\"\nrun = \"true\"\nretries = 3\n",
+    );
+    assert!(e.starts_with("h.toml:6:1: "), "{e}");
+    assert!(e.contains("retries"), "{e}");
+}
+
+#[test]
+fn syntax_error_has_line_and_column() {
+    let e = errors("[heist.a]\nselect = \"*\n");
+    assert!(e.starts_with("h.toml:2:"), "{e}");
+}
+
+#[test]
+fn bad_then_and_bad_batch() {
+    let e = errors("[heist.a]\nselect = \"*\"\nbatch = \"0%\"\n[[heist.a.step]]\nname = \"x\"\nrun = \"true\"\non_fail = { then = \"explode\" }\n");
+    assert!(e.contains("h.toml:7:"), "{e}");
+    assert!(e.contains("explode"), "{e}");
+    let e = errors("[heist.a]\nselect = \"*\"\nbatch = \"0%\"\n[[heist.a.step]]\nname = \"x\"\nrun = \"true\"\n");
+    assert_eq!(
+        e,
+        "h.toml:3:9: batch: expected a host count (at least 1) or a percentage such as \"25%\""
+    );
+}
+
+#[test]
+fn unknown_variables_and_bad_regexes_are_located() {
+    let text = "[heist.a]\nselect = \"*\"\nvars = { v = \"1\" }\n\
+                [[heist.a.step]]\nname = \"one\"\nrun = \"echo ${v} ${nope}\"\ncapture = { x = 'a(b' }\n\
+                [[heist.a.step]]\nname = \"two\"\nrun = \"echo ${later}\"\n\
+                [[heist.a.step]]\nname = \"three\"\nrun = \"echo ok\"\ncapture = { later = 'ok' }\n";
+    let e = errors(text);
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 3, "{e}");
+    assert!(
+        lines[0].starts_with("h.toml:6:18: step `one`: unknown variable `${nope}`"),
+        "{e}"
+    );
+    assert!(
+        lines[1].starts_with("h.toml:7:17: capture `x`: bad regex: unclosed group"),
+        "{e}"
+    );
+    assert!(
+        lines[2].starts_with("h.toml:10:13: step `two`: unknown variable `${later}`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn captures_of_earlier_steps_and_builtins_are_defined() {
+    let text = "[heist.a]\nselect = \"*\"\n\
+                [[heist.a.step]]\nname = \"one\"\nrun = \"echo v=7\"\ncapture = { v = 'v=(?P<num>\\d+)' }\n\
+                [[heist.a.step]]\nname = \"two\"\nrun = \"echo ${v} ${num} ${host} ${tag.role} $${HOME}\"\n";
+    load_str(text, Path::new("h.toml")).expect("all defined");
+}
+
+#[test]
+fn step_shapes_are_checked() {
+    let e = errors("[heist.a]\nselect = \"*\"\n[[heist.a.step]]\nname = \"x\"\nrun = \"true\"\nfetch = { from = \"/a\", to = \"b\" }\n");
+    assert!(
+        e.contains("h.toml:4:8: step `x`: give exactly one of"),
+        "{e}"
+    );
+    let e = errors("[heist.a]\nselect = \"*\"\n[[heist.a.step]]\nname = \"x\"\nrun = \"true\"\n[[heist.a.rollback]]\nname = \"r\"\nundo = \"y\"\nrun = \"true\"\n");
+    assert!(e.contains("h.toml:8:8: undo: no step named `y`"), "{e}");
+    let e = errors("[heist.a]\nselect = \"*\"\n");
+    assert!(e.contains("has no steps"), "{e}");
+}
+
+#[test]
+fn the_shipped_demo_heists_check_out() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("heists/demo.toml");
+    let hs = crew::heist::validate::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = hs.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["careful", "flaky", "hello", "release"]);
+}

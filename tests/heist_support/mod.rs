@@ -1,0 +1,145 @@
+//! Shared harness for heist engine tests: run a heist text on hosts through an executor,
+//! collect every event, answer `ask`s with a scripted list, rebuild the view model.
+
+#![allow(dead_code)]
+
+pub mod scenarios;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crew::heist::engine::{self, AskReply};
+use crew::heist::events::{Choice, HeistEvent, HeistSummary};
+use crew::heist::executor::Executor;
+use crew::heist::view_model::ViewModel;
+use crew::heist::{plan, validate};
+use crew::inventory::Host;
+
+/// One CREW_HOME (temp dir) for the whole test process.
+pub fn crew_home() -> &'static Path {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let d = tempfile::Builder::new()
+            .prefix("crew-heist-test")
+            .tempdir()
+            .expect("temp dir");
+        std::env::set_var("CREW_HOME", d.path());
+        d
+    })
+    .path()
+}
+
+/// A fresh scratch directory for one test's marker files.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = crew_home()
+        .join("scratch")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+pub fn hosts(names: &[&str]) -> Vec<Host> {
+    names
+        .iter()
+        .map(|n| {
+            let mut h = Host::local(n);
+            h.tags = vec!["role=test".into(), format!("id={n}")];
+            h
+        })
+        .collect()
+}
+
+pub struct Outcome {
+    pub summary: HeistSummary,
+    pub events: Vec<HeistEvent>,
+    pub view: ViewModel,
+    pub run_dir: PathBuf,
+    pub asks: usize,
+}
+
+/// Run the heist `name` of `text` on `hosts`; `answers` are given to `ask`s in order
+/// (Abort once they run out). Bounded: the whole heist must end within `limit`.
+pub async fn run<E: Executor>(
+    exec: Arc<E>,
+    text: &str,
+    name: &str,
+    hosts: Vec<Host>,
+    sets: &[(&str, &str)],
+    answers: &[Choice],
+    limit: Duration,
+) -> Outcome {
+    crew_home();
+    let defs = validate::load_str(text, Path::new("test.toml"))
+        .unwrap_or_else(|e| panic!("heist text: {e}"));
+    let def = defs.iter().find(|h| h.name == name).expect("heist by name");
+    let sets: Vec<(String, String)> = sets
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let plan = plan::build(def, None, &sets, hosts).unwrap_or_else(|e| panic!("plan: {e}"));
+    let mut running = engine::start(exec, plan, sets).expect("engine start");
+    let mut events = Vec::new();
+    let mut view = ViewModel::default();
+    let mut answers = answers.iter().copied();
+    let mut asks = 0;
+    let collect = async {
+        while let Some(ev) = running.events.recv().await {
+            view.apply(&ev);
+            if let HeistEvent::Ask { ask_id, .. } = &ev {
+                asks += 1;
+                let choice = answers.next().unwrap_or(Choice::Abort);
+                running
+                    .asks
+                    .send(AskReply {
+                        ask_id: *ask_id,
+                        choice,
+                    })
+                    .await
+                    .expect("answer");
+            }
+            events.push(ev);
+        }
+    };
+    tokio::time::timeout(limit, collect)
+        .await
+        .expect("heist finished in time");
+    let summary = running.task.await.expect("engine task");
+    Outcome {
+        summary,
+        events,
+        view,
+        run_dir: running.run_dir,
+        asks,
+    }
+}
+
+/// Processes whose command line contains `needle` (to prove a timeout killed them).
+pub fn processes_with(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) && pid != std::process::id() {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Wait (bounded) until no process matches `needle`.
+pub async fn gone(needle: &str, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if processes_with(needle).is_empty() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    processes_with(needle).is_empty()
+}
