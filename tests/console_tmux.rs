@@ -261,4 +261,3 @@ fn run_mark_failed_rerun_gather_and_kill() {
     s.keys(&["q"]);
     s.wait_for("EXITED 0", 10);
 }
-

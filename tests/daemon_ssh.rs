@@ -10,7 +10,9 @@ use std::time::Duration;
 use crew::client::Client;
 use crew::daemon::{serve, DaemonOptions};
 use crew::inventory::Host;
-use crew::proto::daemon::{ErrorKind, Event, HostEvent, Request, RunRequest, StatusReport, Verdict};
+use crew::proto::daemon::{
+    ErrorKind, Event, HostEvent, Request, RunRequest, StatusReport, Verdict,
+};
 use sha2::{Digest, Sha256};
 use support::require_tool;
 use support::sshd::SshdFleet;
@@ -33,7 +35,12 @@ impl Daemon {
         let task = tokio::spawn(serve(opts.clone(), token.clone()));
         for _ in 0..500 {
             if let Ok(Some(c)) = Client::connect_at(&opts.socket).await {
-                let d = Daemon { _home: home, opts, token, task };
+                let d = Daemon {
+                    _home: home,
+                    opts,
+                    token,
+                    task,
+                };
                 return (d, c);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -80,15 +87,19 @@ async fn run(c: &Client, req: RunRequest) -> Outcome {
     let mut rx = c.request(Request::Run(req)).await.expect("run");
     let mut o = Outcome::default();
     loop {
-        let ev = tokio::time::timeout(WAIT, rx.recv()).await.expect("events in time").expect("event");
+        let ev = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("events in time")
+            .expect("event");
         match ev {
             Event::Host { host, event, .. } => match event {
                 HostEvent::Started { pid, agentless } => {
                     o.started.insert(host, (pid, agentless));
                 }
-                HostEvent::Output { stream: crew::proto::agent::Stream::Stdout, data } => {
-                    o.stdout.entry(host).or_default().extend_from_slice(&data)
-                }
+                HostEvent::Output {
+                    stream: crew::proto::agent::Stream::Stdout,
+                    data,
+                } => o.stdout.entry(host).or_default().extend_from_slice(&data),
                 HostEvent::Output { .. } => {}
                 HostEvent::Exit(e) => {
                     o.exits.insert(host, e.code);
@@ -117,14 +128,24 @@ async fn status(c: &Client) -> StatusReport {
 
 /// Our login name from the passwd database (`$USER` may be unset where tests run).
 fn login() -> String {
-    let out = std::process::Command::new("id").arg("-un").output().expect("id -un");
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("id -un");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The fleet's hosts, logging in as us.
 fn fleet_hosts(fleet: &SshdFleet) -> Vec<Host> {
     let me = login();
-    fleet.hosts().into_iter().map(|h| Host { user: Some(me.clone()), ..h }).collect()
+    fleet
+        .hosts()
+        .into_iter()
+        .map(|h| Host {
+            user: Some(me.clone()),
+            ..h
+        })
+        .collect()
 }
 
 fn accepted(fleet: &SshdFleet) -> usize {
@@ -141,7 +162,12 @@ async fn fan_out_then_warm_reuse_without_new_connections() {
     let hosts = fleet_hosts(&fleet);
     let o = run(&c, run_req(hosts.clone(), "echo hi-$CREW_HOST")).await;
     for h in &hosts {
-        assert_eq!(o.exits.get(&h.name), Some(&Some(0)), "{o:?}\n{}", fleet.logs());
+        assert_eq!(
+            o.exits.get(&h.name),
+            Some(&Some(0)),
+            "{o:?}\n{}",
+            fleet.logs()
+        );
         assert_eq!(o.stdout[&h.name], format!("hi-{}\n", h.name).into_bytes());
         assert!(!o.started[&h.name].1, "served by an agent, not agentless");
     }
@@ -152,7 +178,11 @@ async fn fan_out_then_warm_reuse_without_new_connections() {
 
     let o = run(&c, run_req(hosts.clone(), "true")).await;
     assert!(o.verdicts.iter().all(|(_, v)| *v == Verdict::Ok), "{o:?}");
-    assert_eq!(accepted(&fleet), hosts.len(), "the second run opened no SSH connection");
+    assert_eq!(
+        accepted(&fleet),
+        hosts.len(),
+        "the second run opened no SSH connection"
+    );
     let second: Vec<Option<u32>> = status(&c).await.hosts.iter().map(|h| h.agent_pid).collect();
     assert_eq!(second, pids, "the same agents served the second run");
     drop(c);
@@ -194,13 +224,25 @@ async fn bad_hosts_fail_alone_with_clear_errors() {
         ("stranger", ErrorKind::Auth),
     ];
     for (name, kind) in expect {
-        let (k, msg) = o.failed.get(name).unwrap_or_else(|| panic!("{name} failed: {o:?}"));
+        let (k, msg) = o
+            .failed
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} failed: {o:?}"));
         assert_eq!(*k, kind, "{name}: {msg}");
         assert!(!msg.is_empty());
     }
-    assert!(o.failed["wrongkey"].1.contains("known_hosts"), "names the file: {}", o.failed["wrongkey"].1);
+    assert!(
+        o.failed["wrongkey"].1.contains("known_hosts"),
+        "names the file: {}",
+        o.failed["wrongkey"].1
+    );
     let st = status(&c).await;
-    let down: Vec<&str> = st.hosts.iter().filter(|h| h.state == "down").map(|h| h.name.as_str()).collect();
+    let down: Vec<&str> = st
+        .hosts
+        .iter()
+        .filter(|h| h.state == "down")
+        .map(|h| h.name.as_str())
+        .collect();
     assert_eq!(down.len(), 5, "{st:?}");
     drop(c);
     d.stop().await;
@@ -233,15 +275,28 @@ async fn kill_over_ssh_leaves_no_process() {
     let fleet = SshdFleet::start(1);
     let (d, c) = Daemon::start().await;
     let mut rx = c
-        .request(Request::Run(run_req(fleet_hosts(&fleet), "sleep 1000 & sleep 1000; wait")))
+        .request(Request::Run(run_req(
+            fleet_hosts(&fleet),
+            "sleep 1000 & sleep 1000; wait",
+        )))
         .await
         .expect("run");
     let (mut run_id, mut pid) = (None, None);
     while pid.is_none() {
-        match tokio::time::timeout(WAIT, rx.recv()).await.expect("events").expect("event") {
+        match tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("events")
+            .expect("event")
+        {
             Event::RunStarted { run_id: id, .. } => run_id = Some(id),
-            Event::Host { event: HostEvent::Started { pid: p, .. }, .. } => pid = Some(p),
-            Event::Host { event: HostEvent::Failed { kind, message }, .. } => {
+            Event::Host {
+                event: HostEvent::Started { pid: p, .. },
+                ..
+            } => pid = Some(p),
+            Event::Host {
+                event: HostEvent::Failed { kind, message },
+                ..
+            } => {
                 panic!("{kind:?}: {message}\n{}", fleet.logs())
             }
             other => panic!("unexpected {other:?}"),
@@ -256,10 +311,23 @@ async fn kill_over_ssh_leaves_no_process() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let members = group_members(pid);
-    assert!(members.len() >= 3, "bash and two sleeps run in group {pid}: {members:?}");
-    c.send(Request::Kill { run_id, host: None, signal: libc::SIGKILL }).await.expect("kill");
+    assert!(
+        members.len() >= 3,
+        "bash and two sleeps run in group {pid}: {members:?}"
+    );
+    c.send(Request::Kill {
+        run_id,
+        host: None,
+        signal: libc::SIGKILL,
+    })
+    .await
+    .expect("kill");
     loop {
-        match tokio::time::timeout(WAIT, rx.recv()).await.expect("events").expect("event") {
+        match tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("events")
+            .expect("event")
+        {
             Event::RunFinished { summary, .. } => {
                 assert_eq!(summary.hosts[0].1, Verdict::Killed);
                 break;
@@ -302,18 +370,31 @@ async fn hundred_megabytes_arrive_byte_exact() {
     drop(data);
     let (d, c) = Daemon::start().await;
     let mut rx = c
-        .request(Request::Run(run_req(fleet_hosts(&fleet), &format!("cat {}", src.display()))))
+        .request(Request::Run(run_req(
+            fleet_hosts(&fleet),
+            &format!("cat {}", src.display()),
+        )))
         .await
         .expect("run");
     let mut got = Sha256::new();
     let mut n = 0usize;
     let store_dir = loop {
-        match tokio::time::timeout(WAIT, rx.recv()).await.expect("events in time").expect("event") {
-            Event::Host { event: HostEvent::Output { data, .. }, .. } => {
+        match tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("events in time")
+            .expect("event")
+        {
+            Event::Host {
+                event: HostEvent::Output { data, .. },
+                ..
+            } => {
                 n += data.len();
                 got.update(&data);
             }
-            Event::Host { event: HostEvent::Failed { kind, message }, .. } => panic!("{kind:?}: {message}"),
+            Event::Host {
+                event: HostEvent::Failed { kind, message },
+                ..
+            } => panic!("{kind:?}: {message}"),
             Event::RunFinished { summary, .. } => {
                 assert_eq!(summary.hosts[0].1, Verdict::Ok);
                 break PathBuf::from(summary.store_dir);
@@ -323,7 +404,8 @@ async fn hundred_megabytes_arrive_byte_exact() {
     };
     assert_eq!(n, SIZE);
     assert_eq!(got.finalize(), want, "streamed bytes identical");
-    let stored = std::fs::read(store_dir.join(format!("{}.out", fleet_hosts(&fleet)[0].name))).expect("stored");
+    let stored = std::fs::read(store_dir.join(format!("{}.out", fleet_hosts(&fleet)[0].name)))
+        .expect("stored");
     assert_eq!(Sha256::digest(&stored), want, "stored bytes identical");
     drop(c);
     d.stop().await;
