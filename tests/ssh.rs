@@ -4,7 +4,7 @@ mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crew::daemon::ssh::{self, SshError, SshOptions, SshSession};
@@ -13,8 +13,13 @@ use crew::proto::agent::{AgentMsg, Run, Stream};
 use crew::proto::daemon::ErrorKind;
 use support::sshd::SshdFleet;
 
+/// Hashing the (large, debug) crew binary is slow: once per test process.
 fn opts() -> SshOptions {
-    SshOptions::for_agent(PathBuf::from(env!("CARGO_BIN_EXE_crew"))).expect("hash crew binary")
+    static OPTS: OnceLock<SshOptions> = OnceLock::new();
+    OPTS.get_or_init(|| {
+        SshOptions::for_agent(PathBuf::from(env!("CARGO_BIN_EXE_crew"))).expect("hash crew")
+    })
+    .clone()
 }
 
 fn fleet(n: usize) -> Option<SshdFleet> {
@@ -212,7 +217,12 @@ async fn agentless_exec_reports_exit_code_and_separate_stderr() {
 async fn agentless_timeout_and_kill_leave_no_process() {
     let Some(fleet) = fleet(1) else { return };
     let s = Arc::new(session(&fleet.hosts()[0]).await);
-    let mut r = run("sleep 1000.4242");
+    // Unique per run, so pgrep sees only this test's processes.
+    let (t_mark, k_mark) = (
+        format!("sleep 1000.{}1", fleet.port),
+        format!("sleep 1000.{}2", fleet.port),
+    );
+    let mut r = run(&t_mark);
     r.timeout_ms = Some(300);
     let (_, _, exit) = collect(&s, r).await;
     match exit {
@@ -223,26 +233,28 @@ async fn agentless_timeout_and_kill_leave_no_process() {
         }
         other => panic!("expected Exit, got {other:?}"),
     }
-    let mut job = s.exec(run("sleep 1000.4343")).await.expect("exec");
+    let mut job = s.exec(run(&k_mark)).await.expect("exec");
     assert_eq!(job.events.recv().await, Some(AgentMsg::Started { pid: 0 }));
     tokio::time::sleep(Duration::from_millis(200)).await;
     job.kill(15).expect("kill");
     let last = tokio::time::timeout(Duration::from_secs(10), job.events.recv())
         .await
-        .expect("exit after kill");
+        .unwrap_or_else(|_| panic!("no exit after kill; sshd log:\n{}", fleet.logs()));
     assert!(
         matches!(&last, Some(AgentMsg::Exit(e)) if e.signal == Some(15)),
         "{last:?}"
     );
-    let left = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 1000.4[23]4[23]"])
-        .output()
-        .expect("pgrep");
-    assert!(
-        left.stdout.is_empty(),
-        "processes left: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    for mark in [t_mark, k_mark] {
+        let left = std::process::Command::new("pgrep")
+            .args(["-f", &mark])
+            .output()
+            .expect("pgrep");
+        assert!(
+            left.stdout.is_empty(),
+            "`{mark}` left running: {}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
