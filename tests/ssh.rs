@@ -93,7 +93,12 @@ async fn exec_on_many_loopback_hosts_reaches_each_address() {
             let (out, _, exit) = collect(&s, run("echo $SSH_CONNECTION; hostname")).await;
             let negotiated = s.negotiated().to_string();
             s.disconnect().await;
-            (h, String::from_utf8_lossy(&out).to_string(), exit, negotiated)
+            (
+                h,
+                String::from_utf8_lossy(&out).to_string(),
+                exit,
+                negotiated,
+            )
         }));
     }
     let local = std::process::Command::new("hostname")
@@ -301,9 +306,66 @@ async fn agent_that_cannot_be_installed_is_reported_unavailable() {
     };
     assert!(matches!(e, SshError::AgentUnavailable(_)), "{e:?}");
     assert_eq!(e.kind(), ErrorKind::Agent);
-    assert!(e.to_string().contains("/proc/crew-cannot-write-here"), "{e}");
+    assert!(
+        e.to_string().contains("/proc/crew-cannot-write-here"),
+        "{e}"
+    );
     // the connection stays usable for agentless exec
     let (out, _, exit) = collect(&s, run("echo still-here")).await;
     assert_eq!(exit_code(&exit), Some(0));
     assert_eq!(String::from_utf8_lossy(&out), "still-here\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installed_agent_serves_jobs_over_the_ssh_channel() {
+    use crew::daemon::link::{AgentLink, LinkOptions};
+    let Some(fleet) = fleet(2) else { return };
+    let o = opts();
+    for h in fleet.hosts() {
+        let s = session(&h).await;
+        let ch = s.start_agent(&o).await.expect("start agent");
+        let link_opts = LinkOptions {
+            expected_build: Some(o.agent_build.clone()),
+            ..LinkOptions::default()
+        };
+        let (link, hello) = AgentLink::connect(ch.reader, ch.writer, link_opts)
+            .await
+            .unwrap_or_else(|e| panic!("{}: agent handshake: {e}", h.name));
+        assert_eq!(hello.agent_build, o.agent_build);
+        assert!(hello.agent_pid > 0);
+        let mut job = link
+            .start(run("echo out; echo err >&2; exit 4"))
+            .await
+            .expect("start job");
+        let (mut out, mut err, mut exit) = (Vec::new(), Vec::new(), None);
+        while let Some(m) = tokio::time::timeout(Duration::from_secs(20), job.events.recv())
+            .await
+            .expect("job event in time")
+        {
+            match m {
+                AgentMsg::Started { pid } => assert!(pid > 0),
+                AgentMsg::Output {
+                    stream: Stream::Stdout,
+                    data,
+                } => out.extend_from_slice(&data),
+                AgentMsg::Output {
+                    stream: Stream::Stderr,
+                    data,
+                } => err.extend_from_slice(&data),
+                AgentMsg::Exit(e) => {
+                    exit = Some(e);
+                    break;
+                }
+                other => panic!("{}: unexpected {other:?}", h.name),
+            }
+        }
+        assert_eq!(out, b"out\n");
+        assert_eq!(err, b"err\n");
+        assert_eq!(exit.expect("exit").code, Some(4));
+        link.ping().await.expect("ping over ssh");
+        s.disconnect().await;
+        tokio::time::timeout(Duration::from_secs(10), link.closed())
+            .await
+            .expect("link notices the disconnect");
+    }
 }

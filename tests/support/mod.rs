@@ -37,10 +37,7 @@ pub fn require_tool(name: &str) -> bool {
         .name()
         .unwrap_or("this test")
         .to_string();
-    let msg = format!(
-        "{test} needs {name} (apt-get install {})",
-        package_of(name)
-    );
+    let msg = format!("{test} needs {name} (apt-get install {})", package_of(name));
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("CI=true and {msg}");
     }

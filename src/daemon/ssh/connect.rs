@@ -157,7 +157,10 @@ pub async fn connect(host: &Host, opts: &SshOptions) -> Result<SshSession, SshEr
             ))
         })??;
     let negotiated = negotiated.lock().map(|n| n.clone()).unwrap_or_default();
-    tracing::debug!("{}: connected to {target} as {user} ({negotiated})", host.name);
+    tracing::debug!(
+        "{}: connected to {target} as {user} ({negotiated})",
+        host.name
+    );
     Ok(SshSession {
         handle,
         host: host.clone(),

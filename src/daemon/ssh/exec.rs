@@ -217,7 +217,8 @@ async fn pump(
     let (mut code, mut signal) = (None, None);
     let mut refused = false;
     loop {
-        let wake = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let wake =
+            deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             msg = rd.wait() => {
                 let Some(msg) = msg else { break };
@@ -278,7 +279,11 @@ async fn pump(
     }
     AgentMsg::Exit(Exit {
         code,
-        signal: signal.or(if timed_out && code.is_none() { Some(9) } else { None }),
+        signal: signal.or(if timed_out && code.is_none() {
+            Some(9)
+        } else {
+            None
+        }),
         wall_ms,
         user_ms: 0,
         sys_ms: 0,

@@ -30,7 +30,9 @@ pub enum Lookup {
     Known(Place),
     /// No line for this host records this key; `other_types` lists places recording keys of
     /// other algorithms for it.
-    Unknown { other_types: Vec<Place> },
+    Unknown {
+        other_types: Vec<Place>,
+    },
     /// A line for this host records another key of the same algorithm.
     Changed(Place),
     /// An `@revoked` line lists this key.
@@ -240,7 +242,9 @@ fn hashed_matches(name: &str, salt_hash: &str) -> bool {
     let Ok(mac) = Hmac::<sha1::Sha1>::new_from_slice(&salt) else {
         return false;
     };
-    mac.chain_update(name.as_bytes()).verify_slice(&hash).is_ok()
+    mac.chain_update(name.as_bytes())
+        .verify_slice(&hash)
+        .is_ok()
 }
 
 /// `*` and `?` wildcard match, iterative with one backtrack point (linear-ish, no recursion).
@@ -304,11 +308,17 @@ mod tests {
         let files = vec![kh.clone()];
         assert_eq!(
             lookup(&files, "h", 2222, &key(KEY_A)),
-            Lookup::Changed(Place { file: kh.clone(), line: 2 })
+            Lookup::Changed(Place {
+                file: kh.clone(),
+                line: 2
+            })
         );
         assert_eq!(
             lookup(&files, "h", 22, &key(KEY_A)),
-            Lookup::Known(Place { file: kh.clone(), line: 4 })
+            Lookup::Known(Place {
+                file: kh.clone(),
+                line: 4
+            })
         );
         assert!(matches!(
             lookup(&files, "nobody", 22, &key(KEY_A)),
