@@ -83,12 +83,24 @@ impl Env {
     /// gets one more try.
     fn warm_up(&self) {
         let one = self.crew(&["run", "h001", "--", "true"]);
-        assert_eq!(one.status.code(), Some(0), "{}\n{}", text(&one), self.fleet.logs());
+        assert_eq!(
+            one.status.code(),
+            Some(0),
+            "{}\n{}",
+            text(&one),
+            self.fleet.logs()
+        );
         let mut all = self.crew(&["run", "role=web", "--", "true"]);
         if all.status.code() != Some(0) {
             all = self.crew(&["run", "role=web", "--", "true"]);
         }
-        assert_eq!(all.status.code(), Some(0), "{}\n{}", text(&all), self.fleet.logs());
+        assert_eq!(
+            all.status.code(),
+            Some(0),
+            "{}\n{}",
+            text(&all),
+            self.fleet.logs()
+        );
     }
 
     /// Runs of the heist store, oldest first.
@@ -125,7 +137,12 @@ fn text(o: &Output) -> String {
 }
 
 /// Per host, the summary outcome; and per (host, step), how many attempts started.
-fn digest(events: &[HeistEvent]) -> (BTreeMap<String, HostOutcome>, BTreeMap<(String, StepRef), u32>) {
+fn digest(
+    events: &[HeistEvent],
+) -> (
+    BTreeMap<String, HostOutcome>,
+    BTreeMap<(String, StepRef), u32>,
+) {
     let mut outcomes = BTreeMap::new();
     let mut attempts = BTreeMap::new();
     for ev in events {
@@ -210,17 +227,35 @@ fn three_steps_over_twenty_ssh_hosts_with_one_failing() {
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}\n{}", logs());
     assert!(out.contains("h007  [2/3 deploy] FAILED: exit 3"), "{out}");
-    assert!(out.contains("deploy refused on h007"), "stderr tail shown: {out}");
-    assert!(out.contains("== heist roll FAILED: completed on 9/20 host(s)"), "{out}");
+    assert!(
+        out.contains("deploy refused on h007"),
+        "stderr tail shown: {out}"
+    );
+    assert!(
+        out.contains("== heist roll FAILED: completed on 9/20 host(s)"),
+        "{out}"
+    );
     assert!(out.contains("h007  failed at deploy"), "{out}");
     assert!(out.contains("h011  not started"), "{out}");
     for i in 1..=HOSTS {
         let h = name(i);
         let started = i <= 10;
-        assert_eq!(exists(&state, &h, "prepare"), started, "{h}: prepare\n{out}");
+        assert_eq!(
+            exists(&state, &h, "prepare"),
+            started,
+            "{h}: prepare\n{out}"
+        );
         let completed = started && h != "h007";
-        assert_eq!(exists(&state, &h, "deploy"), completed, "{h}: deploy\n{out}");
-        assert_eq!(exists(&state, &h, "verify"), completed, "{h}: verify\n{out}");
+        assert_eq!(
+            exists(&state, &h, "deploy"),
+            completed,
+            "{h}: deploy\n{out}"
+        );
+        assert_eq!(
+            exists(&state, &h, "verify"),
+            completed,
+            "{h}: verify\n{out}"
+        );
     }
     let runs = env.heist_runs();
     assert_eq!(runs.len(), 1, "{runs:?}");
@@ -238,9 +273,16 @@ fn three_steps_over_twenty_ssh_hosts_with_one_failing() {
         };
         assert_eq!(outcomes[&h], want, "{h}");
     }
-    assert_eq!(attempts[&("h007".into(), StepRef::main(1))], 2, "retried once");
+    assert_eq!(
+        attempts[&("h007".into(), StepRef::main(1))],
+        2,
+        "retried once"
+    );
     assert!(!attempts.contains_key(&("h007".into(), StepRef::main(2))));
-    assert!(!attempts.keys().any(|(h, _)| h.as_str() > "h010"), "{attempts:?}");
+    assert!(
+        !attempts.keys().any(|(h, _)| h.as_str() > "h010"),
+        "{attempts:?}"
+    );
     let decisions: Vec<Decision> = events
         .iter()
         .filter_map(|e| match e {
@@ -260,19 +302,23 @@ fn three_steps_over_twenty_ssh_hosts_with_one_failing() {
         ]
     );
     let failed = events.iter().find_map(|e| match e {
-        HeistEvent::StepFinished { host, step, result, .. }
-            if host == "h007" && *step == StepRef::main(1) =>
-        {
-            Some(result.clone())
-        }
+        HeistEvent::StepFinished {
+            host, step, result, ..
+        } if host == "h007" && *step == StepRef::main(1) => Some(result.clone()),
         _ => None,
     });
     let failed = failed.expect("h007's deploy is journaled");
     assert_eq!(failed.exit_code, Some(3));
-    assert!(failed.stderr.contains("deploy refused on h007"), "{failed:?}");
+    assert!(
+        failed.stderr.contains("deploy refused on h007"),
+        "{failed:?}"
+    );
     let meta = crew::heist::journal::read_meta(&runs[0]).expect("meta");
     assert_eq!(meta.outcome.as_deref(), Some("failed"));
-    assert_eq!(meta.vars, vec![("dir".to_string(), state.display().to_string())]);
+    assert_eq!(
+        meta.vars,
+        vec![("dir".to_string(), state.display().to_string())]
+    );
 
     // `crew heist show` rebuilds the same from the journal.
     let show = env.crew(&["heist", "show"]);
@@ -285,10 +331,21 @@ fn three_steps_over_twenty_ssh_hosts_with_one_failing() {
     // 2. Nobody to fail: exit 0, every host did all three steps.
     let clean = env.dir.path().join("clean");
     let set = format!("dir={}", clean.display());
-    let o = env.crew(&["heist", "run", "roll", "--set", &set, "--set", "victim=none"]);
+    let o = env.crew(&[
+        "heist",
+        "run",
+        "roll",
+        "--set",
+        &set,
+        "--set",
+        "victim=none",
+    ]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(out.contains("== heist roll completed: completed on 20/20 host(s)"), "{out}");
+    assert!(
+        out.contains("== heist roll completed: completed on 20/20 host(s)"),
+        "{out}"
+    );
     for i in 1..=HOSTS {
         assert!(exists(&clean, &name(i), "verify"), "{}\n{out}", name(i));
     }
