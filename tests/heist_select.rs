@@ -92,7 +92,11 @@ run = "test ${{host}} != n3"
     let env = Env { dir };
 
     // Nothing ran yet: no host has an outcome.
-    assert!(env.picked("failed").contains("matches no host"), "{}", env.picked("failed"));
+    assert!(
+        env.picked("failed").contains("matches no host"),
+        "{}",
+        env.picked("failed")
+    );
 
     // A plain run where n2 fails.
     let o = env.crew(&["run", "role=demo", "--", "test $CREW_HOST != n2"]);
@@ -102,7 +106,12 @@ run = "test ${{host}} != n3"
 
     // A heist run is newer: n3 failed there (its one-host step runs are not "the last run").
     let o = env.crew(&["heist", "run", "fail3"]);
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     assert_eq!(env.picked("failed"), "n3");
     assert_eq!(env.picked("ok"), "n[1-2]");
 
