@@ -99,11 +99,25 @@ pub fn expand_tilde(p: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// The operator's login name, for the audit log.
+/// The operator's login name, for the audit log and as the default SSH user: `$USER`,
+/// `$LOGNAME`, else the passwd entry of our uid (containers often set neither variable).
 pub fn whoami() -> String {
+    let uid = unsafe_free_uid();
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid{}", unsafe_free_uid()))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| passwd_name(uid))
+        .unwrap_or_else(|| format!("uid{uid}"))
+}
+
+fn passwd_name(uid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == uid.to_string()).then(|| name.to_string())
+    })
 }
 
 fn unsafe_free_uid() -> u32 {

@@ -1,111 +1,16 @@
 //! `AgentLink` against the in-process agent over duplex pipes, with real `bash` commands.
 
-use std::io::Cursor;
+#[path = "link/harness.rs"]
+mod harness;
+
 use std::time::Duration;
 
-use crew::agent::{serve, AgentOptions};
-use crew::daemon::link::{AgentLink, Handshake, Job, LinkError, LinkOptions};
-use crew::proto::agent::{AgentMsg, Exit, Hello, ReadFile, Run, Stream, WriteFile, SYNC_MARKER};
+use crew::daemon::link::{AgentLink, LinkError};
+use crew::proto::agent::{AgentMsg, Hello, ReadFile, Stream, WriteFile, SYNC_MARKER};
 use crew::proto::PROTO_VERSION;
+use harness::{fake, finish, live_group_members, opts, run, setup, WAIT};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, DuplexStream};
-use tokio::task::JoinHandle;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Setup {
-    link: AgentLink,
-    hs: Handshake,
-    /// Relays bytes between link and agent; aborting it cuts the link.
-    wire: JoinHandle<()>,
-    _tmp: tempfile::TempDir,
-}
-
-fn opts() -> LinkOptions {
-    LinkOptions {
-        expected_build: Some("test-build".into()),
-        handshake_timeout: Duration::from_secs(10),
-        heartbeat_interval: Duration::from_millis(100),
-        heartbeat_misses: 3,
-    }
-}
-
-/// An in-process agent whose output is preceded by `junk`, reached through a cuttable wire.
-async fn setup(junk: &[u8], link_opts: LinkOptions) -> Result<Setup, LinkError> {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let agent_opts = AgentOptions {
-        tmp_root: Some(tmp.path().to_path_buf()),
-        build: "test-build".into(),
-        ..AgentOptions::default()
-    };
-    let (agent_end, mut wire_a) = tokio::io::duplex(64 * 1024);
-    let (mut wire_b, link_end) = tokio::io::duplex(64 * 1024);
-    let (ar, aw) = tokio::io::split(agent_end);
-    tokio::spawn(serve(ar, aw, agent_opts));
-    let wire = tokio::spawn(async move {
-        let _ = tokio::io::copy_bidirectional(&mut wire_a, &mut wire_b).await;
-    });
-    let (lr, lw) = tokio::io::split(link_end);
-    let lr = Cursor::new(junk.to_vec()).chain(lr);
-    let (link, hs) = AgentLink::connect(lr, lw, link_opts).await?;
-    Ok(Setup {
-        link,
-        hs,
-        wire,
-        _tmp: tmp,
-    })
-}
-
-fn run(command: &str) -> Run {
-    Run {
-        command: command.into(),
-        env: Vec::new(),
-        timeout_ms: None,
-    }
-}
-
-#[derive(Default)]
-struct Outcome {
-    out: Vec<u8>,
-    err: Vec<u8>,
-    exit: Option<Exit>,
-    terminal: Option<AgentMsg>,
-}
-
-/// Drain a job's events; checks the sequence Started, Output…, one terminal message, end.
-async fn finish(mut job: Job) -> Outcome {
-    let mut o = Outcome::default();
-    let mut started = false;
-    loop {
-        let ev = tokio::time::timeout(WAIT, job.events.recv())
-            .await
-            .expect("job event in time");
-        match ev {
-            Some(AgentMsg::Started { .. }) => {
-                assert!(!started, "one Started");
-                started = true;
-            }
-            Some(AgentMsg::Output { stream, data }) => {
-                assert!(started && o.terminal.is_none(), "output in sequence");
-                match stream {
-                    Stream::Stdout => o.out.extend(data.iter()),
-                    Stream::Stderr => o.err.extend(data.iter()),
-                }
-            }
-            Some(m) => {
-                assert!(o.terminal.is_none(), "exactly one terminal message");
-                if let AgentMsg::Exit(e) = &m {
-                    o.exit = Some(e.clone());
-                }
-                o.terminal = Some(m);
-            }
-            None => {
-                assert!(o.terminal.is_some(), "a terminal message before the end");
-                return o;
-            }
-        }
-    }
-}
+use tokio::io::DuplexStream;
 
 #[tokio::test]
 async fn junk_before_the_marker_is_skipped_and_reported() {
@@ -173,10 +78,6 @@ async fn version_mismatch_and_bad_greetings_are_detected() {
     o.handshake_timeout = Duration::from_millis(200);
     let res = AgentLink::connect(silent, tokio::io::sink(), o).await;
     assert!(matches!(res, Err(LinkError::Timeout(_))));
-}
-
-fn fake(bytes: Vec<u8>) -> impl AsyncRead + Unpin + Send + 'static {
-    Cursor::new(bytes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,4 +260,60 @@ async fn missed_heartbeats_declare_the_link_dead() {
         Err(LinkError::Closed(_))
     ));
     drop(ours);
+}
+
+#[tokio::test]
+async fn the_crew_agent_binary_behind_a_chatty_shell() {
+    let exe = env!("CARGO_BIN_EXE_crew");
+    let build = crew::paths::file_hash(std::path::Path::new(exe)).expect("hash");
+    let mut child = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("echo 'Last login: yesterday'; exec '{exe}' agent"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn crew agent");
+    let r = child.stdout.take().expect("stdout");
+    let w = child.stdin.take().expect("stdin");
+    let mut o = opts();
+    o.expected_build = Some(build.clone());
+    let (link, hs) = AgentLink::connect(r, w, o).await.expect("connect");
+    assert_eq!(hs.skipped, b"Last login: yesterday\n");
+    assert_eq!(hs.agent_build, build);
+    assert_eq!(Some(hs.agent_pid), child.id());
+
+    let mut job = link
+        .start(run("sleep 1000 & sleep 1000"))
+        .await
+        .expect("start");
+    let Some(AgentMsg::Started { pid }) = job.events.recv().await else {
+        panic!("expected Started")
+    };
+    let o = finish(
+        link.start(run("echo from the binary"))
+            .await
+            .expect("start"),
+    )
+    .await;
+    assert_eq!(o.out, b"from the binary\n");
+
+    // Closing the link closes the agent's stdin: it kills its jobs and exits.
+    link.close("test is done");
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("agent exits")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    match finish(job).await.terminal {
+        Some(AgentMsg::Error { message }) => assert!(message.contains("test is done"), "{message}"),
+        other => panic!("expected link lost, got {other:?}"),
+    }
+    for _ in 0..100 {
+        if live_group_members(pid) == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("processes of group {pid} outlived the agent");
 }

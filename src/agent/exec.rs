@@ -2,13 +2,14 @@
 //! `Exit` with status and resource usage, timeout enforcement.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
-use tokio::io::AsyncReadExt;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::unix::pipe;
 use tokio::time::sleep_until;
 
@@ -44,6 +45,7 @@ pub(super) async fn run_job(id: u64, run: Run, shared: &Shared, outbox: &Outbox)
     let (exit, dir) = exit;
     // The temp dir goes once the result has been delivered (or the writer is gone).
     let _ = outbox.data_written(id, &AgentMsg::Exit(exit)).await;
+    shared.jobs().remove(&id);
     if let Err(e) = dir.close() {
         tracing::warn!("job {id}: removing its temp dir: {e}");
     }
@@ -97,7 +99,7 @@ async fn run_inner(
         let _ = tokio::join!(a, b);
     };
     tokio::pin!(pumps);
-    let exited = tokio::task::spawn_blocking(move || wait_exited(pid));
+    let exited = exited(pid);
     tokio::pin!(exited);
 
     let far = tokio::time::Instant::now() + Duration::from_secs(10 * 365 * 86400);
@@ -124,8 +126,13 @@ async fn run_inner(
             }
         }
     }
-    // Forget the job before reaping: once reaped, its pid (and group id) may be reused.
-    shared.jobs().remove(&id);
+    // Stop signalling before reaping: once reaped, its pid (and group id) may be reused. The
+    // slot stays until Exit is written, so a late Kill is ignored rather than answered with an
+    // error that could overtake the Exit.
+    if let Some(slot) = shared.jobs().get_mut(&id) {
+        slot.pgid = None;
+        slot.finished = true;
+    }
     let (status, usage) = tokio::task::spawn_blocking(move || reap(pid))
         .await
         .map_err(io::Error::other)??;
@@ -144,6 +151,37 @@ async fn run_inner(
 
 fn tv_ms(tv: libc::timeval) -> u64 {
     (tv.tv_sec.max(0) as u64) * 1000 + (tv.tv_usec.max(0) as u64) / 1000
+}
+
+/// Resolves once child `pid` has exited, without reaping it. Uses a pidfd (no thread per
+/// job); where the kernel has none, a blocking thread waits instead.
+async fn exited(pid: i32) {
+    let registered = pidfd_open(pid).and_then(|fd| {
+        // SAFETY: `fd` is an OwnedFd moved into the AsyncFd: it stays open and refers to the
+        // same pidfd until the AsyncFd is dropped, and as_raw_fd always returns it.
+        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(io::Error::from)
+    });
+    match registered {
+        Ok(fd) => {
+            // A pidfd turns readable when the process exits; any error also means "stop
+            // waiting here" and the reap below reports what happened.
+            let _ = fd.readable().await;
+        }
+        Err(e) => {
+            tracing::debug!("pidfd for {pid}: {e}; waiting on a thread");
+            let _ = tokio::task::spawn_blocking(move || wait_exited(pid)).await;
+        }
+    }
+}
+
+fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is shared.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the syscall returned a fresh file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Block until process `pid` has exited, leaving it a zombie (so its pid and process group

@@ -26,6 +26,8 @@ pub(super) struct JobSlot {
     pub pgid: Option<i32>,
     /// A signal that arrived before the command was spawned.
     pub pending: Option<i32>,
+    /// The command has exited and is being reported; signals are ignored.
+    pub finished: bool,
 }
 
 /// State shared by the frame loop and its tasks.
@@ -48,6 +50,7 @@ impl Shared {
         };
         match slot.pgid {
             Some(pgid) => exec::signal_group(pgid, signal),
+            None if slot.finished => {}
             None => slot.pending = Some(signal),
         }
         true
@@ -58,6 +61,7 @@ impl Shared {
         for slot in self.jobs().values_mut() {
             match slot.pgid {
                 Some(pgid) => exec::signal_group(pgid, libc::SIGKILL),
+                None if slot.finished => {}
                 None => slot.pending = Some(libc::SIGKILL),
             }
         }

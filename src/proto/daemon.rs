@@ -161,6 +161,8 @@ pub struct HostStatus {
     pub agentless: bool,
     pub jobs: u32,
     pub connected_for_s: u64,
+    /// Pid of the resident agent on the host (None when not connected or agentless).
+    pub agent_pid: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

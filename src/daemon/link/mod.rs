@@ -22,8 +22,9 @@ use router::{Inner, Route};
 use crate::proto::agent::{AgentMsg, FileData, Info, ReadFile, Run, WriteFile};
 use crate::proto::PROTO_VERSION;
 
-/// Events buffered per job before the reader waits for the job's consumer.
-pub const JOB_QUEUE: usize = 64;
+/// Events buffered per job (at most 16 × 64 KiB of output) before the reader waits for the
+/// job's consumer.
+pub const JOB_QUEUE: usize = 16;
 
 /// How a link is checked at start-up and kept alive.
 #[derive(Debug, Clone)]
@@ -244,13 +245,21 @@ fn unexpected(got: AgentMsg, wanted: &str) -> LinkError {
     ))
 }
 
+/// Send `Kill` for job `id`. The signal is checked here: the agent would answer a bad one with
+/// an `Error` that ends the job's event stream while the command keeps running.
+async fn kill(link: &AgentLink, id: u64, signal: i32) -> Result<(), LinkError> {
+    if !(1..=64).contains(&signal) {
+        return Err(LinkError::Protocol(format!(
+            "signal {signal} is out of range 1..=64"
+        )));
+    }
+    link.inner.send(id, &AgentMsg::Kill { signal }).await
+}
+
 impl Job {
     /// Signal the job's whole process group.
     pub async fn kill(&self, signal: i32) -> Result<(), LinkError> {
-        self.link
-            .inner
-            .send(self.id, &AgentMsg::Kill { signal })
-            .await
+        kill(&self.link, self.id, signal).await
     }
 
     pub fn killer(&self) -> JobKiller {
@@ -273,9 +282,6 @@ impl JobKiller {
 
     /// Signal the job's whole process group.
     pub async fn kill(&self, signal: i32) -> Result<(), LinkError> {
-        self.link
-            .inner
-            .send(self.id, &AgentMsg::Kill { signal })
-            .await
+        kill(&self.link, self.id, signal).await
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
@@ -196,7 +196,8 @@ impl Drop for Inner {
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(mut r: R, link: Weak<Inner>) {
+async fn read_loop<R: AsyncRead + Unpin>(r: R, link: Weak<Inner>) {
+    let mut r = BufReader::with_capacity(8 * 1024, r);
     let reason = loop {
         let frame = match read_frame(&mut r).await {
             Ok(Some(f)) => f,
@@ -231,19 +232,26 @@ async fn read_loop<R: AsyncRead + Unpin>(mut r: R, link: Weak<Inner>) {
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(
-    w: W,
+    mut w: W,
     mut rx: mpsc::Receiver<Vec<u8>>,
     link: Weak<Inner>,
 ) {
-    let mut w = BufWriter::with_capacity(64 * 1024, w);
+    // Frames ready together go out in one write; the batch buffer is reused, and shrunk after
+    // a large batch so an idle link holds little memory (hundreds of links live in a daemon).
+    let mut batch: Vec<u8> = Vec::new();
     let result: std::io::Result<()> = async {
         while let Some(frame) = rx.recv().await {
-            w.write_all(&frame).await?;
-            let mut n = 0;
-            while n < 64 {
-                let Ok(frame) = rx.try_recv() else { break };
+            if rx.is_empty() {
                 w.write_all(&frame).await?;
-                n += 1;
+            } else {
+                batch.extend_from_slice(&frame);
+                while batch.len() < 256 * 1024 {
+                    let Ok(frame) = rx.try_recv() else { break };
+                    batch.extend_from_slice(&frame);
+                }
+                w.write_all(&batch).await?;
+                batch.clear();
+                batch.shrink_to(16 * 1024);
             }
             w.flush().await?;
         }

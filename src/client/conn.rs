@@ -1,0 +1,237 @@
+//! The client's connection to the daemon: connect, or start `crew daemon` and connect;
+//! requests with ids, events routed back to each request's channel.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+use crate::proto::daemon::{self as dp, Event, Request};
+use crate::proto::{frame, PROTO_VERSION};
+
+/// Events buffered per request before the socket reader waits for the consumer.
+const REQUEST_QUEUE: usize = 1024;
+/// How long a freshly spawned daemon may take to answer.
+const SPAWN_WAIT: Duration = Duration::from_secs(5);
+/// How long any single answer (Hello, Stopping) may take.
+const ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+type Pending = Arc<Mutex<HashMap<u64, mpsc::Sender<Event>>>>;
+
+/// A connection to the daemon.
+pub struct Client {
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    pending: Pending,
+    next_id: AtomicU64,
+    reader: tokio::task::JoinHandle<()>,
+    /// The daemon's pid and build, from its Hello.
+    pub daemon_pid: u32,
+    pub daemon_build: String,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// True for the one event that ends a request's stream.
+fn is_final(e: &Event) -> bool {
+    !matches!(e, Event::RunStarted { .. } | Event::Host { .. })
+}
+
+impl Client {
+    /// Connect to the daemon at `socket`; `Ok(None)` when nobody answers there.
+    pub async fn connect_at(socket: &Path) -> anyhow::Result<Option<Client>> {
+        let stream = match tokio::time::timeout(ANSWER_WAIT, UnixStream::connect(socket)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) | Err(_) => return Ok(None),
+        };
+        let (mut rd, wr) = stream.into_split();
+        let pending: Pending = Arc::default();
+        let p = pending.clone();
+        let reader = tokio::spawn(async move {
+            while let Ok(Some(f)) = frame::read_frame(&mut rd).await {
+                let Ok(ev) = dp::decode_event(&f) else {
+                    tracing::warn!("undecodable event from the daemon");
+                    continue;
+                };
+                let last = is_final(&ev);
+                let tx = {
+                    let mut map = p.lock().unwrap_or_else(|e| e.into_inner());
+                    if last {
+                        map.remove(&f.id)
+                    } else {
+                        map.get(&f.id).cloned()
+                    }
+                };
+                if let Some(tx) = tx {
+                    let _ = tx.send(ev).await;
+                }
+            }
+            // The daemon went away: every open request ends.
+            p.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        });
+        let mut c = Client {
+            writer: tokio::sync::Mutex::new(wr),
+            pending,
+            next_id: AtomicU64::new(1),
+            reader,
+            daemon_pid: 0,
+            daemon_build: String::new(),
+        };
+        let mut rx = c
+            .request(Request::Hello {
+                proto: PROTO_VERSION,
+                build: crate::paths::build_hash().to_string(),
+            })
+            .await?;
+        match tokio::time::timeout(ANSWER_WAIT, rx.recv()).await {
+            Ok(Some(Event::Hello { build, pid, proto })) => {
+                if proto != PROTO_VERSION {
+                    tracing::warn!(proto, "daemon speaks another protocol version");
+                }
+                c.daemon_pid = pid;
+                c.daemon_build = build;
+                Ok(Some(c))
+            }
+            Ok(Some(other)) => bail!("daemon answered Hello with {other:?}"),
+            Ok(None) => bail!("daemon at {} closed the connection", socket.display()),
+            Err(_) => bail!("daemon at {} did not answer within 5s", socket.display()),
+        }
+    }
+
+    /// Connect to the daemon of `CREW_HOME`; None when none is running.
+    pub async fn connect() -> anyhow::Result<Option<Client>> {
+        Client::connect_at(&crate::paths::socket()).await
+    }
+
+    /// Connect, starting `crew daemon` (our own executable) when nobody answers. A daemon of
+    /// another build is asked to stop and replaced by ours.
+    pub async fn connect_or_spawn() -> anyhow::Result<Client> {
+        let socket = crate::paths::socket();
+        if let Some(c) = Client::connect_at(&socket).await? {
+            if c.daemon_build == crate::paths::build_hash() {
+                return Ok(c);
+            }
+            tracing::info!(theirs = %c.daemon_build, "replacing a daemon of another build");
+            c.stop_and_wait(&socket).await?;
+        }
+        spawn_daemon()?;
+        let mut delay = Duration::from_millis(10);
+        let deadline = tokio::time::Instant::now() + SPAWN_WAIT;
+        loop {
+            if let Some(c) = Client::connect_at(&socket).await? {
+                return Ok(c);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "started `crew daemon` but it did not answer on {} within {}s (see {})",
+                    socket.display(),
+                    SPAWN_WAIT.as_secs(),
+                    crate::paths::log_dir().join("daemon.log").display()
+                );
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Send a request; the receiver yields its events and ends after the final one.
+    pub async fn request(&self, req: Request) -> anyhow::Result<mpsc::Receiver<Event>> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        if let Err(e) = self.write(id, &req).await {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            return Err(e);
+        }
+        Ok(rx)
+    }
+
+    /// Send a request whose answer we do not wait for (e.g. `Kill`).
+    pub async fn send(&self, req: Request) -> anyhow::Result<()> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.write(id, &req).await
+    }
+
+    async fn write(&self, id: u64, req: &Request) -> anyhow::Result<()> {
+        let mut buf = Vec::new();
+        dp::encode_request(id, req, &mut buf).context("encoding request")?;
+        let mut w = self.writer.lock().await;
+        w.write_all(&buf).await.context("writing to the daemon")?;
+        w.flush().await.context("writing to the daemon")?;
+        Ok(())
+    }
+
+    /// Ask the daemon to stop and wait (bounded) until its socket stops answering.
+    pub async fn stop_and_wait(self, socket: &Path) -> anyhow::Result<()> {
+        let mut rx = self.request(Request::Stop).await?;
+        let _ = tokio::time::timeout(ANSWER_WAIT, rx.recv()).await;
+        drop(self);
+        let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            if UnixStream::connect(socket).await.is_err() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!(
+            "the daemon on {} did not stop within {}s",
+            socket.display(),
+            ANSWER_WAIT.as_secs()
+        )
+    }
+}
+
+/// The executable started as the daemon: `CREW_DAEMON_EXE`, else our own.
+fn daemon_exe() -> anyhow::Result<PathBuf> {
+    match std::env::var_os("CREW_DAEMON_EXE").filter(|s| !s.is_empty()) {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => std::env::current_exe().context("finding our own executable"),
+    }
+}
+
+/// Start `crew daemon` detached: its own session, no terminal, stdio to /dev/null.
+fn spawn_daemon() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = daemon_exe()?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("daemon")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {} daemon", exe.display()))?;
+    // Reap it in the background if it exits while we still run (a second daemon exits
+    // at once when another one won the race).
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = child.wait();
+    });
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! Text fields: the filter bar (applied as you type), the command line (history, ctrl-r)
+//! and output search. Keys not bound in the mode's keymap are typed into the field.
+
+use tui_textarea::{Input, Key as TKey, TextArea};
+
+use super::Model;
+use crate::console::action::Action;
+use crate::console::effect::Effect;
+use crate::console::engine::Filter;
+use crate::console::keymap::{Key, KeyCode, Mode};
+
+fn to_input(k: Key) -> Input {
+    let key = match k.code {
+        KeyCode::Char(c) => TKey::Char(c),
+        KeyCode::Enter => TKey::Enter,
+        KeyCode::Esc => TKey::Esc,
+        KeyCode::Tab | KeyCode::BackTab => TKey::Tab,
+        KeyCode::Backspace => TKey::Backspace,
+        KeyCode::Delete => TKey::Delete,
+        KeyCode::Up => TKey::Up,
+        KeyCode::Down => TKey::Down,
+        KeyCode::Left => TKey::Left,
+        KeyCode::Right => TKey::Right,
+        KeyCode::Home => TKey::Home,
+        KeyCode::End => TKey::End,
+        KeyCode::PageUp => TKey::PageUp,
+        KeyCode::PageDown => TKey::PageDown,
+        KeyCode::F(n) => TKey::F(n),
+    };
+    Input {
+        key,
+        ctrl: k.ctrl,
+        alt: k.alt,
+        shift: false,
+    }
+}
+
+fn text_of(t: &TextArea<'_>) -> String {
+    t.lines().join(" ")
+}
+
+fn set_text(t: &mut TextArea<'static>, s: &str) {
+    *t = TextArea::new(vec![s.to_string()]);
+    t.move_cursor(tui_textarea::CursorMove::End);
+}
+
+impl Model {
+    pub(super) fn input(&mut self, key: Key) -> Vec<Effect> {
+        // One-line fields: never insert a newline.
+        if key.code == KeyCode::Enter || (key.ctrl && matches!(key.code, KeyCode::Char('m'))) {
+            return Vec::new();
+        }
+        let input = to_input(key);
+        match self.mode {
+            Mode::Filter => {
+                self.filter_input.input(input);
+                self.apply_filter()
+            }
+            Mode::Command => {
+                self.command_input.input(input);
+                if self.history_search {
+                    let needle = text_of(&self.command_input);
+                    self.history.reset();
+                    self.history_hit = self.history.search(&needle).map(str::to_string);
+                }
+                Vec::new()
+            }
+            Mode::Search => {
+                self.search_input.input(input);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Parse the filter text; keep the last good filter while the text has an error.
+    fn apply_filter(&mut self) -> Vec<Effect> {
+        let text = text_of(&self.filter_input);
+        if text.trim().is_empty() {
+            self.filter = None;
+            self.filter_error = None;
+            self.refilter();
+            return Vec::new();
+        }
+        match Filter::parse(&text, &self.fleet.groups) {
+            Ok(f) => {
+                let wants_facts = f.uses_facts();
+                self.filter = Some(f);
+                self.filter_error = None;
+                self.refilter();
+                if wants_facts && self.facts.is_empty() {
+                    let tag = self.new_tag();
+                    return vec![Effect::Facts {
+                        tag,
+                        hosts: self.fleet.hosts.clone(),
+                    }];
+                }
+            }
+            Err(e) => self.filter_error = Some(e),
+        }
+        Vec::new()
+    }
+
+    pub(super) fn submit(&mut self) -> Vec<Effect> {
+        match self.mode {
+            Mode::Filter => {
+                self.mode = Mode::Normal;
+                Vec::new()
+            }
+            Mode::Command => {
+                self.history_search = false;
+                let cmd = match self.history_hit.take() {
+                    Some(hit) => hit,
+                    None => text_of(&self.command_input),
+                };
+                self.history.reset();
+                let targets = self.targets();
+                let effects = self.request_run(&cmd, targets);
+                if !effects.is_empty() || self.mode == Mode::Confirm {
+                    self.command_input = TextArea::default();
+                    if self.mode == Mode::Command {
+                        self.mode = Mode::Normal;
+                    }
+                    self.focus = super::Focus::Output;
+                }
+                effects
+            }
+            Mode::Search => {
+                let s = text_of(&self.search_input);
+                self.search = Some(s);
+                self.mode = Mode::Normal;
+                if let Some(run) = self.run.as_mut() {
+                    run.scroll = 0;
+                    run.follow = false;
+                }
+                self.search_step(true);
+                Vec::new()
+            }
+            Mode::Runs => {
+                let dir = self
+                    .runs
+                    .as_ref()
+                    .and_then(|r| r.get(self.runs_cursor))
+                    .map(|e| e.dir.clone());
+                match dir {
+                    Some(d) => vec![Effect::LoadRun(d)],
+                    None => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub(super) fn history_action(&mut self, action: &Action) {
+        let current = text_of(&self.command_input);
+        let got = match action {
+            Action::HistoryPrev => self.history.older(&current).map(str::to_string),
+            Action::HistoryNext => self.history.newer().map(str::to_string),
+            _ => {
+                // ctrl-r: search for what is typed; again: the next older match.
+                if !self.history_search {
+                    self.history.reset();
+                }
+                self.history_search = true;
+                match self.history.search(&current).map(str::to_string) {
+                    Some(hit) => self.history_hit = Some(hit),
+                    None => self.error(format!("no older command contains {current:?}")),
+                }
+                return;
+            }
+        };
+        if let Some(s) = got {
+            self.history_search = false;
+            self.history_hit = None;
+            set_text(&mut self.command_input, &s);
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! The run on screen: per-host jobs fed by daemon events (live) or loaded from the run
+//! store (browsing), with bounded scrollback and streaming gather.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::{Focus, Model};
+use crate::console::action::Action;
+use crate::console::gather::Gather;
+use crate::console::runs::RunDetail;
+use crate::console::scrollback::Scrollback;
+use crate::proto::agent::{Exit, Stream};
+use crate::proto::daemon::{ErrorKind, Event, HostEvent, Verdict};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    Pending,
+    Running,
+    Exited(Exit),
+    Failed { kind: ErrorKind, message: String },
+}
+
+impl JobState {
+    /// Short label: `running`, `ok`, `exit 1`, `signal 9`, `timeout`, `unreachable`…
+    pub fn label(&self) -> String {
+        match self {
+            JobState::Pending => "pending".into(),
+            JobState::Running => "running".into(),
+            JobState::Exited(e) if e.timed_out => "timeout".into(),
+            JobState::Exited(e) => match (e.code, e.signal) {
+                (Some(0), _) => "ok".into(),
+                (Some(c), _) => format!("exit {c}"),
+                (None, Some(s)) => format!("signal {s}"),
+                (None, None) => "exit ?".into(),
+            },
+            JobState::Failed { kind, .. } => kind.as_str().into(),
+        }
+    }
+
+    pub fn verdict(&self) -> Option<Verdict> {
+        Some(match self {
+            JobState::Pending | JobState::Running => return None,
+            JobState::Exited(e) if e.timed_out => Verdict::Timeout,
+            JobState::Exited(e) if e.code == Some(0) => Verdict::Ok,
+            JobState::Exited(_) => Verdict::Failed,
+            JobState::Failed { kind, .. } => match kind {
+                ErrorKind::Unreachable => Verdict::Unreachable,
+                ErrorKind::Timeout => Verdict::Timeout,
+                ErrorKind::Killed => Verdict::Killed,
+                _ => Verdict::Failed,
+            },
+        })
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(self, JobState::Pending | JobState::Running)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub state: JobState,
+    pub out: Scrollback,
+    pub started_ms: Option<u64>,
+    pub wall_ms: Option<u64>,
+    pub agentless: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunView {
+    pub tag: u64,
+    pub run_id: Option<u64>,
+    pub command: String,
+    /// Hosts in run order.
+    pub hosts: Vec<String>,
+    pub jobs: HashMap<String, Job>,
+    pub gather: Gather,
+    pub finished: bool,
+    /// Loaded from the run store (read-only, no kill).
+    pub stored: Option<String>,
+    /// First shown line of the focused pane (when not following).
+    pub scroll: usize,
+    pub follow: bool,
+    /// Selected group in the gathered view.
+    pub group: usize,
+    pub diff: bool,
+    pub started_ms: u64,
+}
+
+impl RunView {
+    pub fn new(tag: u64, command: &str, hosts: Vec<String>, scrollback: usize, now: u64) -> Self {
+        let jobs = hosts
+            .iter()
+            .map(|h| {
+                let job = Job {
+                    state: JobState::Pending,
+                    out: Scrollback::new(scrollback),
+                    started_ms: None,
+                    wall_ms: None,
+                    agentless: false,
+                };
+                (h.clone(), job)
+            })
+            .collect();
+        RunView {
+            tag,
+            run_id: None,
+            command: command.to_string(),
+            gather: Gather::new(&hosts),
+            hosts,
+            jobs,
+            finished: false,
+            stored: None,
+            scroll: 0,
+            follow: true,
+            group: 0,
+            diff: false,
+            started_ms: now,
+        }
+    }
+
+    pub fn running(&self) -> usize {
+        self.jobs.values().filter(|j| j.state.is_running()).count()
+    }
+
+    /// Duration shown for a job: its wall time, or time since start while running.
+    pub fn duration_ms(&self, host: &str, now: u64) -> Option<u64> {
+        let j = self.jobs.get(host)?;
+        j.wall_ms
+            .or_else(|| j.started_ms.map(|s| now.saturating_sub(s)))
+    }
+}
+
+impl Model {
+    pub(super) fn run_event(&mut self, event: Event) {
+        let now = self.now_ms;
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        match event {
+            Event::RunStarted { run_id, hosts } => {
+                run.run_id = Some(run_id);
+                for h in hosts {
+                    if !run.jobs.contains_key(&h) {
+                        run.gather.add_host(&h);
+                        run.hosts.push(h.clone());
+                        let sb = Scrollback::new(self.settings.scrollback);
+                        run.jobs.insert(
+                            h,
+                            Job {
+                                state: JobState::Pending,
+                                out: sb,
+                                started_ms: None,
+                                wall_ms: None,
+                                agentless: false,
+                            },
+                        );
+                    }
+                }
+            }
+            Event::Host { host, event, .. } => {
+                let Some(job) = run.jobs.get_mut(&host) else {
+                    return;
+                };
+                match event {
+                    HostEvent::Started { agentless, .. } => {
+                        job.state = JobState::Running;
+                        job.started_ms = Some(now);
+                        job.agentless = agentless;
+                        run.gather.set_status(&host, "running");
+                    }
+                    HostEvent::Output { stream, data } => {
+                        job.out.push(stream, &data);
+                        run.gather.feed(&host, stream, &data);
+                    }
+                    HostEvent::Exit(exit) => {
+                        job.out.finish();
+                        job.wall_ms = Some(exit.wall_ms);
+                        job.state = JobState::Exited(exit);
+                    }
+                    HostEvent::Failed { kind, message } => {
+                        job.out.finish();
+                        job.out
+                            .push(Stream::Stderr, format!("crew: {message}\n").as_bytes());
+                        job.wall_ms = job.started_ms.map(|s| now.saturating_sub(s));
+                        job.state = JobState::Failed { kind, message };
+                    }
+                }
+                let label = job.state.label();
+                if let Some(v) = job.state.verdict() {
+                    run.gather.set_status(&host, &label);
+                    self.outcomes.insert(host, v);
+                }
+            }
+            Event::RunFinished { run_id, summary } => {
+                run.finished = true;
+                let mut counts: HashMap<Verdict, usize> = HashMap::new();
+                for (h, v) in &summary.hosts {
+                    self.outcomes.insert(h.clone(), *v);
+                    *counts.entry(*v).or_default() += 1;
+                }
+                let mut parts: Vec<String> = [
+                    (Verdict::Ok, "ok"),
+                    (Verdict::Failed, "failed"),
+                    (Verdict::Timeout, "timed out"),
+                    (Verdict::Unreachable, "unreachable"),
+                    (Verdict::Killed, "killed"),
+                ]
+                .iter()
+                .filter_map(|(v, s)| counts.get(v).map(|n| format!("{n} {s}")))
+                .collect();
+                if parts.is_empty() {
+                    parts.push("no hosts".into());
+                }
+                self.info(format!("run #{run_id} done: {}", parts.join(", ")));
+                self.refilter();
+            }
+            Event::Error { message } => {
+                self.run_failed(&message);
+                self.error(format!("run: {message}"));
+            }
+            _ => {}
+        }
+    }
+
+    /// The whole run failed before (or while) its hosts reported: mark what is left.
+    pub(super) fn run_failed(&mut self, message: &str) {
+        if let Some(run) = self.run.as_mut() {
+            run.finished = true;
+            for (h, j) in run.jobs.iter_mut() {
+                if j.state.is_running() {
+                    j.state = JobState::Failed {
+                        kind: ErrorKind::Internal,
+                        message: message.to_string(),
+                    };
+                    run.gather.set_status(h, "internal");
+                }
+            }
+        }
+    }
+
+    pub(super) fn open_stored(&mut self, detail: RunDetail) {
+        let tag = self.new_tag();
+        let names: Vec<String> = detail.hosts.iter().map(|h| h.name.clone()).collect();
+        let mut run = RunView::new(
+            tag,
+            &detail.entry.command,
+            names,
+            self.settings.scrollback,
+            self.now_ms,
+        );
+        run.finished = true;
+        run.stored = Some(detail.entry.id.clone());
+        for h in detail.hosts {
+            let Some(job) = run.jobs.get_mut(&h.name) else {
+                continue;
+            };
+            job.out.push(Stream::Stdout, &h.stdout);
+            job.out.push(Stream::Stderr, &h.stderr);
+            job.out.finish();
+            run.gather.feed(&h.name, Stream::Stdout, &h.stdout);
+            run.gather.feed(&h.name, Stream::Stderr, &h.stderr);
+            job.state = stored_state(&h.result);
+            job.wall_ms = h.result.get("wall_ms").and_then(Value::as_u64);
+            run.gather.set_status(&h.name, &job.state.label());
+        }
+        self.info(format!("run {} loaded from the run store", detail.entry.id));
+        self.run = Some(run);
+        self.mode = crate::console::keymap::Mode::Normal;
+        self.focus = Focus::Output;
+    }
+
+    pub(super) fn movement(&mut self, action: &Action) {
+        if self.mode == crate::console::keymap::Mode::Help {
+            self.help_scroll = match action {
+                Action::Up => self.help_scroll.saturating_sub(1),
+                _ => self.help_scroll + 1,
+            };
+            return;
+        }
+        if self.mode == crate::console::keymap::Mode::Runs {
+            let n = self.runs.as_ref().map_or(0, Vec::len);
+            self.runs_cursor = step(self.runs_cursor, n, action, 10);
+            return;
+        }
+        let gathered = self.view == super::View::Gathered;
+        match (self.focus, self.run.as_mut()) {
+            (Focus::Output, Some(run)) if gathered => {
+                let n = run.gather.groups().len();
+                run.group = step(run.group, n, action, 10);
+            }
+            (Focus::Output, Some(run)) => {
+                run.follow = matches!(action, Action::Bottom);
+                run.scroll = match action {
+                    Action::Up => run.scroll.saturating_sub(1),
+                    Action::Down => run.scroll + 1,
+                    Action::PageUp => run.scroll.saturating_sub(20),
+                    Action::PageDown => run.scroll + 20,
+                    Action::Top => 0,
+                    _ => usize::MAX,
+                };
+            }
+            _ => {
+                self.cursor = step(self.cursor, self.shown.len(), action, 20);
+                if let Some(run) = self.run.as_mut() {
+                    run.scroll = 0;
+                }
+            }
+        }
+    }
+}
+
+fn step(cur: usize, len: usize, action: &Action, page: usize) -> usize {
+    let last = len.saturating_sub(1);
+    match action {
+        Action::Up => cur.saturating_sub(1),
+        Action::Down => (cur + 1).min(last),
+        Action::PageUp => cur.saturating_sub(page),
+        Action::PageDown => (cur + page).min(last),
+        Action::Top => 0,
+        _ => last,
+    }
+}
+
+/// Read a stored `<host>.json` loosely: `verdict`/`error`/`code`/`signal`/`timed_out`.
+fn stored_state(v: &Value) -> JobState {
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let kind = match s("error_kind").as_str() {
+        "unreachable" => Some(ErrorKind::Unreachable),
+        "timeout" => Some(ErrorKind::Timeout),
+        "hostkey" => Some(ErrorKind::Hostkey),
+        "auth" => Some(ErrorKind::Auth),
+        "killed" => Some(ErrorKind::Killed),
+        "" => None,
+        _ => Some(ErrorKind::Internal),
+    };
+    if let Some(kind) = kind {
+        return JobState::Failed {
+            kind,
+            message: s("error"),
+        };
+    }
+    let exit = v.get("exit").unwrap_or(v);
+    let num = |k: &str| exit.get(k).and_then(Value::as_i64).map(|n| n as i32);
+    if exit.is_null() {
+        return JobState::Pending;
+    }
+    JobState::Exited(Exit {
+        code: num("code"),
+        signal: num("signal"),
+        wall_ms: exit.get("wall_ms").and_then(Value::as_u64).unwrap_or(0),
+        user_ms: 0,
+        sys_ms: 0,
+        max_rss_kb: 0,
+        timed_out: exit
+            .get("timed_out")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    })
+}

@@ -1,0 +1,167 @@
+//! What the Model asks the outside world to do. The event loop executes effects on tokio
+//! tasks (never on the UI thread) and reports results back as [`Action`]s.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+
+use super::action::Action;
+use crate::inventory::Host;
+use crate::proto::daemon::{Event, Request, RunRequest};
+
+/// Tag of status polls (runs use tags from 1).
+pub const STATUS_TAG: u64 = 0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Start a run; its events come back as `Action::Daemon { tag, .. }`.
+    Run {
+        tag: u64,
+        req: RunRequest,
+    },
+    Kill {
+        run_id: u64,
+        host: Option<String>,
+        signal: i32,
+    },
+    /// Ask the daemon for pool status (answers with tag [`STATUS_TAG`]).
+    Status,
+    /// Agent facts for the filter's `fact.*` terms.
+    Facts {
+        tag: u64,
+        hosts: Vec<Host>,
+    },
+    AppendHistory(String),
+    ListRuns,
+    LoadRun(PathBuf),
+}
+
+/// The console's view of the daemon: one request, a stream of events back.
+pub trait Backend: Send + Sync + 'static {
+    fn request(&self, req: Request) -> BoxFuture<'_, anyhow::Result<mpsc::Receiver<Event>>>;
+    /// A request with no answer to wait for (`Kill`).
+    fn send(&self, req: Request) -> BoxFuture<'_, anyhow::Result<()>>;
+}
+
+/// Runs effects on tokio tasks. `backend` is filled once the daemon connection is up.
+pub struct Executor {
+    pub backend: Arc<OnceLock<Arc<dyn Backend>>>,
+    pub tx: mpsc::UnboundedSender<Action>,
+    pub history_file: PathBuf,
+    pub runs_dir: PathBuf,
+}
+
+impl Executor {
+    pub fn execute(&self, effect: Effect) {
+        let tx = self.tx.clone();
+        match effect {
+            Effect::AppendHistory(cmd) => {
+                let path = self.history_file.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = super::history::append(&path, &cmd) {
+                        tracing::warn!("history {}: {e}", path.display());
+                    }
+                });
+            }
+            Effect::ListRuns => {
+                let dir = self.runs_dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    let _ = tx.send(Action::RunsListed(super::runs::list(&dir, 200)));
+                });
+            }
+            Effect::LoadRun(dir) => {
+                tokio::task::spawn_blocking(move || {
+                    let _ = tx.send(Action::RunLoaded(super::runs::load(&dir)));
+                });
+            }
+            Effect::Run { tag, req } => self.stream(tag, Request::Run(req)),
+            Effect::Kill {
+                run_id,
+                host,
+                signal,
+            } => self.send(Request::Kill {
+                run_id,
+                host,
+                signal,
+            }),
+            Effect::Status => self.stream(STATUS_TAG, Request::Status),
+            Effect::Facts { tag, hosts } => self.stream(
+                tag,
+                Request::Facts {
+                    hosts,
+                    accept_new_host_keys: false,
+                },
+            ),
+        }
+    }
+
+    /// Send `req`; only a failure to send comes back (as an error message).
+    fn send(&self, req: Request) {
+        let tx = self.tx.clone();
+        let slot = self.backend.clone();
+        tokio::spawn(async move {
+            let Some(backend) = wait_backend(&slot).await else {
+                let _ = tx.send(Action::EffectFailed {
+                    tag: u64::MAX,
+                    message: "not connected to the daemon".into(),
+                });
+                return;
+            };
+            if let Err(e) = backend.send(req).await {
+                let _ = tx.send(Action::EffectFailed {
+                    tag: u64::MAX,
+                    message: format!("{e:#}"),
+                });
+            }
+        });
+    }
+
+    /// Send `req` and forward every event for it, tagged, until the daemon closes the stream.
+    fn stream(&self, tag: u64, req: Request) {
+        let tx = self.tx.clone();
+        let slot = self.backend.clone();
+        tokio::spawn(async move {
+            let Some(backend) = wait_backend(&slot).await else {
+                let _ = tx.send(Action::EffectFailed {
+                    tag,
+                    message: "not connected to the daemon".into(),
+                });
+                return;
+            };
+            match backend.request(req).await {
+                Ok(mut rx) => {
+                    while let Some(event) = rx.recv().await {
+                        if tx.send(Action::Daemon { tag, event }).is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Action::EffectFailed {
+                        tag,
+                        message: format!("{e:#}"),
+                    });
+                }
+            }
+        });
+    }
+}
+
+/// How long a request made while the console is still connecting waits for the daemon.
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The backend, waiting (bounded) while the background connection is still being made.
+async fn wait_backend(slot: &OnceLock<Arc<dyn Backend>>) -> Option<Arc<dyn Backend>> {
+    let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+    loop {
+        if let Some(b) = slot.get() {
+            return Some(b.clone());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,157 @@
+//! Overlays: the help (generated from the keymap's descriptions), the confirm dialog for
+//! dangerous commands, and the list of earlier runs.
+
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::{block, centered};
+use crate::console::app::Model;
+use crate::console::keymap::Mode;
+use crate::console::theme::Theme;
+
+const HELP_MODES: &[(Mode, &str)] = &[
+    (Mode::Normal, "Hosts and output"),
+    (Mode::Filter, "Filter bar (/)"),
+    (Mode::Command, "Command line (:)"),
+    (Mode::Search, "Search in output (s)"),
+    (Mode::Confirm, "Confirm dialog"),
+    (Mode::Runs, "Earlier runs (R)"),
+];
+
+/// The help text: every binding of every mode, with its description.
+pub fn help_lines<'a>(m: &Model, t: &Theme) -> Vec<Line<'a>> {
+    let mut lines = vec![
+        Line::from(Span::styled(
+            "Filter with / (e.g. role=demo), mark with space (a: all shown), then : and a",
+            t.get("ui"),
+        )),
+        Line::from(Span::styled(
+            "command; Enter runs it on the marked hosts, or on all shown when none is marked.",
+            t.get("ui"),
+        )),
+    ];
+    for (mode, title) in HELP_MODES {
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            title.to_string(),
+            t.get("ui.title"),
+        )));
+        for b in m.keymap.bindings(*mode) {
+            let keys: Vec<String> = b.keys.iter().map(|k| k.label()).collect();
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {:<18}", keys.join(" ")), t.get("status.key")),
+                Span::styled(b.desc.clone(), t.get("ui")),
+            ]));
+        }
+    }
+    lines
+}
+
+pub fn help(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
+    let r = centered(area, 84, 86);
+    f.render_widget(Clear, r);
+    let title = Line::from(Span::styled(
+        " Help: keys (Esc closes, j/k scroll) ",
+        t.get("ui.title"),
+    ));
+    let b = block(title, true, t);
+    let inner = b.inner(r);
+    f.render_widget(b, r);
+    let lines = help_lines(m, t);
+    let max = lines.len().saturating_sub(usize::from(inner.height));
+    let scroll = m.help_scroll.min(max) as u16;
+    f.render_widget(Paragraph::new(lines).scroll((scroll, 0)), inner);
+}
+
+pub fn confirm(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
+    let Some(p) = m.confirm.as_ref() else {
+        return;
+    };
+    let r = centered(area, 70, 40);
+    f.render_widget(Clear, r);
+    let title = Line::from(Span::styled(
+        " Run a dangerous command? ",
+        t.get("dialog.danger"),
+    ));
+    let b = block(title, true, t).border_style(t.get("dialog.border"));
+    let inner = b.inner(r);
+    f.render_widget(b, r);
+    let yes = m
+        .keymap
+        .key_for(Mode::Confirm, &crate::console::action::Action::Confirm);
+    let no = m
+        .keymap
+        .key_for(Mode::Confirm, &crate::console::action::Action::Deny);
+    let lines = vec![
+        Line::from(vec![
+            Span::styled("command: ", t.get("ui.dim")),
+            Span::styled(p.command.clone(), t.get("dialog.danger")),
+        ]),
+        Line::from(vec![
+            Span::styled("matches: ", t.get("ui.dim")),
+            Span::styled(p.pattern.clone(), t.get("ui")),
+        ]),
+        Line::from(vec![
+            Span::styled(format!("on {} hosts: ", p.targets.len()), t.get("ui.dim")),
+            Span::styled(Model::fold(&p.targets), t.get("host.name")),
+        ]),
+        Line::from(""),
+        Line::from(vec![
+            Span::styled(yes.unwrap_or_else(|| "confirm".into()), t.get("status.key")),
+            Span::styled(" run it    ", t.get("ui")),
+            Span::styled(no.unwrap_or_else(|| "deny".into()), t.get("status.key")),
+            Span::styled(" cancel", t.get("ui")),
+        ]),
+    ];
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+}
+
+pub fn runs(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
+    let r = centered(area, 90, 80);
+    f.render_widget(Clear, r);
+    let title = Line::from(Span::styled(
+        " Earlier runs (Enter opens) ",
+        t.get("ui.title"),
+    ));
+    let b = block(title, true, t);
+    let inner = b.inner(r);
+    f.render_widget(b, r);
+    let Some(list) = m.runs.as_ref() else {
+        f.render_widget(
+            Paragraph::new("reading the run store…").style(t.get("ui.empty")),
+            inner,
+        );
+        return;
+    };
+    if list.is_empty() {
+        let msg = "The run store is empty: runs appear here once they finish.";
+        f.render_widget(Paragraph::new(msg).style(t.get("ui.empty")), inner);
+        return;
+    }
+    let h = usize::from(inner.height);
+    let lines: Vec<Line> = list
+        .iter()
+        .enumerate()
+        .skip(m.runs_cursor.saturating_sub(h.saturating_sub(1)))
+        .take(h)
+        .map(|(i, e)| {
+            let mut l = Line::from(vec![
+                Span::styled(format!("{:<14} ", e.id), t.get("ui.dim")),
+                Span::styled(format!("{:<20} ", e.started), t.get("ui.dim")),
+                Span::styled(format!("{:>4} hosts  ", e.hosts), t.get("ui")),
+                Span::styled(
+                    crate::console::sanitize::plain(e.command.as_bytes()),
+                    t.get("host.name"),
+                ),
+                Span::styled(format!("  {}", e.outcome), t.get("ui.dim")),
+            ]);
+            if i == m.runs_cursor {
+                l = l.style(t.get("ui.selected"));
+            }
+            l
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines), inner);
+}

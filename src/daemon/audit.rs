@@ -1,0 +1,79 @@
+//! The audit log: one JSON line per finished run in `paths::audit_log()`.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::proto::daemon::Verdict;
+
+#[derive(Debug, Serialize)]
+pub struct AuditLine<'a> {
+    pub run_id: u64,
+    pub who: &'a str,
+    /// RFC 3339, UTC.
+    pub when: String,
+    pub selection: &'a str,
+    pub command: &'a str,
+    pub label: Option<&'a str>,
+    /// host → verdict, in the run's host order.
+    pub hosts: Vec<(&'a str, Verdict)>,
+}
+
+/// Append one line and fsync the log. Lines are written with one `write_all` on an
+/// O_APPEND file, so concurrent runs never interleave within a line.
+pub async fn append(path: &Path, line: &AuditLine<'_>) -> anyhow::Result<()> {
+    let mut text = serde_json::to_vec(line).context("encoding audit line")?;
+    text.push(b'\n');
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut f = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .with_context(|| format!("opening audit log {}", path.display()))?;
+    f.write_all(&text)
+        .await
+        .with_context(|| format!("writing audit log {}", path.display()))?;
+    f.sync_data()
+        .await
+        .with_context(|| format!("syncing audit log {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn appends_one_json_line_per_run() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("audit.jsonl");
+        for id in [1, 2] {
+            let line = AuditLine {
+                run_id: id,
+                who: "ops",
+                when: "2024-01-01T00:00:00Z".into(),
+                selection: "role=web",
+                command: "uptime",
+                label: None,
+                hosts: vec![("web1", Verdict::Ok), ("web2", Verdict::Failed)],
+            };
+            append(&path, &line).await.expect("append");
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["run_id"], 2);
+        assert_eq!(lines[0]["hosts"][1][1], "failed");
+    }
+}

@@ -1,0 +1,170 @@
+//! TCP connect, SSH handshake with host-key checking, authentication: all bounded by the
+//! host's connect timeout, with at most `opts.handshakes` handshakes in flight.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client;
+use russh::keys::PublicKeyOrCertificate;
+use tokio::net::TcpStream;
+use tokio::time::{timeout_at, Instant};
+
+use super::{auth, known_hosts, SshError, SshOptions, SshSession};
+use crate::inventory::Host;
+
+/// Receive window per channel: large enough that one stream of bulk output is not throttled
+/// by round trips (russh's client ignores `adjust_window`, so this is the knob).
+const WINDOW_SIZE: u32 = 8 * 1024 * 1024;
+
+/// Per-connection handler: holds what `check_server_key` needs (it only receives the key).
+pub(super) struct Client {
+    address: String,
+    port: u16,
+    known_hosts: Vec<PathBuf>,
+    accept_new: bool,
+    negotiated: Arc<Mutex<String>>,
+}
+
+impl client::Handler for Client {
+    type Error = SshError;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            PublicKeyOrCertificate::Certificate(_) => {
+                return Err(SshError::HostKey(format!(
+                    "{}: host certificates are not supported; configure a plain host key",
+                    known_hosts::lookup_name(&self.address, self.port)
+                )))
+            }
+        };
+        known_hosts::verify(
+            &self.known_hosts,
+            &self.address,
+            self.port,
+            key,
+            self.accept_new,
+        )?;
+        Ok(true)
+    }
+
+    async fn kex_done(
+        &mut self,
+        _shared_secret: Option<&[u8]>,
+        names: &russh::Names,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let text = format!(
+            "kex={} hostkey={} cipher={} mac={}",
+            names.kex.as_ref(),
+            names.key.as_str(),
+            names.cipher.as_ref(),
+            names.client_mac.as_ref(),
+        );
+        tracing::debug!(
+            "{}: negotiated {text}",
+            known_hosts::lookup_name(&self.address, self.port)
+        );
+        if let Ok(mut n) = self.negotiated.lock() {
+            *n = text;
+        }
+        Ok(())
+    }
+}
+
+fn config(opts: &SshOptions) -> client::Config {
+    client::Config {
+        keepalive_interval: Some(opts.keepalive),
+        keepalive_max: 3,
+        // Never garbage-collect a quiet connection: long silent commands are normal.
+        inactivity_timeout: None,
+        window_size: WINDOW_SIZE,
+        nodelay: true,
+        ..client::Config::default()
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// Connect, verify the host key, authenticate. Errors are sorted by [`SshError::kind`].
+pub async fn connect(host: &Host, opts: &SshOptions) -> Result<SshSession, SshError> {
+    let target = format!("{}:{}", host.address, host.port);
+    let user = host.user.clone().unwrap_or_else(crate::paths::whoami);
+    let limit = Duration::from_millis(host.connect_timeout_ms.max(1));
+    // Waiting for a handshake slot is local queueing, not the host's fault: not timed.
+    let _permit = opts
+        .handshakes
+        .acquire()
+        .await
+        .map_err(|_| SshError::Session("handshake limiter closed (daemon stopping)".into()))?;
+    let deadline = Instant::now() + limit;
+
+    let tcp = timeout_at(
+        deadline,
+        TcpStream::connect((host.address.as_str(), host.port)),
+    )
+    .await
+    .map_err(|_| {
+        SshError::Timeout(format!(
+            "{}: TCP connect to {target} timed out after {}",
+            host.name,
+            secs(limit)
+        ))
+    })?
+    .map_err(|e| SshError::Unreachable(format!("{}: connect to {target}: {e}", host.name)))?;
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!("{target}: set_nodelay: {e}");
+    }
+
+    let negotiated = Arc::new(Mutex::new(String::new()));
+    let handler = Client {
+        address: host.address.clone(),
+        port: host.port,
+        known_hosts: host.known_hosts.clone(),
+        accept_new: opts.accept_new_host_keys,
+        negotiated: negotiated.clone(),
+    };
+    let mut handle = timeout_at(
+        deadline,
+        client::connect_stream(Arc::new(config(opts)), tcp, handler),
+    )
+    .await
+    .map_err(|_| {
+        SshError::Timeout(format!(
+            "{}: {target} accepted TCP but the SSH handshake did not finish within {}",
+            host.name,
+            secs(limit)
+        ))
+    })?
+    .map_err(|e| match e {
+        SshError::Session(m) => SshError::Session(format!("{}: handshake: {m}", host.name)),
+        other => other,
+    })?;
+
+    timeout_at(deadline, auth::authenticate(&mut handle, host, &user))
+        .await
+        .map_err(|_| {
+            SshError::Timeout(format!(
+                "{}: authentication as {user} on {target} did not finish within {}",
+                host.name,
+                secs(limit)
+            ))
+        })??;
+    let negotiated = negotiated.lock().map(|n| n.clone()).unwrap_or_default();
+    tracing::debug!(
+        "{}: connected to {target} as {user} ({negotiated})",
+        host.name
+    );
+    Ok(SshSession {
+        handle,
+        host: host.clone(),
+        user,
+        negotiated,
+    })
+}

@@ -1,0 +1,290 @@
+//! Plain exec channels: agentless commands (one channel per command, streamed as the same
+//! `AgentMsg` sequence the agent produces) and captured helper commands for the installer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use russh::{ChannelMsg, Sig};
+use serde_bytes::ByteBuf;
+use tokio::sync::mpsc;
+
+use super::{SshError, SshSession};
+use crate::proto::agent::{AgentMsg, Exit, Run, Stream};
+
+/// Events buffered per agentless job before the channel reader waits (back-pressure).
+const EVENT_BUFFER: usize = 64;
+/// After a timeout: TERM, wait this long, KILL, wait this long, then close the channel.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long a captured command's stdin writer may lag behind the channel's end.
+const WRITER_GRACE: Duration = Duration::from_secs(2);
+
+/// Quote `s` for a POSIX shell.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The remote command line for an agentless run: `exec env K=V… bash -c CMD`.
+pub fn command_line(run: &Run) -> String {
+    let mut line = String::from("exec ");
+    if !run.env.is_empty() {
+        line += "env";
+        for (k, v) in &run.env {
+            line += " ";
+            line += &sh_quote(&format!("{k}={v}"));
+        }
+        line += " ";
+    }
+    line += "bash -c ";
+    line += &sh_quote(&run.command);
+    line
+}
+
+fn sig_of(n: i32) -> Sig {
+    match n {
+        1 => Sig::HUP,
+        2 => Sig::INT,
+        3 => Sig::QUIT,
+        4 => Sig::ILL,
+        6 => Sig::ABRT,
+        8 => Sig::FPE,
+        9 => Sig::KILL,
+        10 => Sig::USR1,
+        11 => Sig::SEGV,
+        13 => Sig::PIPE,
+        14 => Sig::ALRM,
+        _ => Sig::TERM,
+    }
+}
+
+fn signal_number(s: &Sig) -> i32 {
+    match s {
+        Sig::HUP => 1,
+        Sig::INT => 2,
+        Sig::QUIT => 3,
+        Sig::ILL => 4,
+        Sig::ABRT => 6,
+        Sig::FPE => 8,
+        Sig::KILL => 9,
+        Sig::USR1 => 10,
+        Sig::SEGV => 11,
+        Sig::PIPE => 13,
+        Sig::ALRM => 14,
+        Sig::TERM => 15,
+        Sig::Custom(_) => 0,
+    }
+}
+
+/// A command running over its own exec channel. `events` yields Started{pid:0}, Output…,
+/// then exactly one Exit or Error.
+pub struct AgentlessJob {
+    pub events: mpsc::Receiver<AgentMsg>,
+    killer: AgentlessKiller,
+}
+
+/// Sends a signal to an agentless job's remote process group (sshd `killpg`s the session).
+#[derive(Clone)]
+pub struct AgentlessKiller(mpsc::UnboundedSender<i32>);
+
+impl AgentlessKiller {
+    pub fn kill(&self, signal: i32) -> Result<(), SshError> {
+        self.0
+            .send(signal)
+            .map_err(|_| SshError::Session("job already finished".into()))
+    }
+}
+
+impl AgentlessJob {
+    pub fn kill(&self, signal: i32) -> Result<(), SshError> {
+        self.killer.kill(signal)
+    }
+    pub fn killer(&self) -> AgentlessKiller {
+        self.killer.clone()
+    }
+}
+
+/// What a captured command produced.
+#[derive(Debug, Default)]
+pub struct Captured {
+    pub code: Option<u32>,
+    pub signal: Option<String>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Captured {
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).trim().to_string()
+    }
+}
+
+impl SshSession {
+    /// Agentless: run `run.command` on its own exec channel.
+    pub async fn exec(&self, run: Run) -> Result<AgentlessJob, SshError> {
+        let channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command_line(&run)).await?;
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let (kill_tx, kill_rx) = mpsc::unbounded_channel();
+        let timeout = run.timeout_ms.map(Duration::from_millis);
+        let name = self.host.name.clone();
+        tokio::spawn(async move {
+            if tx.send(AgentMsg::Started { pid: 0 }).await.is_err() {
+                let _ = channel.close().await;
+                return;
+            }
+            let last = pump(channel, &tx, kill_rx, timeout).await;
+            tracing::debug!("{name}: agentless job ended: {}", last.name());
+            let _ = tx.send(last).await;
+        });
+        Ok(AgentlessJob {
+            events: rx,
+            killer: AgentlessKiller(kill_tx),
+        })
+    }
+
+    /// Run `cmd`, feeding `stdin` (then EOF), and collect its output and status. Bounded by
+    /// `limit`; the channel is always drained while stdin is written.
+    pub async fn capture(
+        &self,
+        cmd: &str,
+        stdin: Option<Arc<Vec<u8>>>,
+        limit: Duration,
+    ) -> Result<Captured, SshError> {
+        let channel = self.handle.channel_open_session().await?;
+        channel.exec(true, cmd).await?;
+        let (mut rd, wr) = channel.split();
+        let wr = Arc::new(wr);
+        let wr2 = wr.clone();
+        let mut writer = tokio::spawn(async move {
+            if let Some(data) = stdin {
+                wr2.data(&data[..]).await?;
+            }
+            wr2.eof().await
+        });
+        let mut out = Captured::default();
+        let read = async {
+            while let Some(msg) = rd.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                    ChannelMsg::ExtendedData { data, .. } => out.stderr.extend_from_slice(&data),
+                    ChannelMsg::ExitStatus { exit_status } => out.code = Some(exit_status),
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        out.signal = Some(format!("{signal_name:?}"))
+                    }
+                    _ => {}
+                }
+            }
+        };
+        let timed_out = tokio::time::timeout(limit, read).await.is_err();
+        // The channel is closed (or we gave up): a writer still blocked on window space
+        // would wait forever, so it gets a moment to finish and is then dropped.
+        let written = tokio::time::timeout(WRITER_GRACE, &mut writer).await;
+        if !matches!(written, Ok(Ok(Ok(())))) {
+            writer.abort();
+            tracing::debug!("{}: stdin of `{cmd:.40}` not fully written", self.host.name);
+        }
+        if timed_out {
+            let _ = wr.close().await;
+            return Err(SshError::Timeout(format!(
+                "{}: `{}` did not finish within {limit:?}",
+                self.host.name,
+                cmd.chars().take(60).collect::<String>()
+            )));
+        }
+        Ok(out)
+    }
+}
+
+/// Stream one exec channel into `tx` until it closes; returns the terminal message.
+async fn pump(
+    channel: russh::Channel<russh::client::Msg>,
+    tx: &mpsc::Sender<AgentMsg>,
+    mut kill_rx: mpsc::UnboundedReceiver<i32>,
+    timeout: Option<Duration>,
+) -> AgentMsg {
+    let (mut rd, wr) = channel.split();
+    let start = Instant::now();
+    let mut deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut stage = 0u8; // timeout escalation: 0 none, 1 TERM sent, 2 KILL sent, 3 closed
+    let (mut code, mut signal) = (None, None);
+    let mut refused = false;
+    loop {
+        let wake =
+            deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            msg = rd.wait() => {
+                let Some(msg) = msg else { break };
+                let out = match msg {
+                    ChannelMsg::Data { data } => Some((Stream::Stdout, data)),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => Some((Stream::Stderr, data)),
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        code = Some(exit_status as i32);
+                        None
+                    }
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        signal = Some(signal_number(&signal_name));
+                        None
+                    }
+                    ChannelMsg::Failure => {
+                        refused = true;
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some((stream, data)) = out {
+                    let msg = AgentMsg::Output { stream, data: ByteBuf::from(data.to_vec()) };
+                    if tx.send(msg).await.is_err() {
+                        // Nobody listens any more: stop the command and the channel.
+                        let _ = wr.signal(Sig::KILL).await;
+                        let _ = wr.close().await;
+                    }
+                }
+            }
+            Some(sig) = kill_rx.recv() => {
+                if let Err(e) = wr.signal(sig_of(sig)).await {
+                    tracing::debug!("signal {sig} not delivered: {e}");
+                }
+            }
+            _ = tokio::time::sleep_until(wake), if deadline.is_some() => {
+                stage += 1;
+                match stage {
+                    1 => { let _ = wr.signal(Sig::TERM).await; }
+                    2 => { let _ = wr.signal(Sig::KILL).await; }
+                    _ => { let _ = wr.close().await; }
+                }
+                deadline = (stage < 3).then(|| tokio::time::Instant::now() + KILL_GRACE);
+                if stage >= 3 { break; }
+            }
+        }
+    }
+    let wall_ms = start.elapsed().as_millis() as u64;
+    let timed_out = stage > 0;
+    if refused && code.is_none() && signal.is_none() {
+        return AgentMsg::Error {
+            message: "the server refused the exec request".into(),
+        };
+    }
+    if code.is_none() && signal.is_none() && !timed_out {
+        return AgentMsg::Error {
+            message: "the exec channel closed without an exit status".into(),
+        };
+    }
+    AgentMsg::Exit(Exit {
+        code,
+        signal: signal.or(if timed_out && code.is_none() {
+            Some(9)
+        } else {
+            None
+        }),
+        wall_ms,
+        user_ms: 0,
+        sys_ms: 0,
+        max_rss_kb: 0,
+        timed_out,
+    })
+}

@@ -1,0 +1,169 @@
+//! Agent install and start: `<agent_dir>/agent-<build>` on the host, uploaded over an exec
+//! channel when missing, verified by sha256, made executable and test-run, then renamed into
+//! place atomically. Anything that says "the agent cannot run here" becomes
+//! `SshError::AgentUnavailable` so the daemon falls back to agentless exec.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use super::exec::sh_quote;
+use super::stream::{agent_channel, AgentChannel};
+use super::{SshError, SshOptions, SshSession};
+
+/// Bound on the probe command (`uname`, file check).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on uploading and verifying the executable.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The local agent executable, read once per (path, size, mtime) and shared by all uploads.
+#[derive(Clone)]
+struct LocalExe {
+    bytes: Arc<Vec<u8>>,
+    sha256: String,
+}
+
+type ExeCache = Mutex<HashMap<(PathBuf, u64, Option<SystemTime>), LocalExe>>;
+
+fn exe_cache() -> &'static ExeCache {
+    static CACHE: OnceLock<ExeCache> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+async fn local_exe(path: &Path) -> Result<LocalExe, SshError> {
+    let unavailable =
+        |e: std::io::Error| SshError::AgentUnavailable(format!("{}: {e}", path.display()));
+    let meta = tokio::fs::metadata(path).await.map_err(unavailable)?;
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    if let Some(exe) = exe_cache().lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Ok(exe);
+    }
+    let bytes = tokio::fs::read(path).await.map_err(unavailable)?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let exe = LocalExe {
+        bytes: Arc::new(bytes),
+        sha256,
+    };
+    if let Ok(mut c) = exe_cache().lock() {
+        c.insert(key, exe.clone());
+    }
+    Ok(exe)
+}
+
+/// Shell expression for the agent directory, `~` expanded with the remote `$HOME`.
+pub fn dir_expr(agent_dir: &str) -> String {
+    if agent_dir == "~" {
+        "\"$HOME\"".to_string()
+    } else if let Some(rest) = agent_dir.strip_prefix("~/") {
+        format!("\"$HOME\"/{}", sh_quote(rest))
+    } else {
+        sh_quote(agent_dir)
+    }
+}
+
+/// `uname -sm` of a host that can run our agent build.
+fn expected_uname() -> String {
+    let os = match std::env::consts::OS {
+        "linux" => "Linux",
+        "macos" => "Darwin",
+        "freebsd" => "FreeBSD",
+        other => other,
+    };
+    let arch = match std::env::consts::ARCH {
+        "aarch64" if os == "Darwin" => "arm64",
+        other => other,
+    };
+    format!("{os} {arch}")
+}
+
+fn sh(script: &str) -> String {
+    // Run under sh whatever the login shell is.
+    format!("exec sh -c {}", sh_quote(script))
+}
+
+impl SshSession {
+    /// Install the agent if `<agent_dir>/agent-<build>` is missing or not executable, then
+    /// start it on a persistent exec channel.
+    pub async fn start_agent(&self, opts: &SshOptions) -> Result<AgentChannel, SshError> {
+        let name = &self.host.name;
+        let dir = dir_expr(&self.host.agent_dir);
+        let file = format!("agent-{}", opts.agent_build);
+        let vars = format!("d={dir}; f=\"$d\"/{}", sh_quote(&file));
+        let probe = sh(&format!(
+            "{vars}; uname -sm; if [ -x \"$f\" ]; then echo present; else echo missing; fi"
+        ));
+        let out = self.capture(&probe, None, PROBE_TIMEOUT).await?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut lines = text.lines().rev();
+        let state = lines.next().unwrap_or("").trim();
+        let uname = lines.next().unwrap_or("").trim();
+        if out.code != Some(0) || !matches!(state, "present" | "missing") {
+            return Err(SshError::AgentUnavailable(format!(
+                "{name}: probing {} failed (exit {:?}): {}",
+                self.host.agent_dir,
+                out.code,
+                out.stderr_text()
+            )));
+        }
+        let want = expected_uname();
+        if uname != want {
+            return Err(SshError::AgentUnavailable(format!(
+                "{name}: host is `{uname}`, the agent is built for `{want}`"
+            )));
+        }
+        if state == "missing" {
+            self.upload_agent(opts, &vars).await?;
+        } else {
+            tracing::debug!("{name}: agent {file} already installed");
+        }
+        let channel = self.handle.channel_open_session().await?;
+        channel
+            .exec(true, format!("{vars}; exec \"$f\" agent"))
+            .await?;
+        Ok(agent_channel(channel, name.clone()))
+    }
+
+    async fn upload_agent(&self, opts: &SshOptions, vars: &str) -> Result<(), SshError> {
+        let name = &self.host.name;
+        let exe = local_exe(&opts.agent_exe).await?;
+        let nonce = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let script = format!(
+            "set -e; {vars}; t=\"$f.tmp-{pid}-{nonce}\"\n\
+             mkdir -p \"$d\"\n\
+             cat > \"$t\"\n\
+             sum=$( (sha256sum \"$t\" 2>/dev/null || shasum -a 256 \"$t\") | cut -d' ' -f1)\n\
+             if [ \"$sum\" != {want} ]; then rm -f \"$t\"; \
+               echo \"checksum mismatch after upload: got $sum\" >&2; exit 3; fi\n\
+             chmod 755 \"$t\"\n\
+             if ! \"$t\" --version >/dev/null 2>&1; then rm -f \"$t\"; \
+               echo \"the uploaded agent does not execute (noexec mount or missing libraries?)\" >&2; exit 4; fi\n\
+             mv -f \"$t\" \"$f\"\n",
+            pid = std::process::id(),
+            want = exe.sha256,
+        );
+        tracing::info!(
+            "{name}: installing agent ({} bytes) into {}",
+            exe.bytes.len(),
+            self.host.agent_dir
+        );
+        let out = self
+            .capture(&sh(&script), Some(exe.bytes.clone()), UPLOAD_TIMEOUT)
+            .await
+            .map_err(|e| SshError::AgentUnavailable(format!("{name}: upload failed: {e}")))?;
+        if out.code != Some(0) {
+            return Err(SshError::AgentUnavailable(format!(
+                "{name}: cannot install the agent into {} (exit {}): {}",
+                self.host.agent_dir,
+                out.code.map_or("none".to_string(), |c| c.to_string()),
+                out.stderr_text()
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,588 @@
+//! The daemon in-process (`crew::daemon::serve`) with `local`-transport hosts: real agents
+//! (`crew agent` children), a real Unix socket, a real run store under a temp CREW_HOME.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crew::client::Client;
+use crew::daemon::{serve, DaemonOptions};
+use crew::inventory::Host;
+use crew::proto::daemon::{Event, HostEvent, Request, RunRequest, StatusReport, Summary, Verdict};
+use tokio::sync::mpsc::Receiver;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Daemon {
+    home: tempfile::TempDir,
+    opts: DaemonOptions,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Daemon {
+    async fn start() -> Daemon {
+        let home = tempfile::tempdir().expect("tempdir");
+        let opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
+        let token = CancellationToken::new();
+        let task = tokio::spawn(serve(opts.clone(), token.clone()));
+        for _ in 0..500 {
+            if opts.socket.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(opts.socket.exists(), "daemon socket never appeared");
+        Daemon {
+            home,
+            opts,
+            token,
+            task,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect_at(&self.opts.socket)
+            .await
+            .expect("connect")
+            .expect("daemon answers")
+    }
+
+    async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("daemon stops in time")
+            .expect("daemon task")
+            .expect("daemon result");
+        assert!(!self.opts.socket.exists(), "socket removed on exit");
+    }
+}
+
+fn hosts(names: &[&str]) -> Vec<Host> {
+    names.iter().map(|n| Host::local(n)).collect()
+}
+
+fn run_req(hosts: Vec<Host>, command: &str) -> RunRequest {
+    RunRequest {
+        hosts,
+        selection: "test-selection".into(),
+        command: command.into(),
+        env: vec![],
+        timeout_ms: None,
+        fanout: None,
+        accept_new_host_keys: false,
+        who: "tester".into(),
+        label: None,
+    }
+}
+
+/// Every event of a run until (and including) its final one.
+async fn collect(mut rx: Receiver<Event>) -> (Vec<Event>, Option<Summary>) {
+    let mut events = Vec::new();
+    loop {
+        let ev = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("run events in time")
+            .expect("run ends with RunFinished");
+        if let Event::RunFinished { summary, .. } = &ev {
+            let s = summary.clone();
+            events.push(ev);
+            return (events, Some(s));
+        }
+        if let Event::Error { .. } = &ev {
+            events.push(ev);
+            return (events, None);
+        }
+        events.push(ev);
+    }
+}
+
+fn output_of(events: &[Event], host: &str, stderr: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in events {
+        if let Event::Host {
+            host: h,
+            event: HostEvent::Output { stream, data },
+            ..
+        } = e
+        {
+            let is_err = *stream == crew::proto::agent::Stream::Stderr;
+            if h == host && is_err == stderr {
+                out.extend_from_slice(data);
+            }
+        }
+    }
+    out
+}
+
+async fn status(c: &Client) -> StatusReport {
+    let mut rx = c.request(Request::Status).await.expect("status");
+    match tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("status in time")
+    {
+        Some(Event::Status(s)) => s,
+        other => panic!("expected Status, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn socket_is_private_and_a_second_daemon_exits() {
+    let d = Daemon::start().await;
+    let mode = std::fs::metadata(&d.opts.socket)
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+    let dir = std::fs::metadata(d.home.path())
+        .expect("home")
+        .permissions()
+        .mode();
+    assert_eq!(dir & 0o777, 0o700, "socket directory mode {dir:o}");
+
+    // A second daemon on the same socket returns at once, leaving the first serving.
+    let second = serve(d.opts.clone(), CancellationToken::new());
+    tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("second daemon returns")
+        .expect("second daemon exits cleanly");
+    let c = d.client().await;
+    assert_eq!(c.daemon_pid, std::process::id());
+    let s = status(&c).await;
+    assert!(s.hosts.is_empty());
+    assert!(s.rss_kb > 0, "rss from /proc/self/status");
+    drop(c);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_socket_is_replaced() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
+    // A socket file nobody listens on (a daemon that died without cleaning up).
+    drop(std::os::unix::net::UnixListener::bind(&opts.socket).expect("bind"));
+    assert!(opts.socket.exists());
+    assert!(Client::connect_at(&opts.socket)
+        .await
+        .expect("connect")
+        .is_none());
+    let token = CancellationToken::new();
+    let task = tokio::spawn(serve(opts.clone(), token.clone()));
+    let mut client = None;
+    for _ in 0..500 {
+        if let Ok(Some(c)) = Client::connect_at(&opts.socket).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let c = client.expect("the new daemon answers on the old path");
+    let mut rx = c.request(Request::Stop).await.expect("stop");
+    assert_eq!(rx.recv().await, Some(Event::Stopping));
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("stops")
+        .expect("task")
+        .expect("result");
+    drop(token);
+}
+
+#[tokio::test]
+async fn run_streams_and_stores_every_host_before_finishing() {
+    let d = Daemon::start().await;
+    let c = d.client().await;
+    let names = ["alpha", "beta", "gamma"];
+    let rx = c
+        .request(Request::Run(run_req(
+            hosts(&names),
+            "echo hello; echo oops >&2; exit 3",
+        )))
+        .await
+        .expect("run");
+    let (events, summary) = collect(rx).await;
+    let summary = summary.expect("RunFinished");
+    // Checked right when RunFinished arrives: everything must already be on disk.
+    let dir = PathBuf::from(&summary.store_dir);
+    assert!(
+        dir.starts_with(d.home.path().join("runs")),
+        "{}",
+        dir.display()
+    );
+    for h in names {
+        assert_eq!(output_of(&events, h, false), b"hello\n", "{h} stdout");
+        assert_eq!(output_of(&events, h, true), b"oops\n", "{h} stderr");
+        assert_eq!(
+            std::fs::read(dir.join(format!("{h}.out"))).expect("out"),
+            b"hello\n"
+        );
+        assert_eq!(
+            std::fs::read(dir.join(format!("{h}.err"))).expect("err"),
+            b"oops\n"
+        );
+        let rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{h}.json"))).expect("json"))
+                .expect("host json");
+        assert_eq!(rec["code"], 3);
+        assert_eq!(rec["verdict"], "failed");
+        assert!(rec["wall_ms"].is_u64());
+    }
+    let exits: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Host {
+                host,
+                event: HostEvent::Exit(x),
+                ..
+            } if x.code == Some(3) => Some(host.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(exits.len(), 3, "{events:?}");
+    assert_eq!(summary.hosts.len(), 3);
+    assert!(summary.hosts.iter().all(|(_, v)| *v == Verdict::Failed));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("meta.json")).expect("meta"))
+            .expect("meta json");
+    assert_eq!(meta["command"], "echo hello; echo oops >&2; exit 3");
+    assert_eq!(meta["who"], "tester");
+    assert_eq!(meta["hosts"], serde_json::json!(names));
+    let audit = std::fs::read_to_string(d.home.path().join("audit.jsonl")).expect("audit log");
+    let line: serde_json::Value =
+        serde_json::from_str(audit.lines().last().expect("a line")).expect("json");
+    assert_eq!(line["selection"], "test-selection");
+    assert_eq!(line["who"], "tester");
+    assert_eq!(line["hosts"][0], serde_json::json!(["alpha", "failed"]));
+    assert!(line["when"].as_str().expect("when").ends_with('Z'));
+    drop(c);
+    d.stop().await;
+}
+
+/// Processes whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp …; comm may hold spaces, so split after the last ')'.
+        let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2).and_then(|p| p.parse::<u32>().ok()) == Some(pgid) && fields[0] != "Z" {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn kill_leaves_no_process_behind() {
+    let d = Daemon::start().await;
+    let c = d.client().await;
+    let mut rx = c
+        .request(Request::Run(run_req(
+            hosts(&["k1"]),
+            "sleep 1000 & sleep 1000; wait",
+        )))
+        .await
+        .expect("run");
+    let mut run_id = None;
+    let mut pid = None;
+    while pid.is_none() {
+        match tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("events")
+            .expect("event")
+        {
+            Event::RunStarted { run_id: id, .. } => run_id = Some(id),
+            Event::Host {
+                event: HostEvent::Started { pid: p, .. },
+                ..
+            } => pid = Some(p),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let (run_id, pid) = (run_id.expect("run id"), pid.expect("pid"));
+    // Both sleeps are up before the kill.
+    for _ in 0..200 {
+        if group_members(pid).len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(group_members(pid).len() >= 3, "bash and two sleeps run");
+    c.send(Request::Kill {
+        run_id,
+        host: None,
+        signal: libc::SIGKILL,
+    })
+    .await
+    .expect("kill");
+    let (_, summary) = collect(rx).await;
+    let summary = summary.expect("RunFinished");
+    assert_eq!(summary.hosts, vec![("k1".to_string(), Verdict::Killed)]);
+    let mut left = group_members(pid);
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = group_members(pid);
+    }
+    assert!(left.is_empty(), "processes left in group {pid}: {left:?}");
+    drop(c);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_run_reuses_the_agents() {
+    let d = Daemon::start().await;
+    let c = d.client().await;
+    let names = ["r1", "r2", "r3"];
+    let pids = |s: &StatusReport| -> Vec<(String, Option<u32>, String)> {
+        s.hosts
+            .iter()
+            .map(|h| (h.name.clone(), h.agent_pid, h.state.clone()))
+            .collect()
+    };
+    let (_, s1) = collect(
+        c.request(Request::Run(run_req(hosts(&names), "true")))
+            .await
+            .expect("run"),
+    )
+    .await;
+    assert!(s1
+        .expect("finished")
+        .hosts
+        .iter()
+        .all(|(_, v)| *v == Verdict::Ok));
+    let first = pids(&status(&c).await);
+    assert_eq!(first.len(), 3);
+    assert!(
+        first.iter().all(|(_, p, st)| p.is_some() && st == "ready"),
+        "{first:?}"
+    );
+    let (_, s2) = collect(
+        c.request(Request::Run(run_req(hosts(&names), "true")))
+            .await
+            .expect("run"),
+    )
+    .await;
+    assert!(s2
+        .expect("finished")
+        .hosts
+        .iter()
+        .all(|(_, v)| *v == Verdict::Ok));
+    let report = status(&c).await;
+    assert_eq!(pids(&report), first, "same agents serve the second run");
+    assert_eq!(report.runs_total, 2);
+    drop(c);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_lost_agent_is_reported_and_replaced() {
+    let d = Daemon::start().await;
+    let c = d.client().await;
+    let (_, s) = collect(
+        c.request(Request::Run(run_req(hosts(&["l1"]), "true")))
+            .await
+            .expect("run"),
+    )
+    .await;
+    assert!(s.is_some());
+    let pid = status(&c).await.hosts[0].agent_pid.expect("agent pid");
+    // The agent dies under the daemon.
+    let killed = std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    // The daemon notices at once (EOF) and reconnects only after a backoff.
+    let mut host = status(&c).await.hosts[0].clone();
+    for _ in 0..300 {
+        if host.state == "lost" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        host = status(&c).await.hosts[0].clone();
+    }
+    assert_eq!(host.state, "lost", "{host:?}");
+    assert!(host.reason.is_some(), "a lost host says why");
+    let (_, s) = collect(
+        c.request(Request::Run(run_req(hosts(&["l1"]), "echo back")))
+            .await
+            .expect("run"),
+    )
+    .await;
+    assert_eq!(
+        s.expect("finished").hosts,
+        vec![("l1".to_string(), Verdict::Ok)]
+    );
+    let new_pid = status(&c).await.hosts[0].agent_pid.expect("new agent pid");
+    assert_ne!(new_pid, pid, "a new agent replaced the dead one");
+    drop(c);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_daemon_exits() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
+    opts.idle_timeout = Some(Duration::from_millis(300));
+    let task = tokio::spawn(serve(opts.clone(), CancellationToken::new()));
+    // A client keeps it alive while connected.
+    let mut client = None;
+    for _ in 0..500 {
+        if let Ok(Some(c)) = Client::connect_at(&opts.socket).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let c = client.expect("daemon answers");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !task.is_finished(),
+        "a connected client keeps the daemon up"
+    );
+    let _ = status(&c).await;
+    drop(c);
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("idle daemon exits")
+        .expect("task")
+        .expect("result");
+    assert!(!opts.socket.exists());
+}
+
+#[tokio::test]
+async fn facts_and_files_go_through_the_agent() {
+    use crew::proto::daemon::{FileOp, FileResult};
+    let d = Daemon::start().await;
+    let c = d.client().await;
+    let mut rx = c
+        .request(Request::Facts {
+            hosts: hosts(&["f1", "f2"]),
+            accept_new_host_keys: false,
+        })
+        .await
+        .expect("facts");
+    let Some(Event::Facts(facts)) = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("in time")
+    else {
+        panic!("expected Facts");
+    };
+    assert_eq!(facts.len(), 2);
+    let own = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    for (name, info) in &facts {
+        let info = info.as_ref().expect("facts of a local host");
+        assert_eq!(info.hostname, own.trim(), "{name}");
+        assert!(info.cpus > 0);
+    }
+    let path = d.home.path().join("written.txt").display().to_string();
+    let write = FileOp::Write {
+        path: path.clone(),
+        data: b"payload\n".to_vec(),
+        mode: 0o640,
+    };
+    let mut rx = c
+        .request(Request::File {
+            host: Host::local("f1"),
+            op: write,
+            accept_new_host_keys: false,
+        })
+        .await
+        .expect("file");
+    match tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("in time")
+    {
+        Some(Event::FileDone(Ok(FileResult::Written { size, .. }))) => assert_eq!(size, 8),
+        other => panic!("expected Written, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).expect("written file"), b"payload\n");
+    let read = FileOp::Read {
+        path,
+        max_size: 1024,
+    };
+    let mut rx = c
+        .request(Request::File {
+            host: Host::local("f1"),
+            op: read,
+            accept_new_host_keys: false,
+        })
+        .await
+        .expect("file");
+    match tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("in time")
+    {
+        Some(Event::FileDone(Ok(FileResult::Read { data, mode, .. }))) => {
+            assert_eq!(data, b"payload\n");
+            assert_eq!(mode & 0o777, 0o640);
+        }
+        other => panic!("expected Read, got {other:?}"),
+    }
+    drop(c);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_store_failure_is_an_error_not_a_finish() {
+    let d = Daemon::start().await;
+    // The run store's directory is replaced by a plain file: nothing can be stored.
+    let runs = d.home.path().join("runs");
+    std::fs::remove_dir_all(&runs).expect("rm runs");
+    std::fs::write(&runs, b"not a directory").expect("file");
+    let c = d.client().await;
+    let rx = c
+        .request(Request::Run(run_req(hosts(&["s1"]), "true")))
+        .await
+        .expect("run");
+    let (events, summary) = collect(rx).await;
+    assert!(summary.is_none(), "never reported finished: {events:?}");
+    match events.last() {
+        Some(Event::Error { message }) => {
+            assert!(
+                message.contains(&runs.display().to_string()),
+                "names the path: {message}"
+            )
+        }
+        other => panic!("expected an Error, got {other:?}"),
+    }
+    drop(c);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_host_file_that_cannot_be_written_fails_the_run() {
+    let d = Daemon::start().await;
+    let c = d.client().await;
+    // `<name>.out` exceeds the file-name limit (ENAMETOOLONG): that host cannot be stored.
+    let long = "h".repeat(300);
+    let rx = c
+        .request(Request::Run(run_req(hosts(&["fine", &long]), "echo x")))
+        .await
+        .expect("run");
+    let (events, summary) = collect(rx).await;
+    assert!(summary.is_none(), "never reported finished: {events:?}");
+    match events.last() {
+        Some(Event::Error { message }) => {
+            assert!(
+                message.contains(&format!("{long}.out")),
+                "names the path: {message}"
+            );
+            assert!(message.contains("marked failed"), "{message}");
+        }
+        other => panic!("expected an Error, got {other:?}"),
+    }
+    drop(c);
+    d.stop().await;
+}

@@ -1,0 +1,330 @@
+//! The daemon against a real OpenSSH sshd fleet on loopback (tests/support/sshd.rs): fan-out,
+//! warm reuse (the second run opens no SSH connection), per-host errors beside good hosts,
+//! kill, and 100 MB of output byte-exact.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crew::client::Client;
+use crew::daemon::{serve, DaemonOptions};
+use crew::inventory::Host;
+use crew::proto::daemon::{ErrorKind, Event, HostEvent, Request, RunRequest, StatusReport, Verdict};
+use sha2::{Digest, Sha256};
+use support::require_tool;
+use support::sshd::SshdFleet;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Daemon {
+    _home: tempfile::TempDir,
+    opts: DaemonOptions,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Daemon {
+    async fn start() -> (Daemon, Client) {
+        let home = tempfile::tempdir().expect("tempdir");
+        let opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
+        let token = CancellationToken::new();
+        let task = tokio::spawn(serve(opts.clone(), token.clone()));
+        for _ in 0..500 {
+            if let Ok(Some(c)) = Client::connect_at(&opts.socket).await {
+                let d = Daemon { _home: home, opts, token, task };
+                return (d, c);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("daemon never answered");
+    }
+
+    async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("daemon stops in time")
+            .expect("task")
+            .expect("result");
+        assert!(!self.opts.socket.exists());
+    }
+}
+
+fn run_req(hosts: Vec<Host>, command: &str) -> RunRequest {
+    RunRequest {
+        hosts,
+        selection: "ssh-test".into(),
+        command: command.into(),
+        env: vec![],
+        timeout_ms: None,
+        fanout: None,
+        accept_new_host_keys: false,
+        who: "tester".into(),
+        label: None,
+    }
+}
+
+/// Per host: stdout, stderr, exit code, failure; plus the daemon's summary.
+#[derive(Default, Debug)]
+struct Outcome {
+    stdout: std::collections::BTreeMap<String, Vec<u8>>,
+    exits: std::collections::BTreeMap<String, Option<i32>>,
+    failed: std::collections::BTreeMap<String, (ErrorKind, String)>,
+    verdicts: Vec<(String, Verdict)>,
+    started: std::collections::BTreeMap<String, (u32, bool)>,
+}
+
+async fn run(c: &Client, req: RunRequest) -> Outcome {
+    let mut rx = c.request(Request::Run(req)).await.expect("run");
+    let mut o = Outcome::default();
+    loop {
+        let ev = tokio::time::timeout(WAIT, rx.recv()).await.expect("events in time").expect("event");
+        match ev {
+            Event::Host { host, event, .. } => match event {
+                HostEvent::Started { pid, agentless } => {
+                    o.started.insert(host, (pid, agentless));
+                }
+                HostEvent::Output { stream: crew::proto::agent::Stream::Stdout, data } => {
+                    o.stdout.entry(host).or_default().extend_from_slice(&data)
+                }
+                HostEvent::Output { .. } => {}
+                HostEvent::Exit(e) => {
+                    o.exits.insert(host, e.code);
+                }
+                HostEvent::Failed { kind, message } => {
+                    o.failed.insert(host, (kind, message));
+                }
+            },
+            Event::RunFinished { summary, .. } => {
+                o.verdicts = summary.hosts;
+                return o;
+            }
+            Event::RunStarted { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+async fn status(c: &Client) -> StatusReport {
+    let mut rx = c.request(Request::Status).await.expect("status");
+    match rx.recv().await {
+        Some(Event::Status(s)) => s,
+        other => panic!("expected Status, got {other:?}"),
+    }
+}
+
+/// Our login name from the passwd database (`$USER` may be unset where tests run).
+fn login() -> String {
+    let out = std::process::Command::new("id").arg("-un").output().expect("id -un");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The fleet's hosts, logging in as us.
+fn fleet_hosts(fleet: &SshdFleet) -> Vec<Host> {
+    let me = login();
+    fleet.hosts().into_iter().map(|h| Host { user: Some(me.clone()), ..h }).collect()
+}
+
+fn accepted(fleet: &SshdFleet) -> usize {
+    fleet.logs().matches("Accepted publickey").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_then_warm_reuse_without_new_connections() {
+    if !require_tool("sshd") {
+        return;
+    }
+    let fleet = SshdFleet::start(6);
+    let (d, c) = Daemon::start().await;
+    let hosts = fleet_hosts(&fleet);
+    let o = run(&c, run_req(hosts.clone(), "echo hi-$CREW_HOST")).await;
+    for h in &hosts {
+        assert_eq!(o.exits.get(&h.name), Some(&Some(0)), "{o:?}\n{}", fleet.logs());
+        assert_eq!(o.stdout[&h.name], format!("hi-{}\n", h.name).into_bytes());
+        assert!(!o.started[&h.name].1, "served by an agent, not agentless");
+    }
+    assert_eq!(accepted(&fleet), hosts.len(), "one SSH connection per host");
+    let first = status(&c).await;
+    let pids: Vec<Option<u32>> = first.hosts.iter().map(|h| h.agent_pid).collect();
+    assert!(pids.iter().all(Option::is_some), "{first:?}");
+
+    let o = run(&c, run_req(hosts.clone(), "true")).await;
+    assert!(o.verdicts.iter().all(|(_, v)| *v == Verdict::Ok), "{o:?}");
+    assert_eq!(accepted(&fleet), hosts.len(), "the second run opened no SSH connection");
+    let second: Vec<Option<u32>> = status(&c).await.hosts.iter().map(|h| h.agent_pid).collect();
+    assert_eq!(second, pids, "the same agents served the second run");
+    drop(c);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_hosts_fail_alone_with_clear_errors() {
+    if !require_tool("sshd") {
+        return;
+    }
+    let fleet = SshdFleet::start(3);
+    let good = fleet_hosts(&fleet);
+    let me = login();
+    let quick = |mut h: Host, name: &str| {
+        h.name = name.to_string();
+        h.user = Some(me.clone());
+        h.connect_timeout_ms = 2_000;
+        h
+    };
+    let refused = quick(fleet.refused_host("refused"), "refused");
+    let (silent, _listener) = fleet.silent_host("silent");
+    let silent = quick(silent, "silent");
+    let wrong = quick(fleet.with_wrong_host_key(&good[1]), "wrongkey");
+    let unknown = quick(fleet.with_unknown_host_key(&good[2]), "unknownkey");
+    let stranger = quick(fleet.with_stranger_key(&good[0]), "stranger");
+    let mut hosts = vec![good[0].clone(), refused, silent, wrong, unknown, stranger];
+    hosts.push(good[1].clone());
+    let (d, c) = Daemon::start().await;
+    let o = run(&c, run_req(hosts, "echo ok")).await;
+    for g in [&good[0], &good[1]] {
+        assert_eq!(o.exits.get(&g.name), Some(&Some(0)), "{o:?}");
+    }
+    let expect = [
+        ("refused", ErrorKind::Unreachable),
+        ("silent", ErrorKind::Timeout),
+        ("wrongkey", ErrorKind::Hostkey),
+        ("unknownkey", ErrorKind::Hostkey),
+        ("stranger", ErrorKind::Auth),
+    ];
+    for (name, kind) in expect {
+        let (k, msg) = o.failed.get(name).unwrap_or_else(|| panic!("{name} failed: {o:?}"));
+        assert_eq!(*k, kind, "{name}: {msg}");
+        assert!(!msg.is_empty());
+    }
+    assert!(o.failed["wrongkey"].1.contains("known_hosts"), "names the file: {}", o.failed["wrongkey"].1);
+    let st = status(&c).await;
+    let down: Vec<&str> = st.hosts.iter().filter(|h| h.state == "down").map(|h| h.name.as_str()).collect();
+    assert_eq!(down.len(), 5, "{st:?}");
+    drop(c);
+    d.stop().await;
+}
+
+/// Live processes whose process group is `pgid` (the fleet runs on this machine).
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.get(2).and_then(|p| p.parse::<u32>().ok()) == Some(pgid) && f[0] != "Z" {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_over_ssh_leaves_no_process() {
+    if !require_tool("sshd") {
+        return;
+    }
+    let fleet = SshdFleet::start(1);
+    let (d, c) = Daemon::start().await;
+    let mut rx = c
+        .request(Request::Run(run_req(fleet_hosts(&fleet), "sleep 1000 & sleep 1000; wait")))
+        .await
+        .expect("run");
+    let (mut run_id, mut pid) = (None, None);
+    while pid.is_none() {
+        match tokio::time::timeout(WAIT, rx.recv()).await.expect("events").expect("event") {
+            Event::RunStarted { run_id: id, .. } => run_id = Some(id),
+            Event::Host { event: HostEvent::Started { pid: p, .. }, .. } => pid = Some(p),
+            Event::Host { event: HostEvent::Failed { kind, message }, .. } => {
+                panic!("{kind:?}: {message}\n{}", fleet.logs())
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let (run_id, pid) = (run_id.expect("run id"), pid.expect("pid"));
+    assert_ne!(pid, 0, "an agent (not agentless) reports the real pid");
+    for _ in 0..1000 {
+        if group_members(pid).len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let members = group_members(pid);
+    assert!(members.len() >= 3, "bash and two sleeps run in group {pid}: {members:?}");
+    c.send(Request::Kill { run_id, host: None, signal: libc::SIGKILL }).await.expect("kill");
+    loop {
+        match tokio::time::timeout(WAIT, rx.recv()).await.expect("events").expect("event") {
+            Event::RunFinished { summary, .. } => {
+                assert_eq!(summary.hosts[0].1, Verdict::Killed);
+                break;
+            }
+            _ => continue,
+        }
+    }
+    let mut left = group_members(pid);
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = group_members(pid);
+    }
+    assert!(left.is_empty(), "left behind in group {pid}: {left:?}");
+    drop(c);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_megabytes_arrive_byte_exact() {
+    if !require_tool("sshd") {
+        return;
+    }
+    const SIZE: usize = 100 * 1024 * 1024;
+    let fleet = SshdFleet::start(1);
+    // Deterministic, non-repeating-ish bytes (every value 0..=255 occurs).
+    let src = fleet.dir().join("big.bin");
+    let mut data = vec![0u8; SIZE];
+    let mut x: u32 = 0x2545_f491;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = (x >> 24) as u8;
+    }
+    std::fs::write(&src, &data).expect("write source");
+    let want = Sha256::digest(&data);
+    drop(data);
+    let (d, c) = Daemon::start().await;
+    let mut rx = c
+        .request(Request::Run(run_req(fleet_hosts(&fleet), &format!("cat {}", src.display()))))
+        .await
+        .expect("run");
+    let mut got = Sha256::new();
+    let mut n = 0usize;
+    let store_dir = loop {
+        match tokio::time::timeout(WAIT, rx.recv()).await.expect("events in time").expect("event") {
+            Event::Host { event: HostEvent::Output { data, .. }, .. } => {
+                n += data.len();
+                got.update(&data);
+            }
+            Event::Host { event: HostEvent::Failed { kind, message }, .. } => panic!("{kind:?}: {message}"),
+            Event::RunFinished { summary, .. } => {
+                assert_eq!(summary.hosts[0].1, Verdict::Ok);
+                break PathBuf::from(summary.store_dir);
+            }
+            _ => {}
+        }
+    };
+    assert_eq!(n, SIZE);
+    assert_eq!(got.finalize(), want, "streamed bytes identical");
+    let stored = std::fs::read(store_dir.join(format!("{}.out", fleet_hosts(&fleet)[0].name))).expect("stored");
+    assert_eq!(Sha256::digest(&stored), want, "stored bytes identical");
+    drop(c);
+    d.stop().await;
+}

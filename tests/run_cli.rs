@@ -1,0 +1,258 @@
+//! The `crew` binary end to end: `crew run` (plain, --gather, --json, exit status),
+//! `crew status`, `crew daemon stop`, with a temp CREW_HOME and a hosts.toml of `local`
+//! hosts (agents are child processes of the daemon the first `crew run` starts).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const HOSTS: &str = r#"
+[defaults]
+transport = "local"
+
+[[host]]
+name = "node[1-3]"
+tags = ["role=app"]
+
+[[host]]
+name = "odd1"
+tags = ["role=odd"]
+"#;
+
+/// A temp CREW_HOME and hosts.toml; stops the daemon it started when dropped.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("hosts.toml"), HOSTS).expect("hosts.toml");
+        std::fs::create_dir(dir.path().join("home")).expect("home");
+        Env { dir }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn crew(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_crew"))
+            .args([
+                "--hosts",
+                &self.dir.path().join("hosts.toml").display().to_string(),
+            ])
+            .args(args)
+            .env("CREW_HOME", self.home())
+            .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
+            .env_remove("NO_COLOR")
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run crew")
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.crew(&["daemon", "stop"]);
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn sorted_lines(s: &str) -> Vec<&str> {
+    let mut v: Vec<&str> = s.lines().collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn plain_run_prefixes_lines_and_sanitises() {
+    let env = Env::new();
+    let out = env.crew(&[
+        "run",
+        "role=app",
+        "--",
+        r"echo hi from $CREW_HOST; echo warn >&2; printf '\033[31mred\n'",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let mut expected = Vec::new();
+    for h in ["node1", "node2", "node3"] {
+        expected.push(format!("{h} | hi from {h}"));
+        expected.push(format!("{h} ! warn"));
+        expected.push(format!("{h} | ^[[31mred"));
+    }
+    expected.sort();
+    assert_eq!(sorted_lines(&stdout), expected);
+    assert!(
+        !out.stdout.contains(&0x1b),
+        "no raw escape reaches the terminal"
+    );
+    // Each host's lines keep their order.
+    let n1: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("node1 |"))
+        .collect();
+    assert_eq!(n1, ["node1 | hi from node1", "node1 | ^[[31mred"]);
+    assert!(stderr.contains("ok:          node[1-3] (3)"), "{stderr}");
+}
+
+#[test]
+fn gather_folds_identical_hosts_and_failures_exit_1() {
+    let env = Env::new();
+    let out = env.crew(&[
+        "run",
+        "--gather",
+        "role=app | odd1",
+        "--",
+        "if [ $CREW_HOST = odd1 ]; then echo different; exit 4; fi; echo same",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let expected = "---------------\nnode[1-3] (3)\n---------------\nsame\n\
+                    ---------------\nodd1 (1)\n---------------\ndifferent\n[exit 4]\n";
+    assert_eq!(stdout, expected);
+    assert!(stderr.contains("ok:          node[1-3] (3)"), "{stderr}");
+    assert!(
+        stderr.contains("failed:      odd1 (1) — exit 4: odd1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn json_lines_carry_every_event() {
+    let env = Env::new();
+    let out = env.crew(&["run", "--json", "odd1", "--", "echo a; echo b >&2; exit 2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let events: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(events.iter().all(|e| e["host"] == "odd1"), "{events:?}");
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().expect("event"))
+        .collect();
+    assert_eq!(kinds.first(), Some(&"started"));
+    assert_eq!(kinds.last(), Some(&"exit"));
+    let find = |k: &str| events.iter().find(|e| e["event"] == k).expect(k).clone();
+    assert_eq!(find("stdout")["data"], "a");
+    assert_eq!(find("stderr")["data"], "b");
+    let exit = find("exit");
+    assert_eq!(exit["code"], 2);
+    assert!(exit["signal"].is_null());
+    assert!(exit["wall_ms"].is_u64());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::new();
+    let bad = env.crew(&["run", "role=app & (", "--", "true"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = text(&bad.stderr);
+    assert!(err.contains('^'), "a caret under the error: {err}");
+    let none = env.crew(&["run", "role=nothing", "--", "true"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        text(&none.stderr).contains("no hosts match"),
+        "{}",
+        text(&none.stderr)
+    );
+    assert!(
+        !env.home().join("daemon.sock").exists(),
+        "no daemon for a usage error"
+    );
+}
+
+#[test]
+fn status_and_daemon_stop() {
+    let env = Env::new();
+    let none = env.crew(&["daemon", "stop"]);
+    assert_eq!(none.status.code(), Some(0));
+    assert!(text(&none.stdout).contains("no daemon running"));
+
+    let run = env.crew(&["run", "node[1-2]", "--", "true"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let socket = env.home().join("daemon.sock");
+    assert!(socket.exists(), "the daemon stays resident");
+    let st = env.crew(&["status"]);
+    assert_eq!(st.status.code(), Some(0), "{}", text(&st.stderr));
+    let table = text(&st.stdout);
+    assert!(table.contains("daemon pid"), "{table}");
+    for h in ["node1", "node2"] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(h))
+            .expect("a row per host");
+        assert!(row.contains("ready"), "{row}");
+    }
+    // The run is on disk and in the audit log.
+    assert!(runs(&env.home()).len() == 1);
+    let audit = std::fs::read_to_string(env.home().join("audit.jsonl")).expect("audit");
+    assert!(audit.contains("\"command\":\"true\""), "{audit}");
+
+    let stop = env.crew(&["daemon", "stop"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    assert!(text(&stop.stdout).contains("stopped"));
+    assert!(!socket.exists(), "socket removed");
+    let st = env.crew(&["status"]);
+    assert!(text(&st.stdout).contains("no daemon running"));
+}
+
+fn runs(home: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(home.join("runs"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn ctrl_c_kills_the_run_and_still_prints_the_summary() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crew"))
+        .args([
+            "--hosts",
+            &env.dir.path().join("hosts.toml").display().to_string(),
+        ])
+        .args(["run", "node[1-2]", "--", "echo up; sleep 1000"])
+        .env("CREW_HOME", env.home())
+        .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn crew run");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut up = 0;
+    while up < 2 {
+        let line = lines
+            .next()
+            .expect("output before the interrupt")
+            .expect("line");
+        if line.ends_with("| up") {
+            up += 1;
+        }
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let out = child.wait_with_output().expect("crew exits after Ctrl-C");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("killed:      node[1-2] (2)"), "{stderr}");
+    // The daemon recorded the run as killed on both hosts.
+    let audit = std::fs::read_to_string(env.home().join("audit.jsonl")).expect("audit");
+    assert!(audit.contains("[\"node1\",\"killed\"]"), "{audit}");
+}

@@ -1,0 +1,349 @@
+//! A fleet of real OpenSSH sshd processes on loopback: distinct 127.x.y.z addresses act as
+//! distinct hosts, all on one port, with their own host key, client key, authorized_keys and
+//! known_hosts in a temp dir. Everything is killed on drop.
+
+use std::fs;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crew::inventory::{Host, Transport};
+
+use super::find_tool;
+
+/// sshd accepts at most 16 ListenAddress lines per process.
+const PER_PROCESS: usize = 16;
+/// Port choices tried before giving up (another fleet may grab the same port).
+const PORT_ATTEMPTS: u32 = 8;
+/// How long one sshd process gets to accept TCP on all its addresses.
+const READY_WAIT: Duration = Duration::from_secs(10);
+
+static FLEET_SEQ: AtomicU32 = AtomicU32::new(0);
+
+pub struct SshdFleet {
+    dir: tempfile::TempDir,
+    procs: Vec<Child>,
+    hosts: Vec<Host>,
+    pub port: u16,
+    /// The fleet's host public key line (`ssh-ed25519 AAAA… comment`).
+    pub host_pub: String,
+    /// Another host key's public line, for "wrong host key" cases.
+    pub other_pub: String,
+    pub client_key: PathBuf,
+    /// A key pair that is not in authorized_keys.
+    pub stranger_key: PathBuf,
+    pub known_hosts: PathBuf,
+    seq: AtomicU32,
+}
+
+fn keygen(path: &Path, comment: &str) {
+    let out = Command::new(find_tool("ssh-keygen").expect("ssh-keygen installed"))
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .output()
+        .expect("run ssh-keygen");
+    assert!(
+        out.status.success(),
+        "ssh-keygen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn read_pub(path: &Path) -> String {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".pub");
+    fs::read_to_string(&p)
+        .expect("read public key")
+        .trim()
+        .to_string()
+}
+
+/// A pseudo-random 127.A.B.0/… block so concurrent fleets (other tests, other worktrees)
+/// rarely share addresses.
+fn address_block() -> (u8, u8) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mix = nanos ^ (std::process::id() << 8) ^ FLEET_SEQ.fetch_add(1, Ordering::Relaxed) * 7919;
+    (1 + (mix % 250) as u8, ((mix >> 8) % 200) as u8)
+}
+
+fn addresses(n: usize) -> Vec<String> {
+    let (a, b) = address_block();
+    (0..n)
+        .map(|i| format!("127.{a}.{}.{}", b as usize + i / 250, 1 + i % 250))
+        .collect()
+}
+
+fn free_port(addr: &str) -> u16 {
+    TcpListener::bind((addr, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a loopback port")
+}
+
+impl SshdFleet {
+    /// Start `n_hosts` loopback hosts (one sshd per 16 addresses). Panics with sshd's log
+    /// when it cannot start.
+    pub fn start(n_hosts: usize) -> SshdFleet {
+        let dir = tempfile::Builder::new()
+            .prefix("crew-sshd-")
+            .tempdir()
+            .expect("temp dir");
+        let d = dir.path();
+        keygen(&d.join("host_ed25519"), "crew-test-host");
+        keygen(&d.join("other_host_ed25519"), "crew-other-host");
+        keygen(&d.join("client_ed25519"), "crew-test-client");
+        keygen(&d.join("stranger_ed25519"), "crew-stranger");
+        let host_pub = read_pub(&d.join("host_ed25519"));
+        let other_pub = read_pub(&d.join("other_host_ed25519"));
+        fs::write(
+            d.join("authorized_keys"),
+            read_pub(&d.join("client_ed25519")) + "\n",
+        )
+        .expect("write authorized_keys");
+        fs::create_dir_all(d.join("agents")).expect("agents dir");
+        if is_root() {
+            fs::create_dir_all("/run/sshd").expect("create /run/sshd (privsep dir)");
+        }
+
+        let addrs = addresses(n_hosts);
+        let mut fleet = SshdFleet {
+            port: 0,
+            procs: Vec::new(),
+            hosts: Vec::new(),
+            host_pub,
+            other_pub,
+            client_key: d.join("client_ed25519"),
+            stranger_key: d.join("stranger_ed25519"),
+            known_hosts: d.join("known_hosts"),
+            seq: AtomicU32::new(0),
+            dir,
+        };
+        fleet.spawn_all(&addrs);
+        fleet.write_known_hosts(&addrs);
+        fleet.hosts = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| fleet.host(&format!("h{:03}", i + 1), a, fleet.port))
+            .collect();
+        fleet
+    }
+
+    fn spawn_all(&mut self, addrs: &[String]) {
+        let first = addrs.first().map(String::as_str).unwrap_or("127.0.0.1");
+        let mut last_log = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            self.kill_all();
+            self.port = free_port(first);
+            match self.try_spawn(addrs) {
+                Ok(()) => return,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("sshd fleet did not start after {PORT_ATTEMPTS} ports; last log:\n{last_log}");
+    }
+
+    fn try_spawn(&mut self, addrs: &[String]) -> Result<(), String> {
+        let sshd = find_tool("sshd").expect("sshd installed (require_tool first)");
+        for (i, chunk) in addrs.chunks(PER_PROCESS).enumerate() {
+            let cfg = self.write_config(i, chunk);
+            let log = self.dir.path().join(format!("sshd{i}.log"));
+            let log_file = fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
+            let mut cmd = Command::new(&sshd);
+            cmd.args(["-D", "-e", "-f"]).arg(&cfg);
+            // If the test process dies without dropping the fleet (killed, aborted), sshd
+            // must not outlive it. The fleet must be started from a thread that outlives it
+            // (a test's own thread or main).
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log_file)
+                .spawn()
+                .map_err(|e| format!("spawn {}: {e}", sshd.display()))?;
+            self.procs.push(child);
+            let idx = self.procs.len() - 1;
+            self.wait_ready(idx, chunk)
+                .map_err(|e| format!("{e}\n{}", fs::read_to_string(&log).unwrap_or_default()))?;
+        }
+        Ok(())
+    }
+
+    fn write_config(&self, i: usize, chunk: &[String]) -> PathBuf {
+        let d = self.dir.path();
+        let mut cfg = String::new();
+        for a in chunk {
+            cfg += &format!("ListenAddress {a}:{}\n", self.port);
+        }
+        cfg += &format!(
+            "HostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {ak}\n\
+             UsePAM no\nStrictModes no\nPermitRootLogin yes\nPubkeyAuthentication yes\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             MaxStartups 1000:30:1000\nMaxSessions 20\nMaxAuthTries 6\nLogLevel VERBOSE\n\
+             PrintMotd no\nUseDNS no\n",
+            hk = d.join("host_ed25519").display(),
+            pid = d.join(format!("sshd{i}.pid")).display(),
+            ak = d.join("authorized_keys").display(),
+        );
+        let path = d.join(format!("sshd{i}.conf"));
+        fs::write(&path, cfg).expect("write sshd config");
+        path
+    }
+
+    fn wait_ready(&mut self, idx: usize, chunk: &[String]) -> Result<(), String> {
+        let start = Instant::now();
+        for a in chunk {
+            let sa: SocketAddr = format!("{a}:{}", self.port)
+                .parse()
+                .map_err(|e| format!("address {a}: {e}"))?;
+            loop {
+                if let Ok(Some(st)) = self.procs[idx].try_wait() {
+                    return Err(format!("sshd exited early ({st})"));
+                }
+                if TcpStream::connect_timeout(&sa, Duration::from_millis(200)).is_ok() {
+                    break;
+                }
+                if start.elapsed() > READY_WAIT {
+                    return Err(format!("sshd not accepting on {sa} after {READY_WAIT:?}"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    fn write_known_hosts(&self, addrs: &[String]) {
+        let mut f = fs::File::create(&self.known_hosts).expect("create known_hosts");
+        for a in addrs {
+            writeln!(f, "[{a}]:{} {}", self.port, self.host_pub).expect("write known_hosts");
+        }
+    }
+
+    fn kill_all(&mut self) {
+        for c in &mut self.procs {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.procs.clear();
+    }
+
+    /// A ready-to-use host entry for `address:port` with the fleet's keys.
+    pub fn host(&self, name: &str, address: &str, port: u16) -> Host {
+        Host {
+            name: name.to_string(),
+            address: address.to_string(),
+            port,
+            user: Some(crew::paths::whoami()),
+            transport: Transport::Ssh,
+            tags: Vec::new(),
+            identity_files: vec![self.client_key.clone()],
+            identities_only: true,
+            known_hosts: vec![self.known_hosts.clone()],
+            identity_agent: None,
+            proxy_jump: None,
+            connect_timeout_ms: 20_000,
+            agent_dir: self.dir.path().join("agents").display().to_string(),
+        }
+    }
+
+    /// The fleet's hosts, ready to use.
+    pub fn hosts(&self) -> Vec<Host> {
+        self.hosts.clone()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Directory the agent is installed into on every host of the fleet.
+    pub fn agent_dir(&self) -> PathBuf {
+        self.dir.path().join("agents")
+    }
+
+    /// Contents of every sshd log so far (for assertion messages).
+    pub fn logs(&self) -> String {
+        (0..self.procs.len())
+            .map(|i| fs::read_to_string(self.dir.path().join(format!("sshd{i}.log"))))
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A fresh file in the fleet dir with `content`.
+    pub fn file(&self, stem: &str, content: &str) -> PathBuf {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let p = self.dir.path().join(format!("{stem}-{n}"));
+        fs::write(&p, content).expect("write fleet file");
+        p
+    }
+
+    /// `host` checked against a known_hosts that records another key for it.
+    pub fn with_wrong_host_key(&self, host: &Host) -> Host {
+        let line = format!("[{}]:{} {}\n", host.address, host.port, self.other_pub);
+        Host {
+            known_hosts: vec![self.file("known_hosts_wrong", &line)],
+            ..host.clone()
+        }
+    }
+
+    /// `host` checked against an empty known_hosts (its key is unknown).
+    pub fn with_unknown_host_key(&self, host: &Host) -> Host {
+        Host {
+            known_hosts: vec![self.file("known_hosts_empty", "")],
+            ..host.clone()
+        }
+    }
+
+    /// `host` whose real key is marked `@revoked`.
+    pub fn with_revoked_host_key(&self, host: &Host) -> Host {
+        let line = format!("@revoked * {}\n", self.host_pub);
+        Host {
+            known_hosts: vec![self.file("known_hosts_revoked", &line)],
+            ..host.clone()
+        }
+    }
+
+    /// `host` authenticating with a key the server does not know.
+    pub fn with_stranger_key(&self, host: &Host) -> Host {
+        Host {
+            identity_files: vec![self.stranger_key.clone()],
+            ..host.clone()
+        }
+    }
+
+    /// A host on a loopback port where nothing listens (connection refused).
+    pub fn refused_host(&self, name: &str) -> Host {
+        let port = free_port("127.0.0.1");
+        self.host(name, "127.0.0.1", port)
+    }
+
+    /// A host that accepts TCP and never speaks. Keep the returned listener alive.
+    pub fn silent_host(&self, name: &str) -> (Host, TcpListener) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind silent host");
+        let port = l.local_addr().expect("silent host address").port();
+        (self.host(name, "127.0.0.1", port), l)
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() == 0 }
+}
+
+impl Drop for SshdFleet {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
