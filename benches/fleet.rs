@@ -43,6 +43,8 @@ pub struct Config {
     pub fanout: usize,
     pub warm_reps: usize,
     pub reps: usize,
+    /// Which agent executable is uploaded, and its size.
+    pub agent_note: String,
 }
 
 fn env_num(name: &str, default: usize) -> usize {
@@ -76,6 +78,7 @@ impl Config {
             fanout: env_num("CREW_BENCH_FANOUT", 64),
             warm_reps: env_num("CREW_BENCH_WARM", 5).min(50),
             reps: env_num("CREW_BENCH_REPS", 1).min(20),
+            agent_note: String::new(),
         }
     }
 }
@@ -84,8 +87,30 @@ fn main() {
     if !support::require_tool("sshd") {
         return;
     }
-    let cfg = Config::from_env_and_args();
+    let mut cfg = Config::from_env_and_args();
     let exe = Path::new(env!("CARGO_BIN_EXE_crew"));
+    let agent_dir = match tempfile::Builder::new()
+        .prefix("crew-bench-agent-")
+        .tempdir()
+    {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("fleet bench: temp dir: {e}");
+            std::process::exit(1);
+        }
+    };
+    let agent = agent_exe(exe, agent_dir.path());
+    let size = std::fs::metadata(&agent).map(|m| m.len()).unwrap_or(0);
+    cfg.agent_note = format!(
+        "{} ({:.1} MB{})",
+        agent.display(),
+        size as f64 / 1e6,
+        if agent == exe {
+            ", crew as built"
+        } else {
+            ", crew stripped of debug info"
+        }
+    );
     let (soft, hard) = exec::raise_nofile();
     eprintln!(
         "fleet bench: sizes {:?}, fanout {}, warm runs {}, reps {}, open files {soft}/{hard}, crew {}",
@@ -95,11 +120,14 @@ fn main() {
         cfg.reps,
         exe.display()
     );
+    eprintln!("agent uploaded: {}", cfg.agent_note);
     let mut results = Vec::new();
     let mut probe = None;
     for &n in &cfg.sizes {
         eprintln!("== N = {n} (load {})", exec::loadavg());
-        let r = catch_unwind(AssertUnwindSafe(|| bench_size(&cfg, n, exe, probe.is_none())));
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            bench_size(&cfg, n, exe, &agent, probe.is_none())
+        }));
         let r = match r {
             Ok(r) => r,
             Err(p) => Err(anyhow::anyhow!("panicked: {}", panic_text(&p))),
@@ -121,6 +149,33 @@ fn main() {
     }
 }
 
+/// The executable the daemon uploads as the agent: by default a copy of `crew` stripped of
+/// its debug info (the release profile keeps line tables, which makes the file ~6× larger
+/// and the first run an upload benchmark); `CREW_BENCH_AGENT=asbuilt` uploads `crew` itself.
+fn agent_exe(exe: &Path, dir: &Path) -> std::path::PathBuf {
+    if std::env::var("CREW_BENCH_AGENT").is_ok_and(|v| v == "asbuilt") {
+        return exe.to_path_buf();
+    }
+    let Some(strip) = support::find_tool("strip") else {
+        eprintln!("fleet bench: no `strip` (binutils): uploading crew as built");
+        return exe.to_path_buf();
+    };
+    let out = dir.join("crew");
+    let ok = std::process::Command::new(strip)
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&out)
+        .arg(exe)
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        out
+    } else {
+        eprintln!("fleet bench: strip failed: uploading crew as built");
+        exe.to_path_buf()
+    }
+}
+
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>()
         .cloned()
@@ -133,16 +188,21 @@ fn bench_size(
     cfg: &Config,
     n: usize,
     exe: &Path,
+    agent: &Path,
     with_probe: bool,
 ) -> anyhow::Result<(SizeResult, Option<probe::Probe>)> {
     let t0 = std::time::Instant::now();
     let fleet = SshdFleet::start(n);
     let hosts = fleet.hosts();
-    eprintln!("  fleet of {n} up in {:.1?} (port {})", t0.elapsed(), fleet.port);
+    eprintln!(
+        "  fleet of {n} up in {:.1?} (port {})",
+        t0.elapsed(),
+        fleet.port
+    );
     let load = exec::loadavg();
 
     // Dropped before `fleet` (declared after it): the daemon goes first.
-    let mut crew = Crew::new(exe, &hosts, "info")?;
+    let mut crew = Crew::new(exe, agent, &hosts, "info")?;
     eprintln!("  crew: {}", exec::shell_line(&crew.run_cmd(cfg.fanout)));
     let first = crew.run_true(cfg.fanout).context("crew first run")?;
     eprintln!("  crew first run {first:.2?}");
@@ -184,7 +244,7 @@ fn bench_size(
     }
 
     let probe = if with_probe {
-        match probe::run(exe, &fleet, &hosts[0]) {
+        match probe::run(exe, agent, &fleet, &hosts[0]) {
             Ok(p) => Some(p),
             Err(e) => {
                 eprintln!("  handshake probe failed: {e:#}");
@@ -219,8 +279,8 @@ fn run_tool(cfg: &Config, target: &tools::Target, tool: tools::Tool, scratch: &P
     for _ in 0..cfg.reps {
         let mut cmd = target.command(tool, &exe, cfg.fanout);
         let line = exec::shell_line(&cmd);
-        let t = exec::timed(&mut cmd, TOOL_LIMIT, scratch)
-            .and_then(|t| t.require_clean(tool.name()));
+        let t =
+            exec::timed(&mut cmd, TOOL_LIMIT, scratch).and_then(|t| t.require_clean(tool.name()));
         match t {
             Ok(t) => times.push(t.elapsed),
             Err(e) => {

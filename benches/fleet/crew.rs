@@ -21,6 +21,8 @@ const SMALL_LIMIT: Duration = Duration::from_secs(30);
 
 pub struct Crew {
     pub exe: PathBuf,
+    /// `CREW_AGENT_EXE`: what the daemon uploads and starts on hosts.
+    pub agent: PathBuf,
     home: tempfile::TempDir,
     pub hosts_file: PathBuf,
     /// `CREW_LOG` for every process started (the daemon inherits it).
@@ -44,7 +46,11 @@ fn toml_str(s: &str) -> String {
 pub fn hosts_toml(hosts: &[Host], ssh_config: &Path) -> anyhow::Result<String> {
     let first = hosts.first().context("a fleet with no hosts")?;
     let mut t = String::from("[defaults]\n");
-    let _ = writeln!(t, "user = {}", toml_str(first.user.as_deref().unwrap_or("root")));
+    let _ = writeln!(
+        t,
+        "user = {}",
+        toml_str(first.user.as_deref().unwrap_or("root"))
+    );
     let _ = writeln!(t, "port = {}", first.port);
     let files: Vec<String> = first
         .identity_files
@@ -61,7 +67,11 @@ pub fn hosts_toml(hosts: &[Host], ssh_config: &Path) -> anyhow::Result<String> {
     let _ = writeln!(t, "known_hosts = [{}]", kh.join(", "));
     let _ = writeln!(t, "agent_dir = {}", toml_str(&first.agent_dir));
     let _ = writeln!(t, "connect_timeout = \"30s\"");
-    let _ = writeln!(t, "ssh_config = {}", toml_str(&ssh_config.display().to_string()));
+    let _ = writeln!(
+        t,
+        "ssh_config = {}",
+        toml_str(&ssh_config.display().to_string())
+    );
     for h in hosts {
         let _ = write!(
             t,
@@ -75,7 +85,7 @@ pub fn hosts_toml(hosts: &[Host], ssh_config: &Path) -> anyhow::Result<String> {
 
 impl Crew {
     /// A fresh `CREW_HOME` with a hosts.toml for `hosts`.
-    pub fn new(exe: &Path, hosts: &[Host], log: &str) -> anyhow::Result<Crew> {
+    pub fn new(exe: &Path, agent: &Path, hosts: &[Host], log: &str) -> anyhow::Result<Crew> {
         let home = tempfile::Builder::new()
             .prefix("crew-bench-home-")
             .tempdir()
@@ -87,6 +97,7 @@ impl Crew {
         fs::create_dir_all(home.path().join("scratch")).context("scratch dir")?;
         Ok(Crew {
             exe: exe.to_path_buf(),
+            agent: agent.to_path_buf(),
             home,
             hosts_file,
             log: log.to_string(),
@@ -105,7 +116,7 @@ impl Crew {
     fn cmd(&self) -> Command {
         let mut c = Command::new(&self.exe);
         c.env("CREW_HOME", self.home.path())
-            .env("CREW_AGENT_EXE", &self.exe)
+            .env("CREW_AGENT_EXE", &self.agent)
             .env("CREW_LOG", &self.log)
             .env("NO_COLOR", "1");
         c
@@ -114,10 +125,13 @@ impl Crew {
     /// The `crew run` command line for `true` on every host.
     pub fn run_cmd(&self, fanout: usize) -> Command {
         let mut c = self.cmd();
-        c.arg("run")
-            .arg("--hosts")
-            .arg(&self.hosts_file)
-            .args(["--fanout", &fanout.to_string(), TAG, "--", "true"]);
+        c.arg("run").arg("--hosts").arg(&self.hosts_file).args([
+            "--fanout",
+            &fanout.to_string(),
+            TAG,
+            "--",
+            "true",
+        ]);
         c
     }
 
@@ -207,7 +221,13 @@ impl Crew {
 
 fn is_zombie(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(false)
 }
 

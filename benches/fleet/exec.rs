@@ -108,7 +108,9 @@ pub fn shell_line(cmd: &Command) -> String {
 /// Median of some durations (the lower middle for an even count); zero for none.
 pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
-    v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or_default()
+    v.get(v.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or_default()
 }
 
 /// Resident and peak resident memory (KiB) of a process, from /proc.

@@ -46,11 +46,17 @@ fn secs_of_day(line: &str) -> Option<f64> {
 fn from_log(log: &str) -> (String, Option<Duration>) {
     let negotiated = log
         .lines()
-        .find_map(|l| l.split_once("negotiated ").map(|(_, r)| r.trim().to_string()))
+        .find_map(|l| {
+            l.split_once("negotiated ")
+                .map(|(_, r)| r.trim().to_string())
+        })
         .unwrap_or_else(|| "(not in the daemon log)".into());
     let started = log.lines().find(|l| l.contains("run started"));
     let connected = log.lines().find(|l| l.contains("connected to"));
-    let handshake = match (started.and_then(secs_of_day), connected.and_then(secs_of_day)) {
+    let handshake = match (
+        started.and_then(secs_of_day),
+        connected.and_then(secs_of_day),
+    ) {
         (Some(a), Some(b)) if b >= a => Some(Duration::from_secs_f64(b - a)),
         _ => None,
     };
@@ -70,7 +76,13 @@ fn openssh(host: &Host, scratch: &Path) -> Option<Duration> {
                 host.known_hosts.first()?.display()
             ))
             .args(["-o", "GlobalKnownHostsFile=/dev/null"])
-            .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-l"])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+                "-l",
+            ])
             .arg(host.user.clone().unwrap_or_else(crew::paths::whoami))
             .args([host.address.as_str(), "true"]);
         let t = exec::timed(&mut c, Duration::from_secs(30), scratch).ok()?;
@@ -84,9 +96,10 @@ fn openssh(host: &Host, scratch: &Path) -> Option<Duration> {
 }
 
 /// Probe `host` of `fleet` (its agent is already installed by the fleet's runs).
-pub fn run(exe: &Path, fleet: &SshdFleet, host: &Host) -> anyhow::Result<Probe> {
+pub fn run(exe: &Path, agent: &Path, fleet: &SshdFleet, host: &Host) -> anyhow::Result<Probe> {
     let _ = fleet; // the fleet must outlive the probe
-    let mut crew = Crew::new(exe, std::slice::from_ref(host), "info,crew::daemon::ssh=debug")?;
+    let hosts = std::slice::from_ref(host);
+    let mut crew = Crew::new(exe, agent, hosts, "info,crew::daemon::ssh=debug")?;
     let cold = crew.run_true(1).context("1-host cold run")?;
     let mut warm = Vec::new();
     for _ in 0..WARM_RUNS {

@@ -79,7 +79,11 @@ fn mark(ok: bool) -> &'static str {
 type Col<'a> = Result<&'a SizeResult, &'a (usize, String)>;
 
 /// The benchmark's result as one markdown table, with notes below it.
-pub fn table(cfg: &Config, results: &[Result<SizeResult, (usize, String)>], probe: Option<&Probe>) -> String {
+pub fn table(
+    cfg: &Config,
+    results: &[Result<SizeResult, (usize, String)>],
+    probe: Option<&Probe>,
+) -> String {
     let cols: Vec<Col> = results.iter().map(|r| r.as_ref()).collect();
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     let mut row = |label: &str, f: &dyn Fn(&SizeResult) -> String| {
@@ -94,52 +98,119 @@ pub fn table(cfg: &Config, results: &[Result<SizeResult, (usize, String)>], prob
     };
     let f = cfg.fanout;
     row("load average (1 min) at start", &|r| r.load.clone());
-    row("crew first run (no daemon, agent upload)", &|r| secs(r.first));
-    row(&format!("crew cold run (no daemon, agents installed; median of {})", cfg.reps), &|r| secs(r.cold));
-    row(&format!("crew warm run (daemon + agents up; median of {})", cfg.warm_reps), &|r| {
-        let (lo, hi) = (r.warm_all.iter().min(), r.warm_all.iter().max());
-        match (lo, hi) {
-            (Some(lo), Some(hi)) => format!("{} (min {}, max {})", secs(r.warm), secs(*lo), secs(*hi)),
-            _ => secs(r.warm),
-        }
+    row("crew first run (no daemon, agent upload)", &|r| {
+        secs(r.first)
     });
+    row(
+        &format!(
+            "crew cold run (no daemon, agents installed; median of {})",
+            cfg.reps
+        ),
+        &|r| secs(r.cold),
+    );
+    row(
+        &format!(
+            "crew warm run (daemon + agents up; median of {})",
+            cfg.warm_reps
+        ),
+        &|r| {
+            let (lo, hi) = (r.warm_all.iter().min(), r.warm_all.iter().max());
+            match (lo, hi) {
+                (Some(lo), Some(hi)) => {
+                    format!("{} (min {}, max {})", secs(r.warm), secs(*lo), secs(*hi))
+                }
+                _ => secs(r.warm),
+            }
+        },
+    );
     for tool in super::tools::ALL {
-        let label = format!("{} (fanout {f}; median of {}) — ×slower than crew cold / warm", tool.name(), cfg.reps);
-        row(&label, &|r| match r.tools.iter().find(|(t, _)| *t == tool).map(|(_, x)| x) {
-            Some(ToolResult::Time(d)) => format!("{} — {} / {}", secs(*d), ratio(*d, r.cold), ratio(*d, r.warm)),
-            Some(ToolResult::Failed(e)) => format!("failed: {}", e.lines().next().unwrap_or("")),
-            Some(ToolResult::NotInstalled) | None => format!("not installed ({})", tool.install_hint()),
-        });
+        let label = format!(
+            "{} (fanout {f}; median of {}) — ×slower than crew cold / warm",
+            tool.name(),
+            cfg.reps
+        );
+        row(
+            &label,
+            &|r| match r.tools.iter().find(|(t, _)| *t == tool).map(|(_, x)| x) {
+                Some(ToolResult::Time(d)) => format!(
+                    "{} — {} / {}",
+                    secs(*d),
+                    ratio(*d, r.cold),
+                    ratio(*d, r.warm)
+                ),
+                Some(ToolResult::Failed(e)) => {
+                    format!("failed: {}", e.lines().next().unwrap_or(""))
+                }
+                Some(ToolResult::NotInstalled) | None => {
+                    format!("not installed ({})", tool.install_hint())
+                }
+            },
+        );
     }
     row("daemon RSS after warm runs (peak), hosts connected", &|r| {
-        format!("{:.1} MiB ({:.1} MiB), {}/{}", r.rss_kib as f64 / 1024.0, r.hwm_kib as f64 / 1024.0, r.connected, r.n)
+        format!(
+            "{:.1} MiB ({:.1} MiB), {}/{}",
+            r.rss_kib as f64 / 1024.0,
+            r.hwm_kib as f64 / 1024.0,
+            r.connected,
+            r.n
+        )
     });
-    row("daemon RSS per connected host: total/hosts (marginal over 1-host daemon)", &|r| {
-        match r.rss_per_host(probe) {
+    row(
+        "daemon RSS per connected host: total/hosts (marginal over 1-host daemon)",
+        &|r| match r.rss_per_host(probe) {
             Some((t, Some(m))) => format!("{t:.0} KiB ({m:.0} KiB)"),
             Some((t, None)) => format!("{t:.0} KiB"),
             None => "no host connected".into(),
-        }
-    });
+        },
+    );
     row("target: warm ≤ 0.5 s (stated for N = 500)", &|r| {
-        format!("{} ({})", mark(r.warm <= Duration::from_millis(500)), secs(r.warm))
+        format!(
+            "{} ({})",
+            mark(r.warm <= Duration::from_millis(500)),
+            secs(r.warm)
+        )
     });
-    row("target: warm ≥ 10× faster than bssh", &|r| match r.tool(Tool::Bssh) {
-        Some(b) => format!("{} ({})", mark(b.as_secs_f64() >= 10.0 * r.warm.as_secs_f64()), ratio(b, r.warm)),
-        None => "bssh not measured".into(),
-    });
-    row("target: cold no slower than bssh", &|r| match r.tool(Tool::Bssh) {
-        Some(b) => format!("{} ({})", mark(r.cold <= b), ratio(b, r.cold)),
-        None => "bssh not measured".into(),
-    });
-    row("target (indicative): cold ≈ 4× faster than pdsh", &|r| match r.tool(Tool::Pdsh) {
-        Some(p) => format!("{} ({})", mark(p.as_secs_f64() >= 4.0 * r.cold.as_secs_f64()), ratio(p, r.cold)),
-        None => "pdsh not measured".into(),
-    });
-    row("target: daemon RSS ≤ 200 KB per connected host (total/hosts)", &|r| match r.rss_per_host(probe) {
-        Some((t, _)) => format!("{} ({t:.0} KiB = {:.0} KB)", mark(t * 1.024 <= 200.0), t * 1.024),
-        None => "no host connected".into(),
-    });
+    row(
+        "target: warm ≥ 10× faster than bssh",
+        &|r| match r.tool(Tool::Bssh) {
+            Some(b) => format!(
+                "{} ({})",
+                mark(b.as_secs_f64() >= 10.0 * r.warm.as_secs_f64()),
+                ratio(b, r.warm)
+            ),
+            None => "bssh not measured".into(),
+        },
+    );
+    row(
+        "target: cold no slower than bssh",
+        &|r| match r.tool(Tool::Bssh) {
+            Some(b) => format!("{} ({})", mark(r.cold <= b), ratio(b, r.cold)),
+            None => "bssh not measured".into(),
+        },
+    );
+    row(
+        "target (indicative): cold ≈ 4× faster than pdsh",
+        &|r| match r.tool(Tool::Pdsh) {
+            Some(p) => format!(
+                "{} ({})",
+                mark(p.as_secs_f64() >= 4.0 * r.cold.as_secs_f64()),
+                ratio(p, r.cold)
+            ),
+            None => "pdsh not measured".into(),
+        },
+    );
+    row(
+        "target: daemon RSS ≤ 200 KB per connected host (total/hosts)",
+        &|r| match r.rss_per_host(probe) {
+            Some((t, _)) => format!(
+                "{} ({t:.0} KiB = {:.0} KB)",
+                mark(t * 1.024 <= 200.0),
+                t * 1.024
+            ),
+            None => "no host connected".into(),
+        },
+    );
 
     let mut out = String::new();
     let head: Vec<String> = cols
@@ -155,8 +226,15 @@ pub fn table(cfg: &Config, results: &[Result<SizeResult, (usize, String)>], prob
         let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
     }
     if let Some(p) = probe {
-        let _ = writeln!(out, "| key exchange russh negotiated (1 host) | {} |", p.negotiated);
-        let hs = p.handshake.map(secs).unwrap_or_else(|| "? (no timestamps)".into());
+        let _ = writeln!(
+            out,
+            "| key exchange russh negotiated (1 host) | {} |",
+            p.negotiated
+        );
+        let hs = p
+            .handshake
+            .map(secs)
+            .unwrap_or_else(|| "? (no timestamps)".into());
         let ssh = p.openssh.map(secs).unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
@@ -165,6 +243,7 @@ pub fn table(cfg: &Config, results: &[Result<SizeResult, (usize, String)>], prob
             secs(p.warm)
         );
     }
+    let _ = writeln!(out, "\nAgent uploaded by the first run: {}", cfg.agent_note);
     let _ = writeln!(out);
     for c in &cols {
         match c {
@@ -181,7 +260,11 @@ pub fn table(cfg: &Config, results: &[Result<SizeResult, (usize, String)>], prob
         }
     }
     if let Some(Ok(r)) = cols.iter().rev().find(|c| c.is_ok()) {
-        let _ = writeln!(out, "Command lines (N = {}; $HOSTS = the {} addresses, comma-separated):", r.n, r.n);
+        let _ = writeln!(
+            out,
+            "Command lines (N = {}; $HOSTS = the {} addresses, comma-separated):",
+            r.n, r.n
+        );
         for (who, line) in &r.commands {
             let _ = writeln!(out, "  {who}: {line}");
         }
