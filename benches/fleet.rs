@@ -144,7 +144,9 @@ fn main() {
         }
     }
     println!("{}", report::table(&cfg, &results, probe.as_ref()));
-    if results.iter().any(Result::is_err) {
+    let failed = results.iter().any(Result::is_err);
+    drop(agent_dir);
+    if failed {
         std::process::exit(1);
     }
 }

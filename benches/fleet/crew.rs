@@ -140,11 +140,18 @@ impl Crew {
         let scratch = self.home.path().join("scratch");
         let t = exec::timed(&mut self.run_cmd(fanout), RUN_LIMIT, &scratch)?;
         if !t.ok() {
+            // CREW_HOME goes with this struct: keep the daemon log where it can be read.
+            let kept = std::env::temp_dir().join(format!(
+                "crew-bench-daemon-{}-{}.log",
+                std::process::id(),
+                self.home.path().display().to_string().replace('/', "_")
+            ));
+            let _ = fs::copy(self.daemon_log(), &kept);
             bail!(
-                "`crew run` exited with {:?}:\n{}\n(daemon log: {})",
+                "`crew run` exited with {:?}:\n{}\n(daemon log kept at {})",
                 t.code,
                 t.tail(),
-                self.daemon_log().display()
+                kept.display()
             );
         }
         Ok(t.elapsed)
