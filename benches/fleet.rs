@@ -206,11 +206,25 @@ fn bench_size(
     // Dropped before `fleet` (declared after it): the daemon goes first.
     let mut crew = Crew::new(exe, agent, &hosts, "info")?;
     eprintln!("  crew: {}", exec::shell_line(&crew.run_cmd(cfg.fanout)));
-    let first = crew.run_true(cfg.fanout).context("crew first run")?;
+    let mut notes = Vec::new();
+    let mut note = |what: &str, r: (Duration, Option<String>)| {
+        if let Some(n) = r.1 {
+            eprintln!("  {what}: {n}");
+            notes.push(format!("{what}: {n}"));
+        }
+        r.0
+    };
+    let first = note(
+        "first run",
+        crew.run_true(cfg.fanout).context("crew first run")?,
+    );
     eprintln!("  crew first run {first:.2?}");
     let mut warm = Vec::new();
     for _ in 0..cfg.warm_reps {
-        warm.push(crew.run_true(cfg.fanout).context("crew warm run")?);
+        warm.push(note(
+            "warm run",
+            crew.run_true(cfg.fanout).context("crew warm run")?,
+        ));
     }
     eprintln!("  crew warm runs {warm:.3?}");
     let st = crew.status().context("crew status after warm runs")?;
@@ -222,7 +236,10 @@ fn bench_size(
     crew.stop().context("crew daemon stop after warm runs")?;
     let mut cold = Vec::new();
     for _ in 0..cfg.reps {
-        cold.push(crew.run_true(cfg.fanout).context("crew cold run")?);
+        cold.push(note(
+            "cold run",
+            crew.run_true(cfg.fanout).context("crew cold run")?,
+        ));
         crew.status().context("crew status after cold run")?;
         crew.stop().context("crew daemon stop after cold run")?;
     }
@@ -269,6 +286,7 @@ fn bench_size(
         hwm_kib,
         tools: tool_results,
         commands,
+        notes,
     };
     Ok((res, probe))
 }

@@ -135,8 +135,9 @@ impl Crew {
         c
     }
 
-    /// Time one `crew run … -- true`; an error unless every host ran it with status 0.
-    pub fn run_true(&mut self, fanout: usize) -> anyhow::Result<Duration> {
+    /// Time one `crew run … -- true`. The note says what failed unless every host ran it with
+    /// status 0 (the time still counts: it is what the operator waited).
+    pub fn run_true(&mut self, fanout: usize) -> anyhow::Result<(Duration, Option<String>)> {
         let scratch = self.home.path().join("scratch");
         let t = exec::timed(&mut self.run_cmd(fanout), RUN_LIMIT, &scratch)?;
         if !t.ok() {
@@ -147,14 +148,15 @@ impl Crew {
                 self.home.path().display().to_string().replace('/', "_")
             ));
             let _ = fs::copy(self.daemon_log(), &kept);
-            bail!(
+            let note = format!(
                 "`crew run` exited with {:?}:\n{}\n(daemon log kept at {})",
                 t.code,
                 t.tail(),
                 kept.display()
             );
+            return Ok((t.elapsed, Some(note)));
         }
-        Ok(t.elapsed)
+        Ok((t.elapsed, None))
     }
 
     fn small(&self, args: &[&str]) -> anyhow::Result<Timed> {

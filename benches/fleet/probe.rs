@@ -100,10 +100,13 @@ pub fn run(exe: &Path, agent: &Path, fleet: &SshdFleet, host: &Host) -> anyhow::
     let _ = fleet; // the fleet must outlive the probe
     let hosts = std::slice::from_ref(host);
     let mut crew = Crew::new(exe, agent, hosts, "info,crew::daemon::ssh=debug")?;
-    let cold = crew.run_true(1).context("1-host cold run")?;
+    let (cold, fail) = crew.run_true(1).context("1-host cold run")?;
+    if let Some(f) = fail {
+        anyhow::bail!("1-host cold run: {f}");
+    }
     let mut warm = Vec::new();
     for _ in 0..WARM_RUNS {
-        warm.push(crew.run_true(1).context("1-host warm run")?);
+        warm.push(crew.run_true(1).context("1-host warm run")?.0);
     }
     let st = crew.status().context("crew status (1 host)")?;
     let rss_kib = exec::rss_kib(st.pid).map(|r| r.0).unwrap_or(st.rss_kib);

@@ -28,6 +28,8 @@ pub struct SizeResult {
     pub tools: Vec<(Tool, ToolResult)>,
     /// (who, command line) as run, the host list shown as `$HOSTS`.
     pub commands: Vec<(String, String)>,
+    /// crew runs that did not succeed on every host (the cell is marked `*`).
+    pub notes: Vec<String>,
 }
 
 impl SizeResult {
@@ -98,15 +100,22 @@ pub fn table(
     };
     let f = cfg.fanout;
     row("load average (1 min) at start", &|r| r.load.clone());
+    let star = |r: &SizeResult, what: &str| {
+        if r.notes.iter().any(|n| n.starts_with(what)) {
+            " * (some hosts failed, see below)"
+        } else {
+            ""
+        }
+    };
     row("crew first run (no daemon, agent upload)", &|r| {
-        secs(r.first)
+        format!("{}{}", secs(r.first), star(r, "first"))
     });
     row(
         &format!(
             "crew cold run (no daemon, agents installed; median of {})",
             cfg.reps
         ),
-        &|r| secs(r.cold),
+        &|r| format!("{}{}", secs(r.cold), star(r, "cold")),
     );
     row(
         &format!(
@@ -117,7 +126,8 @@ pub fn table(
             let (lo, hi) = (r.warm_all.iter().min(), r.warm_all.iter().max());
             match (lo, hi) {
                 (Some(lo), Some(hi)) => {
-                    format!("{} (min {}, max {})", secs(r.warm), secs(*lo), secs(*hi))
+                    let (w, lo, hi) = (secs(r.warm), secs(*lo), secs(*hi));
+                    format!("{w} (min {lo}, max {hi}){}", star(r, "warm"))
                 }
                 _ => secs(r.warm),
             }
@@ -248,6 +258,9 @@ pub fn table(
     for c in &cols {
         match c {
             Ok(r) => {
+                for n in &r.notes {
+                    let _ = writeln!(out, "N = {}: crew {n}\n", r.n);
+                }
                 for (tool, res) in &r.tools {
                     if let ToolResult::Failed(e) = res {
                         let _ = writeln!(out, "N = {}: {} failed:\n{e}\n", r.n, tool.name());
