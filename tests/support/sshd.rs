@@ -53,6 +53,7 @@ pub struct SshdFleet {
     pub stranger_key: PathBuf,
     pub known_hosts: PathBuf,
     seq: AtomicU32,
+    options: FleetOptions,
 }
 
 fn keygen(path: &Path, comment: &str) {
