@@ -102,6 +102,7 @@ async fn run_inner(
     cmd.arg("-c")
         .arg(&run.command)
         .current_dir(dir.path())
+        .env("SHLVL", job_shell_level())
         .envs(run.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -297,4 +298,16 @@ async fn pump(fd: Option<OwnedFd>, id: u64, stream: Stream, outbox: &Outbox) {
             writer_alive = outbox.data_frame(frame).await;
         }
     }
+}
+
+/// `SHLVL` for a job's shell. bash sources `~/.bashrc` even when not interactive if it thinks
+/// sshd started it (`SSH_CLIENT` set and shell level below 2). The agent was exec'd by the
+/// login shell (which lowers `SHLVL`), so without this every job would pay the operator's
+/// `.bashrc` (pyenv, nvm, …: often half a second of CPU) on every run.
+fn job_shell_level() -> String {
+    let level = std::env::var("SHLVL")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    level.max(1).to_string()
 }
