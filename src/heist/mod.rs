@@ -20,6 +20,7 @@ pub mod journal;
 pub mod local_run;
 pub mod locate;
 pub mod plan;
+pub mod save;
 pub mod validate;
 mod validate_step;
 pub mod vars;
