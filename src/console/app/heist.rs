@@ -12,7 +12,7 @@ use crate::console::heists::{HeistList, Shared};
 use crate::console::keymap::Mode;
 use crate::heist::def::HeistDef;
 use crate::heist::engine::AskReply;
-use crate::heist::events::{Choice, HeistEvent, StepRef};
+use crate::heist::events::{Choice, HeistEvent, Outcome, StepRef};
 use crate::heist::plan::{self, Plan};
 use crate::heist::save::SaveRequest;
 use crate::heist::view_model::{Cell, ViewModel};
@@ -201,11 +201,10 @@ impl Model {
         let view = self.heist.view.get_or_insert_with(ViewModel::default);
         view.apply(&ev);
         match ev {
-            HeistEvent::Started { heist, .. } => {
+            HeistEvent::Started { .. } => {
                 self.heist.starting = false;
                 self.heist.row = 0;
                 self.heist.col = 0;
-                self.info(format!("heist {heist} running"));
             }
             HeistEvent::Ask { .. } => {
                 if matches!(self.mode, Mode::Normal | Mode::Heists) {
@@ -222,11 +221,12 @@ impl Model {
                 if self.mode == Mode::Ask {
                     self.mode = Mode::Normal;
                 }
-                let msg = format!(
-                    "heist {} {}",
-                    summary.heist,
-                    format!("{:?}", summary.outcome).to_lowercase()
-                );
+                let word = match summary.outcome {
+                    Outcome::Completed if summary.ok() => "completed",
+                    Outcome::RolledBack => "rolled back",
+                    _ => "failed",
+                };
+                let msg = format!("heist {} {word}", summary.heist);
                 if summary.ok() {
                     self.info(msg);
                 } else {
