@@ -122,7 +122,9 @@ fn careful_heist_asks_then_advances_and_the_step_view_shows_it() {
     s.keys(&["h"]);
     s.wait_for("careful", 20);
     // pick `careful` and see its plan before starting it
-    s.wait("the picker lists the demo heists", 10, |t| t.contains("hello"));
+    s.wait("the picker lists the demo heists", 10, |t| {
+        t.contains("hello")
+    });
     for _ in 0..10 {
         if s.screen().contains("heist careful (") {
             break;
@@ -137,7 +139,7 @@ fn careful_heist_asks_then_advances_and_the_step_view_shows_it() {
     let screen = s.wait_for("a step failed, your call", 60);
     assert!(screen.contains("demo7"), "{screen}");
     assert!(screen.contains("advance"), "{screen}");
-    let screen = s.wait_for("waiting for your answer", 10);
+    let screen = s.wait_for("waits for you:", 10);
     assert!(row(&screen, "demo7").contains("? asking"), "{screen}");
     assert!(row(&screen, "demo1").contains("✓ ok"), "{screen}");
     s.keys(&["a"]);
@@ -193,7 +195,10 @@ fn ctrl_s_saves_the_command_as_a_heist_that_heist_list_shows() {
     s.keys(&["Enter"]);
     s.wait_for("saved heist db-uptime", 20);
     let after = std::fs::read_to_string(&demo).expect("read demo.toml");
-    assert!(after.starts_with(&before), "existing heists or comments changed:\n{after}");
+    assert!(
+        after.starts_with(&before),
+        "existing heists or comments changed:\n{after}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_crew"))
         .arg("--hosts")
         .arg(&hosts)
@@ -202,7 +207,11 @@ fn ctrl_s_saves_the_command_as_a_heist_that_heist_list_shows() {
         .output()
         .expect("crew heist list");
     let listed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{listed}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{listed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = listed
         .lines()
         .find(|l| l.trim_start().starts_with("db-uptime"))
@@ -217,7 +226,10 @@ fn ctrl_s_saves_the_command_as_a_heist_that_heist_list_shows() {
         .output()
         .expect("crew heist plan");
     let plan = String::from_utf8_lossy(&out.stdout);
-    assert!(plan.contains("2 host(s)") && plan.contains("run: uptime"), "{plan}");
+    assert!(
+        plan.contains("2 host(s)") && plan.contains("run: uptime"),
+        "{plan}"
+    );
     s.keys(&["q"]);
     s.wait_for("EXITED 0", 10);
 }

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::heists::{HeistList, Shared};
 use super::keymap::Key;
-use crate::heist::events::HeistEvent;
 use super::runs::{RunDetail, RunEntry};
+use crate::heist::events::HeistEvent;
 use crate::proto::daemon::Event;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

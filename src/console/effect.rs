@@ -109,7 +109,13 @@ impl Executor {
                 accept_new_host_keys,
             } => {
                 let plan = (*plan).clone();
-                heists::start(plan, sets, accept_new_host_keys, tx, self.heist_asks.clone());
+                heists::start(
+                    plan,
+                    sets,
+                    accept_new_host_keys,
+                    tx,
+                    self.heist_asks.clone(),
+                );
             }
             Effect::AnswerAsk(replies) => heists::answer(replies, &self.heist_asks, tx),
             Effect::SaveHeist { hosts_file, req } => {

@@ -126,7 +126,9 @@ pub fn answer(replies: Vec<AskReply>, asks: &AskSlot, tx: mpsc::UnboundedSender<
     let sender = asks.lock().ok().and_then(|s| s.clone());
     tokio::spawn(async move {
         let Some(sender) = sender else {
-            let _ = tx.send(Action::HeistFailed("no heist is waiting for an answer".into()));
+            let _ = tx.send(Action::HeistFailed(
+                "no heist is waiting for an answer".into(),
+            ));
             return;
         };
         for r in replies {

@@ -202,7 +202,10 @@ mod tests {
 
     #[test]
     fn target_is_the_first_file_else_beside_hosts() {
-        let found = vec![PathBuf::from("/a/heists/a.toml"), PathBuf::from("/a/b.toml")];
+        let found = vec![
+            PathBuf::from("/a/heists/a.toml"),
+            PathBuf::from("/a/b.toml"),
+        ];
         assert_eq!(target_file(&found, None), found[0]);
         assert_eq!(
             target_file(&[], Some(Path::new("/x/hosts.toml"))),

@@ -3,6 +3,7 @@
 
 mod acting;
 mod heist;
+mod heist_actions;
 mod input;
 mod run;
 mod types;
@@ -130,7 +131,7 @@ impl Model {
     pub fn update(&mut self, action: Action) -> Vec<Effect> {
         let action = match self.heist_action(action) {
             Ok(effects) => return effects,
-            Err(other) => other,
+            Err(other) => *other,
         };
         match action {
             Action::Quit => self.quit = true,
@@ -215,21 +216,6 @@ impl Model {
                 Ok(detail) => self.open_stored(detail),
                 Err(e) => self.error(format!("run store: {e}")),
             },
-            // handled by `heist_action`
-            Action::OpenHeists
-            | Action::HeistProfile
-            | Action::HeistVars
-            | Action::SaveHeist
-            | Action::ShowAsk
-            | Action::AskAdvance
-            | Action::AskRetry
-            | Action::AskRollback
-            | Action::AskAbort
-            | Action::HeistsListed(_)
-            | Action::HeistStarted { .. }
-            | Action::Heist(_)
-            | Action::HeistFailed(_)
-            | Action::HeistSaved(_) => {}
             Action::Tick(ms) => {
                 self.now_ms = ms;
                 if matches!(self.daemon, Daemon::Up { .. })
@@ -239,6 +225,8 @@ impl Model {
                     return vec![Effect::Status];
                 }
             }
+            // the heist's actions and events: `heist_action` took them above
+            _ => {}
         }
         Vec::new()
     }

@@ -106,8 +106,21 @@ fn grid(f: &mut Frame, area: Rect, m: &Model, v: &ViewModel, t: &Theme) {
         .cloned()
         .chain(v.rollback_steps.iter().map(|r| format!("↶{r}")))
         .collect();
-    let host_w = v.hosts.iter().map(|h| h.len()).max().unwrap_or(4).clamp(4, 20) + 2;
-    let col_w = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).clamp(13, 18) + 1;
+    let host_w = v
+        .hosts
+        .iter()
+        .map(|h| h.len())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 20)
+        + 2;
+    let col_w = names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(13, 18)
+        + 1;
     let fit = (usize::from(inner.width).saturating_sub(host_w) / col_w).max(1);
     let first_col = m.heist.col.saturating_sub(fit - 1);
     let rows_fit = usize::from(inner.height).saturating_sub(2).max(1);
@@ -164,7 +177,10 @@ pub fn summary(v: &ViewModel) -> (String, &'static str) {
                 count(|o| matches!(o, HostOutcome::Stopped { .. })),
                 "stopped",
             ),
-            (count(|o| matches!(o, HostOutcome::NotStarted)), "not started"),
+            (
+                count(|o| matches!(o, HostOutcome::NotStarted)),
+                "not started",
+            ),
         ] {
             if n > 0 {
                 parts.push(format!("{n} {label}"));
@@ -189,7 +205,18 @@ pub fn summary(v: &ViewModel) -> (String, &'static str) {
             None => counts.push((c.state, 1)),
         }
     }
-    counts.sort_by_key(|(s, _)| *s as u8);
+    const ORDER: [CellState; 9] = [
+        CellState::Ok,
+        CellState::Running,
+        CellState::Retrying,
+        CellState::Asking,
+        CellState::Failed,
+        CellState::RolledBack,
+        CellState::Interrupted,
+        CellState::Skipped,
+        CellState::Pending,
+    ];
+    counts.sort_by_key(|(s, _)| ORDER.iter().position(|o| o == s));
     let parts: Vec<String> = counts
         .iter()
         .map(|(s, n)| format!("{n} {}", s.label()))
@@ -197,14 +224,17 @@ pub fn summary(v: &ViewModel) -> (String, &'static str) {
     let asking = !v.asks.is_empty();
     let text = format!(
         "{}: {}",
-        if asking {
-            "waiting for your answer"
-        } else {
-            "running"
-        },
+        if asking { "waits for you" } else { "running" },
         parts.join(" · ")
     );
-    (text, if asking { "heist.asking" } else { "heist.running" })
+    (
+        text,
+        if asking {
+            "heist.asking"
+        } else {
+            "heist.running"
+        },
+    )
 }
 
 fn detail(f: &mut Frame, area: Rect, hs: &HeistState, t: &Theme) {
@@ -242,13 +272,19 @@ fn detail(f: &mut Frame, area: Rect, hs: &HeistState, t: &Theme) {
     let mut lines = Vec::new();
     if !cell.what.is_empty() {
         let what = crate::console::sanitize::plain(cell.what.as_bytes());
-        lines.push(Line::from(Span::styled(format!("$ {what}"), t.get("ui.dim"))));
+        lines.push(Line::from(Span::styled(
+            format!("$ {what}"),
+            t.get("ui.dim"),
+        )));
     }
     if let Some(r) = &cell.reason {
         let r = crate::console::sanitize::plain(r.as_bytes());
         lines.push(Line::from(Span::styled(r, t.get("heist.failed"))));
     }
-    for (stream, text) in [(Stream::Stdout, &cell.stdout), (Stream::Stderr, &cell.stderr)] {
+    for (stream, text) in [
+        (Stream::Stdout, &cell.stdout),
+        (Stream::Stderr, &cell.stderr),
+    ] {
         for l in text.lines() {
             lines.push(output_line(stream, l.as_bytes(), None, t));
         }

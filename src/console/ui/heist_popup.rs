@@ -14,7 +14,9 @@ use crate::console::sanitize::plain;
 use crate::console::theme::Theme;
 
 fn key(m: &Model, mode: Mode, a: Action, fallback: &str) -> String {
-    m.keymap.key_for(mode, &a).unwrap_or_else(|| fallback.into())
+    m.keymap
+        .key_for(mode, &a)
+        .unwrap_or_else(|| fallback.into())
 }
 
 /// `KEY label   KEY label …` from the keymap, for a popup's last line.
@@ -52,7 +54,11 @@ pub fn picker(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
         return;
     };
     if list.heists.is_empty() {
-        let dirs: Vec<String> = list.looked.iter().map(|p| p.display().to_string()).collect();
+        let dirs: Vec<String> = list
+            .looked
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         let mut lines = vec![Line::from(Span::styled(
             format!("No heists found (looked in {}).", dirs.join(", ")),
             t.get("ui.empty"),
@@ -62,7 +68,10 @@ pub fn picker(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
             t.get("ui.empty"),
         )));
         for e in &list.errors {
-            lines.push(Line::from(Span::styled(plain(e.as_bytes()), t.get("input.error"))));
+            lines.push(Line::from(Span::styled(
+                plain(e.as_bytes()),
+                t.get("input.error"),
+            )));
         }
         f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), rows[0]);
         return;
@@ -95,7 +104,10 @@ pub fn picker(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     f.render_widget(Paragraph::new(names), cols[0]);
     let mut plan: Vec<Line> = Vec::new();
     for e in &list.errors {
-        plan.push(Line::from(Span::styled(plain(e.as_bytes()), t.get("input.error"))));
+        plan.push(Line::from(Span::styled(
+            plain(e.as_bytes()),
+            t.get("input.error"),
+        )));
     }
     match hs.preview.as_ref() {
         Some(Ok((p, _))) => plan.extend(
@@ -134,7 +146,7 @@ pub fn picker(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     ];
     if !profiles.is_empty() {
         spans.push(Span::styled(
-            format!(" of {}", profiles.join(", ")),
+            format!(" (p: {})", profiles.join(", ")),
             t.get("ui.dim"),
         ));
     }

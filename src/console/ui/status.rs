@@ -44,7 +44,10 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
             "status.error"
         };
         let what = if v.asks.is_empty() { "running" } else { "asks" };
-        spans.push(Span::styled(format!("│ heist {} {what} ", v.heist), t.get(scope)));
+        spans.push(Span::styled(
+            format!("│ heist {} {what} ", v.heist),
+            t.get(scope),
+        ));
     }
     if let Some((level, msg)) = m.message.as_ref() {
         let scope = match level {
