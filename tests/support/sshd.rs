@@ -69,7 +69,8 @@ fn address_block() -> (u8, u8) {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let mix = nanos ^ (std::process::id() << 8) ^ FLEET_SEQ.fetch_add(1, Ordering::Relaxed) * 7919;
+    let seq = FLEET_SEQ.fetch_add(1, Ordering::Relaxed).wrapping_mul(7919);
+    let mix = nanos ^ (std::process::id() << 8) ^ seq;
     (1 + (mix % 250) as u8, ((mix >> 8) % 200) as u8)
 }
 

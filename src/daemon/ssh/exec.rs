@@ -29,7 +29,25 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The remote command line for an agentless run: `exec env K=V… bash -c CMD`.
+/// Runs `$1` in its own session (process group) with stdin from /dev/null, and kills that
+/// group when a signal number arrives on stdin, or with KILL when stdin closes (the daemon
+/// went away). sshd's own `signal` request is refused by OpenSSH in common setups
+/// ("session signalling requires privilege separation"), hence this. A command killed by a
+/// signal makes the wrapper die by the same signal, so the exit status says so.
+const WRAPPER: &str = r#"exec 3<&0
+if command -v setsid >/dev/null 2>&1; then setsid bash -c "$1" </dev/null 3<&- &
+else bash -c "$1" </dev/null 3<&- & fi
+p=$!
+( while read -r s; do kill -"$s" -"$p" 2>/dev/null || kill -"$s" "$p" 2>/dev/null; done
+  kill -9 -"$p" 2>/dev/null || kill -9 "$p" 2>/dev/null ) <&3 3<&- >/dev/null 2>&1 &
+w=$!
+exec 3<&-
+wait "$p" 2>/dev/null; rc=$?
+kill "$w" 2>/dev/null
+if [ "$rc" -gt 128 ] && [ "$rc" -lt 160 ]; then kill -"$((rc - 128))" $$; fi
+exit "$rc""#;
+
+/// The remote command line for an agentless run: `exec env K=V… sh -c WRAPPER sh CMD`.
 pub fn command_line(run: &Run) -> String {
     let mut line = String::from("exec ");
     if !run.env.is_empty() {
@@ -40,26 +58,11 @@ pub fn command_line(run: &Run) -> String {
         }
         line += " ";
     }
-    line += "bash -c ";
+    line += "sh -c ";
+    line += &sh_quote(WRAPPER);
+    line += " sh ";
     line += &sh_quote(&run.command);
     line
-}
-
-fn sig_of(n: i32) -> Sig {
-    match n {
-        1 => Sig::HUP,
-        2 => Sig::INT,
-        3 => Sig::QUIT,
-        4 => Sig::ILL,
-        6 => Sig::ABRT,
-        8 => Sig::FPE,
-        9 => Sig::KILL,
-        10 => Sig::USR1,
-        11 => Sig::SEGV,
-        13 => Sig::PIPE,
-        14 => Sig::ALRM,
-        _ => Sig::TERM,
-    }
 }
 
 fn signal_number(s: &Sig) -> i32 {
@@ -240,21 +243,21 @@ async fn pump(
                     let msg = AgentMsg::Output { stream, data: ByteBuf::from(data.to_vec()) };
                     if tx.send(msg).await.is_err() {
                         // Nobody listens any more: stop the command and the channel.
-                        let _ = wr.signal(Sig::KILL).await;
+                        let _ = wr.data_bytes(&b"9\n"[..]).await;
                         let _ = wr.close().await;
                     }
                 }
             }
             Some(sig) = kill_rx.recv() => {
-                if let Err(e) = wr.signal(sig_of(sig)).await {
+                if let Err(e) = wr.data_bytes(format!("{sig}\n").into_bytes()).await {
                     tracing::debug!("signal {sig} not delivered: {e}");
                 }
             }
             _ = tokio::time::sleep_until(wake), if deadline.is_some() => {
                 stage += 1;
                 match stage {
-                    1 => { let _ = wr.signal(Sig::TERM).await; }
-                    2 => { let _ = wr.signal(Sig::KILL).await; }
+                    1 => { let _ = wr.data_bytes(&b"15\n"[..]).await; }
+                    2 => { let _ = wr.data_bytes(&b"9\n"[..]).await; }
                     _ => { let _ = wr.close().await; }
                 }
                 deadline = (stage < 3).then(|| tokio::time::Instant::now() + KILL_GRACE);

@@ -38,11 +38,20 @@ async fn local_exe(path: &Path) -> Result<LocalExe, SshError> {
         |e: std::io::Error| SshError::AgentUnavailable(format!("{}: {e}", path.display()));
     let meta = tokio::fs::metadata(path).await.map_err(unavailable)?;
     let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    // One reader at a time: 500 hosts installing at once must not read the file 500 times.
+    static LOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _loading = LOADING.lock().await;
     if let Some(exe) = exe_cache().lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(exe);
     }
     let bytes = tokio::fs::read(path).await.map_err(unavailable)?;
-    let sha256 = hex::encode(Sha256::digest(&bytes));
+    // Hashing tens of MB is CPU work: keep it off the async workers.
+    let (bytes, sha256) = tokio::task::spawn_blocking(move || {
+        let sha = hex::encode(Sha256::digest(&bytes));
+        (bytes, sha)
+    })
+    .await
+    .map_err(|e| SshError::AgentUnavailable(format!("hashing {}: {e}", path.display())))?;
     let exe = LocalExe {
         bytes: Arc::new(bytes),
         sha256,
