@@ -91,7 +91,8 @@ impl Model {
         self.replan();
     }
 
-    /// Build the picked heist's plan (selection, profile, variables): pure, no host touched.
+    /// Build the picked heist's plan (selection, profile, variables) against the console's
+    /// facts and last outcomes: pure, no host touched.
     pub(super) fn replan(&mut self) {
         let Some(def) = self.heist.picked().cloned() else {
             self.heist.preview = None;
@@ -113,7 +114,7 @@ impl Model {
                 .fleet
                 .hosts
                 .iter()
-                .filter(|h| filter.matches(h, &crate::select::NoContext))
+                .filter(|h| filter.matches(h, &super::Ctx(self)))
                 .cloned()
                 .collect();
             let plan =
