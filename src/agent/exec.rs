@@ -30,6 +30,39 @@ pub(super) fn signal_group(pgid: i32, signal: i32) {
     }
 }
 
+/// Make the command's direct child get SIGKILL when the agent dies, even by SIGKILL (when
+/// it cannot run its EOF/kill path). Limits: only the direct child (`bash -c`, or the
+/// program bash execs in its place) is covered; grandchildren in its process group survive
+/// unless the agent's own kill path (stdin EOF → group KILL) runs. The "parent" Linux
+/// watches is the *thread* that forked: the agent forks from its runtime thread, which
+/// lives as long as the agent.
+fn die_with_agent(cmd: &mut Command) {
+    let agent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec. It only calls prctl,
+    // getppid and _exit (all async-signal-safe), takes no locks, does not allocate
+    // (`last_os_error` just wraps errno) and reads nothing but its own copy of `agent`.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // The agent may have died between fork and prctl: then no signal will come, and
+            // we were reparented already.
+            if libc::getppid() != agent {
+                libc::_exit(137);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Run one command to completion and report it as job `id`. Never panics; every failure
 /// becomes an `Error` frame for the job.
 pub(super) async fn run_job(id: u64, run: Run, shared: &Shared, outbox: &Outbox) {
@@ -74,6 +107,7 @@ async fn run_inner(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    die_with_agent(&mut cmd);
     let started = Instant::now();
     let mut child = cmd.spawn()?;
     let pid = child.id() as i32;

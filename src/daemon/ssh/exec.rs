@@ -8,6 +8,7 @@ use russh::{ChannelMsg, Sig};
 use serde_bytes::ByteBuf;
 use tokio::sync::mpsc;
 
+use super::marker::{self, Skipper};
 use super::{SshError, SshSession};
 use crate::proto::agent::{AgentMsg, Exit, Run, Stream};
 
@@ -29,7 +30,8 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// Runs `$1` in its own session (process group) with stdin from /dev/null, and kills that
+/// Prints [`marker::BEGIN`] on stdout and stderr (the daemon drops whatever the login shell
+/// printed before it), then runs `$1` in its own session (process group) with stdin from /dev/null, and kills that
 /// group when a signal number arrives on stdin, or with KILL when stdin closes (the daemon
 /// went away). sshd's own `signal` request is refused by OpenSSH in common setups
 /// ("session signalling requires privilege separation"), hence this. A command killed by a
@@ -59,7 +61,7 @@ pub fn command_line(run: &Run) -> String {
         line += " ";
     }
     line += "sh -c ";
-    line += &sh_quote(WRAPPER);
+    line += &sh_quote(&format!("{}\n{WRAPPER}", marker::SH_BEGIN));
     line += " sh ";
     line += &sh_quote(&run.command);
     line
@@ -140,7 +142,7 @@ impl SshSession {
                 let _ = channel.close().await;
                 return;
             }
-            let last = pump(channel, &tx, kill_rx, timeout).await;
+            let last = pump(channel, &tx, kill_rx, timeout, &name).await;
             tracing::debug!("{name}: agentless job ended: {}", last.name());
             let _ = tx.send(last).await;
         });
@@ -209,6 +211,7 @@ async fn pump(
     tx: &mpsc::Sender<AgentMsg>,
     mut kill_rx: mpsc::UnboundedReceiver<i32>,
     timeout: Option<Duration>,
+    host: &str,
 ) -> AgentMsg {
     let (mut rd, wr) = channel.split();
     let start = Instant::now();
@@ -216,6 +219,8 @@ async fn pump(
     let mut stage = 0u8; // timeout escalation: 0 none, 1 TERM sent, 2 KILL sent, 3 closed
     let (mut code, mut signal) = (None, None);
     let mut refused = false;
+    // Login output before the wrapper's marker is not the command's.
+    let (mut skip_out, mut skip_err) = (Skipper::default(), Skipper::default());
     loop {
         let wake =
             deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
@@ -223,8 +228,10 @@ async fn pump(
             msg = rd.wait() => {
                 let Some(msg) = msg else { break };
                 let out = match msg {
-                    ChannelMsg::Data { data } => Some((Stream::Stdout, data)),
-                    ChannelMsg::ExtendedData { data, ext: 1 } => Some((Stream::Stderr, data)),
+                    ChannelMsg::Data { data } => Some((Stream::Stdout, skip_out.feed(&data))),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        Some((Stream::Stderr, skip_err.feed(&data)))
+                    }
                     ChannelMsg::ExitStatus { exit_status } => {
                         code = Some(exit_status as i32);
                         None
@@ -239,8 +246,8 @@ async fn pump(
                     }
                     _ => None,
                 };
-                if let Some((stream, data)) = out {
-                    let msg = AgentMsg::Output { stream, data: ByteBuf::from(data.to_vec()) };
+                if let Some((stream, data)) = out.filter(|(_, d)| !d.is_empty()) {
+                    let msg = AgentMsg::Output { stream, data: ByteBuf::from(data) };
                     if tx.send(msg).await.is_err() {
                         // Nobody listens any more: stop the command and the channel.
                         let _ = wr.data_bytes(&b"9\n"[..]).await;
@@ -264,6 +271,23 @@ async fn pump(
                 if stage >= 3 { break; }
             }
         }
+    }
+    // Held back while looking for a marker that never came: it is output after all.
+    for (stream, rest) in [
+        (Stream::Stdout, skip_out.finish()),
+        (Stream::Stderr, skip_err.finish()),
+    ] {
+        if !rest.is_empty() {
+            let data = ByteBuf::from(rest);
+            let _ = tx.send(AgentMsg::Output { stream, data }).await;
+        }
+    }
+    if skip_out.skipped + skip_err.skipped > 0 {
+        tracing::debug!(
+            "{host}: skipped {} + {} bytes of login output (stdout + stderr)",
+            skip_out.skipped,
+            skip_err.skipped
+        );
     }
     let wall_ms = start.elapsed().as_millis() as u64;
     let timed_out = stage > 0;
