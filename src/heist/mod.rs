@@ -23,6 +23,7 @@ pub mod outcomes;
 pub mod plan;
 mod progress;
 pub mod run_cmd;
+pub mod save;
 pub mod select_ctx;
 pub mod validate;
 mod validate_step;
