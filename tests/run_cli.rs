@@ -256,3 +256,37 @@ fn ctrl_c_kills_the_run_and_still_prints_the_summary() {
     let audit = std::fs::read_to_string(env.home().join("audit.jsonl")).expect("audit");
     assert!(audit.contains("[\"node1\",\"killed\"]"), "{audit}");
 }
+
+#[test]
+fn outcome_selection_reruns_exactly_the_failed_hosts() {
+    let env = Env::new();
+    let first = env.crew(&[
+        "run",
+        "role=app | role=odd",
+        "--",
+        "[ $CREW_HOST = node2 -o $CREW_HOST = odd1 ] && exit 4; true",
+    ]);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stderr));
+    let again = env.crew(&["run", "?failed", "--", "echo again on $CREW_HOST"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(
+        sorted_lines(&text(&again.stdout)),
+        vec!["node2 | again on node2", "odd1  | again on odd1"]
+    );
+    // `crew hosts` reads the same outcomes from the run store, without a daemon.
+    let listed = env.crew(&["hosts", "?ok & role=app"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert!(
+        text(&listed.stdout).contains("1 host: node2"),
+        "{}",
+        text(&listed.stdout)
+    );
+    // The latest run succeeded everywhere, so nothing failed any more.
+    let none = env.crew(&["run", "?failed", "--", "true"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        text(&none.stderr).contains("no hosts match"),
+        "{}",
+        text(&none.stderr)
+    );
+}

@@ -2,7 +2,6 @@
 //! daemon, stream what comes back, print a summary. Exit 0 only when every host exited 0;
 //! 1 otherwise; 2 for usage and configuration errors.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,11 +12,12 @@ use super::output::{Mode, Output};
 use super::render::Style;
 use super::Client;
 use crate::cli::RunArgs;
+use crate::heist::outcomes;
+use crate::heist::select_ctx::{fetch_facts, SelectCtx};
 use crate::inventory::Host;
 use crate::inventory::Inventory;
-use crate::proto::agent::Info;
 use crate::proto::daemon::{Event, Request, RunRequest, Verdict};
-use crate::select::{self, Context};
+use crate::select;
 
 /// After Ctrl-C: how long a TERM gets before KILL, and how long KILL gets before we stop
 /// waiting for the daemon's RunFinished.
@@ -51,68 +51,18 @@ pub fn run(hosts: Option<PathBuf>, args: RunArgs) -> anyhow::Result<i32> {
     rt.block_on(run_async(inv, expr, args))
 }
 
-/// Facts (from the agents) and outcomes (from the last run in the store) for selections.
-#[derive(Default)]
-struct SelectCtx {
-    facts: HashMap<String, Info>,
-}
-
-impl Context for SelectCtx {
-    fn fact(&self, host: &str, key: &str) -> Option<String> {
-        let i = self.facts.get(host)?;
-        Some(match key {
-            "hostname" => i.hostname.clone(),
-            "os" => i.os.clone(),
-            "kernel" => i.kernel.clone(),
-            "arch" => i.arch.clone(),
-            "cpus" => i.cpus.to_string(),
-            "mem_total_kb" => i.mem_total_kb.to_string(),
-            "uptime_s" => i.uptime_s.to_string(),
-            other => i.facts.get(other)?.clone(),
-        })
-    }
-    fn outcome(&self, _host: &str) -> Option<Verdict> {
-        None
-    }
-}
-
-async fn fetch_facts(client: &Client, hosts: &[Host], accept: bool) -> anyhow::Result<SelectCtx> {
-    let mut rx = client
-        .request(Request::Facts {
-            hosts: hosts.to_vec(),
-            accept_new_host_keys: accept,
-        })
-        .await?;
-    let mut ctx = SelectCtx::default();
-    match rx.recv().await {
-        Some(Event::Facts(list)) => {
-            for (host, r) in list {
-                match r {
-                    Ok(info) => {
-                        ctx.facts.insert(host, info);
-                    }
-                    Err(e) => eprintln!(
-                        "crew: {host}: no facts: {}",
-                        super::render::sanitize(e.as_bytes())
-                    ),
-                }
-            }
-        }
-        Some(Event::Error { message }) => anyhow::bail!("facts: {message}"),
-        other => anyhow::bail!("facts: unexpected answer {other:?}"),
-    }
-    Ok(ctx)
-}
-
 async fn run_async(inv: Inventory, expr: select::Expr, args: RunArgs) -> anyhow::Result<i32> {
     // Selections without facts are settled before any daemon is involved.
+    // Outcomes (`?failed`) come from the latest run or heist in the run store.
     let mut client = None;
-    let ctx = if expr.uses_facts() {
+    let mut ctx = SelectCtx::default();
+    if expr.uses_outcomes() {
+        ctx.outcomes = outcomes::last(&crate::paths::runs_dir());
+    }
+    if expr.uses_facts() {
         let c = client.insert(Client::connect_or_spawn().await?);
-        fetch_facts(c, &inv.hosts, args.accept_new_host_keys).await?
-    } else {
-        SelectCtx::default()
-    };
+        ctx.facts = fetch_facts(c, &inv.hosts, args.accept_new_host_keys).await?;
+    }
     let picked = match inv.try_select(&expr, &ctx) {
         Ok(p) => p,
         Err(e) => {

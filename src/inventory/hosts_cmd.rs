@@ -3,7 +3,8 @@
 use std::io::Write;
 
 use super::{Host, Inventory, Transport};
-use crate::select::{self, NoContext};
+use crate::heist::{outcomes, select_ctx::SelectCtx};
+use crate::select;
 
 /// Exit codes: 0 listed (even if nothing matched), 2 bad inventory or selection.
 pub fn run(hosts: Option<std::path::PathBuf>, args: crate::cli::HostsArgs) -> anyhow::Result<i32> {
@@ -17,16 +18,26 @@ pub fn run(hosts: Option<std::path::PathBuf>, args: crate::cli::HostsArgs) -> an
     let picked: Vec<&Host> = match args.selection.as_deref() {
         None => inv.hosts.iter().collect(),
         Some(text) => {
+            // Outcomes (`?failed`) come from the latest run in the run store; facts need the
+            // agents, which `crew hosts` does not contact.
             let expr = select::parse(text).and_then(|e| {
-                let hosts = inv.try_select(&e, &NoContext)?;
+                let ctx = SelectCtx {
+                    outcomes: if e.uses_outcomes() {
+                        outcomes::last(&crate::paths::runs_dir())
+                    } else {
+                        Default::default()
+                    },
+                    ..Default::default()
+                };
+                let hosts = inv.try_select(&e, &ctx)?;
                 Ok((e, hosts))
             });
             match expr {
                 Ok((e, hosts)) => {
-                    if e.uses_facts() || e.uses_outcomes() {
+                    if e.uses_facts() {
                         eprintln!(
-                            "crew hosts: note: fact.* and ?outcome tests need the daemon's \
-                             knowledge; here they match nothing"
+                            "crew hosts: note: fact.* tests need the agents' facts; here they \
+                             match nothing (`crew run` asks the daemon for them)"
                         );
                     }
                     hosts
