@@ -177,11 +177,17 @@ fn pane_text(screen: &str, title: &str) -> String {
     let lines: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
     let needle: Vec<char> = title.chars().collect();
     for (r, line) in lines.iter().enumerate() {
-        let Some(c) = line.windows(needle.len()).position(|w| w == needle.as_slice()) else {
+        let Some(c) = line
+            .windows(needle.len())
+            .position(|w| w == needle.as_slice())
+        else {
             continue;
         };
         // The pane's left border is the corner before the title.
-        let left = line[..c].iter().rposition(|ch| "┌┏".contains(*ch)).unwrap_or(c);
+        let left = line[..c]
+            .iter()
+            .rposition(|ch| "┌┏".contains(*ch))
+            .unwrap_or(c);
         let right = line[c..]
             .iter()
             .position(|ch| "┐┓".contains(*ch))
@@ -235,7 +241,11 @@ fn ssh_fleet_filter_mark_run_gather_kill_and_quit() {
     s.text("hostname");
     s.keys(&["Enter"]);
     let screen = s.wait_for("run #1 done", 120);
-    assert!(screen.contains("run #1 done: 4 ok"), "{screen}\n{}", fleet.logs());
+    assert!(
+        screen.contains("run #1 done: 4 ok"),
+        "{screen}\n{}",
+        fleet.logs()
+    );
     let host = Command::new("hostname")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
@@ -258,10 +268,7 @@ fn ssh_fleet_filter_mark_run_gather_kill_and_quit() {
     s.text("echo \"id=$CREW_HOST\"; case $CREW_HOST in web2|web3) echo bad >&2; exit 3;; esac");
     s.keys(&["Enter"]);
     let screen = s.wait_for("run #2 done", 60);
-    assert!(
-        screen.contains("run #2 done: 1 ok, 2 failed"),
-        "{screen}"
-    );
+    assert!(screen.contains("run #2 done: 1 ok, 2 failed"), "{screen}");
     let p1 = pane_text(&screen, "web1 ✓ ok");
     assert!(p1.contains("id=web1") && !p1.contains("bad"), "{screen}");
     for h in ["web2", "web3"] {
@@ -303,7 +310,11 @@ fn ssh_fleet_filter_mark_run_gather_kill_and_quit() {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let sleep = format!("sleep 1000.{}{:06}", std::process::id() % 1000, nanos % 1_000_000);
+    let sleep = format!(
+        "sleep 1000.{}{:06}",
+        std::process::id() % 1000,
+        nanos % 1_000_000
+    );
     s.keys(&[":"]);
     s.text(&sleep);
     s.keys(&["Enter"]);
@@ -340,5 +351,9 @@ fn ssh_fleet_filter_mark_run_gather_kill_and_quit() {
         .lines()
         .find(|l| l.trim().ends_with("icanon"))
         .unwrap_or_default();
-    assert_eq!(flag.trim(), "icanon", "terminal left in raw mode:\n{screen}");
+    assert_eq!(
+        flag.trim(),
+        "icanon",
+        "terminal left in raw mode:\n{screen}"
+    );
 }
