@@ -114,6 +114,9 @@ pub struct HeistRunArgs {
     /// Accept and remember host keys never seen before.
     #[arg(long)]
     pub accept_new_host_keys: bool,
+    /// `run` only: print JSON lines of heist events instead of progress text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone)]

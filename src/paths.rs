@@ -60,8 +60,10 @@ pub fn config_dir() -> PathBuf {
 pub fn build_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| {
-        std::env::current_exe()
-            .and_then(|p| file_hash(&p))
+        // /proc/self/exe names the inode we run from, even when an upload has since renamed
+        // another file over our path (several hosts sharing one home, e.g. over NFS).
+        file_hash(std::path::Path::new("/proc/self/exe"))
+            .or_else(|_| std::env::current_exe().and_then(|p| file_hash(&p)))
             .unwrap_or_else(|_| format!("v{}", env!("CARGO_PKG_VERSION")))
     })
 }

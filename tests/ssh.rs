@@ -4,7 +4,7 @@ mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crew::daemon::ssh::{self, SshError, SshOptions, SshSession};
@@ -13,8 +13,13 @@ use crew::proto::agent::{AgentMsg, Run, Stream};
 use crew::proto::daemon::ErrorKind;
 use support::sshd::SshdFleet;
 
+/// Hashing the (large, debug) crew binary is slow: once per test process.
 fn opts() -> SshOptions {
-    SshOptions::for_agent(PathBuf::from(env!("CARGO_BIN_EXE_crew"))).expect("hash crew binary")
+    static OPTS: OnceLock<SshOptions> = OnceLock::new();
+    OPTS.get_or_init(|| {
+        SshOptions::for_agent(PathBuf::from(env!("CARGO_BIN_EXE_crew"))).expect("hash crew")
+    })
+    .clone()
 }
 
 fn fleet(n: usize) -> Option<SshdFleet> {
@@ -217,7 +222,12 @@ async fn agentless_exec_reports_exit_code_and_separate_stderr() {
 async fn agentless_timeout_and_kill_leave_no_process() {
     let Some(fleet) = fleet(1) else { return };
     let s = Arc::new(session(&fleet.hosts()[0]).await);
-    let mut r = run("sleep 1000.4242");
+    // Unique per run, so pgrep sees only this test's processes.
+    let (t_mark, k_mark) = (
+        format!("sleep 1000.{}1", fleet.port),
+        format!("sleep 1000.{}2", fleet.port),
+    );
+    let mut r = run(&t_mark);
     r.timeout_ms = Some(300);
     let (_, _, exit) = collect(&s, r).await;
     match exit {
@@ -228,26 +238,28 @@ async fn agentless_timeout_and_kill_leave_no_process() {
         }
         other => panic!("expected Exit, got {other:?}"),
     }
-    let mut job = s.exec(run("sleep 1000.4343")).await.expect("exec");
+    let mut job = s.exec(run(&k_mark)).await.expect("exec");
     assert_eq!(job.events.recv().await, Some(AgentMsg::Started { pid: 0 }));
     tokio::time::sleep(Duration::from_millis(200)).await;
     job.kill(15).expect("kill");
     let last = tokio::time::timeout(Duration::from_secs(10), job.events.recv())
         .await
-        .expect("exit after kill");
+        .unwrap_or_else(|_| panic!("no exit after kill; sshd log:\n{}", fleet.logs()));
     assert!(
         matches!(&last, Some(AgentMsg::Exit(e)) if e.signal == Some(15)),
         "{last:?}"
     );
-    let left = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 1000.4[23]4[23]"])
-        .output()
-        .expect("pgrep");
-    assert!(
-        left.stdout.is_empty(),
-        "processes left: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    for mark in [t_mark, k_mark] {
+        let left = std::process::Command::new("pgrep")
+            .args(["-f", &mark])
+            .output()
+            .expect("pgrep");
+        assert!(
+            left.stdout.is_empty(),
+            "`{mark}` left running: {}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,4 +314,58 @@ async fn agent_that_cannot_be_installed_is_reported_unavailable() {
     let (out, _, exit) = collect(&s, run("echo still-here")).await;
     assert_eq!(exit_code(&exit), Some(0));
     assert_eq!(String::from_utf8_lossy(&out), "still-here\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installed_agent_serves_jobs_over_the_ssh_channel() {
+    use crew::daemon::link::{AgentLink, LinkOptions};
+    let Some(fleet) = fleet(2) else { return };
+    let o = opts();
+    for h in fleet.hosts() {
+        let s = session(&h).await;
+        let ch = s.start_agent(&o).await.expect("start agent");
+        let link_opts = LinkOptions {
+            expected_build: Some(o.agent_build.clone()),
+            ..LinkOptions::default()
+        };
+        let (link, hello) = AgentLink::connect(ch.reader, ch.writer, link_opts)
+            .await
+            .unwrap_or_else(|e| panic!("{}: agent handshake: {e}", h.name));
+        assert_eq!(hello.agent_build, o.agent_build);
+        assert!(hello.agent_pid > 0);
+        let mut job = link
+            .start(run("echo out; echo err >&2; exit 4"))
+            .await
+            .expect("start job");
+        let (mut out, mut err, mut exit) = (Vec::new(), Vec::new(), None);
+        while let Some(m) = tokio::time::timeout(Duration::from_secs(20), job.events.recv())
+            .await
+            .expect("job event in time")
+        {
+            match m {
+                AgentMsg::Started { pid } => assert!(pid > 0),
+                AgentMsg::Output {
+                    stream: Stream::Stdout,
+                    data,
+                } => out.extend_from_slice(&data),
+                AgentMsg::Output {
+                    stream: Stream::Stderr,
+                    data,
+                } => err.extend_from_slice(&data),
+                AgentMsg::Exit(e) => {
+                    exit = Some(e);
+                    break;
+                }
+                other => panic!("{}: unexpected {other:?}", h.name),
+            }
+        }
+        assert_eq!(out, b"out\n");
+        assert_eq!(err, b"err\n");
+        assert_eq!(exit.expect("exit").code, Some(4));
+        link.ping().await.expect("ping over ssh");
+        s.disconnect().await;
+        tokio::time::timeout(Duration::from_secs(10), link.closed())
+            .await
+            .expect("link notices the disconnect");
+    }
 }

@@ -30,6 +30,39 @@ pub(super) fn signal_group(pgid: i32, signal: i32) {
     }
 }
 
+/// Make the command's direct child get SIGKILL when the agent dies, even by SIGKILL (when
+/// it cannot run its EOF/kill path). Limits: only the direct child (`bash -c`, or the
+/// program bash execs in its place) is covered; grandchildren in its process group survive
+/// unless the agent's own kill path (stdin EOF → group KILL) runs. The "parent" Linux
+/// watches is the *thread* that forked: the agent forks from its runtime thread, which
+/// lives as long as the agent.
+fn die_with_agent(cmd: &mut Command) {
+    let agent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec. It only calls prctl,
+    // getppid and _exit (all async-signal-safe), takes no locks, does not allocate
+    // (`last_os_error` just wraps errno) and reads nothing but its own copy of `agent`.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // The agent may have died between fork and prctl: then no signal will come, and
+            // we were reparented already.
+            if libc::getppid() != agent {
+                libc::_exit(137);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Run one command to completion and report it as job `id`. Never panics; every failure
 /// becomes an `Error` frame for the job.
 pub(super) async fn run_job(id: u64, run: Run, shared: &Shared, outbox: &Outbox) {
@@ -69,11 +102,13 @@ async fn run_inner(
     cmd.arg("-c")
         .arg(&run.command)
         .current_dir(dir.path())
+        .env("SHLVL", job_shell_level())
         .envs(run.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    die_with_agent(&mut cmd);
     let started = Instant::now();
     let mut child = cmd.spawn()?;
     let pid = child.id() as i32;
@@ -263,4 +298,16 @@ async fn pump(fd: Option<OwnedFd>, id: u64, stream: Stream, outbox: &Outbox) {
             writer_alive = outbox.data_frame(frame).await;
         }
     }
+}
+
+/// `SHLVL` for a job's shell. bash sources `~/.bashrc` even when not interactive if it thinks
+/// sshd started it (`SSH_CLIENT` set and shell level below 2). The agent was exec'd by the
+/// login shell (which lowers `SHLVL`), so without this every job would pay the operator's
+/// `.bashrc` (pyenv, nvm, …: often half a second of CPU) on every run.
+fn job_shell_level() -> String {
+    let level = std::env::var("SHLVL")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    level.max(1).to_string()
 }

@@ -4,8 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::heists::{HeistList, Shared};
 use super::keymap::Key;
 use super::runs::{RunDetail, RunEntry};
+use crate::heist::events::HeistEvent;
 use crate::proto::daemon::Event;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +48,20 @@ pub enum Action {
     ToggleGather,
     Diff,
     ToggleHeist,
+    /// Open the heist picker.
+    OpenHeists,
+    /// Heist picker: next profile.
+    HeistProfile,
+    /// Heist picker: edit the variables (`k=v k2=v2`).
+    HeistVars,
+    /// Save the command line's command (and the selection) as a heist.
+    SaveHeist,
+    /// Show the pending `ask` prompt again.
+    ShowAsk,
+    AskAdvance,
+    AskRetry,
+    AskRollback,
+    AskAbort,
     BrowseRuns,
     Zoom,
     // ── acting
@@ -89,6 +105,24 @@ pub enum Action {
     Tick(u64),
     #[serde(skip)]
     Resize(u16, u16),
+    /// The heists found beside the inventory.
+    #[serde(skip)]
+    HeistsListed(Shared<HeistList>),
+    /// The engine started a heist.
+    #[serde(skip)]
+    HeistStarted {
+        run_id: String,
+        run_dir: String,
+    },
+    /// What the running heist's engine reports.
+    #[serde(skip)]
+    Heist(HeistEvent),
+    /// The heist could not start (or its engine task died).
+    #[serde(skip)]
+    HeistFailed(String),
+    /// `ctrl-s` wrote the heist (name, file) or could not.
+    #[serde(skip)]
+    HeistSaved(Result<(String, String), String>),
 }
 
 impl Action {

@@ -8,6 +8,10 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use super::action::Action;
+use super::heists::{self, AskSlot, Shared};
+use crate::heist::engine::AskReply;
+use crate::heist::plan::Plan;
+use crate::heist::save::SaveRequest;
 use crate::inventory::Host;
 use crate::proto::daemon::{Event, Request, RunRequest};
 
@@ -36,6 +40,21 @@ pub enum Effect {
     AppendHistory(String),
     ListRuns,
     LoadRun(PathBuf),
+    /// Find the heists beside this hosts.toml (answers `Action::HeistsListed`).
+    ListHeists(PathBuf),
+    /// Run a heist's plan (its events come back as `Action::Heist`).
+    StartHeist {
+        plan: Shared<Plan>,
+        sets: Vec<(String, String)>,
+        accept_new_host_keys: bool,
+    },
+    /// Answers to the running heist's `ask`s.
+    AnswerAsk(Vec<AskReply>),
+    /// Save a command as a heist beside this hosts.toml (answers `Action::HeistSaved`).
+    SaveHeist {
+        hosts_file: PathBuf,
+        req: SaveRequest,
+    },
 }
 
 /// The console's view of the daemon: one request, a stream of events back.
@@ -51,6 +70,8 @@ pub struct Executor {
     pub tx: mpsc::UnboundedSender<Action>,
     pub history_file: PathBuf,
     pub runs_dir: PathBuf,
+    /// Where the running heist takes answers to `ask`.
+    pub heist_asks: AskSlot,
 }
 
 impl Executor {
@@ -74,6 +95,34 @@ impl Executor {
             Effect::LoadRun(dir) => {
                 tokio::task::spawn_blocking(move || {
                     let _ = tx.send(Action::RunLoaded(super::runs::load(&dir)));
+                });
+            }
+            Effect::ListHeists(hosts_file) => {
+                tokio::task::spawn_blocking(move || {
+                    let list = heists::list(&hosts_file);
+                    let _ = tx.send(Action::HeistsListed(Shared::new(list)));
+                });
+            }
+            Effect::StartHeist {
+                plan,
+                sets,
+                accept_new_host_keys,
+            } => {
+                let plan = (*plan).clone();
+                heists::start(
+                    plan,
+                    sets,
+                    accept_new_host_keys,
+                    tx,
+                    self.heist_asks.clone(),
+                );
+            }
+            Effect::AnswerAsk(replies) => heists::answer(replies, &self.heist_asks, tx),
+            Effect::SaveHeist { hosts_file, req } => {
+                tokio::task::spawn_blocking(move || {
+                    let r = heists::save_heist(&hosts_file, &req)
+                        .map(|p| (req.name.clone(), p.display().to_string()));
+                    let _ = tx.send(Action::HeistSaved(r));
                 });
             }
             Effect::Run { tag, req } => self.stream(tag, Request::Run(req)),

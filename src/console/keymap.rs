@@ -143,6 +143,14 @@ pub enum Mode {
     Help,
     Confirm,
     Runs,
+    /// The heist picker (`h`).
+    Heists,
+    /// Typing the picked heist's variables.
+    HeistVars,
+    /// The `ask` prompt of a running heist.
+    Ask,
+    /// Typing the name of a heist to save (`ctrl-s`).
+    SaveHeist,
 }
 
 impl Mode {
@@ -155,6 +163,10 @@ impl Mode {
             Mode::Help => "help",
             Mode::Confirm => "confirm",
             Mode::Runs => "runs",
+            Mode::Heists => "heists",
+            Mode::HeistVars => "heist-vars",
+            Mode::Ask => "ask",
+            Mode::SaveHeist => "save-heist",
         }
     }
 }

@@ -11,6 +11,7 @@ mod connect;
 pub mod effect;
 pub mod engine;
 pub mod gather;
+pub mod heists;
 pub mod history;
 pub mod keymap;
 pub mod runs;
@@ -67,6 +68,7 @@ pub fn run(
             tx: tx.clone(),
             history_file: paths::history_file(),
             runs_dir: paths::runs_dir(),
+            heist_asks: Default::default(),
         };
         connect::spawn(slot, tx);
         tui::run(model, theme, exec, rx).await

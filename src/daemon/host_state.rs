@@ -55,6 +55,9 @@ pub struct HostInfo {
     pub generation: u64,
     /// Consecutive failed reconnect attempts since the link was lost.
     pub failures: u32,
+    /// Something worth knowing about the current connection (login output skipped, why it
+    /// is agentless); shown by `crew status` when there is no `reason`.
+    pub note: Option<String>,
 }
 
 impl HostInfo {
@@ -70,6 +73,7 @@ impl HostInfo {
             facts: None,
             generation: 0,
             failures: 0,
+            note: None,
         }
     }
 
@@ -121,7 +125,7 @@ impl HostInfo {
             name: self.host.name.clone(),
             link_key: link_key.to_string(),
             state: self.state_name().to_string(),
-            reason: self.reason.clone(),
+            reason: self.reason.clone().or_else(|| self.note.clone()),
             agentless: self.agentless,
             jobs: self.jobs,
             connected_for_s: self

@@ -252,7 +252,11 @@ impl Pool {
         accept_new: bool,
     ) -> Result<(Conn, Option<Arc<SshSession>>, Option<Child>, Option<u32>), HostError> {
         let cfg = &self.0.cfg;
-        slot.info().set(State::Connecting, None);
+        {
+            let mut i = slot.info();
+            i.set(State::Connecting, None);
+            i.note = None;
+        }
         match host.transport {
             Transport::Local => {
                 let _permit =
@@ -282,8 +286,7 @@ impl Pool {
                         match AgentLink::connect(ch.reader, ch.writer, lo).await {
                             Ok((link, hs)) => {
                                 if !hs.skipped.is_empty() {
-                                    tracing::info!(host = %host.name, skipped = hs.skipped.len(),
-                                        "login shell printed before the agent; skipped");
+                                    slot.info().note = Some(skipped_note(&host.name, &hs.skipped));
                                 }
                                 let pid = Some(hs.agent_pid);
                                 Ok((Conn::Agent(link), Some(session), None, pid))
@@ -296,6 +299,7 @@ impl Pool {
                     }
                     Err(e @ SshError::AgentUnavailable(_)) => {
                         tracing::warn!(host = %host.name, "agent unavailable, agentless: {e}");
+                        slot.info().note = Some(e.to_string());
                         Ok((Conn::Agentless(session.clone()), Some(session), None, None))
                     }
                     Err(e) => {
@@ -352,6 +356,17 @@ impl Pool {
         });
         tokio::spawn(task);
     }
+}
+
+/// Log what a login shell printed before the agent (truncated, escaped) and say it briefly
+/// for `crew status`.
+fn skipped_note(host: &str, skipped: &[u8]) -> String {
+    tracing::info!(
+        "{host}: skipped {} bytes of login output before the agent: {}",
+        skipped.len(),
+        super::link::preview(skipped)
+    );
+    format!("skipped {} bytes of login output", skipped.len())
 }
 
 fn alive(c: &Conn) -> bool {

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use crate::client::Client;
 use crate::inventory::Host;
 use crate::proto::daemon::{ErrorKind, Event, FileOp, FileResult, HostEvent, Request, RunRequest};
@@ -15,10 +17,14 @@ use super::executor::{Executor, OutputSink, RunSpec, StepOutcome};
 const TIMEOUT_GRACE: Duration = Duration::from_secs(30);
 /// How long a file read or write may take.
 const FILE_WAIT: Duration = Duration::from_secs(120);
+/// After an interrupt's kill, how long the daemon has to report the job's end.
+const KILL_WAIT: Duration = Duration::from_secs(10);
 
 pub struct DaemonExecutor {
     client: Client,
     accept_new_host_keys: bool,
+    /// The signal every job in flight should get (set by [`DaemonExecutor::interrupt`]).
+    stop: watch::Sender<Option<i32>>,
 }
 
 impl DaemonExecutor {
@@ -26,6 +32,25 @@ impl DaemonExecutor {
         DaemonExecutor {
             client,
             accept_new_host_keys,
+            stop: watch::channel(None).0,
+        }
+    }
+
+    /// Send `signal` (TERM, then KILL if need be) to every job this executor has in flight
+    /// and to any it starts from now on; each then ends within [`KILL_WAIT`] even if the
+    /// daemon never reports its end. Pair with [`super::engine::Running::interrupt`].
+    pub fn interrupt(&self, signal: i32) {
+        self.stop.send_replace(Some(signal));
+    }
+
+    async fn kill(&self, run_id: u64, host: &Host, signal: i32) {
+        let kill = Request::Kill {
+            run_id,
+            host: Some(host.name.clone()),
+            signal,
+        };
+        if let Err(e) = self.client.send(kill).await {
+            tracing::warn!("heist: kill run {run_id} on {}: {e:#}", host.name);
         }
     }
 
@@ -93,31 +118,55 @@ impl Executor for DaemonExecutor {
         let deadline = spec
             .timeout
             .map(|t| tokio::time::Instant::now() + t + TIMEOUT_GRACE);
+        let mut stop = self.stop.subscribe();
+        // The signal this run was last sent after an interrupt, and when to give up on it.
+        let mut sent: Option<i32> = None;
+        let mut kill_deadline: Option<tokio::time::Instant> = None;
         let mut run_id = None;
         let mut result = None;
         loop {
-            let next = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
-                    Ok(ev) => ev,
-                    Err(_) => {
-                        if let Some(run_id) = run_id {
-                            let kill = Request::Kill {
-                                run_id,
-                                host: Some(host.name.clone()),
-                                signal: libc::SIGKILL,
-                            };
-                            let _ = self.client.send(kill).await;
-                        }
+            let wanted = *stop.borrow_and_update();
+            if let (Some(sig), Some(id)) = (wanted, run_id) {
+                if sent != Some(sig) {
+                    sent = Some(sig);
+                    self.kill(id, host, sig).await;
+                    kill_deadline = Some(tokio::time::Instant::now() + KILL_WAIT);
+                }
+            }
+            let until = match (deadline, kill_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timer = async {
+                match until {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let next = tokio::select! {
+                ev = rx.recv() => ev,
+                _ = stop.changed() => continue,
+                _ = timer => {
+                    if sent.is_some() {
                         return StepOutcome::Failed {
-                            kind: ErrorKind::Timeout,
+                            kind: ErrorKind::Agent,
                             message: format!(
-                                "no result {}s past the step's timeout; job killed",
-                                TIMEOUT_GRACE.as_secs()
+                                "interrupted: no result {}s after the kill",
+                                KILL_WAIT.as_secs()
                             ),
                         };
                     }
-                },
-                None => rx.recv().await,
+                    if let Some(run_id) = run_id {
+                        self.kill(run_id, host, libc::SIGKILL).await;
+                    }
+                    return StepOutcome::Failed {
+                        kind: ErrorKind::Timeout,
+                        message: format!(
+                            "no result {}s past the step's timeout; job killed",
+                            TIMEOUT_GRACE.as_secs()
+                        ),
+                    };
+                }
             };
             match next {
                 None => {

@@ -9,6 +9,11 @@
 //!   that reached the failing step runs the rollback steps: those with `undo = "step"` only
 //!   where that step ran, latest step first, then those without `undo`, in file order.
 //! - `ask`: the engine sends [`HeistEvent::Ask`] and waits for an [`AskReply`].
+//!
+//! [`Running::interrupt`] (Ctrl-C) stops the heist where it is: no step, retry, wave or
+//! rollback starts after it; waits (backoff, ask) end; the steps in flight end as the
+//! executor ends them (the CLI kills them through the daemon); the summary says
+//! `interrupted`. Killing what runs is the caller's job: the engine does not know how.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +50,7 @@ pub(super) struct Ctx<E> {
     events: mpsc::Sender<HeistEvent>,
     journal: Journal,
     pub halt: watch::Sender<Option<Halt>>,
+    pub stop: watch::Sender<bool>,
     asks: Mutex<HashMap<u64, oneshot::Sender<Choice>>>,
     next_ask: AtomicU64,
 }
@@ -63,6 +69,17 @@ impl<E: Executor> Ctx<E> {
 
     pub fn halted(&self) -> bool {
         self.halt.borrow().is_some()
+    }
+
+    /// True once the operator interrupted the heist.
+    pub fn interrupted(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Resolves when the operator interrupts the heist.
+    pub async fn until_interrupted(&self) {
+        let mut stop = self.stop.subscribe();
+        let _ = stop.wait_for(|s| *s).await;
     }
 
     /// Stop the heist for a rollback (the first request wins).
@@ -104,6 +121,7 @@ impl<E: Executor> Ctx<E> {
         let choice = tokio::select! {
             c = rx => c.ok(),
             _ = halt.wait_for(Option::is_some), if watch_halt => None,
+            _ = self.until_interrupted() => None,
         };
         if let Ok(mut asks) = self.asks.lock() {
             asks.remove(&ask_id);
@@ -131,6 +149,14 @@ pub struct Running {
     pub events: mpsc::Receiver<HeistEvent>,
     pub asks: mpsc::Sender<AskReply>,
     pub task: tokio::task::JoinHandle<HeistSummary>,
+    stop: watch::Sender<bool>,
+}
+
+impl Running {
+    /// Stop the heist (Ctrl-C): nothing more starts; see the module docs.
+    pub fn interrupt(&self) {
+        self.stop.send_replace(true);
+    }
 }
 
 /// Start a heist: creates its run store directory and spawns the engine.
@@ -157,6 +183,7 @@ pub fn start<E: Executor>(
     let run_dir = journal.dir().to_path_buf();
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let (ask_tx, mut ask_rx) = mpsc::channel::<AskReply>(64);
+    let stop = watch::channel(false).0;
     let ctx = Arc::new(Ctx {
         exec,
         plan: Arc::new(plan),
@@ -164,6 +191,7 @@ pub fn start<E: Executor>(
         events: ev_tx,
         journal,
         halt: watch::channel(None).0,
+        stop: stop.clone(),
         asks: Mutex::new(HashMap::new()),
         next_ask: AtomicU64::new(0),
     });
@@ -184,6 +212,7 @@ pub fn start<E: Executor>(
         events: ev_rx,
         asks: ask_tx,
         task,
+        stop,
     })
 }
 
@@ -230,10 +259,12 @@ async fn drive<E: Executor>(ctx: Arc<Ctx<E>>, mut meta: Meta) -> HeistSummary {
             stop |= !matches!(st.outcome, HostOutcome::Completed { .. });
             states[i] = Some(st);
         }
-        stop |= ctx.halted();
+        stop |= ctx.halted() || ctx.interrupted();
     }
     let halt = ctx.halt.borrow().clone();
-    if let Some(h) = halt {
+    // An interrupted heist starts nothing more, not even a rollback (the journal shows
+    // what ran; the operator decides what to undo).
+    if let Some(h) = halt.filter(|_| !ctx.interrupted()) {
         let targets: Vec<usize> = (0..plan.hosts.len())
             .filter(|&i| {
                 states[i]
@@ -264,7 +295,9 @@ async fn drive<E: Executor>(ctx: Arc<Ctx<E>>, mut meta: Meta) -> HeistSummary {
             outcomes[i] = outcome;
         }
     }
-    let outcome = if ctx.halted() {
+    let outcome = if ctx.interrupted() {
+        Outcome::Interrupted
+    } else if ctx.halted() {
         Outcome::RolledBack
     } else if outcomes
         .iter()

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::proto::agent::Stream;
 
 /// A step of the heist: a main step or a rollback step, by index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct StepRef {
     pub rollback: bool,
     pub index: usize,
@@ -97,6 +97,8 @@ pub enum Decision {
     },
     /// The heist stopped (a rollback elsewhere) while this host waited.
     Halted,
+    /// The operator interrupted the heist (Ctrl-C): nothing more starts on this host.
+    Interrupted,
 }
 
 /// How a host's share of the heist ended.
@@ -113,6 +115,8 @@ pub enum HostOutcome {
     Stopped { before: String },
     /// In a wave that never started.
     NotStarted,
+    /// The operator interrupted the heist (Ctrl-C) during or before this step.
+    Interrupted { step: String },
 }
 
 impl HostOutcome {
@@ -131,6 +135,7 @@ impl HostOutcome {
             }
             HostOutcome::Stopped { before } => format!("stopped before {before}"),
             HostOutcome::NotStarted => "not started".into(),
+            HostOutcome::Interrupted { step } => format!("interrupted at {step}"),
         }
     }
 }
@@ -141,6 +146,8 @@ pub enum Outcome {
     Completed,
     Failed,
     RolledBack,
+    /// Stopped by the operator (Ctrl-C): running steps were killed, nothing more started.
+    Interrupted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

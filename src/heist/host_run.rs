@@ -28,6 +28,8 @@ enum StepEnd {
     Rollback,
     /// The heist halted while this host waited (backoff or ask).
     Halted,
+    /// The operator interrupted the heist.
+    Interrupted,
 }
 
 pub(super) async fn run_host<E: Executor>(ctx: &Ctx<E>, hi: usize) -> HostState {
@@ -41,6 +43,12 @@ pub(super) async fn run_host<E: Executor>(ctx: &Ctx<E>, hi: usize) -> HostState 
     };
     let mut ignored = 0;
     for (i, step) in steps.iter().enumerate() {
+        if ctx.interrupted() {
+            st.outcome = HostOutcome::Interrupted {
+                step: step.name.clone(),
+            };
+            break;
+        }
         if ctx.halted() {
             st.outcome = HostOutcome::Stopped {
                 before: step.name.clone(),
@@ -52,6 +60,12 @@ pub(super) async fn run_host<E: Executor>(ctx: &Ctx<E>, hi: usize) -> HostState 
         match run_step(ctx, hi, StepRef::main(i), step, &mut st.captures, false).await {
             StepEnd::Ok => {}
             StepEnd::Ignored => ignored += 1,
+            StepEnd::Interrupted => {
+                st.outcome = HostOutcome::Interrupted {
+                    step: step.name.clone(),
+                };
+                break;
+            }
             StepEnd::Abort | StepEnd::Halted => {
                 st.outcome = HostOutcome::Failed {
                     step: step.name.clone(),
@@ -111,6 +125,10 @@ pub(super) async fn roll_back<E: Executor>(
     let rollback = &ctx.plan.heist.rollback;
     let mut clean = true;
     for j in rollback_order(rollback, &ran) {
+        if ctx.interrupted() {
+            clean = false;
+            break;
+        }
         match run_step(
             ctx,
             hi,
@@ -123,7 +141,7 @@ pub(super) async fn roll_back<E: Executor>(
         {
             StepEnd::Ok => {}
             StepEnd::Ignored => clean = false,
-            StepEnd::Abort | StepEnd::Rollback | StepEnd::Halted => {
+            StepEnd::Abort | StepEnd::Rollback | StepEnd::Halted | StepEnd::Interrupted => {
                 clean = false;
                 break;
             }
@@ -166,6 +184,10 @@ async fn run_step<E: Executor>(
             ctx.emit(decide(Decision::Advance)).await;
             return StepEnd::Ok;
         }
+        if ctx.interrupted() {
+            ctx.emit(decide(Decision::Interrupted)).await;
+            return StepEnd::Interrupted;
+        }
         if retries_left > 0 {
             retries_left -= 1;
             let delay = step.on_fail.backoff;
@@ -175,8 +197,13 @@ async fn run_step<E: Executor>(
             }))
             .await;
             if !wait(ctx, delay, in_rollback).await {
-                ctx.emit(decide(Decision::Halted)).await;
-                return StepEnd::Halted;
+                return if ctx.interrupted() {
+                    ctx.emit(decide(Decision::Interrupted)).await;
+                    StepEnd::Interrupted
+                } else {
+                    ctx.emit(decide(Decision::Halted)).await;
+                    StepEnd::Halted
+                };
             }
             continue;
         }
@@ -197,6 +224,10 @@ async fn run_step<E: Executor>(
                 ctx.emit(decide(Decision::Ask)).await;
                 let reason = r.reason.clone().unwrap_or_else(|| "failed".into());
                 let Some(choice) = ctx.ask(&host.name, sref, reason, !in_rollback).await else {
+                    if ctx.interrupted() {
+                        ctx.emit(decide(Decision::Interrupted)).await;
+                        return StepEnd::Interrupted;
+                    }
                     ctx.emit(decide(Decision::Halted)).await;
                     return StepEnd::Halted;
                 };
@@ -212,15 +243,13 @@ async fn run_step<E: Executor>(
     }
 }
 
-/// Sleep out a backoff; false when the heist halted meanwhile (outside rollback).
+/// Sleep out a backoff; false when the heist halted (outside rollback) or was interrupted
+/// meanwhile.
 async fn wait<E: Executor>(ctx: &Ctx<E>, delay: Duration, in_rollback: bool) -> bool {
-    if in_rollback {
-        tokio::time::sleep(delay).await;
-        return true;
-    }
     let mut halt = ctx.halt.subscribe();
     tokio::select! {
         _ = tokio::time::sleep(delay) => true,
-        _ = halt.wait_for(Option::is_some) => false,
+        _ = halt.wait_for(Option::is_some), if !in_rollback => false,
+        _ = ctx.until_interrupted() => false,
     }
 }

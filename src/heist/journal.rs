@@ -154,7 +154,12 @@ pub fn reconstruct(dir: &Path) -> anyhow::Result<ViewModel> {
 
 /// Heist runs in the run store, newest first.
 pub fn list_runs() -> Vec<PathBuf> {
-    let mut runs: Vec<(u64, PathBuf)> = std::fs::read_dir(crate::paths::runs_dir())
+    list_runs_in(&crate::paths::runs_dir())
+}
+
+/// Heist runs in the run store at `runs_dir`, newest first.
+pub fn list_runs_in(runs_dir: &Path) -> Vec<PathBuf> {
+    let mut runs: Vec<(u64, PathBuf)> = std::fs::read_dir(runs_dir)
         .into_iter()
         .flatten()
         .flatten()

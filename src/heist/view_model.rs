@@ -242,9 +242,8 @@ impl ViewModel {
                     let c = &mut row[h];
                     match c.state {
                         CellState::Pending => c.state = CellState::Skipped,
-                        CellState::Ok | CellState::Failed if rolled => {
-                            c.state = CellState::RolledBack
-                        }
+                        // what ran is undone; the failure that caused the rollback stays visible
+                        CellState::Ok if rolled => c.state = CellState::RolledBack,
                         _ => {}
                     }
                 }

@@ -24,6 +24,21 @@ const READY_WAIT: Duration = Duration::from_secs(10);
 
 static FLEET_SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// What a chatty login prints on stdout before the real command runs (see
+/// [`FleetOptions::chatty`]).
+pub const CHATTY_STDOUT: &str =
+    "Welcome to a chatty host -- last login: never\n(motd) have a nice day\n";
+/// What a chatty login prints on stderr before the real command runs.
+pub const CHATTY_STDERR: &str = "chatty .bashrc: warning on stderr\n";
+
+/// How a fleet's sshd behaves.
+#[derive(Debug, Clone, Default)]
+pub struct FleetOptions {
+    /// Every login prints [`CHATTY_STDOUT`] on stdout and [`CHATTY_STDERR`] on stderr before
+    /// the requested command (like a noisy `.bashrc` or a motd), via `ForceCommand`.
+    pub chatty: bool,
+}
+
 pub struct SshdFleet {
     dir: tempfile::TempDir,
     procs: Vec<Child>,
@@ -38,6 +53,7 @@ pub struct SshdFleet {
     pub stranger_key: PathBuf,
     pub known_hosts: PathBuf,
     seq: AtomicU32,
+    options: FleetOptions,
 }
 
 fn keygen(path: &Path, comment: &str) {
@@ -69,7 +85,8 @@ fn address_block() -> (u8, u8) {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let mix = nanos ^ (std::process::id() << 8) ^ FLEET_SEQ.fetch_add(1, Ordering::Relaxed) * 7919;
+    let seq = FLEET_SEQ.fetch_add(1, Ordering::Relaxed).wrapping_mul(7919);
+    let mix = nanos ^ (std::process::id() << 8) ^ seq;
     (1 + (mix % 250) as u8, ((mix >> 8) % 200) as u8)
 }
 
@@ -91,6 +108,11 @@ impl SshdFleet {
     /// Start `n_hosts` loopback hosts (one sshd per 16 addresses). Panics with sshd's log
     /// when it cannot start.
     pub fn start(n_hosts: usize) -> SshdFleet {
+        SshdFleet::start_with(n_hosts, FleetOptions::default())
+    }
+
+    /// [`SshdFleet::start`] with options (e.g. chatty logins).
+    pub fn start_with(n_hosts: usize, options: FleetOptions) -> SshdFleet {
         let dir = tempfile::Builder::new()
             .prefix("crew-sshd-")
             .tempdir()
@@ -123,8 +145,12 @@ impl SshdFleet {
             stranger_key: d.join("stranger_ed25519"),
             known_hosts: d.join("known_hosts"),
             seq: AtomicU32::new(0),
+            options,
             dir,
         };
+        if fleet.options.chatty {
+            fleet.write_chatty_login();
+        }
         fleet.spawn_all(&addrs);
         fleet.write_known_hosts(&addrs);
         fleet.hosts = addrs
@@ -197,9 +223,43 @@ impl SshdFleet {
             pid = d.join(format!("sshd{i}.pid")).display(),
             ak = d.join("authorized_keys").display(),
         );
+        if self.options.chatty {
+            // sshd runs this with the user's shell; the original command is in
+            // $SSH_ORIGINAL_COMMAND.
+            cfg += &format!(
+                "ForceCommand exec /bin/sh '{}'\n",
+                self.chatty_login().display()
+            );
+        }
         let path = d.join(format!("sshd{i}.conf"));
         fs::write(&path, cfg).expect("write sshd config");
         path
+    }
+
+    fn chatty_login(&self) -> PathBuf {
+        self.dir.path().join("chatty-login.sh")
+    }
+
+    /// The `ForceCommand` script of a chatty fleet: banners on stdout and stderr, then the
+    /// requested command (or a login shell) in place of the script.
+    fn write_chatty_login(&self) {
+        let path = self.chatty_login();
+        assert!(
+            !path.display().to_string().contains('\''),
+            "temp dir path has a quote: {}",
+            path.display()
+        );
+        for banner in [CHATTY_STDOUT, CHATTY_STDERR] {
+            assert!(!banner.contains('\''), "banners are single-quoted");
+        }
+        let script = format!(
+            "#!/bin/sh\n\
+             printf '%s' '{CHATTY_STDOUT}'\n\
+             printf '%s' '{CHATTY_STDERR}' >&2\n\
+             if [ -z \"$SSH_ORIGINAL_COMMAND\" ]; then exec bash -l; fi\n\
+             exec bash -c \"$SSH_ORIGINAL_COMMAND\"\n"
+        );
+        fs::write(&path, script).expect("write chatty login script");
     }
 
     fn wait_ready(&mut self, idx: usize, chunk: &[String]) -> Result<(), String> {

@@ -9,7 +9,7 @@ use crate::console::effect::Effect;
 use crate::console::engine::Filter;
 use crate::console::keymap::{Key, KeyCode, Mode};
 
-fn to_input(k: Key) -> Input {
+pub(super) fn to_input(k: Key) -> Input {
     let key = match k.code {
         KeyCode::Char(c) => TKey::Char(c),
         KeyCode::Enter => TKey::Enter,

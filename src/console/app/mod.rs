@@ -2,6 +2,8 @@
 //! returns the [`Effect`]s the event loop must carry out. Rendering reads it (`ui/`).
 
 mod acting;
+mod heist;
+mod heist_actions;
 mod input;
 mod run;
 mod types;
@@ -10,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use tui_textarea::TextArea;
 
+pub use heist::{HeistState, Preview};
 pub use run::{Job, JobState, RunView};
 pub use types::{Daemon, Focus, Level, PendingRun, Settings, View};
 
@@ -63,6 +66,7 @@ pub struct Model {
     last_status_ms: u64,
     next_tag: u64,
     pub quit: bool,
+    pub heist: HeistState,
 }
 
 impl Model {
@@ -103,6 +107,7 @@ impl Model {
             last_status_ms: 0,
             next_tag: 1,
             quit: false,
+            heist: HeistState::default(),
         };
         m.refilter();
         m
@@ -112,7 +117,11 @@ impl Model {
     pub fn key(&mut self, key: Key) -> Vec<Effect> {
         match self.keymap.lookup(self.mode, &key).cloned() {
             Some(action) => self.update(action),
-            None if matches!(self.mode, Mode::Filter | Mode::Command | Mode::Search) => {
+            None if matches!(
+                self.mode,
+                Mode::Filter | Mode::Command | Mode::Search | Mode::HeistVars | Mode::SaveHeist
+            ) =>
+            {
                 self.update(Action::Input(key))
             }
             None => Vec::new(),
@@ -120,6 +129,10 @@ impl Model {
     }
 
     pub fn update(&mut self, action: Action) -> Vec<Effect> {
+        let action = match self.heist_action(action) {
+            Ok(effects) => return effects,
+            Err(other) => *other,
+        };
         match action {
             Action::Quit => self.quit = true,
             Action::Help => {
@@ -212,6 +225,8 @@ impl Model {
                     return vec![Effect::Status];
                 }
             }
+            // the heist's actions and events: `heist_action` took them above
+            _ => {}
         }
         Vec::new()
     }
@@ -227,7 +242,15 @@ impl Model {
                     self.message = None;
                 }
             }
-            Mode::Filter | Mode::Command | Mode::Search | Mode::Help | Mode::Runs => {
+            Mode::Filter
+            | Mode::Command
+            | Mode::Search
+            | Mode::Help
+            | Mode::Runs
+            | Mode::Heists
+            | Mode::HeistVars
+            | Mode::Ask
+            | Mode::SaveHeist => {
                 self.history_search = false;
                 self.history_hit = None;
                 self.mode = Mode::Normal;

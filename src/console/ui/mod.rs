@@ -2,6 +2,7 @@
 
 mod gathered;
 pub mod heist;
+mod heist_popup;
 mod hosts;
 mod input;
 mod output;
@@ -52,6 +53,9 @@ pub fn draw(f: &mut Frame, m: &Model, t: &Theme) {
         Mode::Help => popup::help(f, area, m, t),
         Mode::Confirm => popup::confirm(f, area, m, t),
         Mode::Runs => popup::runs(f, area, m, t),
+        Mode::Heists | Mode::HeistVars => heist_popup::picker(f, area, m, t),
+        Mode::Ask => heist_popup::ask(f, area, m, t),
+        Mode::SaveHeist => heist_popup::save(f, area, m, t),
         _ => {}
     }
 }

@@ -18,6 +18,10 @@ const HELP_MODES: &[(Mode, &str)] = &[
     (Mode::Search, "Search in output (s)"),
     (Mode::Confirm, "Confirm dialog"),
     (Mode::Runs, "Earlier runs (R)"),
+    (Mode::Heists, "Heist picker (h)"),
+    (Mode::HeistVars, "Heist variables (e in the picker)"),
+    (Mode::Ask, "Heist ask prompt"),
+    (Mode::SaveHeist, "Save as heist (ctrl-s)"),
 ];
 
 /// The help text: every binding of every mode, with its description.

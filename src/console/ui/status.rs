@@ -37,6 +37,18 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
             spans.push(Span::styled(format!("│ {n} running "), t.get("status.key")));
         }
     }
+    if let Some(v) = m.heist.view.as_ref().filter(|_| m.heist.running()) {
+        let scope = if v.asks.is_empty() {
+            "status.key"
+        } else {
+            "status.error"
+        };
+        let what = if v.asks.is_empty() { "running" } else { "asks" };
+        spans.push(Span::styled(
+            format!("│ heist {} {what} ", v.heist),
+            t.get(scope),
+        ));
+    }
     if let Some((level, msg)) = m.message.as_ref() {
         let scope = match level {
             Level::Info => "status",

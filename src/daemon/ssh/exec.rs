@@ -8,6 +8,7 @@ use russh::{ChannelMsg, Sig};
 use serde_bytes::ByteBuf;
 use tokio::sync::mpsc;
 
+use super::marker::{self, Skipper};
 use super::{SshError, SshSession};
 use crate::proto::agent::{AgentMsg, Exit, Run, Stream};
 
@@ -29,7 +30,26 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The remote command line for an agentless run: `exec env K=V… bash -c CMD`.
+/// Prints [`marker::BEGIN`] on stdout and stderr (the daemon drops whatever the login shell
+/// printed before it), then runs `$1` in its own session (process group) with stdin from /dev/null, and kills that
+/// group when a signal number arrives on stdin, or with KILL when stdin closes (the daemon
+/// went away). sshd's own `signal` request is refused by OpenSSH in common setups
+/// ("session signalling requires privilege separation"), hence this. A command killed by a
+/// signal makes the wrapper die by the same signal, so the exit status says so.
+const WRAPPER: &str = r#"exec 3<&0
+if command -v setsid >/dev/null 2>&1; then setsid bash -c "$1" </dev/null 3<&- &
+else bash -c "$1" </dev/null 3<&- & fi
+p=$!
+( while read -r s; do kill -"$s" -"$p" 2>/dev/null || kill -"$s" "$p" 2>/dev/null; done
+  kill -9 -"$p" 2>/dev/null || kill -9 "$p" 2>/dev/null ) <&3 3<&- >/dev/null 2>&1 &
+w=$!
+exec 3<&-
+wait "$p" 2>/dev/null; rc=$?
+kill "$w" 2>/dev/null
+if [ "$rc" -gt 128 ] && [ "$rc" -lt 160 ]; then kill -"$((rc - 128))" $$; fi
+exit "$rc""#;
+
+/// The remote command line for an agentless run: `exec env K=V… sh -c WRAPPER sh CMD`.
 pub fn command_line(run: &Run) -> String {
     let mut line = String::from("exec ");
     if !run.env.is_empty() {
@@ -40,26 +60,11 @@ pub fn command_line(run: &Run) -> String {
         }
         line += " ";
     }
-    line += "bash -c ";
+    line += "sh -c ";
+    line += &sh_quote(&format!("{}\n{WRAPPER}", marker::SH_BEGIN));
+    line += " sh ";
     line += &sh_quote(&run.command);
     line
-}
-
-fn sig_of(n: i32) -> Sig {
-    match n {
-        1 => Sig::HUP,
-        2 => Sig::INT,
-        3 => Sig::QUIT,
-        4 => Sig::ILL,
-        6 => Sig::ABRT,
-        8 => Sig::FPE,
-        9 => Sig::KILL,
-        10 => Sig::USR1,
-        11 => Sig::SEGV,
-        13 => Sig::PIPE,
-        14 => Sig::ALRM,
-        _ => Sig::TERM,
-    }
 }
 
 fn signal_number(s: &Sig) -> i32 {
@@ -137,7 +142,7 @@ impl SshSession {
                 let _ = channel.close().await;
                 return;
             }
-            let last = pump(channel, &tx, kill_rx, timeout).await;
+            let last = pump(channel, &tx, kill_rx, timeout, &name).await;
             tracing::debug!("{name}: agentless job ended: {}", last.name());
             let _ = tx.send(last).await;
         });
@@ -206,6 +211,7 @@ async fn pump(
     tx: &mpsc::Sender<AgentMsg>,
     mut kill_rx: mpsc::UnboundedReceiver<i32>,
     timeout: Option<Duration>,
+    host: &str,
 ) -> AgentMsg {
     let (mut rd, wr) = channel.split();
     let start = Instant::now();
@@ -213,6 +219,8 @@ async fn pump(
     let mut stage = 0u8; // timeout escalation: 0 none, 1 TERM sent, 2 KILL sent, 3 closed
     let (mut code, mut signal) = (None, None);
     let mut refused = false;
+    // Login output before the wrapper's marker is not the command's.
+    let (mut skip_out, mut skip_err) = (Skipper::default(), Skipper::default());
     loop {
         let wake =
             deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
@@ -220,8 +228,10 @@ async fn pump(
             msg = rd.wait() => {
                 let Some(msg) = msg else { break };
                 let out = match msg {
-                    ChannelMsg::Data { data } => Some((Stream::Stdout, data)),
-                    ChannelMsg::ExtendedData { data, ext: 1 } => Some((Stream::Stderr, data)),
+                    ChannelMsg::Data { data } => Some((Stream::Stdout, skip_out.feed(&data))),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        Some((Stream::Stderr, skip_err.feed(&data)))
+                    }
                     ChannelMsg::ExitStatus { exit_status } => {
                         code = Some(exit_status as i32);
                         None
@@ -236,31 +246,48 @@ async fn pump(
                     }
                     _ => None,
                 };
-                if let Some((stream, data)) = out {
-                    let msg = AgentMsg::Output { stream, data: ByteBuf::from(data.to_vec()) };
+                if let Some((stream, data)) = out.filter(|(_, d)| !d.is_empty()) {
+                    let msg = AgentMsg::Output { stream, data: ByteBuf::from(data) };
                     if tx.send(msg).await.is_err() {
                         // Nobody listens any more: stop the command and the channel.
-                        let _ = wr.signal(Sig::KILL).await;
+                        let _ = wr.data_bytes(&b"9\n"[..]).await;
                         let _ = wr.close().await;
                     }
                 }
             }
             Some(sig) = kill_rx.recv() => {
-                if let Err(e) = wr.signal(sig_of(sig)).await {
+                if let Err(e) = wr.data_bytes(format!("{sig}\n").into_bytes()).await {
                     tracing::debug!("signal {sig} not delivered: {e}");
                 }
             }
             _ = tokio::time::sleep_until(wake), if deadline.is_some() => {
                 stage += 1;
                 match stage {
-                    1 => { let _ = wr.signal(Sig::TERM).await; }
-                    2 => { let _ = wr.signal(Sig::KILL).await; }
+                    1 => { let _ = wr.data_bytes(&b"15\n"[..]).await; }
+                    2 => { let _ = wr.data_bytes(&b"9\n"[..]).await; }
                     _ => { let _ = wr.close().await; }
                 }
                 deadline = (stage < 3).then(|| tokio::time::Instant::now() + KILL_GRACE);
                 if stage >= 3 { break; }
             }
         }
+    }
+    // Held back while looking for a marker that never came: it is output after all.
+    for (stream, rest) in [
+        (Stream::Stdout, skip_out.finish()),
+        (Stream::Stderr, skip_err.finish()),
+    ] {
+        if !rest.is_empty() {
+            let data = ByteBuf::from(rest);
+            let _ = tx.send(AgentMsg::Output { stream, data }).await;
+        }
+    }
+    if skip_out.skipped + skip_err.skipped > 0 {
+        tracing::debug!(
+            "{host}: skipped {} + {} bytes of login output (stdout + stderr)",
+            skip_out.skipped,
+            skip_err.skipped
+        );
     }
     let wall_ms = start.elapsed().as_millis() as u64;
     let timed_out = stage > 0;

@@ -10,7 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::exec::sh_quote;
+use crate::daemon::link::preview;
+
+use super::exec::{sh_quote, Captured};
+use super::marker;
 use super::stream::{agent_channel, AgentChannel};
 use super::{SshError, SshOptions, SshSession};
 
@@ -38,11 +41,20 @@ async fn local_exe(path: &Path) -> Result<LocalExe, SshError> {
         |e: std::io::Error| SshError::AgentUnavailable(format!("{}: {e}", path.display()));
     let meta = tokio::fs::metadata(path).await.map_err(unavailable)?;
     let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    // One reader at a time: 500 hosts installing at once must not read the file 500 times.
+    static LOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _loading = LOADING.lock().await;
     if let Some(exe) = exe_cache().lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(exe);
     }
     let bytes = tokio::fs::read(path).await.map_err(unavailable)?;
-    let sha256 = hex::encode(Sha256::digest(&bytes));
+    // Hashing tens of MB is CPU work: keep it off the async workers.
+    let (bytes, sha256) = tokio::task::spawn_blocking(move || {
+        let sha = hex::encode(Sha256::digest(&bytes));
+        (bytes, sha)
+    })
+    .await
+    .map_err(|e| SshError::AgentUnavailable(format!("hashing {}: {e}", path.display())))?;
     let exe = LocalExe {
         bytes: Arc::new(bytes),
         sha256,
@@ -84,6 +96,18 @@ fn sh(script: &str) -> String {
     format!("exec sh -c {}", sh_quote(script))
 }
 
+/// A helper's stderr without the login output before its marker, printable.
+fn remote_stderr(out: &Captured) -> String {
+    let (_, real) = marker::split_begin(&out.stderr);
+    let text = String::from_utf8_lossy(real);
+    let text = text.trim();
+    if text.is_empty() {
+        "(no message)".to_string()
+    } else {
+        preview(text.as_bytes())
+    }
+}
+
 impl SshSession {
     /// Install the agent if `<agent_dir>/agent-<build>` is missing or not executable, then
     /// start it on a persistent exec channel.
@@ -93,25 +117,37 @@ impl SshSession {
         let file = format!("agent-{}", opts.agent_build);
         let vars = format!("d={dir}; f=\"$d\"/{}", sh_quote(&file));
         let probe = sh(&format!(
-            "{vars}; uname -sm; if [ -x \"$f\" ]; then echo present; else echo missing; fi"
+            "{vars}; {begin}; uname -sm; \
+             if [ -x \"$f\" ]; then echo present; else echo missing; fi; {end}",
+            begin = marker::SH_BEGIN,
+            end = marker::SH_END,
         ));
         let out = self.capture(&probe, None, PROBE_TIMEOUT).await?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let mut lines = text.lines().rev();
-        let state = lines.next().unwrap_or("").trim();
-        let uname = lines.next().unwrap_or("").trim();
+        let (junk, _) = marker::split_begin(&out.stdout);
+        if !junk.is_empty() {
+            tracing::debug!(
+                "{name}: login printed {} bytes before the probe: {}",
+                junk.len(),
+                preview(junk)
+            );
+        }
+        let body = marker::between(&out.stdout).map(String::from_utf8_lossy);
+        let mut lines = body.as_deref().unwrap_or("").lines().map(str::trim);
+        let (uname, state) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
         if out.code != Some(0) || !matches!(state, "present" | "missing") {
             return Err(SshError::AgentUnavailable(format!(
-                "{name}: probing {} failed (exit {:?}): {}",
+                "{name}: probing {} failed (exit {:?}): {}; output: {}",
                 self.host.agent_dir,
                 out.code,
-                out.stderr_text()
+                remote_stderr(&out),
+                preview(&out.stdout)
             )));
         }
         let want = expected_uname();
         if uname != want {
             return Err(SshError::AgentUnavailable(format!(
-                "{name}: host is `{uname}`, the agent is built for `{want}`"
+                "{name}: host is `{}`, the agent is built for `{want}`",
+                preview(uname.as_bytes())
             )));
         }
         if state == "missing" {
@@ -121,7 +157,7 @@ impl SshSession {
         }
         let channel = self.handle.channel_open_session().await?;
         channel
-            .exec(true, format!("{vars}; exec \"$f\" agent"))
+            .exec(true, sh(&format!("{vars}; exec \"$f\" agent")))
             .await?;
         Ok(agent_channel(channel, name.clone()))
     }
@@ -135,6 +171,7 @@ impl SshSession {
             .unwrap_or(0);
         let script = format!(
             "set -e; {vars}; t=\"$f.tmp-{pid}-{nonce}\"\n\
+             {begin}\n\
              mkdir -p \"$d\"\n\
              cat > \"$t\"\n\
              sum=$( (sha256sum \"$t\" 2>/dev/null || shasum -a 256 \"$t\") | cut -d' ' -f1)\n\
@@ -143,7 +180,10 @@ impl SshSession {
              chmod 755 \"$t\"\n\
              if ! \"$t\" --version >/dev/null 2>&1; then rm -f \"$t\"; \
                echo \"the uploaded agent does not execute (noexec mount or missing libraries?)\" >&2; exit 4; fi\n\
-             mv -f \"$t\" \"$f\"\n",
+             mv -f \"$t\" \"$f\"\n\
+             {end}\n",
+            begin = marker::SH_BEGIN,
+            end = marker::SH_END,
             pid = std::process::id(),
             want = exe.sha256,
         );
@@ -156,12 +196,12 @@ impl SshSession {
             .capture(&sh(&script), Some(exe.bytes.clone()), UPLOAD_TIMEOUT)
             .await
             .map_err(|e| SshError::AgentUnavailable(format!("{name}: upload failed: {e}")))?;
-        if out.code != Some(0) {
+        if out.code != Some(0) || marker::between(&out.stdout).is_none() {
             return Err(SshError::AgentUnavailable(format!(
                 "{name}: cannot install the agent into {} (exit {}): {}",
                 self.host.agent_dir,
                 out.code.map_or("none".to_string(), |c| c.to_string()),
-                out.stderr_text()
+                remote_stderr(&out)
             )));
         }
         Ok(())

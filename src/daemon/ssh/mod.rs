@@ -7,6 +7,7 @@ mod error;
 mod exec;
 mod install;
 pub mod known_hosts;
+mod marker;
 mod stream;
 
 use std::path::PathBuf;

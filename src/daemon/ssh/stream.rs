@@ -73,10 +73,10 @@ pub(super) fn agent_channel(channel: russh::Channel<Msg>, host: String) -> Agent
         let mut stderr_line = Vec::new();
         while let Some(msg) = rd.wait().await {
             match msg {
-                ChannelMsg::Data { data } => {
-                    if open && pipe_in.write_all(&data).await.is_err() {
+                ChannelMsg::Data { data } if open => {
+                    open = pipe_in.write_all(&data).await.is_ok();
+                    if !open {
                         tracing::debug!("{host}: agent reader dropped; draining channel");
-                        open = false;
                     }
                 }
                 ChannelMsg::ExtendedData { data, .. } => {

@@ -1,0 +1,241 @@
+//! Heists in the console, through a real terminal: tmux runs the built `crew` binary on the
+//! repository's demo hosts.toml and heists (local transport, `CREW_HOME` a temp dir); keys go
+//! in with send-keys and the screen comes back with capture-pane.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+mod support;
+use support::require_tool;
+
+struct Session {
+    name: String,
+    home: tempfile::TempDir,
+}
+
+impl Session {
+    /// `crew --hosts HOSTS` in a detached 140×40 tmux session.
+    fn start(tag: &str, hosts: &Path) -> Session {
+        let home = tempfile::tempdir().expect("temp CREW_HOME");
+        let name = format!("crew-heist-{tag}-{}", std::process::id());
+        let exe = env!("CARGO_BIN_EXE_crew");
+        let script = format!(
+            "env CREW_HOME='{}' CREW_CONFIG_DIR='{}' '{exe}' --hosts '{}'; \
+             echo \"EXITED $?\"; sleep 60",
+            home.path().display(),
+            home.path().join("config").display(),
+            hosts.display()
+        );
+        let ok = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &name, "-x", "140", "-y", "40"])
+            .arg(&script)
+            .status()
+            .expect("tmux new-session")
+            .success();
+        assert!(ok, "tmux new-session failed");
+        Session { name, home }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let ok = Command::new("tmux")
+                .args(["send-keys", "-t", &self.name, k])
+                .status()
+                .expect("tmux send-keys")
+                .success();
+            assert!(ok, "send-keys {k}");
+            // Keys sent back to back after Escape would read as Alt-<key>.
+            std::thread::sleep(Duration::from_millis(80));
+        }
+    }
+
+    fn text(&self, s: &str) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, "-l", s])
+            .status()
+            .expect("tmux send-keys -l")
+            .success();
+        assert!(ok, "send-keys -l {s}");
+        std::thread::sleep(Duration::from_millis(80));
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Wait (at most `secs`) until `pred` holds for the screen; panic with the screen if not.
+    fn wait(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_for(&self, needle: &str, secs: u64) -> String {
+        self.wait(needle, secs, |s| s.contains(needle))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+        let _ = Command::new(env!("CARGO_BIN_EXE_crew"))
+            .args(["daemon", "stop"])
+            .env("CREW_HOME", self.home.path())
+            .output();
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The grid line of `host` in the step view.
+fn row<'a>(screen: &'a str, host: &str) -> &'a str {
+    screen
+        .lines()
+        .find(|l| l.contains(&format!("│{host} ")) || l.contains(&format!("┃{host} ")))
+        .unwrap_or_else(|| panic!("no step-view row for {host}:\n{screen}"))
+}
+
+#[test]
+fn careful_heist_asks_then_advances_and_the_step_view_shows_it() {
+    if !require_tool("tmux") {
+        return;
+    }
+    let s = Session::start("ask", &repo().join("hosts.toml"));
+    s.wait_for("Hosts 10 shown", 20);
+    s.keys(&["h"]);
+    s.wait_for("careful", 20);
+    // pick `careful` and see its plan before starting it
+    s.wait("the picker lists the demo heists", 10, |t| {
+        t.contains("hello")
+    });
+    for _ in 0..10 {
+        if s.screen().contains("heist careful (") {
+            break;
+        }
+        s.keys(&["j"]);
+    }
+    let screen = s.wait_for("heist careful (", 10);
+    assert!(screen.contains("7 host(s)"), "{screen}");
+    assert!(screen.contains("then ask"), "{screen}");
+    s.keys(&["Enter"]);
+    // the check fails on the canary (demo7, env=production): the prompt names it
+    let screen = s.wait_for("a step failed, your call", 60);
+    assert!(screen.contains("demo7"), "{screen}");
+    assert!(screen.contains("advance"), "{screen}");
+    // the canary's cell asks while the others go on (they run in the same wave)
+    let screen = s.wait("demo7 asking, demo1 past its first step", 30, |t| {
+        t.contains("waits for you:")
+            && t.lines()
+                .any(|l| l.contains("demo7 ") && l.contains("? asking"))
+            && t.lines()
+                .any(|l| l.contains("demo1 ") && l.contains("✓ ok"))
+    });
+    assert!(row(&screen, "demo7").contains("? asking"), "{screen}");
+    s.keys(&["a"]);
+    let screen = s.wait("the final summary", 60, |t| t.contains("heist completed:"));
+    assert!(screen.contains("7 completed"), "{screen}");
+    // demo7: the check's failure was let through (advance), then it finished
+    let canary = row(&screen, "demo7");
+    assert!(canary.contains("✗ failed*"), "{canary}");
+    assert!(canary.matches("✓ ok").count() == 2, "{canary}");
+    let other = row(&screen, "demo3");
+    assert_eq!(other.matches("✓ ok").count(), 3, "{other}");
+    // the focused cell's output: move to demo7's check
+    s.keys(&["G", "l"]);
+    let screen = s.wait_for("demo7 · check · failed", 10);
+    assert!(screen.contains("the canary objects"), "{screen}");
+    s.keys(&["q"]);
+    s.wait_for("EXITED 0", 10);
+}
+
+#[test]
+fn ctrl_s_saves_the_command_as_a_heist_that_heist_list_shows() {
+    if !require_tool("tmux") {
+        return;
+    }
+    // a copy of the demo fleet and its heists: saving writes to the first heist file
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(repo().join("hosts.toml"), dir.path().join("hosts.toml")).expect("copy hosts");
+    std::fs::create_dir(dir.path().join("heists")).expect("mkdir heists");
+    let demo = dir.path().join("heists").join("demo.toml");
+    std::fs::copy(repo().join("heists").join("demo.toml"), &demo).expect("copy demo.toml");
+    let before = std::fs::read_to_string(&demo).expect("read demo.toml");
+    let hosts = dir.path().join("hosts.toml");
+    let s = Session::start("save", &hosts);
+    s.wait_for("Hosts 10 shown", 20);
+    s.keys(&["/"]);
+    s.text("role=db");
+    s.keys(&["Enter"]);
+    s.wait_for("→ 2 shown hosts: db[1-2]", 10);
+    s.keys(&[":"]);
+    s.text("uptime");
+    s.keys(&["C-s"]);
+    let screen = s.wait_for("Save as heist", 10);
+    assert!(screen.contains("select:  role=db"), "{screen}");
+    assert!(screen.contains("run:     uptime"), "{screen}");
+    // a name that exists is refused, the file is left alone
+    s.text("hello");
+    s.keys(&["Enter"]);
+    s.wait_for("already exists", 20);
+    assert_eq!(std::fs::read_to_string(&demo).expect("read"), before);
+    s.keys(&[":", "C-s"]);
+    s.wait_for("Save as heist", 10);
+    s.text("db-uptime");
+    s.keys(&["Enter"]);
+    s.wait_for("saved heist db-uptime", 20);
+    let after = std::fs::read_to_string(&demo).expect("read demo.toml");
+    assert!(
+        after.starts_with(&before),
+        "existing heists or comments changed:\n{after}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_crew"))
+        .arg("--hosts")
+        .arg(&hosts)
+        .args(["heist", "list"])
+        .env("CREW_HOME", s.home.path())
+        .output()
+        .expect("crew heist list");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{listed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = listed
+        .lines()
+        .find(|l| l.trim_start().starts_with("db-uptime"))
+        .unwrap_or_else(|| panic!("db-uptime not listed:\n{listed}"));
+    assert!(line.contains("select role=db"), "{line}");
+    // the saved heist plans on exactly the filtered hosts
+    let out = Command::new(env!("CARGO_BIN_EXE_crew"))
+        .arg("--hosts")
+        .arg(&hosts)
+        .args(["heist", "plan", "db-uptime"])
+        .env("CREW_HOME", s.home.path())
+        .output()
+        .expect("crew heist plan");
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("2 host(s)") && plan.contains("run: uptime"),
+        "{plan}"
+    );
+    s.keys(&["q"]);
+    s.wait_for("EXITED 0", 10);
+}

@@ -1,0 +1,242 @@
+//! The daemon against sshd hosts whose logins are chatty (a banner on stdout and stderr
+//! before every command, like a noisy `.bashrc` or a motd): the agent still installs and
+//! links, runs see exactly their command's output, the skipped login output is reported in
+//! `crew status`, and agentless runs are exact too.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crew::client::Client;
+use crew::daemon::{serve, DaemonOptions};
+use crew::inventory::Host;
+use crew::proto::agent::Stream;
+use crew::proto::daemon::{Event, HostEvent, Request, RunRequest, StatusReport};
+use support::require_tool;
+use support::sshd::{FleetOptions, SshdFleet, CHATTY_STDERR, CHATTY_STDOUT};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Daemon {
+    _home: tempfile::TempDir,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Daemon {
+    async fn start() -> (Daemon, Client) {
+        let home = tempfile::tempdir().expect("tempdir");
+        let opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
+        let token = CancellationToken::new();
+        let task = tokio::spawn(serve(opts.clone(), token.clone()));
+        for _ in 0..500 {
+            if let Ok(Some(c)) = Client::connect_at(&opts.socket).await {
+                let d = Daemon {
+                    _home: home,
+                    token,
+                    task,
+                };
+                return (d, c);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("daemon never answered");
+    }
+
+    async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("daemon stops in time")
+            .expect("task")
+            .expect("result");
+    }
+}
+
+fn chatty_fleet(n: usize) -> SshdFleet {
+    SshdFleet::start_with(n, FleetOptions { chatty: true })
+}
+
+/// The fleet's hosts, logging in as us (`$USER` may be unset where tests run).
+fn hosts(fleet: &SshdFleet) -> Vec<Host> {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("id -un");
+    let me = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    fleet
+        .hosts()
+        .into_iter()
+        .map(|h| Host {
+            user: Some(me.clone()),
+            ..h
+        })
+        .collect()
+}
+
+fn run_req(hosts: Vec<Host>, command: &str) -> RunRequest {
+    RunRequest {
+        hosts,
+        selection: "chatty-test".into(),
+        command: command.into(),
+        env: vec![],
+        timeout_ms: None,
+        fanout: None,
+        accept_new_host_keys: false,
+        who: "tester".into(),
+        label: None,
+    }
+}
+
+#[derive(Default, Debug)]
+struct Outcome {
+    stdout: BTreeMap<String, Vec<u8>>,
+    stderr: BTreeMap<String, Vec<u8>>,
+    exits: BTreeMap<String, Option<i32>>,
+    /// pid, agentless
+    started: BTreeMap<String, (u32, bool)>,
+}
+
+async fn run(c: &Client, req: RunRequest, fleet: &SshdFleet) -> Outcome {
+    let mut rx = c.request(Request::Run(req)).await.expect("run");
+    let mut o = Outcome::default();
+    loop {
+        let ev = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("events in time")
+            .expect("event");
+        match ev {
+            Event::Host { host, event, .. } => match event {
+                HostEvent::Started { pid, agentless } => {
+                    o.started.insert(host, (pid, agentless));
+                }
+                HostEvent::Output { stream, data } => {
+                    let to = match stream {
+                        Stream::Stdout => &mut o.stdout,
+                        Stream::Stderr => &mut o.stderr,
+                    };
+                    to.entry(host).or_default().extend_from_slice(&data);
+                }
+                HostEvent::Exit(e) => {
+                    o.exits.insert(host, e.code);
+                }
+                HostEvent::Failed { kind, message } => {
+                    panic!("{host} failed: {kind:?}: {message}\n{}", fleet.logs())
+                }
+            },
+            Event::RunFinished { .. } => return o,
+            Event::RunStarted { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+async fn status(c: &Client) -> StatusReport {
+    let mut rx = c.request(Request::Status).await.expect("status");
+    match tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("status in time")
+    {
+        Some(Event::Status(s)) => s,
+        other => panic!("expected Status, got {other:?}"),
+    }
+}
+
+fn accepted(fleet: &SshdFleet) -> usize {
+    fleet.logs().matches("Accepted publickey").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_links_through_a_chatty_login() {
+    if !require_tool("sshd") {
+        return;
+    }
+    let fleet = chatty_fleet(2);
+    let hosts = hosts(&fleet);
+    let (d, c) = Daemon::start().await;
+    let cmd = "printf 'out-%s\\n' \"$CREW_HOST\"; printf 'err\\n' >&2";
+    let o = run(&c, run_req(hosts.clone(), cmd), &fleet).await;
+    for h in &hosts {
+        assert_eq!(o.exits.get(&h.name), Some(&Some(0)), "{o:?}");
+        assert!(!o.started[&h.name].1, "served by an agent, not agentless");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout[&h.name]),
+            format!("out-{}\n", h.name),
+            "stdout is the command's alone"
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stderr[&h.name]), "err\n");
+    }
+    let st = status(&c).await;
+    let want = format!("skipped {} bytes of login output", CHATTY_STDOUT.len());
+    for h in &st.hosts {
+        assert_eq!(h.state, "ready", "{st:?}");
+        assert_eq!(h.reason.as_deref(), Some(want.as_str()), "{st:?}");
+    }
+    let pids: Vec<Option<u32>> = st.hosts.iter().map(|h| h.agent_pid).collect();
+    assert!(pids.iter().all(Option::is_some), "{st:?}");
+    let logins = accepted(&fleet);
+
+    let o = run(&c, run_req(hosts.clone(), "echo again"), &fleet).await;
+    for h in &hosts {
+        assert_eq!(o.stdout[&h.name], b"again\n");
+    }
+    assert_eq!(accepted(&fleet), logins, "the second run reused the links");
+    let again: Vec<Option<u32>> = status(&c).await.hosts.iter().map(|h| h.agent_pid).collect();
+    assert_eq!(again, pids, "the same agents served the second run");
+    drop(c);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agentless_on_a_chatty_login_is_exact() {
+    if !require_tool("sshd") {
+        return;
+    }
+    let fleet = chatty_fleet(1);
+    // The agent directory is a regular file: the install fails, the host goes agentless.
+    let blocker = fleet.file("not-a-dir", "");
+    let host = Host {
+        agent_dir: blocker.display().to_string(),
+        ..hosts(&fleet).remove(0)
+    };
+    let (d, c) = Daemon::start().await;
+    let cmd = "printf 'a\\nb'; printf 'e' >&2; exit 3";
+    let o = run(&c, run_req(vec![host.clone()], cmd), &fleet).await;
+    assert_eq!(o.started.get(&host.name).map(|s| s.1), Some(true), "{o:?}");
+    assert_eq!(o.exits.get(&host.name), Some(&Some(3)), "{o:?}");
+    assert_eq!(
+        o.stdout.get(&host.name).map(Vec::as_slice),
+        Some(&b"a\nb"[..])
+    );
+    assert_eq!(o.stderr.get(&host.name).map(Vec::as_slice), Some(&b"e"[..]));
+
+    let st = status(&c).await;
+    let reason = st.hosts[0].reason.clone().unwrap_or_default();
+    assert!(st.hosts[0].agentless, "{st:?}");
+    assert!(
+        reason.contains("cannot install the agent"),
+        "status says why it is agentless: {reason}"
+    );
+    let banner = CHATTY_STDERR.trim();
+    assert!(
+        !reason.contains(banner),
+        "the login's stderr is not taken for the installer's error: {reason}"
+    );
+
+    // Output that only a shell reading the whole stream gets right: no newline, binary.
+    let o = run(
+        &c,
+        run_req(vec![host.clone()], "printf '\\000\\001x'"),
+        &fleet,
+    )
+    .await;
+    assert_eq!(
+        o.stdout.get(&host.name).map(Vec::as_slice),
+        Some(&b"\0\x01x"[..])
+    );
+    drop(c);
+    d.stop().await;
+}
