@@ -1,0 +1,359 @@
+//! End-to-end test of the console through a real terminal against real SSH: tmux runs the
+//! built `crew` binary with a hosts.toml describing an OpenSSH sshd fleet on loopback
+//! (tests/support/sshd.rs); keys go in with send-keys and the screen comes back with
+//! capture-pane. Filter by tag, marks, per-host output, exit codes in pane titles, gathered
+//! counts, kill of a remote `sleep`, and a restored terminal on quit.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+mod support;
+use support::require_tool;
+use support::sshd::SshdFleet;
+
+/// Loopback hosts of the fleet: four `role=web`, two `role=db`.
+const NAMES: [(&str, &str); 6] = [
+    ("web1", "role=web"),
+    ("web2", "role=web"),
+    ("web3", "role=web"),
+    ("web4", "role=web"),
+    ("db1", "role=db"),
+    ("db2", "role=db"),
+];
+
+/// hosts.toml for the fleet: every host over SSH with the fleet's client key and
+/// known_hosts, an empty ssh_config (the user's ~/.ssh/config stays out of the test).
+fn write_hosts_toml(fleet: &SshdFleet) -> PathBuf {
+    let ssh_config = fleet.file("ssh_config", "");
+    let hosts = fleet.hosts();
+    assert!(hosts.len() >= NAMES.len(), "fleet too small");
+    let first = &hosts[0];
+    let mut toml = format!(
+        "[defaults]\ntransport = \"ssh\"\nuser = \"{}\"\nport = {}\nidentity_file = \"{}\"\n\
+         identities_only = true\nknown_hosts = \"{}\"\nagent_dir = \"{}\"\n\
+         connect_timeout = \"20s\"\nssh_config = \"{}\"\ntags = [\"env=e2e\"]\n",
+        first.user.clone().unwrap_or_default(),
+        fleet.port,
+        fleet.client_key.display(),
+        fleet.known_hosts.display(),
+        fleet.agent_dir().display(),
+        ssh_config.display(),
+    );
+    for ((name, tag), h) in NAMES.iter().zip(&hosts) {
+        let _ = write!(
+            toml,
+            "\n[[host]]\nname = \"{name}\"\naddress = \"{}\"\ntags = [\"{tag}\"]\n",
+            h.address
+        );
+    }
+    fleet.file("hosts.toml", &toml)
+}
+
+struct Session {
+    name: String,
+    home: tempfile::TempDir,
+}
+
+impl Session {
+    /// Start `crew --hosts <hosts.toml>` in a detached 120×32 tmux session; after crew exits
+    /// the pane prints its exit status and the terminal's canonical-mode flag.
+    fn start(hosts: &Path) -> Session {
+        let home = tempfile::tempdir().expect("temp CREW_HOME");
+        let name = format!("crew-ssh-e2e-{}", std::process::id());
+        let exe = env!("CARGO_BIN_EXE_crew");
+        let script = format!(
+            "env CREW_HOME='{home}' CREW_CONFIG_DIR='{home}/config' CREW_AGENT_EXE='{exe}' \
+             '{exe}' --hosts '{}'; \
+             echo \"EXITED $?\"; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\?icanon'; sleep 60",
+            hosts.display(),
+            home = home.path().display(),
+        );
+        let ok = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &name,
+                "-x",
+                "120",
+                "-y",
+                "32",
+                &script,
+            ])
+            .status()
+            .expect("tmux new-session")
+            .success();
+        assert!(ok, "tmux new-session failed");
+        Session { name, home }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let ok = Command::new("tmux")
+                .args(["send-keys", "-t", &self.name, k])
+                .status()
+                .expect("tmux send-keys")
+                .success();
+            assert!(ok, "send-keys {k}");
+            // Keys sent back to back after Escape would read as Alt-<key>.
+            std::thread::sleep(Duration::from_millis(80));
+        }
+    }
+
+    fn text(&self, s: &str) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, "-l", s])
+            .status()
+            .expect("tmux send-keys -l")
+            .success();
+        assert!(ok, "send-keys -l {s}");
+        std::thread::sleep(Duration::from_millis(80));
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The console's log files (for failure messages).
+    fn logs(&self) -> String {
+        let dir = self.home.path().join("logs");
+        let mut out = String::new();
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            let _ = writeln!(out, "== {}", e.path().display());
+            for l in tail.into_iter().rev() {
+                let _ = writeln!(out, "{l}");
+            }
+        }
+        out
+    }
+
+    /// Wait (at most `secs`) until `pred` holds for the screen; panic with the screen and
+    /// the logs if not.
+    fn wait(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; screen:\n{s}\nlogs:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_for(&self, needle: &str, secs: u64) -> String {
+        self.wait(needle, secs, |s| s.contains(needle))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+        let _ = Command::new(env!("CARGO_BIN_EXE_crew"))
+            .args(["daemon", "stop"])
+            .env("CREW_HOME", self.home.path())
+            .output();
+    }
+}
+
+/// The text drawn inside the pane whose title contains `title`: the lines below the title
+/// row, from the title's column to the pane's right border.
+fn pane_text(screen: &str, title: &str) -> String {
+    let lines: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let needle: Vec<char> = title.chars().collect();
+    for (r, line) in lines.iter().enumerate() {
+        let Some(c) = line
+            .windows(needle.len())
+            .position(|w| w == needle.as_slice())
+        else {
+            continue;
+        };
+        // The pane's left border is the corner before the title.
+        let left = line[..c]
+            .iter()
+            .rposition(|ch| "┌┏".contains(*ch))
+            .unwrap_or(c);
+        let right = line[c..]
+            .iter()
+            .position(|ch| "┐┓".contains(*ch))
+            .map_or(line.len(), |i| c + i);
+        let mut out = String::new();
+        for below in lines.iter().skip(r + 1) {
+            let cell: String = below
+                .get(left + 1..right.min(below.len()))
+                .unwrap_or_default()
+                .iter()
+                .collect();
+            if below.get(left).is_some_and(|ch| "└┗".contains(*ch)) {
+                break;
+            }
+            out += cell.trim();
+            out += "\n";
+        }
+        return out;
+    }
+    panic!("no pane titled {title:?} on screen:\n{screen}");
+}
+
+fn processes_matching(pattern: &str) -> String {
+    let out = Command::new("pgrep")
+        .args(["-a", "-f", pattern])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn ssh_fleet_filter_mark_run_gather_kill_and_quit() {
+    if !require_tool("sshd") || !require_tool("tmux") {
+        return;
+    }
+    let fleet = SshdFleet::start(NAMES.len());
+    let hosts = write_hosts_toml(&fleet);
+    let s = Session::start(&hosts);
+    s.wait_for("Hosts 6 shown · 0 marked · 6 total", 30);
+
+    // Filter by tag: the four web hosts.
+    s.keys(&["/"]);
+    s.text("role=web");
+    let screen = s.wait_for("Hosts 4 shown", 10);
+    assert!(!screen.contains("db1"), "{screen}");
+    s.keys(&["Enter"]);
+    s.wait_for("→ 4 shown hosts: web[1-4]", 10);
+
+    // `hostname` on every shown host: the same machine answers on every loopback address.
+    s.keys(&[":"]);
+    s.text("hostname");
+    s.keys(&["Enter"]);
+    let screen = s.wait_for("run #1 done", 120);
+    assert!(
+        screen.contains("run #1 done: 4 ok"),
+        "{screen}\n{}",
+        fleet.logs()
+    );
+    let host = Command::new("hostname")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .expect("hostname");
+    for h in ["web1", "web2", "web3", "web4"] {
+        let pane = pane_text(&screen, &format!("{h} ✓ ok"));
+        assert!(pane.contains(&host), "{h}'s pane lacks {host}:\n{screen}");
+    }
+    s.keys(&["g"]);
+    let screen = s.wait_for("Gathered 1 groups · 4 hosts", 10);
+    assert!(screen.contains("4 ok"), "{screen}");
+    assert!(screen.contains("web[1-4]"), "{screen}");
+    s.keys(&["Escape"]);
+
+    // Mark web1..web3 in the host list; a command that prints the host's name and fails
+    // with exit 3 on web2 and web3 runs on exactly the marked hosts.
+    s.keys(&["Tab", "Home", "Space", "Space", "Space"]);
+    s.wait_for("→ 3 marked hosts: web[1-3]", 10);
+    s.keys(&[":"]);
+    s.text("echo \"id=$CREW_HOST\"; case $CREW_HOST in web2|web3) echo bad >&2; exit 3;; esac");
+    s.keys(&["Enter"]);
+    let screen = s.wait_for("run #2 done", 60);
+    assert!(screen.contains("run #2 done: 1 ok, 2 failed"), "{screen}");
+    let p1 = pane_text(&screen, "web1 ✓ ok");
+    assert!(p1.contains("id=web1") && !p1.contains("bad"), "{screen}");
+    for h in ["web2", "web3"] {
+        let p = pane_text(&screen, &format!("{h} ✗ exit 3"));
+        assert!(p.contains(&format!("id={h}")), "{h}:\n{screen}");
+        assert!(p.contains("bad"), "{h} stderr:\n{screen}");
+    }
+    // Three panes, no more: web4 was not marked.
+    assert_eq!(screen.matches("✓ ok").count(), 1, "{screen}");
+    assert_eq!(screen.matches("✗ exit 3").count(), 2, "{screen}");
+
+    // Gathered counts: on the four web hosts, web4 fails alone.
+    s.keys(&["C-\\"]);
+    s.wait_for("0 marked", 10);
+    s.keys(&[":"]);
+    s.text("echo gathered; [ $CREW_HOST = web4 ] && exit 3; true");
+    s.keys(&["Enter"]);
+    let screen = s.wait_for("run #3 done", 60);
+    assert!(screen.contains("run #3 done: 3 ok, 1 failed"), "{screen}");
+    assert!(screen.contains("web4 ✗ exit 3"), "{screen}");
+    s.keys(&["g"]);
+    let screen = s.wait_for("Gathered 2 groups · 4 hosts", 10);
+    // Group rows read `   3 ok          web[1-3]`: count, status, folded nodeset.
+    let row = |count: &str, status: &str, set: &str| {
+        screen.lines().any(|l| {
+            let w: Vec<&str> = l.split(['│', '┃', ' ']).filter(|w| !w.is_empty()).collect();
+            let status: Vec<&str> = status.split(' ').collect();
+            w.windows(2 + status.len()).any(|x| {
+                x[0] == count && x[1..=status.len()] == status[..] && x[status.len() + 1] == set
+            })
+        })
+    };
+    assert!(row("3", "ok", "web[1-3]"), "group of 3:\n{screen}");
+    assert!(row("1", "exit 3", "web4"), "group of 1:\n{screen}");
+    s.keys(&["Escape"]);
+
+    // A long sleep on every web host, killed with ctrl-k: no such process is left.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let sleep = format!(
+        "sleep 1000.{}{:06}",
+        std::process::id() % 1000,
+        nanos % 1_000_000
+    );
+    s.keys(&[":"]);
+    s.text(&sleep);
+    s.keys(&["Enter"]);
+    s.wait_for("4 running", 60);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while processes_matching(&sleep).lines().count() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = processes_matching(&sleep);
+    assert!(
+        before.lines().count() >= 4,
+        "expected the sleep on 4 hosts, found:\n{before}"
+    );
+    s.keys(&["C-k"]);
+    let screen = s.wait_for("4 killed", 30);
+    assert!(screen.contains("run #4 done"), "{screen}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left = processes_matching(&sleep);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        left = processes_matching(&sleep);
+    }
+    assert!(left.is_empty(), "still running after ctrl-k:\n{left}");
+
+    // Quit: the shell gets its screen and cooked mode back.
+    s.keys(&["q"]);
+    let screen = s.wait("the icanon flag", 10, |t| t.contains("icanon"));
+    assert!(screen.contains("EXITED 0"), "{screen}");
+    assert!(
+        !screen.contains("Hosts 4 shown"),
+        "alternate screen left behind:\n{screen}"
+    );
+    let flag = screen
+        .lines()
+        .find(|l| l.trim().ends_with("icanon"))
+        .unwrap_or_default();
+    assert_eq!(
+        flag.trim(),
+        "icanon",
+        "terminal left in raw mode:\n{screen}"
+    );
+}
