@@ -15,3 +15,4 @@ pub mod nodeset;
 pub mod paths;
 pub mod proto;
 pub mod select;
+pub mod textpos;

@@ -52,16 +52,7 @@ pub struct Source<'a> {
 impl Source<'_> {
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or(self.text);
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let col = before
-            .get(line_start..)
-            .map(|s| s.chars().count())
-            .unwrap_or(0)
-            + 1;
-        (line, col)
+        crate::textpos::line_col(self.text, offset)
     }
 
     pub fn at(&self, offset: usize, message: impl Into<String>) -> Diagnostic {

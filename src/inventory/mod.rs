@@ -66,12 +66,7 @@ pub(crate) struct Source<'a> {
 impl Source<'_> {
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or(self.text);
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
-        (line, col)
+        crate::textpos::line_col(self.text, offset)
     }
 
     pub fn error(&self, offset: usize, message: impl Into<String>) -> InventoryError {
