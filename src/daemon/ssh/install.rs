@@ -9,16 +9,22 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::time::timeout;
 
 use crate::daemon::link::preview;
+use crate::proto::agent::SYNC_MARKER;
 
 use super::exec::{sh_quote, Captured};
 use super::marker;
 use super::stream::{agent_channel, AgentChannel};
 use super::{SshError, SshOptions, SshSession};
 
-/// Bound on the probe command (`uname`, file check).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on opening the exec channel that starts (or checks) the agent.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound from the open channel to the agent's sync marker or the "missing" report: one login
+/// shell plus the agent's start (or `uname`). Queueing for a start slot is not counted.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on uploading and verifying the executable.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -76,6 +82,10 @@ pub fn dir_expr(agent_dir: &str) -> String {
     }
 }
 
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 /// `uname -sm` of a host that can run our agent build.
 fn expected_uname() -> String {
     let os = match std::env::consts::OS {
@@ -108,41 +118,30 @@ fn remote_stderr(out: &Captured) -> String {
     }
 }
 
+/// What one start attempt found.
+enum Start {
+    /// The agent runs: its channel, positioned before the login output and sync marker.
+    Running(AgentChannel),
+    /// No executable agent there; `uname -sm` of the host.
+    Missing { uname: String },
+}
+
 impl SshSession {
-    /// Install the agent if `<agent_dir>/agent-<build>` is missing or not executable, then
-    /// start it on a persistent exec channel.
+    /// Start the agent on a persistent exec channel, installing it first when
+    /// `<agent_dir>/agent-<build>` is missing or not executable. An installed agent costs one
+    /// exec (one login shell): the same command starts it or reports it missing.
     pub async fn start_agent(&self, opts: &SshOptions) -> Result<AgentChannel, SshError> {
         let name = &self.host.name;
-        let dir = dir_expr(&self.host.agent_dir);
         let file = format!("agent-{}", opts.agent_build);
+        let dir = dir_expr(&self.host.agent_dir);
         let vars = format!("d={dir}; f=\"$d\"/{}", sh_quote(&file));
-        let probe = sh(&format!(
-            "{vars}; {begin}; uname -sm; \
-             if [ -x \"$f\" ]; then echo present; else echo missing; fi; {end}",
-            begin = marker::SH_BEGIN,
-            end = marker::SH_END,
-        ));
-        let out = self.capture(&probe, None, PROBE_TIMEOUT).await?;
-        let (junk, _) = marker::split_begin(&out.stdout);
-        if !junk.is_empty() {
-            tracing::debug!(
-                "{name}: login printed {} bytes before the probe: {}",
-                junk.len(),
-                preview(junk)
-            );
-        }
-        let body = marker::between(&out.stdout).map(String::from_utf8_lossy);
-        let mut lines = body.as_deref().unwrap_or("").lines().map(str::trim);
-        let (uname, state) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
-        if out.code != Some(0) || !matches!(state, "present" | "missing") {
-            return Err(SshError::AgentUnavailable(format!(
-                "{name}: probing {} failed (exit {:?}): {}; output: {}",
-                self.host.agent_dir,
-                out.code,
-                remote_stderr(&out),
-                preview(&out.stdout)
-            )));
-        }
+        let uname = match self.try_start(&vars).await? {
+            Start::Running(ch) => {
+                tracing::debug!("{name}: agent {file} already installed, started");
+                return Ok(ch);
+            }
+            Start::Missing { uname } => uname,
+        };
         let want = expected_uname();
         if uname != want {
             return Err(SshError::AgentUnavailable(format!(
@@ -150,16 +149,121 @@ impl SshSession {
                 preview(uname.as_bytes())
             )));
         }
-        if state == "missing" {
-            self.upload_agent(opts, &vars).await?;
-        } else {
-            tracing::debug!("{name}: agent {file} already installed");
+        self.upload_agent(opts, &vars).await?;
+        match self.try_start(&vars).await? {
+            Start::Running(ch) => Ok(ch),
+            Start::Missing { .. } => Err(SshError::AgentUnavailable(format!(
+                "{name}: the agent was installed into {} but is not executable there",
+                self.host.agent_dir
+            ))),
         }
-        let channel = self.handle.channel_open_session().await?;
-        channel
-            .exec(true, sh(&format!("{vars}; exec \"$f\" agent")))
-            .await?;
-        Ok(agent_channel(channel, name.clone()))
+    }
+
+    /// One exec: run the agent if it is executable, else print `uname -sm` and `missing`
+    /// between markers. Reads until the agent's sync marker or the helper's report.
+    async fn try_start(&self, vars: &str) -> Result<Start, SshError> {
+        let name = &self.host.name;
+        let cmd = sh(&format!(
+            "{vars}; if [ -x \"$f\" ]; then exec \"$f\" agent; fi; \
+             {begin}; uname -sm; echo missing; {end}",
+            begin = marker::SH_BEGIN,
+            end = marker::SH_END,
+        ));
+        let channel = timeout(OPEN_TIMEOUT, async {
+            let channel = self.handle.channel_open_session().await?;
+            channel.exec(true, cmd).await?;
+            Ok::<_, SshError>(channel)
+        })
+        .await
+        .map_err(|_| {
+            SshError::Timeout(format!(
+                "{name}: the server did not open an exec channel within {OPEN_TIMEOUT:?}"
+            ))
+        })??;
+        let (mut ch, end) = agent_channel(channel, name.clone());
+        // The Hello timeout of the link starts after this: it only covers the frame itself.
+        let mut buf = Vec::with_capacity(4096);
+        let seen = timeout(START_TIMEOUT, async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                if find(&buf, SYNC_MARKER).is_some() {
+                    return Ok(true);
+                }
+                if marker::between(&buf).is_some() {
+                    return Ok(false);
+                }
+                if buf.len() > marker::MAX_SKIP + 4096 {
+                    return Err(format!(
+                        "no agent and no report in the first {} bytes",
+                        buf.len()
+                    ));
+                }
+                match ch.reader.read(&mut chunk).await {
+                    Ok(0) => return Err("the channel ended".to_string()),
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) => return Err(format!("reading the channel: {e}")),
+                }
+            }
+        })
+        .await
+        .map_err(|_| {
+            SshError::Timeout(format!(
+                "{name}: neither the agent nor the install check answered within {START_TIMEOUT:?}"
+            ))
+        })?;
+        match seen {
+            Ok(true) => {
+                let reader = std::io::Cursor::new(buf).chain(ch.reader);
+                Ok(Start::Running(AgentChannel {
+                    reader: Box::new(reader),
+                    writer: ch.writer,
+                }))
+            }
+            Ok(false) => {
+                let (junk, _) = marker::split_begin(&buf);
+                if !junk.is_empty() {
+                    tracing::debug!(
+                        "{name}: login printed {} bytes before the check: {}",
+                        junk.len(),
+                        preview(junk)
+                    );
+                }
+                let body = marker::between(&buf).map(String::from_utf8_lossy);
+                let mut lines = body.as_deref().unwrap_or("").lines().map(str::trim);
+                let (uname, state) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+                if state != "missing" {
+                    return Err(SshError::AgentUnavailable(format!(
+                        "{name}: checking {} printed {}",
+                        self.host.agent_dir,
+                        preview(&buf)
+                    )));
+                }
+                Ok(Start::Missing {
+                    uname: uname.to_string(),
+                })
+            }
+            Err(why) => {
+                // Let the reader task record the exit status and stderr.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let (exit, stderr) = end
+                    .lock()
+                    .map(|e| (e.exit, e.stderr.clone()))
+                    .unwrap_or_default();
+                let (_, stderr) = marker::split_begin(&stderr);
+                let stderr = String::from_utf8_lossy(stderr);
+                Err(SshError::AgentUnavailable(format!(
+                    "{name}: starting the agent in {} failed: {why} (exit {}): {}; output: {}",
+                    self.host.agent_dir,
+                    exit.map_or("none".to_string(), |c| c.to_string()),
+                    if stderr.trim().is_empty() {
+                        "(no message)".to_string()
+                    } else {
+                        preview(stderr.trim().as_bytes())
+                    },
+                    preview(&buf)
+                )))
+            }
+        }
     }
 
     async fn upload_agent(&self, opts: &SshOptions, vars: &str) -> Result<(), SshError> {
