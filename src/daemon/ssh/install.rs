@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -28,10 +28,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on uploading and verifying the executable.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The local agent executable, read once per (path, size, mtime) and shared by all uploads.
+/// The local agent executable's size and sha256, computed once per (path, size, mtime). The
+/// bytes are never kept: every upload streams the file (the daemon stays small).
 #[derive(Clone)]
 struct LocalExe {
-    bytes: Arc<Vec<u8>>,
+    size: u64,
     sha256: String,
 }
 
@@ -47,24 +48,36 @@ async fn local_exe(path: &Path) -> Result<LocalExe, SshError> {
         |e: std::io::Error| SshError::AgentUnavailable(format!("{}: {e}", path.display()));
     let meta = tokio::fs::metadata(path).await.map_err(unavailable)?;
     let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
-    // One reader at a time: 500 hosts installing at once must not read the file 500 times.
+    // One hasher at a time: 500 hosts installing at once must not read the file 500 times.
     static LOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _loading = LOADING.lock().await;
     if let Some(exe) = exe_cache().lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(exe);
     }
-    let bytes = tokio::fs::read(path).await.map_err(unavailable)?;
-    // Hashing tens of MB is CPU work: keep it off the async workers.
-    let (bytes, sha256) = tokio::task::spawn_blocking(move || {
-        let sha = hex::encode(Sha256::digest(&bytes));
-        (bytes, sha)
+    // Hashing tens of MB is CPU work: keep it off the async workers; read in chunks.
+    let p = path.to_path_buf();
+    let exe = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&p)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok(LocalExe {
+            size,
+            sha256: hex::encode(h.finalize()),
+        })
     })
     .await
-    .map_err(|e| SshError::AgentUnavailable(format!("hashing {}: {e}", path.display())))?;
-    let exe = LocalExe {
-        bytes: Arc::new(bytes),
-        sha256,
-    };
+    .map_err(|e| SshError::AgentUnavailable(format!("hashing {}: {e}", path.display())))?
+    .map_err(unavailable)?;
     if let Ok(mut c) = exe_cache().lock() {
         c.insert(key, exe.clone());
     }
@@ -293,11 +306,11 @@ impl SshSession {
         );
         tracing::info!(
             "{name}: installing agent ({} bytes) into {}",
-            exe.bytes.len(),
+            exe.size,
             self.host.agent_dir
         );
         let out = self
-            .capture(&sh(&script), Some(exe.bytes.clone()), UPLOAD_TIMEOUT)
+            .capture(&sh(&script), Some(opts.agent_exe.clone()), UPLOAD_TIMEOUT)
             .await
             .map_err(|e| SshError::AgentUnavailable(format!("{name}: upload failed: {e}")))?;
         if out.code != Some(0) || marker::between(&out.stdout).is_none() {
