@@ -288,16 +288,19 @@ impl SshSession {
             .unwrap_or(0);
         let script = format!(
             "set -e; {vars}; t=\"$f.tmp-{pid}-{nonce}\"\n\
+             sum() {{ (sha256sum \"$1\" 2>/dev/null || shasum -a 256 \"$1\") | cut -d' ' -f1; }}\n\
+             installed() {{ [ -x \"$f\" ] && [ \"$(sum \"$f\")\" = {want} ]; }}\n\
              {begin}\n\
              mkdir -p \"$d\"\n\
+             if installed; then {end}; exit 0; fi\n\
              cat > \"$t\"\n\
-             sum=$( (sha256sum \"$t\" 2>/dev/null || shasum -a 256 \"$t\") | cut -d' ' -f1)\n\
-             if [ \"$sum\" != {want} ]; then rm -f \"$t\"; \
-               echo \"checksum mismatch after upload: got $sum\" >&2; exit 3; fi\n\
+             got=$(sum \"$t\")\n\
+             if [ \"$got\" != {want} ]; then rm -f \"$t\"; \
+               echo \"checksum mismatch after upload: got $got\" >&2; exit 3; fi\n\
              chmod 755 \"$t\"\n\
              if ! \"$t\" --version >/dev/null 2>&1; then rm -f \"$t\"; \
                echo \"the uploaded agent does not execute (noexec mount or missing libraries?)\" >&2; exit 4; fi\n\
-             mv -f \"$t\" \"$f\"\n\
+             if installed; then rm -f \"$t\"; else mv -f \"$t\" \"$f\"; fi\n\
              {end}\n",
             begin = marker::SH_BEGIN,
             end = marker::SH_END,
