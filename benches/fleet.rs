@@ -227,6 +227,15 @@ fn bench_size(
         ));
     }
     eprintln!("  crew warm runs {warm:.3?}");
+    let pause = env_num("CREW_BENCH_PAUSE", 0).min(3600);
+    if pause > 0 {
+        // For profiling by hand: the fleet and the warm daemon stay up meanwhile.
+        eprintln!(
+            "  pausing {pause} s (CREW_BENCH_PAUSE); try: {}",
+            exec::shell_line(&crew.run_cmd(cfg.fanout))
+        );
+        std::thread::sleep(Duration::from_secs(pause as u64));
+    }
     let st = crew.status().context("crew status after warm runs")?;
     let (rss_kib, hwm_kib) = exec::rss_kib(st.pid).unwrap_or((st.rss_kib, st.rss_kib));
     eprintln!(
