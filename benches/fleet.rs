@@ -255,7 +255,6 @@ fn bench_size(
     eprintln!("  crew cold runs {cold:.2?}");
 
     let target = tools::Target::new(&hosts, crew.home())?;
-    let list = target.addresses.join(",");
     let mut commands = vec![(
         "crew".to_string(),
         exec::shell_line(&crew.run_cmd(cfg.fanout)),
@@ -266,7 +265,7 @@ fn bench_size(
         eprintln!("  {}: {r:?}", tool.name());
         if let Some(exe) = tool.find() {
             let line = exec::shell_line(&target.command(tool, &exe, cfg.fanout));
-            commands.push((tool.name().to_string(), line.replace(&list, "$HOSTS")));
+            commands.push((tool.name().to_string(), target.redact(&line)));
         }
         tool_results.push((tool, r));
     }
@@ -312,7 +311,7 @@ fn run_tool(cfg: &Config, target: &tools::Target, tool: tools::Tool, scratch: &P
         match t {
             Ok(t) => times.push(t.elapsed),
             Err(e) => {
-                let line = line.replace(&target.addresses.join(","), "$HOSTS");
+                let line = target.redact(&line);
                 return ToolResult::Failed(format!("{e:#}\ncommand: {line}"));
             }
         }
