@@ -230,9 +230,7 @@ impl HostFiles {
                 }
             }
         }
-        let Some(w) = self.files[i].as_mut() else {
-            return None;
-        };
+        let w = self.files[i].as_mut()?;
         if let Err(e) = w.write_all(data).await {
             let msg = format!("writing {}: {e}", path.display());
             self.error = Some(msg.clone());
