@@ -227,6 +227,15 @@ fn bench_size(
         ));
     }
     eprintln!("  crew warm runs {warm:.3?}");
+    let pause = env_num("CREW_BENCH_PAUSE", 0).min(3600);
+    if pause > 0 {
+        // For profiling by hand: the fleet and the warm daemon stay up meanwhile.
+        eprintln!(
+            "  pausing {pause} s (CREW_BENCH_PAUSE); try: {}",
+            exec::shell_line(&crew.run_cmd(cfg.fanout))
+        );
+        std::thread::sleep(Duration::from_secs(pause as u64));
+    }
     let st = crew.status().context("crew status after warm runs")?;
     let (rss_kib, hwm_kib) = exec::rss_kib(st.pid).unwrap_or((st.rss_kib, st.rss_kib));
     eprintln!(
@@ -246,7 +255,6 @@ fn bench_size(
     eprintln!("  crew cold runs {cold:.2?}");
 
     let target = tools::Target::new(&hosts, crew.home())?;
-    let list = target.addresses.join(",");
     let mut commands = vec![(
         "crew".to_string(),
         exec::shell_line(&crew.run_cmd(cfg.fanout)),
@@ -257,7 +265,7 @@ fn bench_size(
         eprintln!("  {}: {r:?}", tool.name());
         if let Some(exe) = tool.find() {
             let line = exec::shell_line(&target.command(tool, &exe, cfg.fanout));
-            commands.push((tool.name().to_string(), line.replace(&list, "$HOSTS")));
+            commands.push((tool.name().to_string(), target.redact(&line)));
         }
         tool_results.push((tool, r));
     }
@@ -303,7 +311,7 @@ fn run_tool(cfg: &Config, target: &tools::Target, tool: tools::Tool, scratch: &P
         match t {
             Ok(t) => times.push(t.elapsed),
             Err(e) => {
-                let line = line.replace(&target.addresses.join(","), "$HOSTS");
+                let line = target.redact(&line);
                 return ToolResult::Failed(format!("{e:#}\ncommand: {line}"));
             }
         }

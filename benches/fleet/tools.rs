@@ -105,6 +105,22 @@ impl Target {
         ]
     }
 
+    /// `addr:port,…` for tools that take the port in the host list.
+    fn with_ports(&self) -> String {
+        let l: Vec<String> = self
+            .addresses
+            .iter()
+            .map(|a| format!("{a}:{}", self.port))
+            .collect();
+        l.join(",")
+    }
+
+    /// A printed command line with the host list shortened to `$HOSTS`.
+    pub fn redact(&self, line: &str) -> String {
+        line.replace(&self.with_ports(), "$HOSTS_WITH_PORT")
+            .replace(&self.addresses.join(","), "$HOSTS")
+    }
+
     /// The command line running `true` on every host at `fanout`. Each exits non-zero when
     /// any host fails (pdsh -S, clush -S, bssh --require-all-success).
     pub fn command(&self, tool: Tool, exe: &Path, fanout: usize) -> Command {
@@ -129,9 +145,10 @@ impl Target {
                 c.env("HOME", &self.bssh_home);
                 c.args(["--strict-host-key-checking", "yes", "--require-all-success"])
                     .args(["--parallel", &fanout.to_string()])
-                    .args(["-p", &self.port.to_string(), "-u", &self.user, "-i"])
+                    // bssh ignores `-p` for `-H` hosts (it connects to 22): ports go in the list.
+                    .args(["-l", &self.user, "-i"])
                     .arg(&self.key)
-                    .args(["--connect-timeout", "30", "-H", &list, "true"]);
+                    .args(["--connect-timeout", "30", "-H", &self.with_ports(), "true"]);
             }
         }
         c

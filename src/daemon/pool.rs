@@ -80,6 +80,10 @@ impl Slot {
 struct Inner {
     cfg: PoolConfig,
     handshakes: Arc<Semaphore>,
+    /// Agent installs and starts in flight (login shell, upload, agent start, Hello): each
+    /// costs a shell on the host and CPU here; more at once only makes every one of them
+    /// slower (and time out) without finishing sooner.
+    starts: Semaphore,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     shutdown: CancellationToken,
 }
@@ -107,6 +111,7 @@ impl Pool {
     pub fn new(cfg: PoolConfig, shutdown: CancellationToken) -> Pool {
         Pool(Arc::new(Inner {
             handshakes: Arc::new(Semaphore::new(cfg.handshake_limit.max(1))),
+            starts: Semaphore::new(start_limit()),
             cfg,
             slots: Mutex::new(HashMap::new()),
             shutdown,
@@ -280,6 +285,11 @@ impl Pool {
                 };
                 let session = Arc::new(ssh::connect(host, &opts).await.map_err(ssh_error)?);
                 slot.info().set(State::Installing, None);
+                // Queueing for a slot is local and untimed; each step inside is bounded.
+                let _start =
+                    self.0.starts.acquire().await.map_err(|_| {
+                        HostError::new(ErrorKind::Internal, "daemon is shutting down")
+                    })?;
                 match session.start_agent(&opts).await {
                     Ok(ch) => {
                         let lo = self.link_options();
@@ -356,6 +366,12 @@ impl Pool {
         });
         tokio::spawn(task);
     }
+}
+
+/// Agent installs/starts at once: 2 per core, at least 8, at most 32.
+fn start_limit() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (2 * cores).clamp(8, 32)
 }
 
 /// Log what a login shell printed before the agent (truncated, escaped) and say it briefly

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! runs/<id>/meta.json      id, who, when, selection, command, hosts, label
-//! runs/<id>/<host>.out     stdout as it arrived (bytes, unmodified)
-//! runs/<id>/<host>.err     stderr as it arrived
+//! runs/<id>/<host>.out     stdout as it arrived (bytes, unmodified; absent when empty)
+//! runs/<id>/<host>.err     stderr as it arrived (absent when empty)
 //! runs/<id>/<host>.json    exit / signal / timing / verdict / error
 //! ```
 //!
@@ -181,33 +181,27 @@ pub async fn sync_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("syncing directory {}", dir.display()))
 }
 
-/// One host's output files in a run directory, written as output arrives.
+/// One host's output files in a run directory, written as output arrives. `<host>.out` and
+/// `<host>.err` are created with their first byte (a quiet host costs one file, not three:
+/// creating files dominates a warm run's cost in the daemon); a missing one means empty.
 pub struct HostFiles {
     dir: PathBuf,
     stem: String,
-    out: BufWriter<tokio::fs::File>,
-    err: BufWriter<tokio::fs::File>,
+    /// stdout, stderr: opened on the first write.
+    files: [Option<BufWriter<tokio::fs::File>>; 2],
     /// First write error, kept so the run is reported failed (never finished).
     pub error: Option<String>,
 }
 
+/// Write buffer per output file (only hosts that print get one).
+const FILE_BUFFER: usize = 64 * 1024;
+
 impl HostFiles {
     pub async fn create(dir: &Path, host: &str) -> anyhow::Result<HostFiles> {
-        let stem = file_stem(host);
-        let open = |ext: &str| {
-            let p = dir.join(format!("{stem}.{ext}"));
-            async move {
-                tokio::fs::File::create(&p)
-                    .await
-                    .map(|f| BufWriter::with_capacity(64 * 1024, f))
-                    .with_context(|| format!("creating {}", p.display()))
-            }
-        };
         Ok(HostFiles {
-            out: open("out").await?,
-            err: open("err").await?,
             dir: dir.to_path_buf(),
-            stem,
+            stem: file_stem(host),
+            files: [None, None],
             error: None,
         })
     }
@@ -218,28 +212,43 @@ impl HostFiles {
 
     /// Append output; a failure is remembered (and returned once) rather than aborting the job.
     pub async fn write(&mut self, stream: Stream, data: &[u8]) -> Option<String> {
-        if self.error.is_some() {
+        if self.error.is_some() || data.is_empty() {
             return None;
         }
-        let (w, ext) = match stream {
-            Stream::Stdout => (&mut self.out, "out"),
-            Stream::Stderr => (&mut self.err, "err"),
+        let (i, ext) = match stream {
+            Stream::Stdout => (0, "out"),
+            Stream::Stderr => (1, "err"),
         };
+        let path = self.path(ext);
+        if self.files[i].is_none() {
+            match tokio::fs::File::create(&path).await {
+                Ok(f) => self.files[i] = Some(BufWriter::with_capacity(FILE_BUFFER, f)),
+                Err(e) => {
+                    let msg = format!("creating {}: {e}", path.display());
+                    self.error = Some(msg.clone());
+                    return Some(msg);
+                }
+            }
+        }
+        let w = self.files[i].as_mut()?;
         if let Err(e) = w.write_all(data).await {
-            let msg = format!("writing {}: {e}", self.path(ext).display());
+            let msg = format!("writing {}: {e}", path.display());
             self.error = Some(msg.clone());
             return Some(msg);
         }
         None
     }
 
-    /// Flush and fsync the output files, then write and fsync `<host>.json`.
+    /// Flush and fsync the output files (those that were created), then write and fsync
+    /// `<host>.json`. The run's final directory fsync ([`sync_dir`]) makes the entries durable.
     pub async fn finish(mut self, rec: &HostRecord) -> Result<(), String> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
         let (out_path, err_path) = (self.path("out"), self.path("err"));
-        for (w, path) in [(&mut self.out, out_path), (&mut self.err, err_path)] {
+        let [out, err] = &mut self.files;
+        for (w, path) in [(out, out_path), (err, err_path)] {
+            let Some(w) = w else { continue };
             let r = async {
                 w.flush().await?;
                 w.get_ref().sync_all().await

@@ -1,6 +1,7 @@
 //! A fleet of real OpenSSH sshd processes on loopback: distinct 127.x.y.z addresses act as
 //! distinct hosts, all on one port, with their own host key, client key, authorized_keys and
-//! known_hosts in a temp dir. Everything is killed on drop.
+//! known_hosts in a temp dir. Logins get `HOME=<fleet dir>/home` (empty), not the operator's
+//! home, so their shells do not run the operator's `~/.bashrc`. Everything is killed on drop.
 
 use std::fs;
 use std::io::Write;
@@ -130,6 +131,7 @@ impl SshdFleet {
         )
         .expect("write authorized_keys");
         fs::create_dir_all(d.join("agents")).expect("agents dir");
+        fs::create_dir_all(d.join("home")).expect("fleet home dir");
         if is_root() {
             fs::create_dir_all("/run/sshd").expect("create /run/sshd (privsep dir)");
         }
@@ -218,7 +220,9 @@ impl SshdFleet {
              UsePAM no\nStrictModes no\nPermitRootLogin yes\nPubkeyAuthentication yes\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              MaxStartups 1000:30:1000\nMaxSessions 20\nMaxAuthTries 6\nLogLevel VERBOSE\n\
-             PrintMotd no\nUseDNS no\n",
+             PrintMotd no\nUseDNS no\n\
+             SetEnv HOME={home}\n",
+            home = d.join("home").display(),
             hk = d.join("host_ed25519").display(),
             pid = d.join(format!("sshd{i}.pid")).display(),
             ak = d.join("authorized_keys").display(),
@@ -325,6 +329,12 @@ impl SshdFleet {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `$HOME` of every login on the fleet (sshd `SetEnv`): an empty directory, so logins
+    /// never run the operator's own `~/.bashrc` (slow, and not the fleet's).
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
     }
 
     /// Directory the agent is installed into on every host of the fleet.

@@ -1,6 +1,7 @@
 //! Plain exec channels: agentless commands (one channel per command, streamed as the same
 //! `AgentMsg` sequence the agent produces) and captured helper commands for the installer.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -152,12 +153,13 @@ impl SshSession {
         })
     }
 
-    /// Run `cmd`, feeding `stdin` (then EOF), and collect its output and status. Bounded by
-    /// `limit`; the channel is always drained while stdin is written.
+    /// Run `cmd`, feeding it the file `stdin` (streamed in chunks, then EOF), and collect its
+    /// output and status. Bounded by `limit`; the channel is always drained while stdin is
+    /// written.
     pub async fn capture(
         &self,
         cmd: &str,
-        stdin: Option<Arc<Vec<u8>>>,
+        stdin: Option<PathBuf>,
         limit: Duration,
     ) -> Result<Captured, SshError> {
         let channel = self.handle.channel_open_session().await?;
@@ -166,10 +168,14 @@ impl SshSession {
         let wr = Arc::new(wr);
         let wr2 = wr.clone();
         let mut writer = tokio::spawn(async move {
-            if let Some(data) = stdin {
-                wr2.data(&data[..]).await?;
+            if let Some(path) = stdin {
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| SshError::AgentUnavailable(format!("{}: {e}", path.display())))?;
+                wr2.data(tokio::io::BufReader::with_capacity(64 * 1024, file))
+                    .await?;
             }
-            wr2.eof().await
+            wr2.eof().await.map_err(SshError::from)
         });
         let mut out = Captured::default();
         let read = async {

@@ -5,27 +5,34 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::time::timeout;
 
 use crate::daemon::link::preview;
+use crate::proto::agent::SYNC_MARKER;
 
 use super::exec::{sh_quote, Captured};
 use super::marker;
 use super::stream::{agent_channel, AgentChannel};
 use super::{SshError, SshOptions, SshSession};
 
-/// Bound on the probe command (`uname`, file check).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on opening the exec channel that starts (or checks) the agent.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound from the open channel to the agent's sync marker or the "missing" report: one login
+/// shell plus the agent's start (or `uname`). Queueing for a start slot is not counted.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on uploading and verifying the executable.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The local agent executable, read once per (path, size, mtime) and shared by all uploads.
+/// The local agent executable's size and sha256, computed once per (path, size, mtime). The
+/// bytes are never kept: every upload streams the file (the daemon stays small).
 #[derive(Clone)]
 struct LocalExe {
-    bytes: Arc<Vec<u8>>,
+    size: u64,
     sha256: String,
 }
 
@@ -41,24 +48,36 @@ async fn local_exe(path: &Path) -> Result<LocalExe, SshError> {
         |e: std::io::Error| SshError::AgentUnavailable(format!("{}: {e}", path.display()));
     let meta = tokio::fs::metadata(path).await.map_err(unavailable)?;
     let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
-    // One reader at a time: 500 hosts installing at once must not read the file 500 times.
+    // One hasher at a time: 500 hosts installing at once must not read the file 500 times.
     static LOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _loading = LOADING.lock().await;
     if let Some(exe) = exe_cache().lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(exe);
     }
-    let bytes = tokio::fs::read(path).await.map_err(unavailable)?;
-    // Hashing tens of MB is CPU work: keep it off the async workers.
-    let (bytes, sha256) = tokio::task::spawn_blocking(move || {
-        let sha = hex::encode(Sha256::digest(&bytes));
-        (bytes, sha)
+    // Hashing tens of MB is CPU work: keep it off the async workers; read in chunks.
+    let p = path.to_path_buf();
+    let exe = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&p)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok(LocalExe {
+            size,
+            sha256: hex::encode(h.finalize()),
+        })
     })
     .await
-    .map_err(|e| SshError::AgentUnavailable(format!("hashing {}: {e}", path.display())))?;
-    let exe = LocalExe {
-        bytes: Arc::new(bytes),
-        sha256,
-    };
+    .map_err(|e| SshError::AgentUnavailable(format!("hashing {}: {e}", path.display())))?
+    .map_err(unavailable)?;
     if let Ok(mut c) = exe_cache().lock() {
         c.insert(key, exe.clone());
     }
@@ -74,6 +93,10 @@ pub fn dir_expr(agent_dir: &str) -> String {
     } else {
         sh_quote(agent_dir)
     }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// `uname -sm` of a host that can run our agent build.
@@ -108,41 +131,30 @@ fn remote_stderr(out: &Captured) -> String {
     }
 }
 
+/// What one start attempt found.
+enum Start {
+    /// The agent runs: its channel, positioned before the login output and sync marker.
+    Running(AgentChannel),
+    /// No executable agent there; `uname -sm` of the host.
+    Missing { uname: String },
+}
+
 impl SshSession {
-    /// Install the agent if `<agent_dir>/agent-<build>` is missing or not executable, then
-    /// start it on a persistent exec channel.
+    /// Start the agent on a persistent exec channel, installing it first when
+    /// `<agent_dir>/agent-<build>` is missing or not executable. An installed agent costs one
+    /// exec (one login shell): the same command starts it or reports it missing.
     pub async fn start_agent(&self, opts: &SshOptions) -> Result<AgentChannel, SshError> {
         let name = &self.host.name;
-        let dir = dir_expr(&self.host.agent_dir);
         let file = format!("agent-{}", opts.agent_build);
+        let dir = dir_expr(&self.host.agent_dir);
         let vars = format!("d={dir}; f=\"$d\"/{}", sh_quote(&file));
-        let probe = sh(&format!(
-            "{vars}; {begin}; uname -sm; \
-             if [ -x \"$f\" ]; then echo present; else echo missing; fi; {end}",
-            begin = marker::SH_BEGIN,
-            end = marker::SH_END,
-        ));
-        let out = self.capture(&probe, None, PROBE_TIMEOUT).await?;
-        let (junk, _) = marker::split_begin(&out.stdout);
-        if !junk.is_empty() {
-            tracing::debug!(
-                "{name}: login printed {} bytes before the probe: {}",
-                junk.len(),
-                preview(junk)
-            );
-        }
-        let body = marker::between(&out.stdout).map(String::from_utf8_lossy);
-        let mut lines = body.as_deref().unwrap_or("").lines().map(str::trim);
-        let (uname, state) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
-        if out.code != Some(0) || !matches!(state, "present" | "missing") {
-            return Err(SshError::AgentUnavailable(format!(
-                "{name}: probing {} failed (exit {:?}): {}; output: {}",
-                self.host.agent_dir,
-                out.code,
-                remote_stderr(&out),
-                preview(&out.stdout)
-            )));
-        }
+        let uname = match self.try_start(&vars).await? {
+            Start::Running(ch) => {
+                tracing::debug!("{name}: agent {file} already installed, started");
+                return Ok(ch);
+            }
+            Start::Missing { uname } => uname,
+        };
         let want = expected_uname();
         if uname != want {
             return Err(SshError::AgentUnavailable(format!(
@@ -150,16 +162,121 @@ impl SshSession {
                 preview(uname.as_bytes())
             )));
         }
-        if state == "missing" {
-            self.upload_agent(opts, &vars).await?;
-        } else {
-            tracing::debug!("{name}: agent {file} already installed");
+        self.upload_agent(opts, &vars).await?;
+        match self.try_start(&vars).await? {
+            Start::Running(ch) => Ok(ch),
+            Start::Missing { .. } => Err(SshError::AgentUnavailable(format!(
+                "{name}: the agent was installed into {} but is not executable there",
+                self.host.agent_dir
+            ))),
         }
-        let channel = self.handle.channel_open_session().await?;
-        channel
-            .exec(true, sh(&format!("{vars}; exec \"$f\" agent")))
-            .await?;
-        Ok(agent_channel(channel, name.clone()))
+    }
+
+    /// One exec: run the agent if it is executable, else print `uname -sm` and `missing`
+    /// between markers. Reads until the agent's sync marker or the helper's report.
+    async fn try_start(&self, vars: &str) -> Result<Start, SshError> {
+        let name = &self.host.name;
+        let cmd = sh(&format!(
+            "{vars}; if [ -x \"$f\" ]; then exec \"$f\" agent; fi; \
+             {begin}; uname -sm; echo missing; {end}",
+            begin = marker::SH_BEGIN,
+            end = marker::SH_END,
+        ));
+        let channel = timeout(OPEN_TIMEOUT, async {
+            let channel = self.handle.channel_open_session().await?;
+            channel.exec(true, cmd).await?;
+            Ok::<_, SshError>(channel)
+        })
+        .await
+        .map_err(|_| {
+            SshError::Timeout(format!(
+                "{name}: the server did not open an exec channel within {OPEN_TIMEOUT:?}"
+            ))
+        })??;
+        let (mut ch, end) = agent_channel(channel, name.clone());
+        // The Hello timeout of the link starts after this: it only covers the frame itself.
+        let mut buf = Vec::with_capacity(4096);
+        let seen = timeout(START_TIMEOUT, async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                if find(&buf, SYNC_MARKER).is_some() {
+                    return Ok(true);
+                }
+                if marker::between(&buf).is_some() {
+                    return Ok(false);
+                }
+                if buf.len() > marker::MAX_SKIP + 4096 {
+                    return Err(format!(
+                        "no agent and no report in the first {} bytes",
+                        buf.len()
+                    ));
+                }
+                match ch.reader.read(&mut chunk).await {
+                    Ok(0) => return Err("the channel ended".to_string()),
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) => return Err(format!("reading the channel: {e}")),
+                }
+            }
+        })
+        .await
+        .map_err(|_| {
+            SshError::Timeout(format!(
+                "{name}: neither the agent nor the install check answered within {START_TIMEOUT:?}"
+            ))
+        })?;
+        match seen {
+            Ok(true) => {
+                let reader = std::io::Cursor::new(buf).chain(ch.reader);
+                Ok(Start::Running(AgentChannel {
+                    reader: Box::new(reader),
+                    writer: ch.writer,
+                }))
+            }
+            Ok(false) => {
+                let (junk, _) = marker::split_begin(&buf);
+                if !junk.is_empty() {
+                    tracing::debug!(
+                        "{name}: login printed {} bytes before the check: {}",
+                        junk.len(),
+                        preview(junk)
+                    );
+                }
+                let body = marker::between(&buf).map(String::from_utf8_lossy);
+                let mut lines = body.as_deref().unwrap_or("").lines().map(str::trim);
+                let (uname, state) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+                if state != "missing" {
+                    return Err(SshError::AgentUnavailable(format!(
+                        "{name}: checking {} printed {}",
+                        self.host.agent_dir,
+                        preview(&buf)
+                    )));
+                }
+                Ok(Start::Missing {
+                    uname: uname.to_string(),
+                })
+            }
+            Err(why) => {
+                // Let the reader task record the exit status and stderr.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let (exit, stderr) = end
+                    .lock()
+                    .map(|e| (e.exit, e.stderr.clone()))
+                    .unwrap_or_default();
+                let (_, stderr) = marker::split_begin(&stderr);
+                let stderr = String::from_utf8_lossy(stderr);
+                Err(SshError::AgentUnavailable(format!(
+                    "{name}: starting the agent in {} failed: {why} (exit {}): {}; output: {}",
+                    self.host.agent_dir,
+                    exit.map_or("none".to_string(), |c| c.to_string()),
+                    if stderr.trim().is_empty() {
+                        "(no message)".to_string()
+                    } else {
+                        preview(stderr.trim().as_bytes())
+                    },
+                    preview(&buf)
+                )))
+            }
+        }
     }
 
     async fn upload_agent(&self, opts: &SshOptions, vars: &str) -> Result<(), SshError> {
@@ -171,16 +288,19 @@ impl SshSession {
             .unwrap_or(0);
         let script = format!(
             "set -e; {vars}; t=\"$f.tmp-{pid}-{nonce}\"\n\
+             sum() {{ (sha256sum \"$1\" 2>/dev/null || shasum -a 256 \"$1\") | cut -d' ' -f1; }}\n\
+             installed() {{ [ -x \"$f\" ] && [ \"$(sum \"$f\")\" = {want} ]; }}\n\
              {begin}\n\
              mkdir -p \"$d\"\n\
+             if installed; then {end}; exit 0; fi\n\
              cat > \"$t\"\n\
-             sum=$( (sha256sum \"$t\" 2>/dev/null || shasum -a 256 \"$t\") | cut -d' ' -f1)\n\
-             if [ \"$sum\" != {want} ]; then rm -f \"$t\"; \
-               echo \"checksum mismatch after upload: got $sum\" >&2; exit 3; fi\n\
+             got=$(sum \"$t\")\n\
+             if [ \"$got\" != {want} ]; then rm -f \"$t\"; \
+               echo \"checksum mismatch after upload: got $got\" >&2; exit 3; fi\n\
              chmod 755 \"$t\"\n\
              if ! \"$t\" --version >/dev/null 2>&1; then rm -f \"$t\"; \
                echo \"the uploaded agent does not execute (noexec mount or missing libraries?)\" >&2; exit 4; fi\n\
-             mv -f \"$t\" \"$f\"\n\
+             if installed; then rm -f \"$t\"; else mv -f \"$t\" \"$f\"; fi\n\
              {end}\n",
             begin = marker::SH_BEGIN,
             end = marker::SH_END,
@@ -189,11 +309,11 @@ impl SshSession {
         );
         tracing::info!(
             "{name}: installing agent ({} bytes) into {}",
-            exe.bytes.len(),
+            exe.size,
             self.host.agent_dir
         );
         let out = self
-            .capture(&sh(&script), Some(exe.bytes.clone()), UPLOAD_TIMEOUT)
+            .capture(&sh(&script), Some(opts.agent_exe.clone()), UPLOAD_TIMEOUT)
             .await
             .map_err(|e| SshError::AgentUnavailable(format!("{name}: upload failed: {e}")))?;
         if out.code != Some(0) || marker::between(&out.stdout).is_none() {

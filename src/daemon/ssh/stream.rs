@@ -6,6 +6,7 @@
 //! dropped the rest is read and discarded until the channel closes.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use russh::client::Msg;
@@ -16,6 +17,18 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 const PIPE_BUFFER: usize = 256 * 1024;
 /// Longest agent stderr line kept in the log.
 const STDERR_LOG_MAX: usize = 2048;
+/// Start of the channel's stderr kept for error messages (why the agent did not start).
+const STDERR_KEEP: usize = 2048;
+
+/// What the reader task saw besides stdout: the start of stderr and the exit status, for
+/// explaining a channel that ended before the agent spoke.
+#[derive(Debug, Default)]
+pub(super) struct ChannelEnd {
+    pub stderr: Vec<u8>,
+    pub exit: Option<u32>,
+}
+
+pub(super) type SharedEnd = Arc<Mutex<ChannelEnd>>;
 
 /// The agent's stdout (after the reader task) and stdin (frames to the agent).
 pub struct AgentChannel {
@@ -61,7 +74,12 @@ impl Drop for ChannelWriter {
 }
 
 /// Split `channel` (an exec of the agent) into an [`AgentChannel`], spawning its reader task.
-pub(super) fn agent_channel(channel: russh::Channel<Msg>, host: String) -> AgentChannel {
+pub(super) fn agent_channel(
+    channel: russh::Channel<Msg>,
+    host: String,
+) -> (AgentChannel, SharedEnd) {
+    let end = SharedEnd::default();
+    let end2 = end.clone();
     let (mut rd, wr) = channel.split();
     let writer = ChannelWriter {
         inner: Box::pin(wr.make_writer()),
@@ -80,10 +98,17 @@ pub(super) fn agent_channel(channel: russh::Channel<Msg>, host: String) -> Agent
                     }
                 }
                 ChannelMsg::ExtendedData { data, .. } => {
+                    if let Ok(mut e) = end2.lock() {
+                        let room = STDERR_KEEP.saturating_sub(e.stderr.len());
+                        e.stderr.extend_from_slice(&data[..data.len().min(room)]);
+                    }
                     log_stderr(&host, &mut stderr_line, &data);
                 }
                 ChannelMsg::ExitStatus { exit_status } => {
-                    tracing::info!("{host}: agent exited with status {exit_status}");
+                    if let Ok(mut e) = end2.lock() {
+                        e.exit = Some(exit_status);
+                    }
+                    tracing::debug!("{host}: agent channel exit status {exit_status}");
                 }
                 ChannelMsg::ExitSignal { signal_name, .. } => {
                     tracing::warn!("{host}: agent killed by signal {signal_name:?}");
@@ -100,10 +125,11 @@ pub(super) fn agent_channel(channel: russh::Channel<Msg>, host: String) -> Agent
         tracing::debug!("{host}: agent channel closed");
         let _ = pipe_in.shutdown().await;
     });
-    AgentChannel {
+    let ch = AgentChannel {
         reader: Box::new(pipe_out),
         writer: Box::new(writer),
-    }
+    };
+    (ch, end)
 }
 
 /// Log complete agent stderr lines (the agent logs there), bounded in length.
