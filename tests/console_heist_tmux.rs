@@ -4,100 +4,28 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 mod support;
 use support::require_tool;
+use support::tmux::Session;
 
-struct Session {
-    name: String,
-    home: tempfile::TempDir,
-}
-
-impl Session {
-    /// `crew --hosts HOSTS` in a detached 140×40 tmux session.
-    fn start(tag: &str, hosts: &Path) -> Session {
-        let home = tempfile::tempdir().expect("temp CREW_HOME");
-        let name = format!("crew-heist-{tag}-{}", std::process::id());
-        let exe = env!("CARGO_BIN_EXE_crew");
-        let script = format!(
-            "env CREW_HOME='{}' CREW_CONFIG_DIR='{}' '{exe}' --hosts '{}'; \
+/// `crew --hosts HOSTS` in a detached 140×40 tmux session.
+fn start(tag: &str, hosts: &Path) -> Session {
+    let exe = env!("CARGO_BIN_EXE_crew");
+    Session::start(
+        format!("crew-heist-{tag}-{}", std::process::id()),
+        140,
+        40,
+        |home| {
+            format!(
+                "env CREW_HOME='{}' CREW_CONFIG_DIR='{}' '{exe}' --hosts '{}'; \
              echo \"EXITED $?\"; sleep 60",
-            home.path().display(),
-            home.path().join("config").display(),
-            hosts.display()
-        );
-        let ok = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &name, "-x", "140", "-y", "40"])
-            .arg(&script)
-            .status()
-            .expect("tmux new-session")
-            .success();
-        assert!(ok, "tmux new-session failed");
-        Session { name, home }
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            let ok = Command::new("tmux")
-                .args(["send-keys", "-t", &self.name, k])
-                .status()
-                .expect("tmux send-keys")
-                .success();
-            assert!(ok, "send-keys {k}");
-            // Keys sent back to back after Escape would read as Alt-<key>.
-            std::thread::sleep(Duration::from_millis(80));
-        }
-    }
-
-    fn text(&self, s: &str) {
-        let ok = Command::new("tmux")
-            .args(["send-keys", "-t", &self.name, "-l", s])
-            .status()
-            .expect("tmux send-keys -l")
-            .success();
-        assert!(ok, "send-keys -l {s}");
-        std::thread::sleep(Duration::from_millis(80));
-    }
-
-    fn screen(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.name])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Wait (at most `secs`) until `pred` holds for the screen; panic with the screen if not.
-    fn wait(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; screen:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn wait_for(&self, needle: &str, secs: u64) -> String {
-        self.wait(needle, secs, |s| s.contains(needle))
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.name])
-            .status();
-        let _ = Command::new(env!("CARGO_BIN_EXE_crew"))
-            .args(["daemon", "stop"])
-            .env("CREW_HOME", self.home.path())
-            .output();
-    }
+                home.display(),
+                home.join("config").display(),
+                hosts.display()
+            )
+        },
+    )
 }
 
 fn repo() -> PathBuf {
@@ -117,7 +45,7 @@ fn careful_heist_asks_then_advances_and_the_step_view_shows_it() {
     if !require_tool("tmux") {
         return;
     }
-    let s = Session::start("ask", &repo().join("hosts.toml"));
+    let s = start("ask", &repo().join("hosts.toml"));
     s.wait_for("Hosts 10 shown", 20);
     s.keys(&["h"]);
     s.wait_for("careful", 20);
@@ -178,7 +106,7 @@ fn ctrl_s_saves_the_command_as_a_heist_that_heist_list_shows() {
     std::fs::copy(repo().join("heists").join("demo.toml"), &demo).expect("copy demo.toml");
     let before = std::fs::read_to_string(&demo).expect("read demo.toml");
     let hosts = dir.path().join("hosts.toml");
-    let s = Session::start("save", &hosts);
+    let s = start("save", &hosts);
     s.wait_for("Hosts 10 shown", 20);
     s.keys(&["/"]);
     s.text("role=db");
@@ -209,7 +137,7 @@ fn ctrl_s_saves_the_command_as_a_heist_that_heist_list_shows() {
         .arg("--hosts")
         .arg(&hosts)
         .args(["heist", "list"])
-        .env("CREW_HOME", s.home.path())
+        .env("CREW_HOME", s.home())
         .output()
         .expect("crew heist list");
     let listed = String::from_utf8_lossy(&out.stdout);
@@ -228,7 +156,7 @@ fn ctrl_s_saves_the_command_as_a_heist_that_heist_list_shows() {
         .arg("--hosts")
         .arg(&hosts)
         .args(["heist", "plan", "db-uptime"])
-        .env("CREW_HOME", s.home.path())
+        .env("CREW_HOME", s.home())
         .output()
         .expect("crew heist plan");
     let plan = String::from_utf8_lossy(&out.stdout);

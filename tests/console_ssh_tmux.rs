@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 mod support;
 use support::require_tool;
 use support::sshd::SshdFleet;
+use support::tmux::Session;
 
 /// Loopback hosts of the fleet: four `role=web`, two `role=db`.
 const NAMES: [(&str, &str); 6] = [
@@ -51,124 +52,25 @@ fn write_hosts_toml(fleet: &SshdFleet) -> PathBuf {
     fleet.file("hosts.toml", &toml)
 }
 
-struct Session {
-    name: String,
-    home: tempfile::TempDir,
-}
-
-impl Session {
-    /// Start `crew --hosts <hosts.toml>` in a detached 120×32 tmux session; after crew exits
-    /// the pane prints its exit status and the terminal's canonical-mode flag.
-    fn start(hosts: &Path) -> Session {
-        let home = tempfile::tempdir().expect("temp CREW_HOME");
-        let name = format!("crew-ssh-e2e-{}", std::process::id());
-        let exe = env!("CARGO_BIN_EXE_crew");
-        let script = format!(
-            "env CREW_HOME='{home}' CREW_CONFIG_DIR='{home}/config' CREW_AGENT_EXE='{exe}' \
+/// Start `crew --hosts <hosts.toml>` in a detached 120×32 tmux session; after crew exits the
+/// pane prints its exit status and the terminal's canonical-mode flag.
+fn start(hosts: &Path) -> Session {
+    let exe = env!("CARGO_BIN_EXE_crew");
+    Session::start(
+        format!("crew-ssh-e2e-{}", std::process::id()),
+        120,
+        32,
+        |home| {
+            format!(
+                "env CREW_HOME='{home}' CREW_CONFIG_DIR='{home}/config' CREW_AGENT_EXE='{exe}' \
              '{exe}' --hosts '{}'; \
              echo \"EXITED $?\"; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\?icanon'; sleep 60",
-            hosts.display(),
-            home = home.path().display(),
-        );
-        let ok = Command::new("tmux")
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                &name,
-                "-x",
-                "120",
-                "-y",
-                "32",
-                &script,
-            ])
-            .status()
-            .expect("tmux new-session")
-            .success();
-        assert!(ok, "tmux new-session failed");
-        Session { name, home }
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            let ok = Command::new("tmux")
-                .args(["send-keys", "-t", &self.name, k])
-                .status()
-                .expect("tmux send-keys")
-                .success();
-            assert!(ok, "send-keys {k}");
-            // Keys sent back to back after Escape would read as Alt-<key>.
-            std::thread::sleep(Duration::from_millis(80));
-        }
-    }
-
-    fn text(&self, s: &str) {
-        let ok = Command::new("tmux")
-            .args(["send-keys", "-t", &self.name, "-l", s])
-            .status()
-            .expect("tmux send-keys -l")
-            .success();
-        assert!(ok, "send-keys -l {s}");
-        std::thread::sleep(Duration::from_millis(80));
-    }
-
-    fn screen(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.name])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The console's log files (for failure messages).
-    fn logs(&self) -> String {
-        let dir = self.home.path().join("logs");
-        let mut out = String::new();
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            let _ = writeln!(out, "== {}", e.path().display());
-            for l in tail.into_iter().rev() {
-                let _ = writeln!(out, "{l}");
-            }
-        }
-        out
-    }
-
-    /// Wait (at most `secs`) until `pred` holds for the screen; panic with the screen and
-    /// the logs if not.
-    fn wait(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for {what}; screen:\n{s}\nlogs:\n{}",
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn wait_for(&self, needle: &str, secs: u64) -> String {
-        self.wait(needle, secs, |s| s.contains(needle))
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.name])
-            .status();
-        let _ = Command::new(env!("CARGO_BIN_EXE_crew"))
-            .args(["daemon", "stop"])
-            .env("CREW_HOME", self.home.path())
-            .output();
-    }
+                hosts.display(),
+                home = home.display(),
+            )
+        },
+    )
+    .with_logs_on_timeout()
 }
 
 /// The text drawn inside the pane whose title contains `title`: the lines below the title
@@ -225,7 +127,7 @@ fn ssh_fleet_filter_mark_run_gather_kill_and_quit() {
     }
     let fleet = SshdFleet::start(NAMES.len());
     let hosts = write_hosts_toml(&fleet);
-    let s = Session::start(&hosts);
+    let s = start(&hosts);
     s.wait_for("Hosts 6 shown · 0 marked · 6 total", 30);
 
     // Filter by tag: the four web hosts.
