@@ -12,53 +12,10 @@ use crew::proto::daemon::{Event, HostEvent, Request, RunRequest, StatusReport, S
 use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+use support::daemon::Daemon;
+
 const WAIT: Duration = Duration::from_secs(30);
-
-struct Daemon {
-    home: tempfile::TempDir,
-    opts: DaemonOptions,
-    token: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Daemon {
-    async fn start() -> Daemon {
-        let home = tempfile::tempdir().expect("tempdir");
-        let opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
-        let token = CancellationToken::new();
-        let task = tokio::spawn(serve(opts.clone(), token.clone()));
-        for _ in 0..500 {
-            if opts.socket.exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(opts.socket.exists(), "daemon socket never appeared");
-        Daemon {
-            home,
-            opts,
-            token,
-            task,
-        }
-    }
-
-    async fn client(&self) -> Client {
-        Client::connect_at(&self.opts.socket)
-            .await
-            .expect("connect")
-            .expect("daemon answers")
-    }
-
-    async fn stop(self) {
-        self.token.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("daemon stops in time")
-            .expect("daemon task")
-            .expect("daemon result");
-        assert!(!self.opts.socket.exists(), "socket removed on exit");
-    }
-}
 
 fn hosts(names: &[&str]) -> Vec<Host> {
     names.iter().map(|n| Host::local(n)).collect()
@@ -118,14 +75,7 @@ fn output_of(events: &[Event], host: &str, stderr: bool) -> Vec<u8> {
 }
 
 async fn status(c: &Client) -> StatusReport {
-    let mut rx = c.request(Request::Status).await.expect("status");
-    match tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .expect("status in time")
-    {
-        Some(Event::Status(s)) => s,
-        other => panic!("expected Status, got {other:?}"),
-    }
+    support::daemon::status(c, WAIT).await
 }
 
 #[tokio::test]
@@ -154,7 +104,7 @@ async fn socket_is_private_and_a_second_daemon_exits() {
     assert!(s.hosts.is_empty());
     assert!(s.rss_kb > 0, "rss from /proc/self/status");
     drop(c);
-    d.stop().await;
+    d.stop_within_checked(WAIT).await;
 }
 
 #[tokio::test]
@@ -256,7 +206,7 @@ async fn run_streams_and_stores_every_host_before_finishing() {
     assert_eq!(line["hosts"][0], serde_json::json!(["alpha", "failed"]));
     assert!(line["when"].as_str().expect("when").ends_with('Z'));
     drop(c);
-    d.stop().await;
+    d.stop_within_checked(WAIT).await;
 }
 
 /// Processes whose process group is `pgid`.
@@ -335,7 +285,7 @@ async fn kill_leaves_no_process_behind() {
     }
     assert!(left.is_empty(), "processes left in group {pid}: {left:?}");
     drop(c);
-    d.stop().await;
+    d.stop_within_checked(WAIT).await;
 }
 
 #[tokio::test]
@@ -381,7 +331,7 @@ async fn a_second_run_reuses_the_agents() {
     assert_eq!(pids(&report), first, "same agents serve the second run");
     assert_eq!(report.runs_total, 2);
     drop(c);
-    d.stop().await;
+    d.stop_within_checked(WAIT).await;
 }
 
 #[tokio::test]
@@ -427,7 +377,7 @@ async fn a_lost_agent_is_reported_and_replaced() {
     let new_pid = status(&c).await.hosts[0].agent_pid.expect("new agent pid");
     assert_ne!(new_pid, pid, "a new agent replaced the dead one");
     drop(c);
-    d.stop().await;
+    d.stop_within_checked(WAIT).await;
 }
 
 #[tokio::test]
@@ -531,7 +481,7 @@ async fn facts_and_files_go_through_the_agent() {
         other => panic!("expected Read, got {other:?}"),
     }
     drop(c);
-    d.stop().await;
+    d.stop_within_checked(WAIT).await;
 }
 
 #[tokio::test]
@@ -558,7 +508,7 @@ async fn a_run_store_failure_is_an_error_not_a_finish() {
         other => panic!("expected an Error, got {other:?}"),
     }
     drop(c);
-    d.stop().await;
+    d.stop_within_checked(WAIT).await;
 }
 
 #[tokio::test]
@@ -584,5 +534,5 @@ async fn a_host_file_that_cannot_be_written_fails_the_run() {
         other => panic!("expected an Error, got {other:?}"),
     }
     drop(c);
-    d.stop().await;
+    d.stop_within_checked(WAIT).await;
 }

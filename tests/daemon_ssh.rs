@@ -8,56 +8,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crew::client::Client;
-use crew::daemon::{serve, DaemonOptions};
 use crew::inventory::Host;
-use crew::proto::daemon::{
-    ErrorKind, Event, HostEvent, Request, RunRequest, StatusReport, Verdict,
-};
+use crew::proto::daemon::{ErrorKind, Event, HostEvent, Request, RunRequest, Verdict};
 use sha2::{Digest, Sha256};
+use support::daemon::{accepted, fleet_hosts, login, status, Daemon};
 use support::require_tool;
 use support::sshd::SshdFleet;
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-struct Daemon {
-    _home: tempfile::TempDir,
-    opts: DaemonOptions,
-    token: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Daemon {
-    async fn start() -> (Daemon, Client) {
-        let home = tempfile::tempdir().expect("tempdir");
-        let opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
-        let token = CancellationToken::new();
-        let task = tokio::spawn(serve(opts.clone(), token.clone()));
-        for _ in 0..500 {
-            if let Ok(Some(c)) = Client::connect_at(&opts.socket).await {
-                let d = Daemon {
-                    _home: home,
-                    opts,
-                    token,
-                    task,
-                };
-                return (d, c);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("daemon never answered");
-    }
-
-    async fn stop(self) {
-        self.token.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("daemon stops in time")
-            .expect("task")
-            .expect("result");
-        assert!(!self.opts.socket.exists());
-    }
-}
 
 fn run_req(hosts: Vec<Host>, command: &str) -> RunRequest {
     RunRequest {
@@ -118,47 +76,13 @@ async fn run(c: &Client, req: RunRequest) -> Outcome {
     }
 }
 
-async fn status(c: &Client) -> StatusReport {
-    let mut rx = c.request(Request::Status).await.expect("status");
-    match rx.recv().await {
-        Some(Event::Status(s)) => s,
-        other => panic!("expected Status, got {other:?}"),
-    }
-}
-
-/// Our login name from the passwd database (`$USER` may be unset where tests run).
-fn login() -> String {
-    let out = std::process::Command::new("id")
-        .arg("-un")
-        .output()
-        .expect("id -un");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// The fleet's hosts, logging in as us.
-fn fleet_hosts(fleet: &SshdFleet) -> Vec<Host> {
-    let me = login();
-    fleet
-        .hosts()
-        .into_iter()
-        .map(|h| Host {
-            user: Some(me.clone()),
-            ..h
-        })
-        .collect()
-}
-
-fn accepted(fleet: &SshdFleet) -> usize {
-    fleet.logs().matches("Accepted publickey").count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_then_warm_reuse_without_new_connections() {
     if !require_tool("sshd") {
         return;
     }
     let fleet = SshdFleet::start(6);
-    let (d, c) = Daemon::start().await;
+    let (d, c) = Daemon::start_connected().await;
     let hosts = fleet_hosts(&fleet);
     let o = run(&c, run_req(hosts.clone(), "echo hi-$CREW_HOST")).await;
     for h in &hosts {
@@ -172,7 +96,7 @@ async fn fan_out_then_warm_reuse_without_new_connections() {
         assert!(!o.started[&h.name].1, "served by an agent, not agentless");
     }
     assert_eq!(accepted(&fleet), hosts.len(), "one SSH connection per host");
-    let first = status(&c).await;
+    let first = status(&c, WAIT).await;
     let pids: Vec<Option<u32>> = first.hosts.iter().map(|h| h.agent_pid).collect();
     assert!(pids.iter().all(Option::is_some), "{first:?}");
 
@@ -183,10 +107,15 @@ async fn fan_out_then_warm_reuse_without_new_connections() {
         hosts.len(),
         "the second run opened no SSH connection"
     );
-    let second: Vec<Option<u32>> = status(&c).await.hosts.iter().map(|h| h.agent_pid).collect();
+    let second: Vec<Option<u32>> = status(&c, WAIT)
+        .await
+        .hosts
+        .iter()
+        .map(|h| h.agent_pid)
+        .collect();
     assert_eq!(second, pids, "the same agents served the second run");
     drop(c);
-    d.stop().await;
+    d.stop_within_checked(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,7 +140,7 @@ async fn bad_hosts_fail_alone_with_clear_errors() {
     let stranger = quick(fleet.with_stranger_key(&good[0]), "stranger");
     let mut hosts = vec![good[0].clone(), refused, silent, wrong, unknown, stranger];
     hosts.push(good[1].clone());
-    let (d, c) = Daemon::start().await;
+    let (d, c) = Daemon::start_connected().await;
     let o = run(&c, run_req(hosts, "echo ok")).await;
     for g in [&good[0], &good[1]] {
         assert_eq!(o.exits.get(&g.name), Some(&Some(0)), "{o:?}");
@@ -236,7 +165,7 @@ async fn bad_hosts_fail_alone_with_clear_errors() {
         "names the file: {}",
         o.failed["wrongkey"].1
     );
-    let st = status(&c).await;
+    let st = status(&c, WAIT).await;
     let down: Vec<&str> = st
         .hosts
         .iter()
@@ -245,7 +174,7 @@ async fn bad_hosts_fail_alone_with_clear_errors() {
         .collect();
     assert_eq!(down.len(), 5, "{st:?}");
     drop(c);
-    d.stop().await;
+    d.stop_within_checked(WAIT).await;
 }
 
 /// Live processes whose process group is `pgid` (the fleet runs on this machine).
@@ -273,7 +202,7 @@ async fn kill_over_ssh_leaves_no_process() {
         return;
     }
     let fleet = SshdFleet::start(1);
-    let (d, c) = Daemon::start().await;
+    let (d, c) = Daemon::start_connected().await;
     let mut rx = c
         .request(Request::Run(run_req(
             fleet_hosts(&fleet),
@@ -346,7 +275,7 @@ async fn kill_over_ssh_leaves_no_process() {
     }
     assert!(left.is_empty(), "left behind in group {pid}: {left:?}");
     drop(c);
-    d.stop().await;
+    d.stop_within_checked(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,7 +298,7 @@ async fn hundred_megabytes_arrive_byte_exact() {
     std::fs::write(&src, &data).expect("write source");
     let want = Sha256::digest(&data);
     drop(data);
-    let (d, c) = Daemon::start().await;
+    let (d, c) = Daemon::start_connected().await;
     let mut rx = c
         .request(Request::Run(run_req(
             fleet_hosts(&fleet),
@@ -409,5 +338,5 @@ async fn hundred_megabytes_arrive_byte_exact() {
         .expect("stored");
     assert_eq!(Sha256::digest(&stored), want, "stored bytes identical");
     drop(c);
-    d.stop().await;
+    d.stop_within_checked(WAIT).await;
 }

@@ -6,75 +6,20 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crew::client::Client;
-use crew::daemon::{serve, DaemonOptions};
 use crew::inventory::Host;
 use crew::proto::agent::Stream;
-use crew::proto::daemon::{Event, HostEvent, Request, RunRequest, StatusReport};
+use crew::proto::daemon::{Event, HostEvent, Request, RunRequest};
+use support::daemon::{accepted, fleet_hosts as hosts, status, Daemon};
 use support::require_tool;
 use support::sshd::{FleetOptions, SshdFleet, CHATTY_STDERR, CHATTY_STDOUT};
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-struct Daemon {
-    _home: tempfile::TempDir,
-    token: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Daemon {
-    async fn start() -> (Daemon, Client) {
-        let home = tempfile::tempdir().expect("tempdir");
-        let opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
-        let token = CancellationToken::new();
-        let task = tokio::spawn(serve(opts.clone(), token.clone()));
-        for _ in 0..500 {
-            if let Ok(Some(c)) = Client::connect_at(&opts.socket).await {
-                let d = Daemon {
-                    _home: home,
-                    token,
-                    task,
-                };
-                return (d, c);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("daemon never answered");
-    }
-
-    async fn stop(self) {
-        self.token.cancel();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("daemon stops in time")
-            .expect("task")
-            .expect("result");
-    }
-}
-
 fn chatty_fleet(n: usize) -> SshdFleet {
     SshdFleet::start_with(n, FleetOptions { chatty: true })
-}
-
-/// The fleet's hosts, logging in as us (`$USER` may be unset where tests run).
-fn hosts(fleet: &SshdFleet) -> Vec<Host> {
-    let out = std::process::Command::new("id")
-        .arg("-un")
-        .output()
-        .expect("id -un");
-    let me = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    fleet
-        .hosts()
-        .into_iter()
-        .map(|h| Host {
-            user: Some(me.clone()),
-            ..h
-        })
-        .collect()
 }
 
 fn run_req(hosts: Vec<Host>, command: &str) -> RunRequest {
@@ -134,21 +79,6 @@ async fn run(c: &Client, req: RunRequest, fleet: &SshdFleet) -> Outcome {
     }
 }
 
-async fn status(c: &Client) -> StatusReport {
-    let mut rx = c.request(Request::Status).await.expect("status");
-    match tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .expect("status in time")
-    {
-        Some(Event::Status(s)) => s,
-        other => panic!("expected Status, got {other:?}"),
-    }
-}
-
-fn accepted(fleet: &SshdFleet) -> usize {
-    fleet.logs().matches("Accepted publickey").count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_links_through_a_chatty_login() {
     if !require_tool("sshd") {
@@ -156,7 +86,7 @@ async fn agent_links_through_a_chatty_login() {
     }
     let fleet = chatty_fleet(2);
     let hosts = hosts(&fleet);
-    let (d, c) = Daemon::start().await;
+    let (d, c) = Daemon::start_connected().await;
     let cmd = "printf 'out-%s\\n' \"$CREW_HOST\"; printf 'err\\n' >&2";
     let o = run(&c, run_req(hosts.clone(), cmd), &fleet).await;
     for h in &hosts {
@@ -169,7 +99,7 @@ async fn agent_links_through_a_chatty_login() {
         );
         assert_eq!(String::from_utf8_lossy(&o.stderr[&h.name]), "err\n");
     }
-    let st = status(&c).await;
+    let st = status(&c, WAIT).await;
     let want = format!("skipped {} bytes of login output", CHATTY_STDOUT.len());
     for h in &st.hosts {
         assert_eq!(h.state, "ready", "{st:?}");
@@ -184,10 +114,15 @@ async fn agent_links_through_a_chatty_login() {
         assert_eq!(o.stdout[&h.name], b"again\n");
     }
     assert_eq!(accepted(&fleet), logins, "the second run reused the links");
-    let again: Vec<Option<u32>> = status(&c).await.hosts.iter().map(|h| h.agent_pid).collect();
+    let again: Vec<Option<u32>> = status(&c, WAIT)
+        .await
+        .hosts
+        .iter()
+        .map(|h| h.agent_pid)
+        .collect();
     assert_eq!(again, pids, "the same agents served the second run");
     drop(c);
-    d.stop().await;
+    d.stop_within(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,7 +137,7 @@ async fn agentless_on_a_chatty_login_is_exact() {
         agent_dir: blocker.display().to_string(),
         ..hosts(&fleet).remove(0)
     };
-    let (d, c) = Daemon::start().await;
+    let (d, c) = Daemon::start_connected().await;
     let cmd = "printf 'a\\nb'; printf 'e' >&2; exit 3";
     let o = run(&c, run_req(vec![host.clone()], cmd), &fleet).await;
     assert_eq!(o.started.get(&host.name).map(|s| s.1), Some(true), "{o:?}");
@@ -213,7 +148,7 @@ async fn agentless_on_a_chatty_login_is_exact() {
     );
     assert_eq!(o.stderr.get(&host.name).map(Vec::as_slice), Some(&b"e"[..]));
 
-    let st = status(&c).await;
+    let st = status(&c, WAIT).await;
     let reason = st.hosts[0].reason.clone().unwrap_or_default();
     assert!(st.hosts[0].agentless, "{st:?}");
     assert!(
@@ -238,5 +173,5 @@ async fn agentless_on_a_chatty_login_is_exact() {
         Some(&b"\0\x01x"[..])
     );
     drop(c);
-    d.stop().await;
+    d.stop_within(WAIT).await;
 }

@@ -1,6 +1,7 @@
 //! Shared test harness: tool detection (skip outside CI, fail under CI) and an sshd fleet.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod sshd;
 pub mod tmux;
 
