@@ -381,7 +381,7 @@ fn diff_alone(m: &Model) {
     DIFF_NOTE.with(|n| {
         *n.borrow_mut() = format!(
             "`gather::diff` alone ({} × {} lines → {ops} ops): CPU median {} ms, p99 {} ms — \
-             recomputed on every frame of the diff view",
+             the diff view memoises it and recomputes only when either output grows",
             a.len(),
             b.len(),
             ms(pct(&t, 0.5)),
