@@ -428,13 +428,18 @@ run = "echo three"
     );
     let meta = journal::read_meta(&o.run_dir).expect("meta");
     assert_eq!(meta.outcome.as_deref(), Some("failed"));
-    // A crash: keep the journal up to the first StepFinished of `two`, plus a torn line.
+    // A crash: keep the journal up to j1's start of `two`, plus a torn line. (Cut at j1's own
+    // record: j2 may start `two` before j1 has finished `one`.)
     let text = std::fs::read_to_string(o.run_dir.join("journal.jsonl")).expect("journal");
     let lines: Vec<&str> = text.lines().collect();
     let cut = lines
         .iter()
-        .position(|l| l.contains("\"step_started\"") && l.contains("\"index\":1"))
-        .expect("two started");
+        .position(|l| {
+            l.contains("\"step_started\"")
+                && l.contains("\"index\":1")
+                && l.contains("\"host\":\"j1\"")
+        })
+        .expect("two started on j1");
     let crashed = o.run_dir.with_extension("crashed");
     std::fs::create_dir_all(&crashed).expect("dir");
     let mut kept = lines[..=cut].join("\n");
