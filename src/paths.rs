@@ -85,21 +85,17 @@ fn installed_agent_hash() -> Option<String> {
 
 /// First 16 hex digits of the sha256 of a file (the build hash of an executable).
 pub fn file_hash(path: &std::path::Path) -> std::io::Result<String> {
-    {
-        {
-            let mut f = std::fs::File::open(path)?;
-            let mut h = Sha256::new();
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            Ok(hex::encode(&h.finalize()[..8]))
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
         }
+        h.update(&buf[..n]);
     }
+    Ok(hex::encode(&h.finalize()[..8]))
 }
 
 /// Expand a leading `~/` to the home directory.

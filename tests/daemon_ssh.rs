@@ -97,6 +97,11 @@ async fn fan_out_then_warm_reuse_without_new_connections() {
     }
     assert_eq!(accepted(&fleet), hosts.len(), "one SSH connection per host");
     let first = status(&c, WAIT).await;
+    assert_eq!(
+        first.hosts.len(),
+        hosts.len(),
+        "every host is in the pool: {first:?}"
+    );
     let pids: Vec<Option<u32>> = first.hosts.iter().map(|h| h.agent_pid).collect();
     assert!(pids.iter().all(Option::is_some), "{first:?}");
 

@@ -291,7 +291,7 @@ safe = "@frontend & !canary"
 /// reported at the hosts.toml value that names it.
 const INVALID: &[(&str, &str)] = &[
     ("address_count.toml", "3:12: `address` expands to 2 address(es) but `name` to 3 name(s); they must pair up one to one"),
-    ("bad_connect_timeout.toml", "2:19: bad `connect_timeout` \"ten seconds\": expected number at 0 (try \"10s\" or \"500ms\")"),
+    ("bad_connect_timeout.toml", "2:19: `connect_timeout`: bad duration \"ten seconds\": expected number at 0 (try 30s, 2m, 1h)"),
     ("bad_group_expression.toml", "5:23: bad group expression: expected a host, tag, nodeset, `@group`, `?outcome`, `/regex/`, `(` or `!`, found end of input"),
     ("bad_nodeset.toml", "2:12: bad nodeset \"web[01-\": expected `]` to close this `[`"),
     ("bad_tag.toml", "3:19: bad tag \"role = web\": ' ' is not allowed in a tag name"),

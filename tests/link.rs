@@ -290,6 +290,14 @@ async fn the_crew_agent_binary_behind_a_chatty_shell() {
     let Some(AgentMsg::Started { pid }) = job.events.recv().await else {
         panic!("expected Started")
     };
+    // bash and its two sleeps must exist first, or the final "none left" proves nothing.
+    for _ in 0..200 {
+        if live_group_members(pid) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(live_group_members(pid) >= 2, "group {pid} never ran");
     let o = finish(
         link.start(run("echo from the binary"))
             .await

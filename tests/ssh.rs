@@ -240,7 +240,20 @@ async fn agentless_timeout_and_kill_leave_no_process() {
     }
     let mut job = s.exec(run(&k_mark)).await.expect("exec");
     assert_eq!(job.events.recv().await, Some(AgentMsg::Started { pid: 0 }));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The command must really be running before the kill, or "nothing left" proves nothing.
+    let mut running = false;
+    for _ in 0..200 {
+        let found = std::process::Command::new("pgrep")
+            .args(["-f", &k_mark])
+            .output()
+            .expect("pgrep");
+        if !found.stdout.is_empty() {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(running, "`{k_mark}` never started");
     job.kill(15).expect("kill");
     let last = tokio::time::timeout(Duration::from_secs(10), job.events.recv())
         .await

@@ -101,6 +101,11 @@ async fn agent_links_through_a_chatty_login() {
     }
     let st = status(&c, WAIT).await;
     let want = format!("skipped {} bytes of login output", CHATTY_STDOUT.len());
+    assert_eq!(
+        st.hosts.len(),
+        hosts.len(),
+        "every host is in the pool: {st:?}"
+    );
     for h in &st.hosts {
         assert_eq!(h.state, "ready", "{st:?}");
         assert_eq!(h.reason.as_deref(), Some(want.as_str()), "{st:?}");

@@ -54,12 +54,20 @@ pub fn run(hosts: Option<PathBuf>, args: RunArgs) -> anyhow::Result<i32> {
 async fn run_async(inv: Inventory, expr: select::Expr, args: RunArgs) -> anyhow::Result<i32> {
     // Selections without facts are settled before any daemon is involved.
     // Outcomes (`?failed`) come from the latest run or heist in the run store.
+    // Groups may test facts or outcomes too: look through them before deciding.
+    let full = match expr.resolve_groups(&inv.groups) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("crew: bad selection:\n{}", e.render(&args.selection));
+            return Ok(2);
+        }
+    };
     let mut client = None;
     let mut ctx = SelectCtx::default();
-    if expr.uses_outcomes() {
+    if full.uses_outcomes() {
         ctx.outcomes = outcomes::last(&crate::paths::runs_dir());
     }
-    if expr.uses_facts() {
+    if full.uses_facts() {
         let c = client.insert(Client::connect_or_spawn().await?);
         ctx.facts = fetch_facts(c, &inv.hosts, args.accept_new_host_keys).await?;
     }

@@ -142,21 +142,22 @@ pub fn load(dir: &Path) -> Result<RunDetail, String> {
                 Value::String(s) => s.clone(),
                 other => text(other, &["name", "host"]),
             })
-            // names become file names: never leave the run directory
-            .filter(|n| !n.is_empty() && !n.contains('/') && n != ".." && n != ".")
+            .filter(|n| !n.is_empty())
             .collect(),
         None => Vec::new(),
     };
     let hosts: Vec<StoredHost> = names
         .into_iter()
         .map(|name| {
-            let result = std::fs::read_to_string(dir.join(format!("{name}.json")))
+            // The daemon's own naming: never leaves the run directory, whatever the host name.
+            let stem = crate::daemon::store::file_stem(&name);
+            let result = std::fs::read_to_string(dir.join(format!("{stem}.json")))
                 .ok()
                 .and_then(|s| serde_json::from_str(&s).ok())
                 .unwrap_or(Value::Null);
             StoredHost {
-                stdout: tail(&dir.join(format!("{name}.out"))),
-                stderr: tail(&dir.join(format!("{name}.err"))),
+                stdout: tail(&dir.join(format!("{stem}.out"))),
+                stderr: tail(&dir.join(format!("{stem}.err"))),
                 name,
                 result,
             }
@@ -208,7 +209,10 @@ mod tests {
         assert_eq!(list[0].command, "false");
         let run = load(&list[0].dir).expect("load");
         let names: Vec<_> = run.hosts.iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(names, ["a", "b"]);
+        // A hostile name is listed but read through the daemon's file naming: it never
+        // leaves the run directory.
+        assert_eq!(names, ["a", "b", "../x"]);
+        assert!(run.hosts[2].stdout.is_empty());
         assert_eq!(run.hosts[0].stdout, b"hello\n");
         assert_eq!(run.entry.outcome, "1 ok, 1 unreachable");
     }

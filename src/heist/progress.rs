@@ -39,7 +39,7 @@ impl Printer {
                 if result.ok {
                     println!("{host:w$}  [{name}] ok ({secs:.1}s{tries})");
                 } else {
-                    println!("{host:w$}  [{name}] FAILED: {}{tries}", result.reason.as_deref().unwrap_or("failed"));
+                    println!("{host:w$}  [{name}] FAILED: {}{tries}", sanitize(result.reason.as_deref().unwrap_or("failed")));
                     for line in tail(&result.stderr, 5).into_iter().chain(tail(&result.stdout, 5)) {
                         println!("{:w$}    │ {}", "", sanitize(line));
                     }
@@ -75,15 +75,10 @@ fn tail(s: &str, n: usize) -> Vec<&str> {
     lines[lines.len().saturating_sub(n)..].to_vec()
 }
 
-/// Host output is untrusted: control characters never reach the terminal raw.
+/// Host output is untrusted: the same sanitiser as `crew run` (control characters, C1, bidi
+/// overrides made visible), with tabs widened for the indented step output.
 pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '\t' => "    ".to_string(),
-            c if c.is_control() => format!("\\x{:02x}", c as u32),
-            c => c.to_string(),
-        })
-        .collect()
+    crate::client::render::sanitize(s.as_bytes()).replace('\t', "    ")
 }
 
 pub(super) fn print_summary(s: &HeistSummary) {

@@ -185,12 +185,8 @@ fn duration(v: &Spanned<toml::Value>, src: &Source<'_>) -> Result<Duration, Inve
     let d = match v.get_ref() {
         toml::Value::Integer(n) if *n > 0 => Duration::from_secs(*n as u64),
         toml::Value::Float(f) if *f > 0.0 && f.is_finite() => Duration::from_secs_f64(*f),
-        toml::Value::String(s) => humantime::parse_duration(s).map_err(|e| {
-            src.error(
-                at,
-                format!("bad `connect_timeout` {s:?}: {e} (try \"10s\" or \"500ms\")"),
-            )
-        })?,
+        toml::Value::String(s) => crate::cli::parse_duration(s)
+            .map_err(|e| src.error(at, format!("`connect_timeout`: {e}")))?,
         _ => return Err(src.error(
             at,
             "`connect_timeout`: expected a positive number of seconds or a duration like \"10s\"",

@@ -379,15 +379,7 @@ struct Ctx<'a>(&'a Model);
 
 impl engine::Context for Ctx<'_> {
     fn fact(&self, host: &str, key: &str) -> Option<String> {
-        let info = self.0.facts.get(host)?;
-        match key {
-            "hostname" => Some(info.hostname.clone()),
-            "os" => Some(info.os.clone()),
-            "kernel" => Some(info.kernel.clone()),
-            "arch" => Some(info.arch.clone()),
-            "cpus" => Some(info.cpus.to_string()),
-            k => info.facts.get(k).cloned(),
-        }
+        crate::heist::select_ctx::fact_of(self.0.facts.get(host)?, key)
     }
     fn outcome(&self, host: &str) -> Option<Verdict> {
         self.0.outcomes.get(host).copied()

@@ -331,14 +331,10 @@ fn stored_state(v: &Value) -> JobState {
             .unwrap_or_default()
             .to_string()
     };
-    let kind = match s("error_kind").as_str() {
-        "unreachable" => Some(ErrorKind::Unreachable),
-        "timeout" => Some(ErrorKind::Timeout),
-        "hostkey" => Some(ErrorKind::Hostkey),
-        "auth" => Some(ErrorKind::Auth),
-        "killed" => Some(ErrorKind::Killed),
-        "" => None,
-        _ => Some(ErrorKind::Internal),
+    // The daemon writes ErrorKind with serde's lowercase names; read it back the same way.
+    let kind = match v.get("error_kind") {
+        None | Some(Value::Null) => None,
+        Some(k) => Some(serde_json::from_value(k.clone()).unwrap_or(ErrorKind::Internal)),
     };
     if let Some(kind) = kind {
         return JobState::Failed {

@@ -119,12 +119,13 @@ fn pane(f: &mut Frame, area: Rect, m: &Model, run: &RunView, host: &str, focus: 
         .collect();
     if lines.is_empty() {
         let msg = match &job.state {
-            JobState::Pending => "waiting for the host…",
-            JobState::Running => "running, no output yet",
-            JobState::Failed { message, .. } => message.as_str(),
-            JobState::Exited(_) => "(no output)",
+            JobState::Pending => "waiting for the host…".to_string(),
+            JobState::Running => "running, no output yet".to_string(),
+            // Error text can carry what a host or its shell printed: never draw it raw.
+            JobState::Failed { message, .. } => crate::console::sanitize::plain(message.as_bytes()),
+            JobState::Exited(_) => "(no output)".to_string(),
         };
-        lines.push(Line::from(Span::styled(msg.to_string(), t.get("ui.empty"))));
+        lines.push(Line::from(Span::styled(msg, t.get("ui.empty"))));
     }
     if job.out.dropped() > 0 && start == 0 && h > 1 {
         let note = format!("… {} older lines in the run store", job.out.dropped());

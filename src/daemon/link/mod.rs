@@ -27,6 +27,9 @@ use crate::proto::PROTO_VERSION;
 pub const JOB_QUEUE: usize = 16;
 
 /// How a link is checked at start-up and kept alive.
+/// Longest wait for the reply to one request (Info, ReadFile, WriteFile, Ping).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
 #[derive(Debug, Clone)]
 pub struct LinkOptions {
     /// The agent must announce this build hash (`None`: any build is accepted).
@@ -228,7 +231,19 @@ impl AgentLink {
             self.inner.remove_route(id);
             return Err(e);
         }
-        let reply = rx.await.map_err(|_| self.inner.closed_error())?;
+        // A live agent whose request hangs (a stuck mount under ReadFile, say) is not caught
+        // by heartbeats: bound every single-reply request.
+        let reply = match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(r) => r.map_err(|_| self.inner.closed_error())?,
+            Err(_) => {
+                self.inner.remove_route(id);
+                return Err(LinkError::Timeout(format!(
+                    "{} got no reply within {}s",
+                    msg.name(),
+                    REQUEST_TIMEOUT.as_secs()
+                )));
+            }
+        };
         let rtt = sent.elapsed();
         match reply {
             AgentMsg::Error { message } => Err(LinkError::Agent(message)),

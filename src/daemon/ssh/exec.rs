@@ -82,7 +82,30 @@ fn signal_number(s: &Sig) -> i32 {
         Sig::PIPE => 13,
         Sig::ALRM => 14,
         Sig::TERM => 15,
-        Sig::Custom(_) => 0,
+        // Names RFC 4254 does not list (OpenSSH sends them without the SIG prefix), in
+        // Linux numbering like the agent's own reports; 0 only for a name we do not know.
+        Sig::Custom(name) => match name.trim_start_matches("SIG") {
+            "TRAP" => 5,
+            "BUS" => 7,
+            "USR2" => 12,
+            "STKFLT" => 16,
+            "CHLD" => 17,
+            "CONT" => 18,
+            "STOP" => 19,
+            "TSTP" => 20,
+            "TTIN" => 21,
+            "TTOU" => 22,
+            "URG" => 23,
+            "XCPU" => 24,
+            "XFSZ" => 25,
+            "VTALRM" => 26,
+            "PROF" => 27,
+            "WINCH" => 28,
+            "IO" | "POLL" => 29,
+            "PWR" => 30,
+            "SYS" => 31,
+            _ => 0,
+        },
     }
 }
 
@@ -121,12 +144,6 @@ pub struct Captured {
     pub signal: Option<String>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
-}
-
-impl Captured {
-    pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).trim().to_string()
-    }
 }
 
 impl SshSession {
