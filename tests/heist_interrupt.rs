@@ -80,6 +80,17 @@ fn processes_with(marker: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Pids of `sleep` processes whose command line contains `marker`: the steps' sleeps
+/// themselves, not the `bash -c` around them (whose script also names the marker).
+fn sleeps_with(marker: &str) -> Vec<u32> {
+    processes_with(marker)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .collect()
+}
+
 fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
     let t0 = Instant::now();
     loop {
@@ -132,7 +143,7 @@ run = "touch ${{dir}}/${{host}}-after"
         .spawn()
         .expect("spawn crew heist run");
     let t0 = Instant::now();
-    while processes_with(&marker).len() < 3 {
+    while sleeps_with(&marker).len() < 3 {
         assert!(
             t0.elapsed() < Duration::from_secs(60),
             "the three sleeps never started: {:?}",
