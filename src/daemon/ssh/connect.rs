@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use russh::{client, kex};
 use russh::keys::PublicKeyOrCertificate;
+use russh::{client, kex};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 

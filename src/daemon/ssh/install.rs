@@ -114,6 +114,48 @@ fn expected_uname() -> String {
     format!("{os} {arch}")
 }
 
+/// The check-and-start script: run the agent if it is executable, else print `uname -sm`
+/// and `missing` between markers.
+fn check_and_start(vars: &str) -> String {
+    sh(&format!(
+        "{vars}; if [ -x \"$f\" ]; then exec \"$f\" agent; fi; \
+         {begin}; uname -sm; echo missing; {end}",
+        begin = marker::SH_BEGIN,
+        end = marker::SH_END,
+    ))
+}
+
+/// `exec <agent_dir>/<file> agent` for the login shell itself, saving the `sh` of
+/// [`check_and_start`] on every connect. Only for directories made of characters that no
+/// shell treats specially, so bash, zsh, dash, ksh, fish and csh all run it alike. When the
+/// agent is missing the exec fails and the shell exits without the agent's marker.
+fn direct_start(agent_dir: &str, file: &str) -> Option<String> {
+    let plain = |p: &str| {
+        p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+,".contains(&b))
+    };
+    let dir = if agent_dir == "~" {
+        "\"$HOME\"".to_string()
+    } else if let Some(rest) = agent_dir.strip_prefix("~/") {
+        if !plain(rest) {
+            return None;
+        }
+        format!("\"$HOME\"/{rest}")
+    } else if agent_dir.starts_with('/') && plain(agent_dir) {
+        agent_dir.to_string()
+    } else {
+        return None;
+    };
+    plain(file).then(|| format!("exec {dir}/{file} agent"))
+}
+
+/// The check script always reports or starts; an early end is an error there.
+fn unreachable_start<T>(name: &str) -> Result<T, SshError> {
+    Err(SshError::AgentUnavailable(format!(
+        "{name}: the agent check ended without a report"
+    )))
+}
+
 fn sh(script: &str) -> String {
     // Run under sh whatever the login shell is.
     format!("exec sh -c {}", sh_quote(script))
@@ -148,12 +190,21 @@ impl SshSession {
         let file = format!("agent-{}", opts.agent_build);
         let dir = dir_expr(&self.host.agent_dir);
         let vars = format!("d={dir}; f=\"$d\"/{}", sh_quote(&file));
-        let uname = match self.try_start(&vars).await? {
-            Start::Running(ch) => {
+        // Usually the agent is there: exec it straight from the login shell. Only when that
+        // ends without the agent's marker does the `sh` check below run (a second exec).
+        if let Some(cmd) = direct_start(&self.host.agent_dir, &file) {
+            if let Some(Start::Running(ch)) = self.try_start(cmd, true).await? {
+                tracing::debug!("{name}: agent {file} started");
+                return Ok(ch);
+            }
+        }
+        let uname = match self.try_start(check_and_start(&vars), false).await? {
+            Some(Start::Running(ch)) => {
                 tracing::debug!("{name}: agent {file} already installed, started");
                 return Ok(ch);
             }
-            Start::Missing { uname } => uname,
+            Some(Start::Missing { uname }) => uname,
+            None => unreachable_start(name)?,
         };
         let want = expected_uname();
         if uname != want {
@@ -163,25 +214,21 @@ impl SshSession {
             )));
         }
         self.upload_agent(opts, &vars).await?;
-        match self.try_start(&vars).await? {
-            Start::Running(ch) => Ok(ch),
-            Start::Missing { .. } => Err(SshError::AgentUnavailable(format!(
+        match self.try_start(check_and_start(&vars), false).await? {
+            Some(Start::Running(ch)) => Ok(ch),
+            None => unreachable_start(name),
+            Some(Start::Missing { .. }) => Err(SshError::AgentUnavailable(format!(
                 "{name}: the agent was installed into {} but is not executable there",
                 self.host.agent_dir
             ))),
         }
     }
 
-    /// One exec: run the agent if it is executable, else print `uname -sm` and `missing`
-    /// between markers. Reads until the agent's sync marker or the helper's report.
-    async fn try_start(&self, vars: &str) -> Result<Start, SshError> {
+    /// One exec of `cmd`; reads until the agent's sync marker or the check's report. With
+    /// `may_end`, a channel that ends before either is `None` (the direct start found no
+    /// agent); otherwise that is an error.
+    async fn try_start(&self, cmd: String, may_end: bool) -> Result<Option<Start>, SshError> {
         let name = &self.host.name;
-        let cmd = sh(&format!(
-            "{vars}; if [ -x \"$f\" ]; then exec \"$f\" agent; fi; \
-             {begin}; uname -sm; echo missing; {end}",
-            begin = marker::SH_BEGIN,
-            end = marker::SH_END,
-        ));
         let channel = timeout(OPEN_TIMEOUT, async {
             let channel = self.handle.channel_open_session().await?;
             channel.exec(true, cmd).await?;
@@ -200,10 +247,10 @@ impl SshSession {
             let mut chunk = [0u8; 4096];
             loop {
                 if find(&buf, SYNC_MARKER).is_some() {
-                    return Ok(true);
+                    return Ok(Some(true));
                 }
                 if marker::between(&buf).is_some() {
-                    return Ok(false);
+                    return Ok(Some(false));
                 }
                 if buf.len() > marker::MAX_SKIP + 4096 {
                     return Err(format!(
@@ -212,6 +259,7 @@ impl SshSession {
                     ));
                 }
                 match ch.reader.read(&mut chunk).await {
+                    Ok(0) if may_end => return Ok(None),
                     Ok(0) => return Err("the channel ended".to_string()),
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     Err(e) => return Err(format!("reading the channel: {e}")),
@@ -225,14 +273,18 @@ impl SshSession {
             ))
         })?;
         match seen {
-            Ok(true) => {
+            Ok(None) => {
+                tracing::debug!("{name}: no agent started directly: {}", preview(&buf));
+                Ok(None)
+            }
+            Ok(Some(true)) => {
                 let reader = std::io::Cursor::new(buf).chain(ch.reader);
-                Ok(Start::Running(AgentChannel {
+                Ok(Some(Start::Running(AgentChannel {
                     reader: Box::new(reader),
                     writer: ch.writer,
-                }))
+                })))
             }
-            Ok(false) => {
+            Ok(Some(false)) => {
                 let (junk, _) = marker::split_begin(&buf);
                 if !junk.is_empty() {
                     tracing::debug!(
@@ -251,9 +303,9 @@ impl SshSession {
                         preview(&buf)
                     )));
                 }
-                Ok(Start::Missing {
+                Ok(Some(Start::Missing {
                     uname: uname.to_string(),
-                })
+                }))
             }
             Err(why) => {
                 // Let the reader task record the exit status and stderr.
@@ -325,5 +377,35 @@ impl SshSession {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_start_only_for_paths_no_shell_rewrites() {
+        let f = "agent-0123456789abcdef";
+        assert_eq!(
+            direct_start("~/.cache/crew", f).as_deref(),
+            Some("exec \"$HOME\"/.cache/crew/agent-0123456789abcdef agent")
+        );
+        assert_eq!(
+            direct_start("/opt/crew", f).as_deref(),
+            Some("exec /opt/crew/agent-0123456789abcdef agent")
+        );
+        // Anything a shell could expand, split or glob goes through the quoted `sh` check.
+        for dir in [
+            "~/my dir",
+            "/opt/$x",
+            "/opt/*",
+            "relative/dir",
+            "~user/x",
+            "/a;b",
+            "~/'q'",
+        ] {
+            assert_eq!(direct_start(dir, f), None, "{dir}");
+        }
     }
 }
