@@ -51,7 +51,8 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
     let req = Arc::new(req);
     let writer = RunWriter::start(&dir);
     let mut tasks = Vec::with_capacity(req.hosts.len());
-    for host in req.hosts.clone() {
+    // Tasks index the shared request: no copy of the inventory entries per host.
+    for i in 0..req.hosts.len() {
         let (d, ctl, req, sink, dir, permits, results) = (
             d.clone(),
             ctl.clone(),
@@ -69,7 +70,7 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
                 req: &req,
                 sink: &sink,
                 run_id,
-                host: &host,
+                host: &req.hosts[i],
             };
             job.run(&dir, permit, &results).await
         }));
