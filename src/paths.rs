@@ -1,8 +1,9 @@
 //! Where crew keeps things. `CREW_HOME` relocates everything (socket, logs, run store,
 //! caches) so tests and several users never collide.
 
-use std::io::Read;
-use std::path::PathBuf;
+use std::io::{Read, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
@@ -68,7 +69,9 @@ pub fn build_hash() -> &'static str {
         }
         // /proc/self/exe names the inode we run from, even when an upload has since renamed
         // another file over our path (several hosts sharing one home, e.g. over NFS).
-        file_hash(std::path::Path::new("/proc/self/exe"))
+        // Hashing it costs ~10 ms at every `crew run`: the result is cached, keyed by the
+        // inode's identity and mtime.
+        cached_file_hash(&build_hash_cache(), Path::new("/proc/self/exe"))
             .or_else(|_| std::env::current_exe().and_then(|p| file_hash(&p)))
             .unwrap_or_else(|_| format!("v{}", env!("CARGO_PKG_VERSION")))
     })
@@ -79,12 +82,72 @@ pub fn build_hash() -> &'static str {
 fn installed_agent_hash() -> Option<String> {
     let exe = std::fs::read_link("/proc/self/exe").ok()?;
     let hash = exe.file_name()?.to_str()?.strip_prefix("agent-")?;
-    let ok = hash.len() == 16 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    ok.then(|| hash.to_string())
+    is_hash(hash).then(|| hash.to_string())
+}
+
+/// Where [`build_hash`] keeps the hash of the executable it last hashed.
+fn build_hash_cache() -> PathBuf {
+    home().join("cache").join("build-hash")
+}
+
+/// What identifies a file's content without reading it: device, inode, size and mtime (ns).
+/// An executable that is running cannot be written in place (ETXTBSY); a new build is a new
+/// inode, or at least a new mtime.
+fn file_key(path: &Path) -> std::io::Result<String> {
+    let m = std::fs::metadata(path)?;
+    let mtime_ns = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+    Ok(format!("{} {} {} {mtime_ns}", m.dev(), m.ino(), m.size()))
+}
+
+fn is_hash(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// [`file_hash`] of `path`, through the one-line cache file `cache` (`<key> <hash>`): a
+/// missing, corrupt or stale cache is recomputed and replaced (tmp + rename); failing to
+/// write it only costs the next caller a recompute.
+pub fn cached_file_hash(cache: &Path, path: &Path) -> std::io::Result<String> {
+    let key = file_key(path)?;
+    if let Ok(text) = std::fs::read_to_string(cache) {
+        let cached = text
+            .trim_end()
+            .rsplit_once(' ')
+            .filter(|(k, h)| *k == key && is_hash(h));
+        if let Some((_, h)) = cached {
+            return Ok(h.to_string());
+        }
+    }
+    let hash = file_hash(path)?;
+    // Only a hash of content that did not change while it was read is worth keeping.
+    if file_key(path).ok().as_deref() == Some(key.as_str()) {
+        if let Err(e) = write_cache(cache, &format!("{key} {hash}\n")) {
+            tracing::debug!("build hash cache {}: {e}", cache.display());
+        }
+    }
+    Ok(hash)
+}
+
+fn write_cache(cache: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = cache.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mut name = cache.as_os_str().to_owned();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(name);
+    let r = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, cache));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
 }
 
 /// First 16 hex digits of the sha256 of a file (the build hash of an executable).
-pub fn file_hash(path: &std::path::Path) -> std::io::Result<String> {
+pub fn file_hash(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -134,8 +197,58 @@ fn passwd_name(uid: u32) -> Option<String> {
 }
 
 fn unsafe_free_uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self")
         .map(|m| m.uid())
         .unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_hash_cache_hits_misses_on_a_new_key_and_survives_corruption() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let exe = tmp.path().join("exe");
+        let cache = tmp.path().join("cache/build-hash");
+        std::fs::write(&exe, b"build one").expect("exe");
+        let one = file_hash(&exe).expect("hash");
+        // Miss: computed and cached.
+        assert_eq!(cached_file_hash(&cache, &exe).expect("hash"), one);
+        let text = std::fs::read_to_string(&cache).expect("cache written");
+        assert!(text.ends_with(&format!(" {one}\n")), "{text}");
+        // Hit: the cache is believed while the key matches (a planted hash proves it is read).
+        let planted = text.replace(&one, "0123456789abcdef");
+        std::fs::write(&cache, &planted).expect("plant");
+        assert_eq!(
+            cached_file_hash(&cache, &exe).expect("hash"),
+            "0123456789abcdef"
+        );
+        // A new build (new inode, size and mtime): recomputed and the cache replaced.
+        let new = tmp.path().join("exe.new");
+        std::fs::write(&new, b"build number two").expect("exe");
+        std::fs::rename(&new, &exe).expect("rename");
+        let two = file_hash(&exe).expect("hash");
+        assert_ne!(one, two);
+        assert_eq!(cached_file_hash(&cache, &exe).expect("hash"), two);
+        assert!(std::fs::read_to_string(&cache)
+            .expect("cache")
+            .ends_with(&format!(" {two}\n")));
+        // Corrupt: garbage, a bad hash under the right key, an empty file: recomputed.
+        let current = std::fs::read_to_string(&cache).expect("cache");
+        for junk in ["garbage", &current.replace(&two, "NOTHEX!!NOTHEX!!"), ""] {
+            std::fs::write(&cache, junk).expect("corrupt");
+            assert_eq!(
+                cached_file_hash(&cache, &exe).expect("hash"),
+                two,
+                "{junk:?}"
+            );
+        }
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(tmp.path().join("cache"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["build-hash"]);
+    }
 }

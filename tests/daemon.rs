@@ -171,13 +171,27 @@ async fn run_streams_and_stores_every_host_before_finishing() {
             std::fs::read(dir.join(format!("{h}.err"))).expect("err"),
             b"oops\n"
         );
-        let rec: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join(format!("{h}.json"))).expect("json"))
-                .expect("host json");
+    }
+    // One results file, one JSON line per host.
+    let lines = std::fs::read_to_string(dir.join("hosts.jsonl")).expect("hosts.jsonl");
+    let mut recs: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("host line"))
+        .collect();
+    recs.sort_by_key(|r| r["host"].as_str().map(str::to_string));
+    assert_eq!(recs.len(), 3, "{lines}");
+    for (rec, h) in recs.iter().zip(["alpha", "beta", "gamma"]) {
+        assert_eq!(rec["host"], h);
         assert_eq!(rec["code"], 3);
         assert_eq!(rec["verdict"], "failed");
         assert!(rec["wall_ms"].is_u64());
+        assert_eq!(rec["stdout_bytes"], 6);
     }
+    // The typed reader sees the same, in the run's host order.
+    let run = crew::daemon::store::read_run(&dir).expect("read_run");
+    let read: Vec<&str> = run.hosts.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(read, names);
+    assert_eq!(run.meta.command, "echo hello; echo oops >&2; exit 3");
     let exits: Vec<&str> = events
         .iter()
         .filter_map(|e| match e {

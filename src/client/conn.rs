@@ -19,6 +19,8 @@ use crate::proto::{frame, PROTO_VERSION};
 
 /// Events buffered per request before the socket reader waits for the consumer.
 const REQUEST_QUEUE: usize = 1024;
+/// Bytes read from the daemon's socket at a time.
+const READ_BUFFER: usize = 64 * 1024;
 /// How long a freshly spawned daemon may take to answer.
 const SPAWN_WAIT: Duration = Duration::from_secs(5);
 /// How long any single answer (Hello, Stopping) may take.
@@ -55,7 +57,10 @@ impl Client {
             Ok(Ok(s)) => s,
             Ok(Err(_)) | Err(_) => return Ok(None),
         };
-        let (mut rd, wr) = stream.into_split();
+        let (rd, wr) = stream.into_split();
+        // A run streams hundreds of small frames: read them out of one buffer, not with three
+        // reads each.
+        let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, rd);
         let pending: Pending = Arc::default();
         let p = pending.clone();
         let reader = tokio::spawn(async move {

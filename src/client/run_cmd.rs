@@ -47,7 +47,11 @@ pub fn run(hosts: Option<PathBuf>, args: RunArgs) -> anyhow::Result<i32> {
             return Ok(2);
         }
     };
-    let rt = tokio::runtime::Runtime::new()?;
+    // One thread: the client only waits on the daemon's socket and writes what comes back;
+    // worker threads would only add wake-ups between them.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run_async(inv, expr, args))
 }
 

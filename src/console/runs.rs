@@ -1,11 +1,14 @@
-//! Browsing the daemon's run store (`paths::runs_dir()`): one directory per run with
-//! `meta.json`, and per host `<host>.out`, `<host>.err`, `<host>.json`. Read off the UI
-//! thread (the event loop calls these on a blocking task). The JSON is read loosely so the
-//! console keeps working when the daemon adds fields.
+//! Browsing the daemon's run store (`paths::runs_dir()`): one numbered directory per run,
+//! read through the daemon's own typed reader ([`store::read_run`]: `meta.json`,
+//! `hosts.jsonl`) plus the tail of each host's `<host>.out` / `<host>.err`. Read off the UI
+//! thread (the event loop calls these on a blocking task).
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+
+use crate::daemon::store::{self, HostRecord, RunMeta};
 
 /// Bytes of each host's output loaded into the console (the tail; the file keeps it all).
 pub const MAX_LOAD: u64 = 1 << 20;
@@ -19,14 +22,15 @@ pub struct RunEntry {
     pub selection: String,
     pub started: String,
     pub hosts: usize,
-    /// Verdict counts, e.g. `3 ok, 1 failed` (empty when the run has no summary).
+    /// Verdict counts, e.g. `3 ok, 1 failed` (empty until the run's records are loaded).
     pub outcome: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredHost {
     pub name: String,
-    /// Exit code, signal, or failure kind, as the daemon wrote it.
+    /// The host's record (exit code, signal, timing, verdict, failure) as the daemon stored
+    /// it; null when the host has none (the run was cut short).
     pub result: Value,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
@@ -38,79 +42,55 @@ pub struct RunDetail {
     pub hosts: Vec<StoredHost>,
 }
 
-fn text(v: &Value, keys: &[&str]) -> String {
-    keys.iter()
-        .find_map(|k| v.get(*k))
-        .map(|x| match x {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .unwrap_or_default()
-}
-
-fn entry(dir: &Path) -> Result<RunEntry, String> {
-    let meta_path = dir.join("meta.json");
-    let raw =
-        std::fs::read_to_string(&meta_path).map_err(|e| format!("{}: {e}", meta_path.display()))?;
-    let meta: Value =
-        serde_json::from_str(&raw).map_err(|e| format!("{}: {e}", meta_path.display()))?;
-    let host_list = meta.get("hosts").and_then(Value::as_array);
-    let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    if let Some(list) = host_list {
-        for h in list {
-            let v = text(h, &["verdict", "outcome"]);
-            if !v.is_empty() {
-                *counts.entry(v).or_default() += 1;
-            }
-        }
-    }
-    let outcome = counts
-        .iter()
-        .map(|(k, n)| format!("{n} {k}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Ok(RunEntry {
+fn entry(dir: &Path, meta: &RunMeta) -> RunEntry {
+    RunEntry {
         dir: dir.to_path_buf(),
         id: dir
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        command: text(&meta, &["command"]),
-        selection: text(&meta, &["selection"]),
-        started: text(&meta, &["when", "started"]),
-        hosts: host_list.map_or(0, Vec::len),
-        outcome,
-    })
+        command: meta.command.clone(),
+        selection: meta.selection.clone(),
+        started: meta.when.clone(),
+        hosts: meta.hosts.len(),
+        outcome: String::new(),
+    }
 }
 
-/// The newest `limit` runs (directories sorted by name, newest first).
+/// Verdict counts of `records`, e.g. `3 ok, 1 failed`.
+fn outcome<'a>(records: impl Iterator<Item = &'a HostRecord>) -> String {
+    let mut counts = BTreeMap::<String, usize>::new();
+    for r in records {
+        if let Ok(Value::String(v)) = serde_json::to_value(r.verdict) {
+            *counts.entry(v).or_default() += 1;
+        }
+    }
+    counts
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The newest `limit` runs (numbered directories, newest first; unreadable ones left out).
 pub fn list(runs_dir: &Path, limit: usize) -> Result<Vec<RunEntry>, String> {
     let rd = match std::fs::read_dir(runs_dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("{}: {e}", runs_dir.display())),
     };
-    let mut dirs: Vec<PathBuf> = rd
+    let mut dirs: Vec<(u64, PathBuf)> = rd
         .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join("meta.json").is_file())
+        .filter_map(|e| {
+            let id = e.file_name().to_str()?.parse::<u64>().ok()?;
+            Some((id, e.path()))
+        })
         .collect();
-    // newest first: numeric run ids, else modification time
-    dirs.sort_by_key(|p| {
-        let id = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.parse::<u64>().ok());
-        let mtime = std::fs::metadata(p.join("meta.json"))
-            .and_then(|m| m.modified())
-            .ok();
-        (id, mtime)
-    });
-    dirs.reverse();
+    dirs.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
     Ok(dirs
         .iter()
         .take(limit)
-        .filter_map(|d| entry(d).ok())
+        .filter_map(|(_, d)| Some(entry(d, &store::read_meta(d).ok()?)))
         .collect())
 }
 
@@ -130,54 +110,30 @@ fn tail(path: &Path) -> Vec<u8> {
 
 /// One run with each host's result and the tail of its output.
 pub fn load(dir: &Path) -> Result<RunDetail, String> {
-    let entry = entry(dir)?;
-    let meta: Value = std::fs::read_to_string(dir.join("meta.json"))
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(Value::Null);
-    let names: Vec<String> = match meta.get("hosts").and_then(Value::as_array) {
-        Some(list) => list
-            .iter()
-            .map(|h| match h {
-                Value::String(s) => s.clone(),
-                other => text(other, &["name", "host"]),
-            })
-            .filter(|n| !n.is_empty())
-            .collect(),
-        None => Vec::new(),
-    };
-    let hosts: Vec<StoredHost> = names
-        .into_iter()
+    let run = store::read_run(dir).map_err(|e| format!("{e:#}"))?;
+    let mut entry = entry(dir, &run.meta);
+    entry.outcome = outcome(run.hosts.iter());
+    let records: HashMap<&str, &HostRecord> =
+        run.hosts.iter().map(|r| (r.host.as_str(), r)).collect();
+    let hosts = run
+        .meta
+        .hosts
+        .iter()
         .map(|name| {
             // The daemon's own naming: never leaves the run directory, whatever the host name.
-            let stem = crate::daemon::store::file_stem(&name);
-            let result = std::fs::read_to_string(dir.join(format!("{stem}.json")))
-                .ok()
-                .and_then(|s| serde_json::from_str(&s).ok())
+            let stem = store::file_stem(name);
+            let result = records
+                .get(name.as_str())
+                .and_then(|r| serde_json::to_value(r).ok())
                 .unwrap_or(Value::Null);
             StoredHost {
                 stdout: tail(&dir.join(format!("{stem}.out"))),
                 stderr: tail(&dir.join(format!("{stem}.err"))),
-                name,
+                name: name.clone(),
                 result,
             }
         })
         .collect();
-    let mut entry = entry;
-    let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    for h in &hosts {
-        let v = text(&h.result, &["verdict"]);
-        if !v.is_empty() {
-            *counts.entry(v).or_default() += 1;
-        }
-    }
-    if !counts.is_empty() {
-        entry.outcome = counts
-            .iter()
-            .map(|(k, n)| format!("{n} {k}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-    }
     Ok(RunDetail { entry, hosts })
 }
 
@@ -185,35 +141,70 @@ pub fn load(dir: &Path) -> Result<RunDetail, String> {
 mod tests {
     use super::*;
 
+    use crate::daemon::store::HOSTS_FILE;
+    use crate::proto::daemon::{ErrorKind, Verdict};
+
     #[test]
     fn lists_newest_first_and_loads_hosts() {
         let dir = tempfile::tempdir().expect("tempdir");
         for (id, cmd) in [(1, "uptime"), (2, "hostname"), (10, "false")] {
             let d = dir.path().join(id.to_string());
             std::fs::create_dir_all(&d).expect("mkdir");
-            let meta = serde_json::json!({"id": id, "when": "2025-01-01T00:00:00Z",
-                "selection": "role=demo", "command": cmd, "hosts": ["a", "b", "../x"]});
-            std::fs::write(d.join("meta.json"), meta.to_string()).expect("meta");
+            let meta = RunMeta {
+                id,
+                who: "me".into(),
+                when: "2025-01-01T00:00:00.000Z".into(),
+                selection: "role=demo".into(),
+                command: cmd.into(),
+                hosts: vec!["a".into(), "b".into(), "../x".into()],
+                label: None,
+                timeout_ms: None,
+                fanout: None,
+            };
+            std::fs::write(
+                d.join("meta.json"),
+                serde_json::to_vec(&meta).expect("json"),
+            )
+            .expect("meta");
         }
+        // A heist's directory is not a numbered run.
+        std::fs::create_dir_all(dir.path().join("heist-1-x")).expect("mkdir");
+        std::fs::write(dir.path().join("heist-1-x/meta.json"), "{}").expect("meta");
         let d = dir.path().join("10");
         std::fs::write(d.join("a.out"), "hello\n").expect("out");
-        std::fs::write(d.join("a.json"), r#"{"verdict":"ok","code":0,"wall_ms":5}"#).expect("json");
-        std::fs::write(
-            d.join("b.json"),
-            r#"{"verdict":"unreachable","error_kind":"unreachable","error":"refused"}"#,
-        )
-        .expect("json");
+        let mut a = HostRecord::new("a");
+        a.verdict = Verdict::Ok;
+        a.code = Some(0);
+        a.wall_ms = Some(5);
+        let mut b = HostRecord::new("b");
+        b.verdict = Verdict::Unreachable;
+        b.error_kind = Some(ErrorKind::Unreachable);
+        b.error = Some("refused".into());
+        // Stored in finish order; ../x has no record.
+        let lines = [&b, &a]
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("json") + "\n")
+            .collect::<String>();
+        std::fs::write(d.join(HOSTS_FILE), lines).expect("hosts");
         let list = list(dir.path(), 10).expect("list");
         let ids: Vec<_> = list.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(ids, ["10", "2", "1"]);
         assert_eq!(list[0].command, "false");
+        assert_eq!(list[0].hosts, 3);
         let run = load(&list[0].dir).expect("load");
         let names: Vec<_> = run.hosts.iter().map(|h| h.name.as_str()).collect();
         // A hostile name is listed but read through the daemon's file naming: it never
         // leaves the run directory.
         assert_eq!(names, ["a", "b", "../x"]);
         assert!(run.hosts[2].stdout.is_empty());
+        assert_eq!(run.hosts[2].result, Value::Null);
         assert_eq!(run.hosts[0].stdout, b"hello\n");
+        assert_eq!(run.hosts[0].result["code"], 0);
+        assert_eq!(run.hosts[1].result["error"], "refused");
         assert_eq!(run.entry.outcome, "1 ok, 1 unreachable");
+        // A damaged results file is an error that names it.
+        std::fs::write(d.join(HOSTS_FILE), "{\n").expect("hosts");
+        let e = load(&d).expect_err("damaged");
+        assert!(e.contains("hosts.jsonl: line 1"), "{e}");
     }
 }

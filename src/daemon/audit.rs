@@ -4,7 +4,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 
 use crate::proto::daemon::Verdict;
 
@@ -21,30 +22,31 @@ pub struct AuditLine<'a> {
     pub hosts: Vec<(&'a str, Verdict)>,
 }
 
-/// Append one line and fsync the log. Lines are written with one `write_all` on an
-/// O_APPEND file, so concurrent runs never interleave within a line.
+/// Append one line and fsync the log (one blocking task). Lines are written with one
+/// `write_all` on an O_APPEND file, so concurrent runs never interleave within a line.
 pub async fn append(path: &Path, line: &AuditLine<'_>) -> anyhow::Result<()> {
     let mut text = serde_json::to_vec(line).context("encoding audit line")?;
     text.push(b'\n');
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || append_blocking(&path, &text))
+        .await
+        .context("audit log task")?
+}
+
+fn append_blocking(path: &Path, text: &[u8]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut f = tokio::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(path)
-        .await
         .with_context(|| format!("opening audit log {}", path.display()))?;
-    f.write_all(&text)
-        .await
+    f.write_all(text)
         .with_context(|| format!("writing audit log {}", path.display()))?;
     f.sync_data()
-        .await
-        .with_context(|| format!("syncing audit log {}", path.display()))?;
-    Ok(())
+        .with_context(|| format!("syncing audit log {}", path.display()))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::audit::{self, AuditLine};
@@ -13,7 +13,7 @@ use super::host_state::HostError;
 use super::inflight::{lock, Killer, RunCtl};
 use super::pool::{link_error, ssh_error, Conn};
 use super::server::{Daemon, Sink};
-use super::store::{self, HostFiles, HostRecord};
+use super::store::{self, HostFiles, HostRecord, ResultSender, RunWriter};
 use crate::inventory::Host;
 use crate::proto::agent::{self, AgentMsg};
 use crate::proto::daemon::{ErrorKind, Event, HostEvent, RunRequest, Summary, Verdict};
@@ -49,27 +49,30 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
         .max(1);
     let permits = Arc::new(Semaphore::new(fanout));
     let req = Arc::new(req);
+    let writer = RunWriter::start(&dir);
     let mut tasks = Vec::with_capacity(req.hosts.len());
-    for host in req.hosts.clone() {
-        let (d, ctl, req, sink, dir, permits) = (
+    // Tasks index the shared request: no copy of the inventory entries per host.
+    for i in 0..req.hosts.len() {
+        let (d, ctl, req, sink, dir, permits, results) = (
             d.clone(),
             ctl.clone(),
             req.clone(),
             sink.clone(),
             dir.clone(),
             permits.clone(),
+            writer.sender(),
         );
         tasks.push(tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await;
+            let permit = permits.acquire_owned().await.ok();
             let job = HostJob {
                 d: &d,
                 ctl: &ctl,
                 req: &req,
                 sink: &sink,
                 run_id,
-                host: &host,
+                host: &req.hosts[i],
             };
-            job.run(&dir).await
+            job.run(&dir, permit, &results).await
         }));
     }
     let mut records = Vec::with_capacity(tasks.len());
@@ -88,10 +91,9 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
             }
         }
     }
-    if store_error.is_none() {
-        if let Err(e) = store::sync_dir(&dir).await {
-            store_error = Some(format!("{e:#}"));
-        }
+    // hosts.jsonl and the run directory: fsynced once, before the run may be finished.
+    if let Err(e) = writer.finish().await {
+        store_error.get_or_insert(e);
     }
     let line = AuditLine {
         run_id,
@@ -214,22 +216,25 @@ impl HostJob<'_> {
         }
     }
 
-    /// Run on one host; returns its record and the first run-store error, if any.
-    async fn run(&self, dir: &Path) -> (HostRecord, Option<String>) {
+    /// Run on one host; returns its record and the first run-store error, if any. The
+    /// fanout `permit` is given back as soon as the host's exit (or failure) is known: storing
+    /// it does not hold up the next host.
+    async fn run(
+        &self,
+        dir: &Path,
+        permit: Option<OwnedSemaphorePermit>,
+        results: &ResultSender,
+    ) -> (HostRecord, Option<String>) {
         let mut rec = HostRecord::new(&self.host.name);
-        let mut files = match HostFiles::create(dir, &self.host.name).await {
-            Ok(f) => f,
-            Err(e) => {
-                let msg = format!("run store: {e:#}");
-                self.fail(&mut rec, HostError::new(ErrorKind::Internal, msg.clone()))
-                    .await;
-                return (rec, Some(msg));
-            }
-        };
+        let mut files = HostFiles::new(dir, &self.host.name);
         self.drive(&mut rec, &mut files).await;
-        // A store error is reported once, at the end of the run, in place of RunFinished.
-        let err = files.finish(&rec).await.err();
-        (rec, err)
+        drop(permit);
+        // Output first (written and fsynced), then the record that accounts for it. A store
+        // error is reported once, at the end of the run, in place of RunFinished; the record
+        // is kept all the same.
+        let err = files.finish().await.err();
+        let sent = results.send(&rec).err();
+        (rec, err.or(sent))
     }
 
     async fn drive(&self, rec: &mut HostRecord, files: &mut HostFiles) {

@@ -1,24 +1,34 @@
 //! The run store: one directory per run under `paths::runs_dir()`.
 //!
 //! ```text
-//! runs/<id>/meta.json      id, who, when, selection, command, hosts, label
+//! runs/<id>/meta.json      RunMeta: id, who, when, selection, command, hosts, label, …
+//! runs/<id>/hosts.jsonl    one HostRecord per line (exit / signal / timing / verdict /
+//!                          error), in the order the hosts finished
 //! runs/<id>/<host>.out     stdout as it arrived (bytes, unmodified; absent when empty)
 //! runs/<id>/<host>.err     stderr as it arrived (absent when empty)
-//! runs/<id>/<host>.json    exit / signal / timing / verdict / error
+//! runs/<id>/FAILED         present when the run could not be stored completely (the error)
 //! ```
 //!
-//! Every write error names the path. A host's files are flushed and fsynced before its
-//! `.json` is written, and the `.json` is fsynced before the run may be reported finished.
+//! Every write error names the path. A host's output files are written and fsynced before
+//! its line is appended to `hosts.jsonl` ([`RunWriter`], one writer per run), and
+//! `hosts.jsonl` and the run directory are fsynced before the run may be reported finished.
+//! [`read_run`] reads a run back (also runs of the older layout with one `<host>.json` each).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
-use serde::Serialize;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use serde::{Deserialize, Serialize};
 
 use crate::proto::agent::{Exit, Stream};
 use crate::proto::daemon::{ErrorKind, RunRequest, Verdict};
+
+mod read;
+mod results;
+
+pub use read::{read_meta, read_run, StoredRun};
+pub use results::{ResultSender, RunWriter, HOSTS_FILE};
 
 /// Allocates run ids (monotonic across daemon restarts: the next id follows the highest
 /// directory already in the store) and creates run directories.
@@ -27,35 +37,44 @@ pub struct Store {
     next: AtomicU64,
 }
 
-#[derive(Serialize)]
-struct Meta<'a> {
-    id: u64,
-    who: &'a str,
-    when: String,
-    selection: &'a str,
-    command: &'a str,
-    hosts: Vec<&'a str>,
-    label: Option<&'a str>,
-    timeout_ms: Option<u64>,
-    fanout: Option<u32>,
+/// What `meta.json` holds: the run as it was asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub id: u64,
+    #[serde(default)]
+    pub who: String,
+    /// Start, RFC 3339 (UTC, milliseconds).
+    pub when: String,
+    #[serde(default)]
+    pub selection: String,
+    pub command: String,
+    /// Host names in the run's order.
+    pub hosts: Vec<String>,
+    pub label: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub fanout: Option<u32>,
 }
 
-/// What `<host>.json` holds.
-#[derive(Debug, Clone, Serialize)]
+/// One host's result: a line of `hosts.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostRecord {
     pub host: String,
     pub verdict: Verdict,
     pub code: Option<i32>,
     pub signal: Option<i32>,
+    #[serde(default)]
     pub timed_out: bool,
     pub wall_ms: Option<u64>,
     pub user_ms: Option<u64>,
     pub sys_ms: Option<u64>,
     pub max_rss_kb: Option<u64>,
+    #[serde(default)]
     pub agentless: bool,
     pub error_kind: Option<ErrorKind>,
     pub error: Option<String>,
+    #[serde(default)]
     pub stdout_bytes: u64,
+    #[serde(default)]
     pub stderr_bytes: u64,
 }
 
@@ -130,84 +149,121 @@ impl Store {
         &self.root
     }
 
-    /// Create a fresh run directory with its `meta.json`; returns (id, dir).
+    /// Create a fresh run directory with its `meta.json` (one blocking task); returns
+    /// (id, dir).
     pub async fn create_run(&self, req: &RunRequest) -> anyhow::Result<(u64, PathBuf)> {
-        let (id, dir) = loop {
-            let id = self.next.fetch_add(1, Ordering::SeqCst);
-            let dir = self.root.join(id.to_string());
-            match tokio::fs::create_dir(&dir).await {
-                Ok(()) => break (id, dir),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
-            }
-        };
-        let meta = Meta {
-            id,
-            who: &req.who,
+        let mut meta = RunMeta {
+            id: 0,
+            who: req.who.clone(),
             when: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            selection: &req.selection,
-            command: &req.command,
-            hosts: req.hosts.iter().map(|h| h.name.as_str()).collect(),
-            label: req.label.as_deref(),
+            selection: req.selection.clone(),
+            command: req.command.clone(),
+            hosts: req.hosts.iter().map(|h| h.name.clone()).collect(),
+            label: req.label.clone(),
             timeout_ms: req.timeout_ms,
             fanout: req.fanout,
         };
-        let text = serde_json::to_vec_pretty(&meta)?;
-        write_synced(&dir.join("meta.json"), &text).await?;
-        Ok((id, dir))
+        let root = self.root.clone();
+        let first = self.next.fetch_add(1, Ordering::SeqCst);
+        let run = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, PathBuf)> {
+            let mut id = first;
+            let mut tries = 0;
+            let dir = loop {
+                let dir = root.join(id.to_string());
+                match std::fs::create_dir(&dir) {
+                    Ok(()) => break dir,
+                    // Taken (a concurrent run, another daemon's leftover): try the next id.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 10_000 => {
+                        id += 1;
+                        tries += 1;
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+                }
+            };
+            meta.id = id;
+            let text = serde_json::to_vec_pretty(&meta).context("encoding meta.json")?;
+            write_synced_blocking(&dir.join("meta.json"), &text)?;
+            Ok((id, dir))
+        })
+        .await
+        .context("run store task")??;
+        // Ids skipped over existing directories are not handed out again.
+        self.next.fetch_max(run.0 + 1, Ordering::SeqCst);
+        Ok(run)
     }
+}
+
+/// Write a whole file and fsync it (blocking).
+pub fn write_synced_blocking(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("syncing {}", path.display()))
 }
 
 /// Write a whole file and fsync it.
 pub async fn write_synced(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let mut f = tokio::fs::File::create(path)
+    let (p, d) = (path.to_path_buf(), data.to_vec());
+    tokio::task::spawn_blocking(move || write_synced_blocking(&p, &d))
         .await
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(data)
-        .await
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.sync_all()
-        .await
-        .with_context(|| format!("syncing {}", path.display()))?;
-    Ok(())
+        .context("run store task")?
 }
 
-/// fsync a directory so the entries created in it are durable.
-pub async fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    let d = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || std::fs::File::open(&d).and_then(|f| f.sync_all()))
-        .await
-        .context("sync task")?
+/// fsync a directory so the entries created in it are durable (blocking).
+pub fn sync_dir_blocking(dir: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
         .with_context(|| format!("syncing directory {}", dir.display()))
 }
 
-/// One host's output files in a run directory, written as output arrives. `<host>.out` and
-/// `<host>.err` are created with their first byte (a quiet host costs one file, not three:
-/// creating files dominates a warm run's cost in the daemon); a missing one means empty.
+/// One host's output files in a run directory. Output is buffered in memory and written
+/// when a buffer fills and at [`HostFiles::finish`]; `<host>.out` and `<host>.err` are created
+/// with their first byte (a quiet host costs no file and no blocking task); a missing one
+/// means empty.
 pub struct HostFiles {
     dir: PathBuf,
     stem: String,
-    /// stdout, stderr: opened on the first write.
-    files: [Option<BufWriter<tokio::fs::File>>; 2],
+    /// stdout, stderr: bytes not yet written.
+    bufs: [Vec<u8>; 2],
+    /// stdout, stderr: created on the first write.
+    files: [Option<std::fs::File>; 2],
     /// First write error, kept so the run is reported failed (never finished).
     pub error: Option<String>,
 }
 
-/// Write buffer per output file (only hosts that print get one).
+/// Bytes buffered per output stream before they are written out.
 const FILE_BUFFER: usize = 64 * 1024;
+const EXT: [&str; 2] = ["out", "err"];
+
+/// Append `data` to stream `i`'s file, creating it on first use; errors name the path.
+fn write_out(file: &mut Option<std::fs::File>, path: &Path, data: &[u8]) -> Result<(), String> {
+    if file.is_none() {
+        let f =
+            std::fs::File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+        *file = Some(f);
+    }
+    if let Some(f) = file {
+        f.write_all(data)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
 
 impl HostFiles {
-    pub async fn create(dir: &Path, host: &str) -> anyhow::Result<HostFiles> {
-        Ok(HostFiles {
+    pub fn new(dir: &Path, host: &str) -> HostFiles {
+        HostFiles {
             dir: dir.to_path_buf(),
             stem: file_stem(host),
+            bufs: [Vec::new(), Vec::new()],
             files: [None, None],
             error: None,
-        })
+        }
     }
 
-    fn path(&self, ext: &str) -> PathBuf {
-        self.dir.join(format!("{}.{ext}", self.stem))
+    fn path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("{}.{}", self.stem, EXT[i]))
     }
 
     /// Append output; a failure is remembered (and returned once) rather than aborting the job.
@@ -215,91 +271,61 @@ impl HostFiles {
         if self.error.is_some() || data.is_empty() {
             return None;
         }
-        let (i, ext) = match stream {
-            Stream::Stdout => (0, "out"),
-            Stream::Stderr => (1, "err"),
+        let i = match stream {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
         };
-        let path = self.path(ext);
-        if self.files[i].is_none() {
-            match tokio::fs::File::create(&path).await {
-                Ok(f) => self.files[i] = Some(BufWriter::with_capacity(FILE_BUFFER, f)),
-                Err(e) => {
-                    let msg = format!("creating {}: {e}", path.display());
-                    self.error = Some(msg.clone());
-                    return Some(msg);
-                }
+        self.bufs[i].extend_from_slice(data);
+        if self.bufs[i].len() < FILE_BUFFER {
+            return None;
+        }
+        let (buf, mut file, path) = (
+            std::mem::take(&mut self.bufs[i]),
+            self.files[i].take(),
+            self.path(i),
+        );
+        let r = tokio::task::spawn_blocking(move || {
+            let r = write_out(&mut file, &path, &buf);
+            (file, r)
+        })
+        .await;
+        match r {
+            Ok((file, Ok(()))) => {
+                self.files[i] = file;
+                None
             }
+            Ok((_, Err(e))) => Some(self.error.insert(e).clone()),
+            Err(e) => Some(self.error.insert(format!("run store task: {e}")).clone()),
         }
-        let w = self.files[i].as_mut()?;
-        if let Err(e) = w.write_all(data).await {
-            let msg = format!("writing {}: {e}", path.display());
-            self.error = Some(msg.clone());
-            return Some(msg);
-        }
-        None
     }
 
-    /// Flush and fsync the output files (those that were created), then write and fsync
-    /// `<host>.json`. The run's final directory fsync ([`sync_dir`]) makes the entries durable.
-    pub async fn finish(mut self, rec: &HostRecord) -> Result<(), String> {
+    /// Write what is buffered and fsync the output files that exist (one blocking task, none
+    /// for a host without output). The run's final directory fsync makes the entries durable.
+    pub async fn finish(mut self) -> Result<(), String> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        let (out_path, err_path) = (self.path("out"), self.path("err"));
-        let [out, err] = &mut self.files;
-        for (w, path) in [(out, out_path), (err, err_path)] {
-            let Some(w) = w else { continue };
-            let r = async {
-                w.flush().await?;
-                w.get_ref().sync_all().await
-            }
-            .await;
-            if let Err(e) = r {
-                return Err(format!("writing {}: {e}", path.display()));
-            }
+        if self.files.iter().all(Option::is_none) && self.bufs.iter().all(Vec::is_empty) {
+            return Ok(());
         }
-        let path = self.path("json");
-        let text = serde_json::to_vec_pretty(rec).map_err(|e| e.to_string())?;
-        write_synced(&path, &text)
-            .await
-            .map_err(|e| format!("{e:#}"))
+        tokio::task::spawn_blocking(move || {
+            for i in 0..2 {
+                let path = self.path(i);
+                let buf = std::mem::take(&mut self.bufs[i]);
+                if !buf.is_empty() {
+                    write_out(&mut self.files[i], &path, &buf)?;
+                }
+                if let Some(f) = &self.files[i] {
+                    f.sync_all()
+                        .map_err(|e| format!("syncing {}: {e}", path.display()))?;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| format!("run store task: {e}"))?
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stems_stay_inside_the_run_dir() {
-        assert_eq!(file_stem("web01"), "web01");
-        assert_eq!(file_stem("../etc"), "_.._etc");
-        assert_eq!(file_stem("a/b"), "a_b");
-        assert_eq!(file_stem(""), "_");
-    }
-
-    #[tokio::test]
-    async fn ids_follow_existing_runs() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(tmp.path().join("41")).expect("mkdir");
-        std::fs::create_dir(tmp.path().join("junk")).expect("mkdir");
-        let store = Store::open(tmp.path().to_path_buf()).expect("open");
-        let req = RunRequest {
-            hosts: vec![crate::inventory::Host::local("a")],
-            selection: "a".into(),
-            command: "true".into(),
-            env: vec![],
-            timeout_ms: None,
-            fanout: None,
-            accept_new_host_keys: false,
-            who: "me".into(),
-            label: None,
-        };
-        let (id, dir) = store.create_run(&req).await.expect("create");
-        assert_eq!(id, 42);
-        let meta = std::fs::read_to_string(dir.join("meta.json")).expect("meta");
-        assert!(meta.contains("\"command\": \"true\""), "{meta}");
-        let (id2, _) = store.create_run(&req).await.expect("create");
-        assert_eq!(id2, 43);
-    }
-}
+mod tests;

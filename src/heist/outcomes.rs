@@ -4,7 +4,7 @@
 //! The last run is the newest of:
 //! - the newest `crew run` (a numbered directory whose `meta.json` has no `heist …` label;
 //!   the per-step runs a heist makes through the daemon do not count on their own), with each
-//!   host's verdict from `<host>.json`;
+//!   host's verdict from its record (`hosts.jsonl`, read by [`store::read_run`]);
 //! - the newest heist run (`heist-<ms>-<name>/`), with each host's outcome from its journal:
 //!   completed → ok; stopped at a step → that step's verdict (timeout, unreachable or failed);
 //!   rolled back → failed; interrupted or stopped → killed; hosts in waves that never started
@@ -16,9 +16,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use super::events::{HeistEvent, HostOutcome, StepResult};
+use crate::daemon::store;
 use crate::proto::daemon::Verdict;
 
 /// Host → verdict of the last run, and which run that was.
@@ -52,7 +51,8 @@ pub fn last(runs_dir: &Path) -> LastOutcomes {
     }
 }
 
-/// The newest numbered run that is not a heist step: (start ms, dir).
+/// The newest numbered run that is not a heist step: (start ms, dir). Reads `meta.json` files
+/// newest first and stops at the first plain run.
 fn newest_plain_run(runs_dir: &Path) -> Option<(u64, PathBuf)> {
     let mut ids: Vec<(u64, PathBuf)> = std::fs::read_dir(runs_dir)
         .ok()?
@@ -62,17 +62,18 @@ fn newest_plain_run(runs_dir: &Path) -> Option<(u64, PathBuf)> {
             Some((id, e.path()))
         })
         .collect();
-    ids.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+    ids.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
     // Heist steps are one-host runs; a bounded look back past them is enough in practice.
     ids.into_iter().take(10_000).find_map(|(_, dir)| {
-        let meta: Value =
-            serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()?;
-        let label = meta.get("label").and_then(Value::as_str).unwrap_or("");
-        if label.starts_with("heist ") {
+        let meta = store::read_meta(&dir).ok()?;
+        if meta
+            .label
+            .as_deref()
+            .is_some_and(|l| l.starts_with("heist "))
+        {
             return None;
         }
-        let when = meta.get("when").and_then(Value::as_str)?;
-        let t = humantime::parse_rfc3339(when).ok()?;
+        let t = humantime::parse_rfc3339(&meta.when).ok()?;
         let ms = t
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -86,28 +87,13 @@ fn heist_started_ms(dir: &Path) -> Option<u64> {
 }
 
 fn from_plain(dir: &Path) -> LastOutcomes {
-    let mut hosts = HashMap::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.extension().and_then(|x| x.to_str()) != Some("json")
-            || p.file_name().and_then(|n| n.to_str()) == Some("meta.json")
-        {
-            continue;
+    let hosts = match store::read_run(dir) {
+        Ok(run) => run.hosts.into_iter().map(|r| (r.host, r.verdict)).collect(),
+        Err(e) => {
+            tracing::warn!("outcomes of the last run: {e:#}");
+            HashMap::new()
         }
-        let Some(rec) = std::fs::read(&p)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        else {
-            continue;
-        };
-        let host = rec.get("host").and_then(Value::as_str);
-        let verdict = rec
-            .get("verdict")
-            .and_then(|v| serde_json::from_value::<Verdict>(v.clone()).ok());
-        if let (Some(h), Some(v)) = (host, verdict) {
-            hosts.insert(h.to_string(), v);
-        }
-    }
+    };
     LastOutcomes {
         run: Some(dir.to_path_buf()),
         hosts,
@@ -164,5 +150,62 @@ fn step_verdict(r: &StepResult) -> Verdict {
         Verdict::Unreachable
     } else {
         Verdict::Failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::store::{HostRecord, RunMeta, HOSTS_FILE};
+
+    fn plain_run(runs: &Path, id: u64, label: Option<&str>, hosts: &[(&str, Verdict)]) {
+        let dir = runs.join(id.to_string());
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let meta = RunMeta {
+            id,
+            who: "me".into(),
+            when: format!("2025-01-01T00:00:{id:02}.000Z"),
+            selection: "all".into(),
+            command: "true".into(),
+            hosts: hosts.iter().map(|(h, _)| h.to_string()).collect(),
+            label: label.map(str::to_string),
+            timeout_ms: None,
+            fanout: None,
+        };
+        std::fs::write(
+            dir.join("meta.json"),
+            serde_json::to_vec(&meta).expect("json"),
+        )
+        .expect("meta");
+        let mut lines = String::new();
+        for (h, v) in hosts {
+            let mut r = HostRecord::new(h);
+            r.verdict = *v;
+            lines += &serde_json::to_string(&r).expect("json");
+            lines.push('\n');
+        }
+        std::fs::write(dir.join(HOSTS_FILE), lines).expect("hosts");
+    }
+
+    #[test]
+    fn the_newest_plain_run_counts_not_heist_steps_nor_unreadable_runs() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let runs = tmp.path();
+        plain_run(runs, 1, None, &[("a", Verdict::Failed)]);
+        plain_run(runs, 2, None, &[("a", Verdict::Ok), ("b", Verdict::Failed)]);
+        plain_run(
+            runs,
+            3,
+            Some("heist deploy step 1"),
+            &[("c", Verdict::Failed)],
+        );
+        // A run whose meta.json cannot be read (being created, or damaged) is passed over.
+        std::fs::create_dir(runs.join("4")).expect("mkdir");
+        std::fs::write(runs.join("4/meta.json"), "{").expect("meta");
+        let last = last(runs);
+        assert_eq!(last.run.as_deref(), Some(runs.join("2").as_path()));
+        assert_eq!(last.get("a"), Some(Verdict::Ok));
+        assert_eq!(last.get("b"), Some(Verdict::Failed));
+        assert_eq!(last.get("c"), None);
     }
 }
