@@ -91,10 +91,6 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
             }
         }
     }
-    // hosts.jsonl and the run directory: fsynced once, before the run may be finished.
-    if let Err(e) = writer.finish().await {
-        store_error.get_or_insert(e);
-    }
     let line = AuditLine {
         run_id,
         who: &req.who,
@@ -107,7 +103,13 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
             .map(|r| (r.host.as_str(), r.verdict))
             .collect(),
     };
-    if let Err(e) = audit::append(&d.audit_log, &line).await {
+    // meta.json, hosts.jsonl and the run directory fsynced once, alongside the audit line:
+    // all of it on disk before the run may be reported finished.
+    let (stored, audited) = tokio::join!(writer.finish(), audit::append(&d.audit_log, &line));
+    if let Err(e) = stored {
+        store_error.get_or_insert(e);
+    }
+    if let Err(e) = audited {
         store_error.get_or_insert(format!("{e:#}"));
     }
     d.runs.remove(run_id);

@@ -10,8 +10,9 @@
 //! ```
 //!
 //! Every write error names the path. A host's output files are written and fsynced before
-//! its line is appended to `hosts.jsonl` ([`RunWriter`], one writer per run), and
-//! `hosts.jsonl` and the run directory are fsynced before the run may be reported finished.
+//! its line is appended to `hosts.jsonl` ([`RunWriter`], one writer per run); `meta.json`
+//! (written unsynced when the run starts, so no host waits on it), `hosts.jsonl` and the run
+//! directory are fsynced before the run may be reported finished.
 //! [`read_run`] reads a run back (also runs of the older layout with one `<host>.json` each).
 
 use std::io::Write as _;
@@ -182,7 +183,9 @@ impl Store {
             };
             meta.id = id;
             let text = serde_json::to_vec_pretty(&meta).context("encoding meta.json")?;
-            write_synced_blocking(&dir.join("meta.json"), &text)?;
+            // Synced with the run's results at the end ([`RunWriter::finish`]).
+            let path = dir.join(results::META_FILE);
+            std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
             Ok((id, dir))
         })
         .await

@@ -14,6 +14,9 @@ use tokio::task::JoinHandle;
 
 use super::{sync_dir_blocking, HostRecord};
 
+/// File name of a run's description, written by `Store::create_run`.
+pub const META_FILE: &str = "meta.json";
+
 /// File name of a run's host records.
 pub const HOSTS_FILE: &str = "hosts.jsonl";
 
@@ -113,6 +116,11 @@ fn write_loop(dir: &Path, mut rx: mpsc::UnboundedReceiver<Msg>) -> Result<(), St
         f.sync_all()
             .map_err(|e| format!("syncing {}: {e}", path.display()))?;
     }
+    // meta.json was written unsynced when the run began (so the hosts did not wait on it).
+    let meta = dir.join(META_FILE);
+    std::fs::File::open(&meta)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("syncing {}: {e}", meta.display()))?;
     sync_dir_blocking(dir).map_err(|e| format!("{e:#}"))
 }
 
@@ -123,6 +131,7 @@ mod tests {
     #[tokio::test]
     async fn lines_arrive_in_order_and_finish_reports_errors() {
         let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join(META_FILE), "{}").expect("meta.json");
         let w = RunWriter::start(tmp.path());
         let tx = w.sender();
         for h in ["a", "b", "c"] {
