@@ -1,6 +1,7 @@
 //! One host, fresh daemon: which key exchange russh negotiates (from the daemon's debug log)
 //! and what a handshake costs (TCP + kex + auth as the daemon's log timestamps show it, a
-//! cold 1-host run vs a warm one, and OpenSSH's `ssh host true` for reference).
+//! cold 1-host run vs a warm one, and OpenSSH's `ssh host true` for reference), and what each
+//! key exchange costs the server: sshd CPU per connection, curve25519 against NIST P-256.
 
 use std::fs;
 use std::path::Path;
@@ -27,6 +28,62 @@ pub struct Probe {
     pub openssh: Option<Duration>,
     /// Daemon RSS with one host connected (the per-host baseline).
     pub rss_kib: u64,
+    /// (kex, sshd CPU per `ssh host true` connection) for each key exchange measured.
+    pub kex_cost: Vec<(&'static str, Option<Duration>)>,
+}
+
+/// Key exchanges whose server-side cost is measured (crew prefers the second; russh's
+/// default, and bssh's, is the first).
+const KEX_MEASURED: [&str; 2] = ["curve25519-sha256", "ecdh-sha2-nistp256"];
+/// Connections per key exchange.
+const KEX_CONNECTS: usize = 30;
+
+/// CPU time (user + system) of the children `pid` has reaped, from /proc/<pid>/stat.
+fn reaped_cpu(pid: u32) -> Option<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields after the command: state is index 0, so cutime (field 16) is at 13, cstime at 14.
+    let ticks: u64 = f.get(13)?.parse::<u64>().ok()? + f.get(14)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
+}
+
+fn fleet_reaped(fleet: &SshdFleet) -> Option<Duration> {
+    fleet.listener_pids().into_iter().map(reaped_cpu).sum()
+}
+
+/// sshd CPU per connection (handshake, auth, `true` in the login shell) for each of
+/// [`KEX_MEASURED`], from OpenSSH's client forcing the algorithm: the server side is what
+/// a fleet pays, whoever the client is.
+fn kex_cost(
+    fleet: &SshdFleet,
+    host: &Host,
+    scratch: &Path,
+) -> Vec<(&'static str, Option<Duration>)> {
+    KEX_MEASURED
+        .iter()
+        .map(|kex| {
+            let before = fleet_reaped(fleet);
+            let mut ok = 0;
+            for _ in 0..KEX_CONNECTS {
+                if openssh_once(host, scratch, &[&format!("KexAlgorithms={kex}")]).is_some() {
+                    ok += 1;
+                }
+            }
+            // The last connection's sshd may still be exiting: give the listener a moment to
+            // reap it (bounded).
+            std::thread::sleep(Duration::from_millis(300));
+            let cost = match (before, fleet_reaped(fleet)) {
+                (Some(a), Some(b)) if ok == KEX_CONNECTS && b >= a => {
+                    Some((b - a) / KEX_CONNECTS as u32)
+                }
+                _ => None,
+            };
+            (*kex, cost)
+        })
+        .collect()
 }
 
 /// Seconds since midnight of a tracing timestamp `2026-01-02T03:04:05.678901Z`.
@@ -63,41 +120,43 @@ fn from_log(log: &str) -> (String, Option<Duration>) {
     (negotiated, handshake)
 }
 
-fn openssh(host: &Host, scratch: &Path) -> Option<Duration> {
+/// One `ssh host true` with OpenSSH, strict host key checking, extra `-o` options.
+fn openssh_once(host: &Host, scratch: &Path, options: &[&str]) -> Option<Duration> {
     let ssh = find_tool("ssh")?;
+    let mut c = std::process::Command::new(&ssh);
+    c.args(["-F", "/dev/null", "-p", &host.port.to_string(), "-i"])
+        .arg(host.identity_files.first()?)
+        .args(["-o", "IdentitiesOnly=yes", "-o"])
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            host.known_hosts.first()?.display()
+        ))
+        .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"]);
+    for o in options {
+        c.args(["-o", o]);
+    }
+    c.arg("-l")
+        .arg(host.user.clone().unwrap_or_else(crew::paths::whoami))
+        .args([host.address.as_str(), "true"]);
+    let t = exec::timed(&mut c, Duration::from_secs(30), scratch).ok()?;
+    if !t.ok() {
+        eprintln!("  openssh reference failed: {}", t.tail());
+        return None;
+    }
+    Some(t.elapsed)
+}
+
+fn openssh(host: &Host, scratch: &Path) -> Option<Duration> {
     let mut times = Vec::new();
     for _ in 0..3 {
-        let mut c = std::process::Command::new(&ssh);
-        c.args(["-F", "/dev/null", "-p", &host.port.to_string(), "-i"])
-            .arg(host.identity_files.first()?)
-            .args(["-o", "IdentitiesOnly=yes", "-o"])
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                host.known_hosts.first()?.display()
-            ))
-            .args(["-o", "GlobalKnownHostsFile=/dev/null"])
-            .args([
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "BatchMode=yes",
-                "-l",
-            ])
-            .arg(host.user.clone().unwrap_or_else(crew::paths::whoami))
-            .args([host.address.as_str(), "true"]);
-        let t = exec::timed(&mut c, Duration::from_secs(30), scratch).ok()?;
-        if !t.ok() {
-            eprintln!("  openssh reference failed: {}", t.tail());
-            return None;
-        }
-        times.push(t.elapsed);
+        times.push(openssh_once(host, scratch, &[])?);
     }
     Some(exec::median(times))
 }
 
 /// Probe `host` of `fleet` (its agent is already installed by the fleet's runs).
 pub fn run(exe: &Path, agent: &Path, fleet: &SshdFleet, host: &Host) -> anyhow::Result<Probe> {
-    let _ = fleet; // the fleet must outlive the probe
     let hosts = std::slice::from_ref(host);
     let mut crew = Crew::new(exe, agent, hosts, "info,crew::daemon::ssh=debug")?;
     let (cold, fail) = crew.run_true(1).context("1-host cold run")?;
@@ -114,6 +173,7 @@ pub fn run(exe: &Path, agent: &Path, fleet: &SshdFleet, host: &Host) -> anyhow::
     let log = fs::read_to_string(crew.daemon_log()).unwrap_or_default();
     let (negotiated, handshake) = from_log(&log);
     let openssh = openssh(host, &crew.home().join("scratch"));
+    let kex_cost = kex_cost(fleet, host, &crew.home().join("scratch"));
     Ok(Probe {
         negotiated,
         handshake,
@@ -121,5 +181,6 @@ pub fn run(exe: &Path, agent: &Path, fleet: &SshdFleet, host: &Host) -> anyhow::
         warm: exec::median(warm),
         openssh,
         rss_kib,
+        kex_cost,
     })
 }

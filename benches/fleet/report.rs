@@ -252,6 +252,19 @@ pub fn table(
             secs(p.cold),
             secs(p.warm)
         );
+        let kex: Vec<String> = p
+            .kex_cost
+            .iter()
+            .map(|(k, c)| match c {
+                Some(c) => format!("{k} {:.1} ms", c.as_secs_f64() * 1000.0),
+                None => format!("{k} ?"),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| sshd CPU per connection (OpenSSH client, `true`), by key exchange | {} |",
+            kex.join(" / ")
+        );
     }
     let _ = writeln!(out, "\nAgent uploaded by the first run: {}", cfg.agent_note);
     let _ = writeln!(out);

@@ -342,6 +342,13 @@ impl SshdFleet {
         self.dir.path().join("agents")
     }
 
+    /// Process ids of the fleet's listening sshd processes (benchmarks read the CPU time of
+    /// the connections they have reaped).
+    #[allow(dead_code)]
+    pub fn listener_pids(&self) -> Vec<u32> {
+        self.procs.iter().map(Child::id).collect()
+    }
+
     /// Contents of every sshd log so far (for assertion messages).
     pub fn logs(&self) -> String {
         (0..self.procs.len())
