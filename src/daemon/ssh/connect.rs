@@ -68,7 +68,8 @@ impl client::Handler for Client {
             self.port,
             key,
             self.accept_new,
-        )?;
+        )
+        .await?;
         Ok(true)
     }
 
