@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::time::timeout;
 
@@ -54,30 +53,13 @@ async fn local_exe(path: &Path) -> Result<LocalExe, SshError> {
     if let Some(exe) = exe_cache().lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(exe);
     }
-    // Hashing tens of MB is CPU work: keep it off the async workers; read in chunks.
+    // Hashing tens of MB is CPU work: keep it off the async workers.
     let p = path.to_path_buf();
-    let exe = tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut f = std::fs::File::open(&p)?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            size += n as u64;
-        }
-        Ok(LocalExe {
-            size,
-            sha256: hex::encode(h.finalize()),
-        })
-    })
-    .await
-    .map_err(|e| SshError::AgentUnavailable(format!("hashing {}: {e}", path.display())))?
-    .map_err(unavailable)?;
+    let (size, sha256) = tokio::task::spawn_blocking(move || crate::paths::sha256_file(&p))
+        .await
+        .map_err(|e| SshError::AgentUnavailable(format!("hashing {}: {e}", path.display())))?
+        .map_err(unavailable)?;
+    let exe = LocalExe { size, sha256 };
     if let Ok(mut c) = exe_cache().lock() {
         c.insert(key, exe.clone());
     }
