@@ -12,7 +12,7 @@ use tokio::io::AsyncReadExt;
 use tokio::time::timeout;
 
 use crate::daemon::link::preview;
-use crate::proto::agent::SYNC_MARKER;
+use crate::proto::agent::{find_marker, SYNC_MARKER};
 
 use super::exec::{sh_quote, Captured};
 use super::marker;
@@ -75,10 +75,6 @@ pub fn dir_expr(agent_dir: &str) -> String {
     } else {
         sh_quote(agent_dir)
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// `uname -sm` of a host that can run our agent build.
@@ -228,7 +224,7 @@ impl SshSession {
         let seen = timeout(START_TIMEOUT, async {
             let mut chunk = [0u8; 4096];
             loop {
-                if find(&buf, SYNC_MARKER).is_some() {
+                if find_marker(&buf, SYNC_MARKER).is_some() {
                     return Ok(Some(true));
                 }
                 if marker::between(&buf).is_some() {
