@@ -14,7 +14,8 @@ use tokio::time::timeout;
 use crate::daemon::link::preview;
 use crate::proto::agent::{find_marker, SYNC_MARKER};
 
-use super::exec::{sh_quote, Captured};
+use super::capture::Captured;
+use super::exec::sh_quote;
 use super::marker;
 use super::stream::{agent_channel, AgentChannel};
 use super::{SshError, SshOptions, SshSession};
