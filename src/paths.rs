@@ -148,17 +148,27 @@ fn write_cache(cache: &Path, text: &str) -> std::io::Result<()> {
 
 /// First 16 hex digits of the sha256 of a file (the build hash of an executable).
 pub fn file_hash(path: &Path) -> std::io::Result<String> {
+    let (_, sha256) = sha256_file(path)?;
+    Ok(sha256[..16].to_string())
+}
+
+/// Size and full sha256 (lowercase hex) of a file, read in chunks (never held whole). The
+/// one routine that hashes executables: [`file_hash`] and the agent installer use it.
+/// Blocking and CPU-bound: async callers run it on the blocking pool.
+pub fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
+        size += n as u64;
     }
-    Ok(hex::encode(&h.finalize()[..8]))
+    Ok((size, hex::encode(h.finalize())))
 }
 
 /// Expand a leading `~/` to the home directory.
@@ -205,6 +215,16 @@ fn unsafe_free_uid() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sha256_file_gives_size_and_full_hash_and_file_hash_its_prefix() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let f = tmp.path().join("abc");
+        std::fs::write(&f, b"abc").expect("write");
+        let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(sha256_file(&f).expect("hash"), (3, sha.to_string()));
+        assert_eq!(file_hash(&f).expect("hash"), sha[..16]);
+    }
 
     #[test]
     fn build_hash_cache_hits_misses_on_a_new_key_and_survives_corruption() {

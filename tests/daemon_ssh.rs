@@ -345,3 +345,55 @@ async fn hundred_megabytes_arrive_byte_exact() {
     drop(c);
     d.stop_within_checked(WAIT).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_hosts_learned_at_once_are_each_recorded_once() {
+    if !require_tool("sshd") {
+        return;
+    }
+    let fleet = SshdFleet::start(20);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Every host learns into the same, not yet existing, known_hosts file.
+    let known_hosts = dir.path().join("ssh/known_hosts");
+    let hosts: Vec<Host> = fleet_hosts(&fleet)
+        .into_iter()
+        .map(|h| Host {
+            known_hosts: vec![known_hosts.clone()],
+            ..h
+        })
+        .collect();
+    let (d, c) = Daemon::start_connected().await;
+    let mut req = run_req(hosts.clone(), "true");
+    req.accept_new_host_keys = true;
+    let o = run(&c, req).await;
+    assert!(
+        o.verdicts.iter().all(|(_, v)| *v == Verdict::Ok) && o.verdicts.len() == hosts.len(),
+        "{o:?}\n{}",
+        fleet.logs()
+    );
+    let text = std::fs::read_to_string(&known_hosts).expect("known_hosts written");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), hosts.len(), "one line per host:\n{text}");
+    // The fleet's key without its comment: `ssh-ed25519 AAAA…`.
+    let key: Vec<&str> = fleet.host_pub.split_whitespace().take(2).collect();
+    let mut names = std::collections::BTreeSet::new();
+    for line in &lines {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 3, "`[address]:port type key`: {line:?}");
+        assert_eq!(f[1..], key[..], "the fleet's host key: {line:?}");
+        assert!(names.insert(f[0]), "{} recorded twice:\n{text}", f[0]);
+    }
+    let want: std::collections::BTreeSet<String> = hosts
+        .iter()
+        .map(|h| format!("[{}]:{}", h.address, h.port))
+        .collect();
+    assert_eq!(
+        names
+            .into_iter()
+            .map(String::from)
+            .collect::<std::collections::BTreeSet<_>>(),
+        want
+    );
+    drop(c);
+    d.stop_within_checked(WAIT).await;
+}

@@ -382,3 +382,80 @@ async fn installed_agent_serves_jobs_over_the_ssh_channel() {
             .expect("link notices the disconnect");
     }
 }
+
+/// `KexAlgorithms` in the ssh_config that hosts.toml names: offered in the user's order
+/// (the server takes the client's first it supports), prefixes resolved, and a list of
+/// nothing crew supports fails that host alone, naming the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_config_kex_algorithms_are_offered_in_the_users_order() {
+    let Some(fleet) = fleet(4) else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ssh_config = dir.path().join("ssh_config");
+    std::fs::write(
+        &ssh_config,
+        "Host h001\n  KexAlgorithms curve25519-sha256\n\
+         Host h002\n  KexAlgorithms ^ecdh-sha2-nistp384\n\
+         Host h003\n  KexAlgorithms sntrup761x25519-sha512\n",
+    )
+    .expect("ssh_config");
+    let mut toml = format!(
+        "[defaults]\nuser = {user:?}\nport = {port}\nidentity_file = {key:?}\n\
+         identities_only = true\nknown_hosts = {kh:?}\nagent_dir = {agents:?}\n\
+         connect_timeout = 20\nssh_config = {cfg:?}\n",
+        user = crew::paths::whoami(),
+        port = fleet.port,
+        key = fleet.client_key.display().to_string(),
+        kh = fleet.known_hosts.display().to_string(),
+        agents = fleet.agent_dir().display().to_string(),
+        cfg = ssh_config.display().to_string(),
+    );
+    for h in fleet.hosts() {
+        toml += &format!(
+            "\n[[host]]\nname = {:?}\naddress = {:?}\n",
+            h.name, h.address
+        );
+    }
+    let hosts_toml = dir.path().join("hosts.toml");
+    std::fs::write(&hosts_toml, toml).expect("hosts.toml");
+    let inv = crew::inventory::Inventory::load(&hosts_toml).expect("inventory");
+    let host = |name: &str| inv.host(name).expect("host in inventory").clone();
+
+    for (name, kex) in [
+        ("h001", "curve25519-sha256"),
+        ("h002", "ecdh-sha2-nistp384"),
+    ] {
+        let s = session(&host(name)).await;
+        assert!(
+            s.negotiated().starts_with(&format!("kex={kex} ")),
+            "{name}: {}",
+            s.negotiated()
+        );
+        let (out, _, exit) = collect(&s, run("echo ok")).await;
+        assert_eq!(
+            (exit_code(&exit), out),
+            (Some(0), b"ok\n".to_vec()),
+            "{name}"
+        );
+        s.disconnect().await;
+    }
+
+    let before = fleet.logs().matches("Connection from").count();
+    assert!(before >= 2, "sshd logs connections:\n{}", fleet.logs());
+    let e = connect_err(&host("h003"), &opts()).await;
+    let msg = e.to_string();
+    assert!(
+        msg.contains("h003") && msg.contains("KexAlgorithms sntrup761x25519-sha512"),
+        "{msg}"
+    );
+    assert!(msg.contains("ssh config"), "{msg}");
+    assert_eq!(
+        fleet.logs().matches("Connection from").count(),
+        before,
+        "refused before connecting"
+    );
+
+    // No KexAlgorithms: crew's own order still works.
+    let h = host("h004");
+    assert_eq!(h.kex, None);
+    session(&h).await.disconnect().await;
+}

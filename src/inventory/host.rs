@@ -39,6 +39,9 @@ pub struct Host {
     /// ProxyJump as written in ssh_config or hosts.toml (parsed, reported; see README).
     pub proxy_jump: Option<String>,
     pub connect_timeout_ms: u64,
+    /// Key exchanges to offer, best first: ssh_config `KexAlgorithms` as resolved by
+    /// ssh2-config; `None` means crew's own order (`daemon::ssh` `KEX_ORDER`).
+    pub kex: Option<Vec<String>>,
     /// Directory on the host where the agent executable is installed (`~` allowed).
     pub agent_dir: String,
 }
@@ -59,6 +62,7 @@ impl Host {
             identity_agent: None,
             proxy_jump: None,
             connect_timeout_ms: 10_000,
+            kex: None,
             agent_dir: "~/.cache/crew".to_string(),
         }
     }

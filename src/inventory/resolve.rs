@@ -172,6 +172,7 @@ fn build(
             .or_else(|| p.identity_agent.flatten()),
         proxy_jump: s.proxy_jump.clone().or(p.proxy_jump),
         connect_timeout_ms: connect_timeout_ms(s.connect_timeout.or(p.connect_timeout)),
+        kex: p.kex,
         agent_dir,
     })
 }

@@ -27,6 +27,25 @@ pub(crate) struct SshParams {
     pub proxy_jump: Option<String>,
     pub connect_timeout: Option<Duration>,
     pub identities_only: Option<bool>,
+    /// `KexAlgorithms`, resolved: see [`kex_algorithms`].
+    pub kex: Option<Vec<String>>,
+}
+
+/// The `KexAlgorithms` list ssh2-config resolved (`+`, `-` and `^` applied to OpenSSH's
+/// default list, `-` by exact name), without duplicates; `None` when ssh_config does not set
+/// it (crew then uses its own order).
+fn kex_algorithms(algos: &ssh2_config::Algorithms) -> Option<Vec<String>> {
+    if algos.is_default() {
+        return None;
+    }
+    let mut out: Vec<String> = Vec::new();
+    for a in algos.algorithms() {
+        let a = a.trim();
+        if !a.is_empty() && !out.iter().any(|o| o == a) {
+            out.push(a.to_string());
+        }
+    }
+    Some(out)
 }
 
 /// Home directory for a config file: `<home>/.ssh/config` → `<home>`.
@@ -100,6 +119,7 @@ impl SshFile {
             proxy_jump,
             connect_timeout: p.connect_timeout,
             identities_only,
+            kex: kex_algorithms(&p.kex_algorithms),
         }
     }
 
@@ -131,5 +151,57 @@ impl SshFile {
             config: SshConfig::default(),
             home: dirs::home_dir(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kex_for(config: &str, host: &str) -> Option<Vec<String>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config");
+        std::fs::write(&path, config).expect("write config");
+        SshFile::load(&path).expect("parse").query(host).kex
+    }
+
+    #[test]
+    fn kex_algorithms_as_written_first_match_wins() {
+        let cfg = "Host fast\n  KexAlgorithms curve25519-sha256,ecdh-sha2-nistp256\n\
+                   Host *\n  KexAlgorithms ecdh-sha2-nistp384\n";
+        assert_eq!(
+            kex_for(cfg, "fast"),
+            Some(vec![
+                "curve25519-sha256".to_string(),
+                "ecdh-sha2-nistp256".to_string()
+            ])
+        );
+        assert_eq!(
+            kex_for(cfg, "other"),
+            Some(vec!["ecdh-sha2-nistp384".to_string()])
+        );
+        assert_eq!(
+            kex_for("Host x\n  User me\n", "x"),
+            None,
+            "unset: crew's order"
+        );
+    }
+
+    #[test]
+    fn kex_prefixes_apply_to_openssh_defaults() {
+        let defaults = ssh2_config::DefaultAlgorithms::default().kex_algorithms;
+        let plus = kex_for("KexAlgorithms +diffie-hellman-group14-sha1\n", "h").expect("set");
+        assert_eq!(plus[..defaults.len()], defaults[..]);
+        assert_eq!(
+            plus.last().map(String::as_str),
+            Some("diffie-hellman-group14-sha1")
+        );
+        let minus = kex_for("KexAlgorithms -curve25519-sha256\n", "h").expect("set");
+        assert!(!minus.iter().any(|k| k == "curve25519-sha256"), "{minus:?}");
+        assert_eq!(minus.len(), defaults.len() - 1);
+        // `^` puts the names first; the later duplicate is dropped.
+        let head = kex_for("KexAlgorithms ^ecdh-sha2-nistp256\n", "h").expect("set");
+        assert_eq!(head[0], "ecdh-sha2-nistp256");
+        assert_eq!(head.len(), defaults.len(), "{head:?}");
     }
 }

@@ -19,6 +19,15 @@ use super::frame::{self, FrameError, RawFrame};
 /// Written by the agent before its `Hello`; the daemon discards everything before it.
 pub const SYNC_MARKER: &[u8] = b"\x00\x00CREW-AGENT-SYNC\x00\x00";
 
+/// Where `marker` ([`SYNC_MARKER`], or the daemon's helper-output markers) first starts in
+/// `hay`. The one marker search of the daemon's link and SSH layers. An empty marker is at 0.
+pub fn find_marker(hay: &[u8], marker: &[u8]) -> Option<usize> {
+    if marker.is_empty() {
+        return Some(0);
+    }
+    hay.windows(marker.len()).position(|w| w == marker)
+}
+
 /// Which output stream a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
 pub enum Stream {

@@ -318,6 +318,7 @@ impl SshdFleet {
             identity_agent: None,
             proxy_jump: None,
             connect_timeout_ms: 20_000,
+            kex: None,
             agent_dir: self.dir.path().join("agents").display().to_string(),
         }
     }

@@ -3,7 +3,7 @@
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::LinkError;
-use crate::proto::agent::{decode, AgentMsg, Decoded, Hello, SYNC_MARKER};
+use crate::proto::agent::{self, decode, AgentMsg, Decoded, Hello, SYNC_MARKER};
 use crate::proto::frame::read_frame;
 
 /// At most this much junk (a banner, a chatty `.bashrc`) is skipped before the marker.
@@ -18,7 +18,7 @@ pub(super) async fn find_marker<R: AsyncRead + Unpin>(
     let mut chunk = [0u8; 4096];
     let mut searched = 0; // bytes of `buf` known not to start a marker
     loop {
-        if let Some(pos) = find(&buf[searched..], SYNC_MARKER).map(|p| p + searched) {
+        if let Some(pos) = agent::find_marker(&buf[searched..], SYNC_MARKER).map(|p| p + searched) {
             let rest = buf.split_off(pos + SYNC_MARKER.len());
             buf.truncate(pos);
             return Ok((buf, rest));
@@ -42,10 +42,6 @@ pub(super) async fn find_marker<R: AsyncRead + Unpin>(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A short, printable rendering of untrusted bytes for an error message.

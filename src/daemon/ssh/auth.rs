@@ -7,7 +7,7 @@ use std::sync::Arc;
 use russh::client::Handle;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::agent::AgentIdentity;
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey};
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 
 use super::connect::Client;
 use super::SshError;
@@ -25,6 +25,7 @@ fn default_identity_files() -> Vec<PathBuf> {
 }
 
 /// Public key of an identity file: `<file>.pub`, else derived from an unencrypted key.
+/// Blocking (file reads): see [`public_keys`].
 fn public_of(path: &Path) -> Option<PublicKey> {
     let mut p = path.as_os_str().to_owned();
     p.push(".pub");
@@ -36,6 +37,35 @@ fn public_of(path: &Path) -> Option<PublicKey> {
     russh::keys::load_secret_key(path, None)
         .ok()
         .map(|k| k.public_key().clone())
+}
+
+/// The public keys of `files` (those that have one), read on the blocking pool.
+async fn public_keys(files: &[PathBuf]) -> Vec<PublicKey> {
+    let files = files.to_vec();
+    tokio::task::spawn_blocking(move || files.iter().filter_map(|f| public_of(f)).collect())
+        .await
+        .unwrap_or_default()
+}
+
+/// What loading one identity file gave.
+enum Loaded {
+    Key(Arc<PrivateKey>),
+    Encrypted,
+    Missing,
+    Unreadable(String),
+}
+
+/// Load a private key file on the blocking pool (file read and key parsing).
+async fn load_key(file: &Path) -> Loaded {
+    let file = file.to_path_buf();
+    tokio::task::spawn_blocking(move || match russh::keys::load_secret_key(&file, None) {
+        Ok(k) => Loaded::Key(Arc::new(k)),
+        Err(russh::keys::Error::KeyIsEncrypted) => Loaded::Encrypted,
+        Err(_) if !file.exists() => Loaded::Missing,
+        Err(e) => Loaded::Unreadable(e.to_string()),
+    })
+    .await
+    .unwrap_or_else(|e| Loaded::Unreadable(format!("loading it failed: {e}")))
 }
 
 pub(super) async fn authenticate(
@@ -65,7 +95,11 @@ pub(super) async fn authenticate(
     if let Some(sock) = sock {
         match AgentClient::connect_uds(&sock).await {
             Ok(mut agent) => {
-                let wanted: Vec<PublicKey> = files.iter().filter_map(|f| public_of(f)).collect();
+                let wanted = if host.identities_only {
+                    public_keys(&files).await
+                } else {
+                    Vec::new()
+                };
                 let ids = agent.request_identities().await.unwrap_or_default();
                 let mut offered = 0;
                 for id in ids {
@@ -108,26 +142,28 @@ pub(super) async fn authenticate(
             tried.push(format!("{} (not tried: attempt limit)", file.display()));
             continue;
         }
-        let key = match russh::keys::load_secret_key(file, None) {
-            Ok(k) => k,
-            Err(russh::keys::Error::KeyIsEncrypted) => {
+        let key = match load_key(file).await {
+            Loaded::Key(k) => k,
+            Loaded::Encrypted => {
                 tried.push(format!(
                     "{} (passphrase-protected: add it to ssh-agent)",
                     file.display()
                 ));
                 continue;
             }
-            Err(e) => {
-                if file.exists() {
-                    tried.push(format!("{} (unreadable: {e})", file.display()));
-                } else if !host.identity_files.is_empty() {
+            Loaded::Unreadable(e) => {
+                tried.push(format!("{} (unreadable: {e})", file.display()));
+                continue;
+            }
+            Loaded::Missing => {
+                if !host.identity_files.is_empty() {
                     tried.push(format!("{} (missing)", file.display()));
                 }
                 continue;
             }
         };
         attempts += 1;
-        let key = PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash);
+        let key = PrivateKeyWithHashAlg::new(key, rsa_hash);
         match handle.authenticate_publickey(user, key).await {
             Ok(r) if r.success() => return Ok(()),
             Ok(_) => tried.push(format!("{} (rejected)", file.display())),

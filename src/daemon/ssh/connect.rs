@@ -1,6 +1,7 @@
 //! TCP connect, SSH handshake with host-key checking, authentication: all bounded by the
 //! host's connect timeout, with at most `opts.handshakes` handshakes in flight.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +38,59 @@ const KEX_ORDER: &[kex::Name] = &[
     kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
 ];
 
+/// Extension pseudo-algorithms always offered after the real key exchanges.
+const KEX_EXTENSIONS: &[kex::Name] = &[
+    kex::EXTENSION_SUPPORT_AS_CLIENT,
+    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
+];
+
+/// The key exchanges to offer `host`: [`KEX_ORDER`], or the host's ssh_config
+/// `KexAlgorithms` (see [`kex_from_list`]).
+fn kex_preference(host: &Host) -> Result<Cow<'static, [kex::Name]>, SshError> {
+    let Some(list) = &host.kex else {
+        return Ok(Cow::Borrowed(KEX_ORDER));
+    };
+    kex_from_list(list).map(Cow::Owned).map_err(|supported| {
+        SshError::Config(format!(
+            "{}: KexAlgorithms {} in the ssh config names no key exchange crew supports \
+             (crew has: {supported}); fix KexAlgorithms for this host in the ssh config crew \
+             reads ([defaults] ssh_config in hosts.toml, else $CREW_SSH_CONFIG, else \
+             ~/.ssh/config)",
+            host.name,
+            if list.is_empty() {
+                "(empty)".to_string()
+            } else {
+                list.join(",")
+            }
+        ))
+    })
+}
+
+/// The names of `list` that russh implements, in the list's order, then
+/// [`KEX_EXTENSIONS`]. Names it lacks are skipped (OpenSSH's defaults, which `+`, `-` and
+/// `^` build on, name some); `none` and the extension names are never taken from the list.
+/// None supported: `Err` with the names crew does support.
+fn kex_from_list(list: &[String]) -> Result<Vec<kex::Name>, String> {
+    let mut names: Vec<kex::Name> = Vec::new();
+    for s in list {
+        match kex::Name::try_from(s.as_str()) {
+            Ok(n) if n != kex::NONE && !names.contains(&n) => names.push(n),
+            Ok(_) => {}
+            Err(()) => tracing::trace!("KexAlgorithms: {s} is not implemented, skipped"),
+        }
+    }
+    if names.is_empty() {
+        return Err(kex::ALL_KEX_ALGORITHMS
+            .iter()
+            .filter(|n| ***n != kex::NONE)
+            .map(|n| n.as_ref())
+            .collect::<Vec<_>>()
+            .join(","));
+    }
+    names.extend_from_slice(KEX_EXTENSIONS);
+    Ok(names)
+}
+
 /// Per-connection handler: holds what `check_server_key` needs (it only receives the key).
 pub(super) struct Client {
     address: String,
@@ -68,7 +122,8 @@ impl client::Handler for Client {
             self.port,
             key,
             self.accept_new,
-        )?;
+        )
+        .await?;
         Ok(true)
     }
 
@@ -96,7 +151,7 @@ impl client::Handler for Client {
     }
 }
 
-fn config(opts: &SshOptions) -> client::Config {
+fn config(opts: &SshOptions, kex: Cow<'static, [kex::Name]>) -> client::Config {
     client::Config {
         keepalive_interval: Some(opts.keepalive),
         keepalive_max: 3,
@@ -105,7 +160,7 @@ fn config(opts: &SshOptions) -> client::Config {
         window_size: WINDOW_SIZE,
         nodelay: true,
         preferred: russh::Preferred {
-            kex: std::borrow::Cow::Borrowed(KEX_ORDER),
+            kex,
             ..russh::Preferred::DEFAULT
         },
         ..client::Config::default()
@@ -120,6 +175,7 @@ fn secs(d: Duration) -> String {
 pub async fn connect(host: &Host, opts: &SshOptions) -> Result<SshSession, SshError> {
     let target = format!("{}:{}", host.address, host.port);
     let user = host.user.clone().unwrap_or_else(crate::paths::whoami);
+    let kex = kex_preference(host)?;
     let limit = Duration::from_millis(host.connect_timeout_ms.max(1));
     // Waiting for a handshake slot is local queueing, not the host's fault: not timed.
     let _permit = opts
@@ -156,7 +212,7 @@ pub async fn connect(host: &Host, opts: &SshOptions) -> Result<SshSession, SshEr
     };
     let mut handle = timeout_at(
         deadline,
-        client::connect_stream(Arc::new(config(opts)), tcp, handler),
+        client::connect_stream(Arc::new(config(opts, kex)), tcp, handler),
     )
     .await
     .map_err(|_| {
@@ -167,7 +223,14 @@ pub async fn connect(host: &Host, opts: &SshOptions) -> Result<SshSession, SshEr
         ))
     })?
     .map_err(|e| match e {
-        SshError::Session(m) => SshError::Session(format!("{}: handshake: {m}", host.name)),
+        SshError::Session(m) => SshError::Session(format!(
+            "{}: handshake: {m}{}",
+            host.name,
+            match &host.kex {
+                Some(list) => format!(" (KexAlgorithms from the ssh config: {})", list.join(",")),
+                None => String::new(),
+            }
+        )),
         other => other,
     })?;
 
@@ -191,4 +254,71 @@ pub async fn connect(host: &Host, opts: &SshOptions) -> Result<SshSession, SshEr
         user,
         negotiated,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[kex::Name]) -> Vec<&str> {
+        v.iter().map(|n| n.as_ref()).collect()
+    }
+
+    fn list(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn default_order_and_extensions_when_unset() {
+        let h = Host {
+            transport: crate::inventory::Transport::Ssh,
+            ..Host::local("h")
+        };
+        let kex = kex_preference(&h).expect("default");
+        assert_eq!(names(&kex), names(KEX_ORDER));
+        assert!(names(&kex).ends_with(&["ext-info-c", "kex-strict-c-v00@openssh.com"]));
+    }
+
+    #[test]
+    fn user_order_kept_unsupported_skipped_extensions_appended() {
+        let got = kex_from_list(&list(&[
+            "sntrup761x25519-sha512",
+            "ecdh-sha2-nistp384",
+            "none",
+            "curve25519-sha256",
+            "ext-info-c",
+            "ecdh-sha2-nistp384",
+        ]))
+        .expect("some supported");
+        assert_eq!(
+            names(&got),
+            [
+                "ecdh-sha2-nistp384",
+                "curve25519-sha256",
+                "ext-info-c",
+                "kex-strict-c-v00@openssh.com"
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_supported_fails_the_host_naming_the_list_and_the_config() {
+        let mut h = Host::local("old");
+        h.kex = Some(list(&["sntrup761x25519-sha512", "none"]));
+        let e = kex_preference(&h).expect_err("nothing usable");
+        let msg = e.to_string();
+        assert!(msg.starts_with("old: "), "{msg}");
+        assert!(
+            msg.contains("KexAlgorithms sntrup761x25519-sha512,none"),
+            "{msg}"
+        );
+        assert!(msg.contains("curve25519-sha256"), "lists what works: {msg}");
+        assert!(msg.contains("~/.ssh/config"), "{msg}");
+        assert_eq!(e.kind(), crate::proto::daemon::ErrorKind::Internal);
+        h.kex = Some(Vec::new());
+        assert!(kex_preference(&h)
+            .expect_err("empty")
+            .to_string()
+            .contains("KexAlgorithms (empty)"));
+    }
 }

@@ -20,6 +20,10 @@ pub enum SshError {
     /// upload failed): the daemon falls back to agentless exec.
     #[error("agent unavailable: {0}")]
     AgentUnavailable(String),
+    /// The host's SSH settings cannot be used as written (e.g. its ssh_config
+    /// `KexAlgorithms` names nothing crew supports): the message says which and where.
+    #[error("{0}")]
+    Config(String),
     /// The SSH connection or a channel failed after connecting.
     #[error("ssh: {0}")]
     Session(String),
@@ -34,6 +38,7 @@ impl SshError {
             SshError::Auth(_) => ErrorKind::Auth,
             SshError::AgentUnavailable(_) => ErrorKind::Agent,
             SshError::Session(_) => ErrorKind::Agent,
+            SshError::Config(_) => ErrorKind::Internal,
         }
     }
 }

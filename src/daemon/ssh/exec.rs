@@ -1,8 +1,6 @@
-//! Plain exec channels: agentless commands (one channel per command, streamed as the same
-//! `AgentMsg` sequence the agent produces) and captured helper commands for the installer.
+//! Agentless commands over plain exec channels: one channel per command, streamed as the
+//! same `AgentMsg` sequence the agent produces.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use russh::{ChannelMsg, Sig};
@@ -17,8 +15,6 @@ use crate::proto::agent::{AgentMsg, Exit, Run, Stream};
 const EVENT_BUFFER: usize = 64;
 /// After a timeout: TERM, wait this long, KILL, wait this long, then close the channel.
 const KILL_GRACE: Duration = Duration::from_secs(2);
-/// How long a captured command's stdin writer may lag behind the channel's end.
-const WRITER_GRACE: Duration = Duration::from_secs(2);
 
 /// Quote `s` for a POSIX shell.
 pub fn sh_quote(s: &str) -> String {
@@ -137,15 +133,6 @@ impl AgentlessJob {
     }
 }
 
-/// What a captured command produced.
-#[derive(Debug, Default)]
-pub struct Captured {
-    pub code: Option<u32>,
-    pub signal: Option<String>,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-}
-
 impl SshSession {
     /// Agentless: run `run.command` on its own exec channel.
     pub async fn exec(&self, run: Run) -> Result<AgentlessJob, SshError> {
@@ -168,63 +155,6 @@ impl SshSession {
             events: rx,
             killer: AgentlessKiller(kill_tx),
         })
-    }
-
-    /// Run `cmd`, feeding it the file `stdin` (streamed in chunks, then EOF), and collect its
-    /// output and status. Bounded by `limit`; the channel is always drained while stdin is
-    /// written.
-    pub async fn capture(
-        &self,
-        cmd: &str,
-        stdin: Option<PathBuf>,
-        limit: Duration,
-    ) -> Result<Captured, SshError> {
-        let channel = self.handle.channel_open_session().await?;
-        channel.exec(true, cmd).await?;
-        let (mut rd, wr) = channel.split();
-        let wr = Arc::new(wr);
-        let wr2 = wr.clone();
-        let mut writer = tokio::spawn(async move {
-            if let Some(path) = stdin {
-                let file = tokio::fs::File::open(&path)
-                    .await
-                    .map_err(|e| SshError::AgentUnavailable(format!("{}: {e}", path.display())))?;
-                wr2.data(tokio::io::BufReader::with_capacity(64 * 1024, file))
-                    .await?;
-            }
-            wr2.eof().await.map_err(SshError::from)
-        });
-        let mut out = Captured::default();
-        let read = async {
-            while let Some(msg) = rd.wait().await {
-                match msg {
-                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                    ChannelMsg::ExtendedData { data, .. } => out.stderr.extend_from_slice(&data),
-                    ChannelMsg::ExitStatus { exit_status } => out.code = Some(exit_status),
-                    ChannelMsg::ExitSignal { signal_name, .. } => {
-                        out.signal = Some(format!("{signal_name:?}"))
-                    }
-                    _ => {}
-                }
-            }
-        };
-        let timed_out = tokio::time::timeout(limit, read).await.is_err();
-        // The channel is closed (or we gave up): a writer still blocked on window space
-        // would wait forever, so it gets a moment to finish and is then dropped.
-        let written = tokio::time::timeout(WRITER_GRACE, &mut writer).await;
-        if !matches!(written, Ok(Ok(Ok(())))) {
-            writer.abort();
-            tracing::debug!("{}: stdin of `{cmd:.40}` not fully written", self.host.name);
-        }
-        if timed_out {
-            let _ = wr.close().await;
-            return Err(SshError::Timeout(format!(
-                "{}: `{}` did not finish within {limit:?}",
-                self.host.name,
-                cmd.chars().take(60).collect::<String>()
-            )));
-        }
-        Ok(out)
     }
 }
 

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::time::timeout;
 
 use crate::daemon::link::preview;
-use crate::proto::agent::SYNC_MARKER;
+use crate::proto::agent::{find_marker, SYNC_MARKER};
 
-use super::exec::{sh_quote, Captured};
+use super::capture::Captured;
+use super::exec::sh_quote;
 use super::marker;
 use super::stream::{agent_channel, AgentChannel};
 use super::{SshError, SshOptions, SshSession};
@@ -54,30 +54,13 @@ async fn local_exe(path: &Path) -> Result<LocalExe, SshError> {
     if let Some(exe) = exe_cache().lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(exe);
     }
-    // Hashing tens of MB is CPU work: keep it off the async workers; read in chunks.
+    // Hashing tens of MB is CPU work: keep it off the async workers.
     let p = path.to_path_buf();
-    let exe = tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut f = std::fs::File::open(&p)?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            size += n as u64;
-        }
-        Ok(LocalExe {
-            size,
-            sha256: hex::encode(h.finalize()),
-        })
-    })
-    .await
-    .map_err(|e| SshError::AgentUnavailable(format!("hashing {}: {e}", path.display())))?
-    .map_err(unavailable)?;
+    let (size, sha256) = tokio::task::spawn_blocking(move || crate::paths::sha256_file(&p))
+        .await
+        .map_err(|e| SshError::AgentUnavailable(format!("hashing {}: {e}", path.display())))?
+        .map_err(unavailable)?;
+    let exe = LocalExe { size, sha256 };
     if let Ok(mut c) = exe_cache().lock() {
         c.insert(key, exe.clone());
     }
@@ -93,10 +76,6 @@ pub fn dir_expr(agent_dir: &str) -> String {
     } else {
         sh_quote(agent_dir)
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// `uname -sm` of a host that can run our agent build.
@@ -246,7 +225,7 @@ impl SshSession {
         let seen = timeout(START_TIMEOUT, async {
             let mut chunk = [0u8; 4096];
             loop {
-                if find(&buf, SYNC_MARKER).is_some() {
+                if find_marker(&buf, SYNC_MARKER).is_some() {
                     return Ok(Some(true));
                 }
                 if marker::between(&buf).is_some() {

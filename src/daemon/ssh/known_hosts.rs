@@ -3,6 +3,7 @@
 //! wildcards, `!negated` patterns, `@revoked` (always refuses) and `@cert-authority` (skipped).
 
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -48,7 +49,8 @@ pub fn lookup_name(host: &str, port: u16) -> String {
     }
 }
 
-/// Look `key` up for `host:port` in `files` (missing files count as empty).
+/// Look `key` up for `host:port` in `files` (missing files count as empty). Blocking: reads
+/// the files (async callers go through [`verify`]).
 pub fn lookup(files: &[PathBuf], host: &str, port: u16, key: &PublicKey) -> Lookup {
     let name = lookup_name(host, port);
     let mut changed = None;
@@ -95,24 +97,25 @@ pub fn lookup(files: &[PathBuf], host: &str, port: u16, key: &PublicKey) -> Look
     }
 }
 
-/// Decide whether to trust `key` for `host:port`: Ok when known (or unknown and
-/// `accept_new`, in which case it is learned into the first file); a `HostKey` error naming
-/// the file and line otherwise.
-pub fn verify(
+/// What [`decide`] concluded for a key that may be trusted.
+enum Decision {
+    Known(Place),
+    /// Unknown, and `accept_new`: record it in this file.
+    Learn(PathBuf),
+}
+
+/// Turn a lookup into a decision, or the `HostKey` error naming the file and line.
+fn decide(
+    found: Lookup,
     files: &[PathBuf],
-    host: &str,
-    port: u16,
+    name: &str,
     key: &PublicKey,
     accept_new: bool,
-) -> Result<(), SshError> {
-    let name = lookup_name(host, port);
+) -> Result<Decision, SshError> {
     let fp = key.fingerprint(HashAlg::Sha256);
     let alg = key.algorithm();
-    match lookup(files, host, port, key) {
-        Lookup::Known(place) => {
-            tracing::debug!("host key for {name} known at {place}");
-            Ok(())
-        }
+    match found {
+        Lookup::Known(place) => Ok(Decision::Known(place)),
         Lookup::Revoked(place) => Err(SshError::HostKey(format!(
             "host key for {name} ({alg} {fp}) is REVOKED by known_hosts {place}; refusing"
         ))),
@@ -122,44 +125,118 @@ pub fn verify(
              was reinstalled, remove that line)"
         ))),
         Lookup::Unknown { other_types } => {
-            let Some(first) = files.first().filter(|_| accept_new) else {
-                let list = if files.is_empty() {
-                    "no known_hosts file configured".to_string()
-                } else {
-                    format!(
-                        "not in known_hosts {}",
-                        files
-                            .iter()
-                            .map(|f| f.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                let others = match other_types.first() {
-                    Some(p) => format!(" (a key of another type is recorded at {p})"),
-                    None => String::new(),
-                };
-                return Err(SshError::HostKey(format!(
-                    "host key for {name} is unknown ({alg} {fp}), {list}{others}; refusing. \
-                     Verify the key and add it, or use --accept-new-host-keys"
-                )));
+            if let Some(first) = files.first().filter(|_| accept_new) {
+                return Ok(Decision::Learn(first.clone()));
+            }
+            let list = if files.is_empty() {
+                "no known_hosts file configured".to_string()
+            } else {
+                format!(
+                    "not in known_hosts {}",
+                    files
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             };
-            learn(first, host, port, key).map_err(|e| {
-                SshError::HostKey(format!(
-                    "cannot record new host key for {name} in {}: {e}",
-                    first.display()
-                ))
-            })?;
-            tracing::info!(
-                "learned new host key for {name} ({alg} {fp}) into {}",
-                first.display()
-            );
-            Ok(())
+            let others = match other_types.first() {
+                Some(p) => format!(" (a key of another type is recorded at {p})"),
+                None => String::new(),
+            };
+            Err(SshError::HostKey(format!(
+                "host key for {name} is unknown ({alg} {fp}), {list}{others}; refusing. \
+                 Verify the key and add it, or use --accept-new-host-keys"
+            )))
         }
     }
 }
 
-/// Append `[host]:port key` (unhashed) to `file`, creating it and its directory.
+/// Run blocking file work off the async workers.
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, SshError> + Send + 'static,
+) -> Result<T, SshError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SshError::HostKey(format!("{what}: {e}")))?
+}
+
+/// Serialises every append to known_hosts files in this process: two hosts learned at once
+/// must not write interleaved lines, nor one host twice (aliases of one address).
+static LEARNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Decide whether to trust `key` for `host:port`: Ok when known (or unknown and
+/// `accept_new`, in which case it is learned into the first file); a `HostKey` error naming
+/// the file and line otherwise. The files are read on the blocking pool; learning re-reads
+/// them under a process-wide lock first, so a key another connection just recorded is not
+/// written again.
+pub async fn verify(
+    files: &[PathBuf],
+    host: &str,
+    port: u16,
+    key: &PublicKey,
+    accept_new: bool,
+) -> Result<(), SshError> {
+    let name = lookup_name(host, port);
+    let (files, host, key) = (files.to_vec(), host.to_string(), key.clone());
+    let checked = {
+        let (files, host, key, name) = (files.clone(), host.clone(), key.clone(), name.clone());
+        blocking("reading known_hosts", move || {
+            decide(
+                lookup(&files, &host, port, &key),
+                &files,
+                &name,
+                &key,
+                accept_new,
+            )
+        })
+        .await?
+    };
+    if let Decision::Known(place) = checked {
+        tracing::debug!("host key for {name} known at {place}");
+        return Ok(());
+    }
+    let _learning = LEARNING.lock().await;
+    let learned = {
+        let name = name.clone();
+        let key = key.clone();
+        blocking("recording a host key", move || {
+            match decide(
+                lookup(&files, &host, port, &key),
+                &files,
+                &name,
+                &key,
+                accept_new,
+            )? {
+                Decision::Known(place) => Ok(Err(place)),
+                Decision::Learn(first) => learn(&first, &host, port, &key)
+                    .map(|()| Ok(first.clone()))
+                    .map_err(|e| {
+                        SshError::HostKey(format!(
+                            "cannot record new host key for {name} in {}: {e}",
+                            first.display()
+                        ))
+                    }),
+            }
+        })
+        .await?
+    };
+    match learned {
+        Ok(file) => tracing::info!(
+            "learned new host key for {name} ({} {}) into {}",
+            key.algorithm(),
+            key.fingerprint(HashAlg::Sha256),
+            file.display()
+        ),
+        Err(place) => tracing::debug!("host key for {name} was just recorded at {place}"),
+    }
+    Ok(())
+}
+
+/// Append `[host]:port key` (unhashed) to `file`, creating it and its directory. One
+/// `write` of the whole line (O_APPEND), after a newline if the file does not end in one.
+/// Blocking: callers hold [`LEARNING`] and run it on the blocking pool.
 pub fn learn(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -167,15 +244,19 @@ pub fn learn(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Re
     let mut key = key.clone();
     key.set_comment("");
     let text = key.to_openssh().map_err(std::io::Error::other)?;
-    let needs_newline = std::fs::read(file)
-        .map(|b| b.last().is_some_and(|c| *c != b'\n'))
-        .unwrap_or(false);
     let mut f = std::fs::OpenOptions::new()
+        .read(true)
         .create(true)
         .append(true)
         .open(file)?;
-    let nl = if needs_newline { "\n" } else { "" };
-    writeln!(f, "{nl}{} {}", lookup_name(host, port), text.trim())
+    let len = f.metadata()?.len();
+    let mut last = [b'\n'];
+    if len > 0 {
+        f.read_exact_at(&mut last, len - 1)?;
+    }
+    let nl = if last[0] == b'\n' { "" } else { "\n" };
+    let line = format!("{nl}{} {}\n", lookup_name(host, port), text.trim());
+    f.write_all(line.as_bytes())
 }
 
 struct Entry<'a> {
@@ -270,103 +351,5 @@ fn glob(s: &[u8], p: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const KEY_A: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKljagKt1SfOH3230Cjr6IrgQ+Z4ikFAx+h0maYUJuvl";
-    const KEY_B: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKKLqUO0F+Xo6FV4SmhhjD3yw1omMqyHGDgIpcytO20A";
-
-    fn key(s: &str) -> PublicKey {
-        PublicKey::from_openssh(s).expect("test key")
-    }
-
-    fn file(dir: &tempfile::TempDir, text: &str) -> PathBuf {
-        let p = dir.path().join("kh");
-        std::fs::write(&p, text).expect("write");
-        p
-    }
-
-    #[test]
-    fn glob_and_patterns() {
-        assert!(glob(b"[127.0.0.5]:2222", b"[127.0.0.*]:2222"));
-        assert!(glob(b"web01", b"web0?"));
-        assert!(!glob(b"web10", b"web0?"));
-        assert!(host_matches("db1", "web*,db1"));
-        assert!(!host_matches("db1", "*,!db1"));
-        assert!(host_matches("Db1", "db1"));
-    }
-
-    #[test]
-    fn known_changed_revoked_unknown_with_file_and_line() {
-        let d = tempfile::tempdir().expect("tmp");
-        let kh = file(
-            &d,
-            &format!("# comment\n[h]:2222\t{KEY_B}\nother {KEY_A}\nh  {KEY_A}\n"),
-        );
-        let files = vec![kh.clone()];
-        assert_eq!(
-            lookup(&files, "h", 2222, &key(KEY_A)),
-            Lookup::Changed(Place {
-                file: kh.clone(),
-                line: 2
-            })
-        );
-        assert_eq!(
-            lookup(&files, "h", 22, &key(KEY_A)),
-            Lookup::Known(Place {
-                file: kh.clone(),
-                line: 4
-            })
-        );
-        assert!(matches!(
-            lookup(&files, "nobody", 22, &key(KEY_A)),
-            Lookup::Unknown { .. }
-        ));
-        let revoked = file(&d, &format!("@revoked * {KEY_A}\nh {KEY_A}\n"));
-        let err = verify(&[revoked], "h", 22, &key(KEY_A), true).expect_err("revoked");
-        assert!(err.to_string().contains("REVOKED"), "{err}");
-        assert!(err.to_string().contains("kh:1"), "{err}");
-    }
-
-    #[test]
-    fn hashed_entry_matches() {
-        // `|1|` salt/hash computed here the way ssh-keygen -H does.
-        let salt = [7u8; 20];
-        let mac = Hmac::<sha1::Sha1>::new_from_slice(&salt)
-            .expect("hmac")
-            .chain_update(b"[10.0.0.1]:2200")
-            .finalize()
-            .into_bytes();
-        let line = format!(
-            "|1|{}|{} {KEY_A}\n",
-            Base64::encode_string(&salt),
-            Base64::encode_string(&mac)
-        );
-        let d = tempfile::tempdir().expect("tmp");
-        let files = vec![file(&d, &line)];
-        assert!(matches!(
-            lookup(&files, "10.0.0.1", 2200, &key(KEY_A)),
-            Lookup::Known(_)
-        ));
-        assert!(matches!(
-            lookup(&files, "10.0.0.2", 2200, &key(KEY_A)),
-            Lookup::Unknown { .. }
-        ));
-    }
-
-    #[test]
-    fn accept_new_learns_into_first_file() {
-        let d = tempfile::tempdir().expect("tmp");
-        let kh = d.path().join("sub/known_hosts");
-        let files = vec![kh.clone()];
-        let err = verify(&files, "h", 2222, &key(KEY_A), false).expect_err("unknown");
-        assert!(err.to_string().contains("unknown"), "{err}");
-        verify(&files, "h", 2222, &key(KEY_A), true).expect("learned");
-        assert!(matches!(
-            lookup(&files, "h", 2222, &key(KEY_A)),
-            Lookup::Known(_)
-        ));
-    }
-}
+#[path = "known_hosts_tests.rs"]
+mod tests;

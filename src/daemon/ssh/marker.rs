@@ -5,6 +5,8 @@
 //! echoes its command line does not produce them: the bytes only appear when the command
 //! actually runs.
 
+use crate::proto::agent::find_marker;
+
 /// Printed (on stdout and stderr) right before a helper's real output.
 pub const BEGIN: &[u8] = b"\x1e\x1ecrew:begin\x1e\x1e";
 /// Printed on stdout right after a helper's real output.
@@ -16,24 +18,21 @@ pub const SH_BEGIN: &str =
 /// Shell: print [`END`] on stdout.
 pub const SH_END: &str = r"printf '\036\036crew:end\036\036'";
 
-/// At most this much login output is searched for the marker before giving up.
-pub const MAX_SKIP: usize = 64 * 1024;
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
+/// At most this much login output is searched for the marker before giving up: the same
+/// bound as the agent link's search for its sync marker.
+pub const MAX_SKIP: usize = crate::daemon::link::MAX_SKIP;
 
 /// The bytes between [`BEGIN`] and the following [`END`], if both are there.
 pub fn between(out: &[u8]) -> Option<&[u8]> {
-    let start = find(out, BEGIN)? + BEGIN.len();
-    let len = find(&out[start..], END)?;
+    let start = find_marker(out, BEGIN)? + BEGIN.len();
+    let len = find_marker(&out[start..], END)?;
     Some(&out[start..start + len])
 }
 
 /// What came before [`BEGIN`] (login output) and what came after it. Without a marker,
 /// nothing is skipped.
 pub fn split_begin(out: &[u8]) -> (&[u8], &[u8]) {
-    match find(out, BEGIN) {
+    match find_marker(out, BEGIN) {
         Some(p) => (&out[..p], &out[p + BEGIN.len()..]),
         None => (&[], out),
     }
@@ -58,7 +57,7 @@ impl Skipper {
         }
         let searched = self.buf.len().saturating_sub(BEGIN.len() - 1);
         self.buf.extend_from_slice(data);
-        if let Some(p) = find(&self.buf[searched..], BEGIN).map(|p| p + searched) {
+        if let Some(p) = find_marker(&self.buf[searched..], BEGIN).map(|p| p + searched) {
             self.done = true;
             self.skipped = p;
             let rest = self.buf.split_off(p + BEGIN.len());
@@ -82,6 +81,19 @@ impl Skipper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_marker_finds_the_first_whole_marker() {
+        assert_eq!(find_marker(b"ab\x1e\x1ecrew", BEGIN), None);
+        let mut hay = b"x".to_vec();
+        hay.extend_from_slice(BEGIN);
+        hay.extend_from_slice(BEGIN);
+        assert_eq!(find_marker(&hay, BEGIN), Some(1));
+        assert_eq!(find_marker(&hay[1..], BEGIN), Some(0));
+        assert_eq!(find_marker(&hay[..BEGIN.len()], BEGIN), None);
+        assert_eq!(find_marker(b"", BEGIN), None);
+        assert_eq!(find_marker(b"abc", b""), Some(0));
+    }
 
     #[test]
     fn between_ignores_junk_on_both_sides() {

@@ -2,6 +2,7 @@
 //! install and start the agent, or run commands agentless over plain exec channels.
 
 mod auth;
+mod capture;
 mod connect;
 mod error;
 mod exec;
@@ -16,9 +17,10 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+pub use capture::Captured;
 pub use connect::connect;
 pub use error::SshError;
-pub use exec::{command_line, sh_quote, AgentlessJob, AgentlessKiller, Captured};
+pub use exec::{command_line, sh_quote, AgentlessJob, AgentlessKiller};
 pub use install::dir_expr;
 pub use stream::AgentChannel;
 
