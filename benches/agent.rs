@@ -7,7 +7,8 @@
 //! wall time, the agent's own CPU per job (utime+stime of /proc/<pid>/stat), its children's CPU
 //! per job (cutime+cstime: the `bash -c true` shells), the agent's RSS after the jobs, and the
 //! median over 20 agent starts of spawn→`Hello` wall time and the CPU of a whole agent life
-//! (start, `Hello`, stdin EOF, exit; from wait4's rusage).
+//! (start, `Hello`, stdin EOF, exit; from wait4's rusage). `CREW_BENCH_EXE=path` measures
+//! another crew executable (e.g. an older build) instead of the one cargo built.
 //!
 //! Before/after on the 2-core dev machine (N = 2000), agent CPU per job:
 //! before ~800 µs (std fork + pre_exec, tempdir per job in /tmp, blocking-pool stdin/stdout,
@@ -71,7 +72,10 @@ fn main() -> anyhow::Result<()> {
 
 /// Copy the built executable to `dir/agent-<hash>`, the name an installed agent has.
 fn install_agent(dir: &Path) -> anyhow::Result<PathBuf> {
-    let built = Path::new(env!("CARGO_BIN_EXE_crew"));
+    let built = std::env::var_os("CREW_BENCH_EXE");
+    let built = built
+        .as_deref()
+        .map_or(Path::new(env!("CARGO_BIN_EXE_crew")), Path::new);
     let hash = crew::paths::file_hash(built)?;
     let exe = dir.join(format!("agent-{hash}"));
     std::fs::copy(built, &exe)?;

@@ -2,6 +2,8 @@
 
 #[path = "agent_proto/harness.rs"]
 mod harness;
+#[path = "agent_proto/jobs.rs"]
+mod jobs;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

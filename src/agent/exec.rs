@@ -1,10 +1,8 @@
-//! One command: `bash -c` in its own process group and temp dir, output pumped as produced,
+//! One command: `bash -c` (started by `shell`) in its own process group and temp dir, output pumped as produced,
 //! `Exit` with status and resource usage, timeout enforcement.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
@@ -27,39 +25,6 @@ pub(super) fn signal_group(pgid: i32, signal: i32) {
     let rc = unsafe { libc::kill(-pgid, signal) };
     if rc != 0 {
         tracing::debug!("kill(-{pgid}, {signal}): {}", io::Error::last_os_error());
-    }
-}
-
-/// Make the command's direct child get SIGKILL when the agent dies, even by SIGKILL (when
-/// it cannot run its EOF/kill path). Limits: only the direct child (`bash -c`, or the
-/// program bash execs in its place) is covered; grandchildren in its process group survive
-/// unless the agent's own kill path (stdin EOF → group KILL) runs. The "parent" Linux
-/// watches is the *thread* that forked: the agent forks from its runtime thread, which
-/// lives as long as the agent.
-fn die_with_agent(cmd: &mut Command) {
-    let agent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs in the forked child before exec. It only calls prctl,
-    // getppid and _exit (all async-signal-safe), takes no locks, does not allocate
-    // (`last_os_error` just wraps errno) and reads nothing but its own copy of `agent`.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // The agent may have died between fork and prctl: then no signal will come, and
-            // we were reparented already.
-            if libc::getppid() != agent {
-                libc::_exit(137);
-            }
-            Ok(())
-        });
     }
 }
 
@@ -98,24 +63,11 @@ async fn run_inner(
     let dir = tempfile::Builder::new()
         .prefix("crew-job-")
         .tempdir_in(&root)?;
-    let mut cmd = Command::new("bash");
-    cmd.arg("-c")
-        .arg(&run.command)
-        .current_dir(dir.path())
-        .env("SHLVL", job_shell_level())
-        .envs(run.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    die_with_agent(&mut cmd);
     let started = Instant::now();
-    let mut child = cmd.spawn()?;
-    let pid = child.id() as i32;
+    let child = shared.shell.spawn(&run.command, &run.env, dir.path())?;
+    let pid = child.pid;
     // From here on the child is ours to reap: it never outlives this function unreaped.
-    let out = child.stdout.take().map(OwnedFd::from);
-    let err = child.stderr.take().map(OwnedFd::from);
-    drop(child);
+    let (out, err) = (Some(child.stdout), Some(child.stderr));
     {
         let mut jobs = shared.jobs();
         let slot = jobs.entry(id).or_default();
@@ -298,16 +250,4 @@ async fn pump(fd: Option<OwnedFd>, id: u64, stream: Stream, outbox: &Outbox) {
             writer_alive = outbox.data_frame(frame).await;
         }
     }
-}
-
-/// `SHLVL` for a job's shell. bash sources `~/.bashrc` even when not interactive if it thinks
-/// sshd started it (`SSH_CLIENT` set and shell level below 2). The agent was exec'd by the
-/// login shell (which lowers `SHLVL`), so without this every job would pay the operator's
-/// `.bashrc` (pyenv, nvm, …: often half a second of CPU) on every run.
-fn job_shell_level() -> String {
-    let level = std::env::var("SHLVL")
-        .ok()
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .unwrap_or(0);
-    level.max(1).to_string()
 }

@@ -4,7 +4,8 @@
 //! tests drive it in-process over `tokio::io::duplex`; [`run_stdio`] wires it to stdin/stdout.
 //!
 //! Layout: `serve` (frame loop and dispatch), `outbox` (the single writer and its bounded
-//! queues), `exec` (one command: process group, temp dir, output, exit), `files` (ReadFile /
+//! queues), `exec` (one command: process group, temp dir, output, exit), `shell` (bash path,
+//! environment, /dev/null: prepared once), `spawn` (clone+exec without fork), `files` (ReadFile /
 //! WriteFile), `info` (host facts).
 
 mod exec;
@@ -12,6 +13,8 @@ mod files;
 mod info;
 mod outbox;
 mod serve;
+mod shell;
+mod spawn;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::outbox::{self, Outbox};
+use super::shell::Shell;
 use super::{exec, files, info, AgentOptions};
 use crate::proto::agent::{decode, AgentMsg, Decoded, Hello, SYNC_MARKER};
 use crate::proto::frame::{RawFrame, HEADER, MAX_FRAME};
@@ -33,6 +34,7 @@ pub(super) struct JobSlot {
 /// State shared by the frame loop and its tasks.
 pub(super) struct Shared {
     pub opts: AgentOptions,
+    pub shell: Shell,
     pub jobs: Mutex<HashMap<u64, JobSlot>>,
     pub permits: Arc<Semaphore>,
 }
@@ -87,6 +89,7 @@ where
     let (outbox, writer) = outbox::spawn(w, preamble, dead.clone());
     let shared = Arc::new(Shared {
         permits: Arc::new(Semaphore::new(opts.max_jobs)),
+        shell: Shell::new(),
         opts,
         jobs: Mutex::new(HashMap::new()),
     });
