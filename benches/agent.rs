@@ -1,6 +1,7 @@
 //! Agent benchmark (not a test): what one `crew agent` costs in CPU per job and per start.
 //!
-//! `cargo bench --bench agent [-- N]` (or `CREW_BENCH_JOBS=N`, default 2000) copies the built
+//! `cargo bench --bench agent [-- N]` (or `CREW_BENCH_JOBS=N`, default 2000; `CREW_BENCH_ROUNDS`
+//! rounds of N jobs, each on a fresh agent, default 3, the median round shown) copies the built
 //! `crew` into a temp dir as `agent-<build hash>` (as installed on hosts, so the agent does not
 //! hash itself at start), spawns it over pipes, and after its `Hello` sends N `Run{"true"}`
 //! jobs with up to 64 in flight, waiting for every `Exit`. It prints a markdown table:
@@ -39,23 +40,40 @@ fn main() -> anyhow::Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(2000);
+    let rounds: usize = std::env::var("CREW_BENCH_ROUNDS")
+        .ok()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(3)
+        .max(1);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let dir = tempfile::tempdir()?;
     let exe = install_agent(dir.path())?;
     rt.block_on(async {
-        let jobs_row = run_jobs(&exe, jobs).await?;
+        let mut rows = Vec::new();
+        for _ in 0..rounds {
+            rows.push(run_jobs(&exe, jobs).await?);
+        }
+        rows.sort_by(|a, b| a.agent_us.total_cmp(&b.agent_us));
+        let (min, max) = (rows[0].agent_us, rows[rows.len() - 1].agent_us);
+        let jobs_row = &rows[rows.len() / 2];
         let start_row = starts(&exe).await?;
         println!("| agent ({}) | value |", exe.display());
         println!("|---|---|");
-        println!("| jobs (`true`, {IN_FLIGHT} in flight) | {jobs} |");
+        println!(
+            "| jobs (`true`, {IN_FLIGHT} in flight) | {jobs} × {rounds} rounds, median round |"
+        );
         println!("| wall | {:.3} s |", jobs_row.wall.as_secs_f64());
         println!(
             "| jobs / s | {:.0} |",
             jobs as f64 / jobs_row.wall.as_secs_f64()
         );
-        println!("| agent CPU per job | {:.0} µs |", jobs_row.agent_us);
+        println!(
+            "| agent CPU per job | {:.0} µs (rounds: {min:.0}–{max:.0}) |",
+            jobs_row.agent_us
+        );
         println!("| children CPU per job | {:.0} µs |", jobs_row.children_us);
         println!("| agent RSS after jobs | {} KiB |", jobs_row.rss_kb);
         println!(

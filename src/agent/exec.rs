@@ -1,8 +1,10 @@
-//! One command: `bash -c` (started by `shell`) in its own process group and temp dir, output pumped as produced,
-//! `Exit` with status and resource usage, timeout enforcement.
+//! One command: `bash -c` (started by `shell`) in its own process group and temp dir (from
+//! `jobdir`), output pumped as produced, `Exit` with status and resource usage, timeout
+//! enforcement.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
@@ -31,40 +33,38 @@ pub(super) fn signal_group(pgid: i32, signal: i32) {
 /// Run one command to completion and report it as job `id`. Never panics; every failure
 /// becomes an `Error` frame for the job.
 pub(super) async fn run_job(id: u64, run: Run, shared: &Shared, outbox: &Outbox) {
-    let exit = match run_inner(id, &run, shared, outbox).await {
-        Ok(exit) => exit,
-        Err(e) => {
-            shared.jobs().remove(&id);
-            let message = format!("cannot run command: {e}");
-            let _ = outbox.data(id, &AgentMsg::Error { message }).await;
-            return;
-        }
+    let dir = match shared.dirs.create(id) {
+        Ok(dir) => dir,
+        Err(e) => return cannot_run(id, e, shared, outbox).await,
     };
-    let (exit, dir) = exit;
-    // The temp dir goes once the result has been delivered (or the writer is gone).
-    let _ = outbox.data_written(id, &AgentMsg::Exit(exit)).await;
-    shared.jobs().remove(&id);
-    if let Err(e) = dir.close() {
-        tracing::warn!("job {id}: removing its temp dir: {e}");
+    match run_inner(id, &run, &dir, shared, outbox).await {
+        // The temp dir goes once the result has been delivered (or the writer is gone).
+        Ok(exit) => {
+            let _ = outbox.data_written(id, &AgentMsg::Exit(exit)).await;
+            shared.jobs().remove(&id);
+        }
+        Err(e) => cannot_run(id, e, shared, outbox).await,
     }
+    if let Err(e) = shared.dirs.remove(&dir) {
+        tracing::warn!("job {id}: removing its temp dir {}: {e}", dir.display());
+    }
+}
+
+async fn cannot_run(id: u64, e: io::Error, shared: &Shared, outbox: &Outbox) {
+    shared.jobs().remove(&id);
+    let message = format!("cannot run command: {e}");
+    let _ = outbox.data(id, &AgentMsg::Error { message }).await;
 }
 
 async fn run_inner(
     id: u64,
     run: &Run,
+    dir: &Path,
     shared: &Shared,
     outbox: &Outbox,
-) -> io::Result<(Exit, tempfile::TempDir)> {
-    let root = shared
-        .opts
-        .tmp_root
-        .clone()
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::Builder::new()
-        .prefix("crew-job-")
-        .tempdir_in(&root)?;
+) -> io::Result<Exit> {
     let started = Instant::now();
-    let child = shared.shell.spawn(&run.command, &run.env, dir.path())?;
+    let child = shared.shell.spawn(&run.command, &run.env, dir)?;
     let pid = child.pid;
     // From here on the child is ours to reap: it never outlives this function unreaped.
     let (out, err) = (Some(child.stdout), Some(child.stderr));
@@ -133,7 +133,7 @@ async fn run_inner(
         max_rss_kb: usage.ru_maxrss.max(0) as u64,
         timed_out,
     };
-    Ok((exit, dir))
+    Ok(exit)
 }
 
 fn tv_ms(tv: libc::timeval) -> u64 {

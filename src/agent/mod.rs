@@ -5,12 +5,14 @@
 //!
 //! Layout: `serve` (frame loop and dispatch), `outbox` (the single writer and its bounded
 //! queues), `exec` (one command: process group, temp dir, output, exit), `shell` (bash path,
-//! environment, /dev/null: prepared once), `spawn` (clone+exec without fork), `files` (ReadFile /
-//! WriteFile), `info` (host facts).
+//! environment, /dev/null: prepared once), `spawn` (clone+exec without fork), `jobdir` (per-job
+//! temp dirs inside one private dir per agent), `files` (ReadFile / WriteFile), `info` (host
+//! facts).
 
 mod exec;
 mod files;
 mod info;
+mod jobdir;
 mod outbox;
 mod serve;
 mod shell;
@@ -26,7 +28,8 @@ pub use serve::serve;
 pub struct AgentOptions {
     /// Requests (commands and file operations) in flight at once; more are `Refused`.
     pub max_jobs: usize,
-    /// Where per-command temporary directories are created (default: the system temp dir).
+    /// Where the agent's private dir of per-command temp dirs is created (default: the system
+    /// temp dir).
     pub tmp_root: Option<PathBuf>,
     /// After a timeout's TERM, how long the process group gets before KILL.
     pub kill_grace: Duration,

@@ -10,6 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::jobdir::JobDirs;
 use super::outbox::{self, Outbox};
 use super::shell::Shell;
 use super::{exec, files, info, AgentOptions};
@@ -35,6 +36,7 @@ pub(super) struct JobSlot {
 pub(super) struct Shared {
     pub opts: AgentOptions,
     pub shell: Shell,
+    pub dirs: JobDirs,
     pub jobs: Mutex<HashMap<u64, JobSlot>>,
     pub permits: Arc<Semaphore>,
 }
@@ -90,6 +92,7 @@ where
     let shared = Arc::new(Shared {
         permits: Arc::new(Semaphore::new(opts.max_jobs)),
         shell: Shell::new(),
+        dirs: JobDirs::new(opts.tmp_root.clone().unwrap_or_else(std::env::temp_dir)),
         opts,
         jobs: Mutex::new(HashMap::new()),
     });
@@ -120,6 +123,7 @@ where
     {
         tracing::warn!("jobs did not finish within {SHUTDOWN_GRACE:?} of shutdown");
     }
+    shared.dirs.remove_all();
     drop(outbox);
     let abort = writer.abort_handle();
     if tokio::time::timeout(Duration::from_secs(2), writer)
