@@ -120,9 +120,15 @@ async fn run_inner(
         slot.pgid = None;
         slot.finished = true;
     }
-    let (status, usage) = tokio::task::spawn_blocking(move || reap(pid))
-        .await
-        .map_err(io::Error::other)??;
+    // `exited` resolved: the child is a zombie, so this wait4 does not block. Only if waiting
+    // on its pidfd failed may it still run; then a blocking thread waits.
+    let (status, usage) = match reap(pid, libc::WNOHANG)? {
+        Some(reaped) => reaped,
+        None => tokio::task::spawn_blocking(move || reap(pid, 0))
+            .await
+            .map_err(io::Error::other)??
+            .ok_or_else(|| io::Error::other(format!("wait4({pid}) returned no status")))?,
+    };
     let wall = wall.unwrap_or_else(|| started.elapsed());
     let exit = Exit {
         code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
@@ -196,20 +202,24 @@ fn wait_exited(pid: i32) -> io::Result<()> {
     }
 }
 
-/// Reap the (already exited) process `pid`: its wait status and resource usage.
-fn reap(pid: i32) -> io::Result<(i32, libc::rusage)> {
+/// Reap process `pid`: its wait status and resource usage; `None` if `flags` has WNOHANG and
+/// it has not exited yet.
+fn reap(pid: i32, flags: i32) -> io::Result<Option<(i32, libc::rusage)>> {
     loop {
         let mut status = 0;
         // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: both out-pointers are valid and writable for the duration of the call.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let rc = unsafe { libc::wait4(pid, &mut status, flags, &mut usage) };
         if rc == pid {
-            return Ok((status, usage));
+            return Ok(Some((status, usage)));
+        }
+        if rc == 0 {
+            return Ok(None);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+            return Err(io::Error::new(e.kind(), format!("wait4({pid}): {e}")));
         }
     }
 }
