@@ -20,6 +20,8 @@ use crate::proto::frame;
 
 /// Largest output chunk per frame.
 pub(super) const CHUNK: usize = 64 * 1024;
+/// Room for the first output read of a pipe.
+const FIRST_READ: usize = 4 * 1024;
 
 /// Send `signal` to every process of group `pgid`.
 pub(super) fn signal_group(pgid: i32, signal: i32) {
@@ -240,10 +242,15 @@ async fn pump(fd: Option<OwnedFd>, id: u64, stream: Stream, outbox: &Outbox) {
     }
     .encode()
     .0;
-    let mut buf = vec![0u8; CHUNK];
+    let head = 4 + frame::HEADER;
+    // Each frame is read straight into its own buffer (no zeroing, no copy). Capacity starts
+    // small (most commands print little) and follows what the last read delivered.
+    let mut want = FIRST_READ;
     let mut writer_alive = true;
     loop {
-        let n = match rx.read(&mut buf).await {
+        let mut buf = Vec::with_capacity(head + want);
+        buf.resize(head, 0);
+        let n = match rx.read_buf(&mut buf).await {
             Ok(0) => return,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -252,12 +259,21 @@ async fn pump(fd: Option<OwnedFd>, id: u64, stream: Stream, outbox: &Outbox) {
                 return;
             }
         };
+        if n >= want {
+            want = (want * 2).min(CHUNK);
+        }
         if !writer_alive {
             continue; // keep draining so the command is not stuck on a full pipe
         }
-        let mut frame = Vec::with_capacity(4 + frame::HEADER + n);
-        if frame::encode_into(&mut frame, kind, id, &buf[..n]).is_ok() {
-            writer_alive = outbox.data_frame(frame).await;
-        }
+        frame_header(&mut buf[..head], kind, id, n);
+        writer_alive = outbox.data_frame(buf).await;
     }
+}
+
+/// Write the frame header (length, kind, id) for a payload of `n` bytes into `head`.
+fn frame_header(head: &mut [u8], kind: u16, id: u64, n: usize) {
+    let len = (frame::HEADER + n) as u32;
+    head[..4].copy_from_slice(&len.to_be_bytes());
+    head[4..6].copy_from_slice(&kind.to_be_bytes());
+    head[6..].copy_from_slice(&id.to_be_bytes());
 }

@@ -5,9 +5,9 @@
 //!
 //! Layout: `serve` (frame loop and dispatch), `outbox` (the single writer and its bounded
 //! queues), `exec` (one command: process group, temp dir, output, exit), `shell` (bash path,
-//! environment, /dev/null: prepared once), `spawn` (clone+exec without fork), `jobdir` (per-job
-//! temp dirs inside one private dir per agent), `files` (ReadFile / WriteFile), `info` (host
-//! facts).
+//! environment, /dev/null: prepared once), `spawn` (clone+exec without fork), `jobdir`
+//! (per-job temp dirs inside one private dir per agent), `stdio` (stdin/stdout polled, not on
+//! the blocking pool), `files` (ReadFile / WriteFile), `info` (host facts).
 
 mod exec;
 mod files;
@@ -17,6 +17,7 @@ mod outbox;
 mod serve;
 mod shell;
 mod spawn;
+mod stdio;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,12 +55,13 @@ pub fn run_stdio() -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let res = rt.block_on(serve(
-        tokio::io::stdin(),
-        tokio::io::stdout(),
-        AgentOptions::default(),
-    ));
-    // The stdin reader thread may still sit in a blocking read; do not wait for it forever.
+    let (res, restore) = rt.block_on(async {
+        let (input, output, restore) = stdio::open();
+        (serve(input, output, AgentOptions::default()).await, restore)
+    });
+    // A stdin reader thread (tty or file stdin) may still sit in a blocking read; do not wait
+    // for it forever.
     rt.shutdown_timeout(Duration::from_secs(1));
+    restore.restore();
     res.map(|()| 0)
 }

@@ -112,3 +112,69 @@ async fn without_bash_in_path_each_job_gets_an_error_naming_it() {
         .expect("wait");
     assert!(status.success(), "{status}");
 }
+
+/// The real agent over one Unix socket as both stdin and stdout (as some sshd builds do).
+#[tokio::test]
+async fn the_agent_serves_over_a_unix_socket() {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let theirs_out = theirs.try_clone().expect("dup");
+    let mut agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_crew"))
+        .arg("agent")
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn crew agent");
+    ours.set_nonblocking(true).expect("nonblocking");
+    let ours = tokio::net::UnixStream::from_std(ours).expect("tokio socket");
+    let (mut r, mut w) = ours.into_split();
+    let mut marker = vec![0u8; SYNC_MARKER.len()];
+    tokio::time::timeout(WAIT, r.read_exact(&mut marker))
+        .await
+        .expect("marker in time")
+        .expect("read marker");
+    assert_eq!(marker, SYNC_MARKER);
+    let (kind, payload) = run_with_env("echo over-socket", &[]).encode();
+    write_frame(&mut w, kind, 3, &payload)
+        .await
+        .expect("send Run");
+    let mut out = Vec::new();
+    for _ in 0..10 {
+        let f = tokio::time::timeout(WAIT, read_frame(&mut r))
+            .await
+            .expect("frame in time")
+            .expect("read frame")
+            .expect("agent still talking");
+        match decode(&f) {
+            Decoded::Msg {
+                id: 3,
+                msg: AgentMsg::Output { data, .. },
+            } => out.extend_from_slice(&data),
+            Decoded::Msg {
+                id: 3,
+                msg: AgentMsg::Exit(e),
+            } => {
+                assert_eq!(e.code, Some(0));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(out, b"over-socket\n");
+    // Polled by the reactor (not read on a blocking thread): the socket is non-blocking now.
+    let pid = agent.id().expect("agent pid");
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/0")).expect("fdinfo");
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .expect("flags line");
+    let flags = u32::from_str_radix(flags.trim(), 8).expect("octal flags");
+    assert_ne!(flags & libc::O_NONBLOCK as u32, 0, "flags {flags:o}");
+    drop(w); // shuts our socket down for writing: the agent reads EOF
+    let status = tokio::time::timeout(WAIT, agent.wait())
+        .await
+        .expect("agent exits after EOF")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+}
