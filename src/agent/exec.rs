@@ -66,7 +66,7 @@ async fn run_inner(
     outbox: &Outbox,
 ) -> io::Result<Exit> {
     let started = Instant::now();
-    let child = shared.shell.spawn(&run.command, &run.env, dir)?;
+    let child = shared.shell().spawn(&run.command, &run.env, dir)?;
     let pid = child.pid;
     // From here on the child is ours to reap: it never outlives this function unreaped.
     let (out, err) = (Some(child.stdout), Some(child.stderr));

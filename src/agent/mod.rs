@@ -52,8 +52,11 @@ impl Default for AgentOptions {
 /// Serve the agent protocol on stdin/stdout until stdin closes.
 pub fn run_stdio() -> anyhow::Result<i32> {
     crate::logging::to_stderr();
+    // No signal or process driver: the agent reaps its jobs itself (pidfd + wait4), so it
+    // needs neither their socketpair nor their handlers.
     let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()?;
     let (res, restore) = rt.block_on(async {
         let (input, output, restore) = stdio::open();

@@ -1,5 +1,6 @@
-//! What every job's `bash -c` needs, prepared once at agent start: bash's absolute path (looked
-//! up in the agent's PATH), the agent's environment with the job `SHLVL`, and `/dev/null`.
+//! What every job's `bash -c` needs, prepared once (on the agent's first job): bash's absolute
+//! path (looked up in the agent's PATH), the agent's environment with the job `SHLVL`, and
+//! `/dev/null`.
 
 use std::collections::HashSet;
 use std::ffi::{CStr, CString, OsStr};
