@@ -144,8 +144,10 @@ pub(super) fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         failed: AtomicI32::new(0),
         errno: AtomicI32::new(0),
     };
-    let pid = STACK_TOP.with(|top| {
-        let mut top = top.borrow_mut();
+    let pid = STACK_TOP.try_with(|top| {
+        let Ok(mut top) = top.try_borrow_mut() else {
+            return Err(io::Error::other("child stack of this thread in use"));
+        };
         let top = match top.as_mut() {
             Some(s) => s,
             None => top.insert(Stack::new()?),
@@ -179,7 +181,10 @@ pub(super) fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         }
         Ok(pid)
     });
-    let pid = pid.map_err(|e| fail(Step::Clone, e, req.program))?;
+    let pid = pid
+        .map_err(io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| fail(Step::Clone, e, req.program))?;
     let failed = args.failed.load(Ordering::Acquire);
     if failed != 0 {
         reap_failed(pid);
