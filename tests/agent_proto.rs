@@ -2,6 +2,8 @@
 
 #[path = "agent_proto/harness.rs"]
 mod harness;
+#[path = "agent_proto/jobs.rs"]
+mod jobs;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,6 +32,15 @@ async fn run_streams_output_and_reports_exit() {
     assert!(d.exit().max_rss_kb > 0, "{:?}", d.exit());
     let dir = PathBuf::from(lines[3]);
     assert!(dir.starts_with(a.tmp.path()), "own temp dir: {dir:?}");
+    let agent_dir = dir.parent().expect("agent dir");
+    assert_eq!(agent_dir.parent(), Some(a.tmp.path()), "{dir:?}");
+    let d2 = a.run(9, "pwd; ls -A | wc -l").await;
+    let out2 = String::from_utf8(d2.out).expect("utf8");
+    assert_eq!(
+        out2,
+        format!("{}/job-9\n0\n", agent_dir.display()),
+        "fresh empty dir"
+    );
     wait_until("temp dir removed after Exit", || !dir.exists()).await;
 
     let d = a.run(2, "kill -KILL $$").await;
@@ -318,7 +329,11 @@ async fn output_is_binary_safe_and_large_output_is_exact_under_backpressure() {
 #[tokio::test]
 async fn input_eof_kills_running_jobs_and_ends_the_agent() {
     let mut a = agent(8).await;
-    a.send(1, run_msg("sleep 1000 & sleep 1000", None)).await;
+    a.send(
+        1,
+        run_msg("touch left-behind; sleep 1000 & sleep 1000", None),
+    )
+    .await;
     let (1, AgentMsg::Started { pid }) = a.recv().await else {
         panic!("expected Started")
     };
@@ -331,4 +346,6 @@ async fn input_eof_kills_running_jobs_and_ends_the_agent() {
         .expect("agent ends");
     served.expect("join").expect("serve ok");
     wait_until("nothing left behind", || group_members(pid).is_empty()).await;
+    let left: Vec<_> = std::fs::read_dir(a.tmp.path()).expect("ls").collect();
+    assert!(left.is_empty(), "the agent's temp dir is gone: {left:?}");
 }

@@ -1,10 +1,10 @@
-//! One command: `bash -c` in its own process group and temp dir, output pumped as produced,
-//! `Exit` with status and resource usage, timeout enforcement.
+//! One command: `bash -c` (started by `shell`) in its own process group and temp dir (from
+//! `jobdir`), output pumped as produced, `Exit` with status and resource usage, timeout
+//! enforcement.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
@@ -20,6 +20,8 @@ use crate::proto::frame;
 
 /// Largest output chunk per frame.
 pub(super) const CHUNK: usize = 64 * 1024;
+/// Room for the first output read of a pipe.
+const FIRST_READ: usize = 4 * 1024;
 
 /// Send `signal` to every process of group `pgid`.
 pub(super) fn signal_group(pgid: i32, signal: i32) {
@@ -30,92 +32,44 @@ pub(super) fn signal_group(pgid: i32, signal: i32) {
     }
 }
 
-/// Make the command's direct child get SIGKILL when the agent dies, even by SIGKILL (when
-/// it cannot run its EOF/kill path). Limits: only the direct child (`bash -c`, or the
-/// program bash execs in its place) is covered; grandchildren in its process group survive
-/// unless the agent's own kill path (stdin EOF → group KILL) runs. The "parent" Linux
-/// watches is the *thread* that forked: the agent forks from its runtime thread, which
-/// lives as long as the agent.
-fn die_with_agent(cmd: &mut Command) {
-    let agent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs in the forked child before exec. It only calls prctl,
-    // getppid and _exit (all async-signal-safe), takes no locks, does not allocate
-    // (`last_os_error` just wraps errno) and reads nothing but its own copy of `agent`.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // The agent may have died between fork and prctl: then no signal will come, and
-            // we were reparented already.
-            if libc::getppid() != agent {
-                libc::_exit(137);
-            }
-            Ok(())
-        });
-    }
-}
-
 /// Run one command to completion and report it as job `id`. Never panics; every failure
 /// becomes an `Error` frame for the job.
 pub(super) async fn run_job(id: u64, run: Run, shared: &Shared, outbox: &Outbox) {
-    let exit = match run_inner(id, &run, shared, outbox).await {
-        Ok(exit) => exit,
-        Err(e) => {
-            shared.jobs().remove(&id);
-            let message = format!("cannot run command: {e}");
-            let _ = outbox.data(id, &AgentMsg::Error { message }).await;
-            return;
-        }
+    let dir = match shared.dirs.create(id) {
+        Ok(dir) => dir,
+        Err(e) => return cannot_run(id, e, shared, outbox).await,
     };
-    let (exit, dir) = exit;
-    // The temp dir goes once the result has been delivered (or the writer is gone).
-    let _ = outbox.data_written(id, &AgentMsg::Exit(exit)).await;
-    shared.jobs().remove(&id);
-    if let Err(e) = dir.close() {
-        tracing::warn!("job {id}: removing its temp dir: {e}");
+    match run_inner(id, &run, &dir, shared, outbox).await {
+        // The temp dir goes once the result has been delivered (or the writer is gone).
+        Ok(exit) => {
+            let _ = outbox.data_written(id, &AgentMsg::Exit(exit)).await;
+            shared.jobs().remove(&id);
+        }
+        Err(e) => cannot_run(id, e, shared, outbox).await,
     }
+    if let Err(e) = shared.dirs.remove(&dir) {
+        tracing::warn!("job {id}: removing its temp dir {}: {e}", dir.display());
+    }
+}
+
+async fn cannot_run(id: u64, e: io::Error, shared: &Shared, outbox: &Outbox) {
+    shared.jobs().remove(&id);
+    let message = format!("cannot run command: {e}");
+    let _ = outbox.data(id, &AgentMsg::Error { message }).await;
 }
 
 async fn run_inner(
     id: u64,
     run: &Run,
+    dir: &Path,
     shared: &Shared,
     outbox: &Outbox,
-) -> io::Result<(Exit, tempfile::TempDir)> {
-    let root = shared
-        .opts
-        .tmp_root
-        .clone()
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::Builder::new()
-        .prefix("crew-job-")
-        .tempdir_in(&root)?;
-    let mut cmd = Command::new("bash");
-    cmd.arg("-c")
-        .arg(&run.command)
-        .current_dir(dir.path())
-        .env("SHLVL", job_shell_level())
-        .envs(run.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    die_with_agent(&mut cmd);
+) -> io::Result<Exit> {
     let started = Instant::now();
-    let mut child = cmd.spawn()?;
-    let pid = child.id() as i32;
+    let child = shared.shell().spawn(&run.command, &run.env, dir)?;
+    let pid = child.pid;
     // From here on the child is ours to reap: it never outlives this function unreaped.
-    let out = child.stdout.take().map(OwnedFd::from);
-    let err = child.stderr.take().map(OwnedFd::from);
-    drop(child);
+    let (out, err) = (Some(child.stdout), Some(child.stderr));
     {
         let mut jobs = shared.jobs();
         let slot = jobs.entry(id).or_default();
@@ -168,9 +122,15 @@ async fn run_inner(
         slot.pgid = None;
         slot.finished = true;
     }
-    let (status, usage) = tokio::task::spawn_blocking(move || reap(pid))
-        .await
-        .map_err(io::Error::other)??;
+    // `exited` resolved: the child is a zombie, so this wait4 does not block. Only if waiting
+    // on its pidfd failed may it still run; then a blocking thread waits.
+    let (status, usage) = match reap(pid, libc::WNOHANG)? {
+        Some(reaped) => reaped,
+        None => tokio::task::spawn_blocking(move || reap(pid, 0))
+            .await
+            .map_err(io::Error::other)??
+            .ok_or_else(|| io::Error::other(format!("wait4({pid}) returned no status")))?,
+    };
     let wall = wall.unwrap_or_else(|| started.elapsed());
     let exit = Exit {
         code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
@@ -181,7 +141,7 @@ async fn run_inner(
         max_rss_kb: usage.ru_maxrss.max(0) as u64,
         timed_out,
     };
-    Ok((exit, dir))
+    Ok(exit)
 }
 
 fn tv_ms(tv: libc::timeval) -> u64 {
@@ -244,20 +204,24 @@ fn wait_exited(pid: i32) -> io::Result<()> {
     }
 }
 
-/// Reap the (already exited) process `pid`: its wait status and resource usage.
-fn reap(pid: i32) -> io::Result<(i32, libc::rusage)> {
+/// Reap process `pid`: its wait status and resource usage; `None` if `flags` has WNOHANG and
+/// it has not exited yet.
+fn reap(pid: i32, flags: i32) -> io::Result<Option<(i32, libc::rusage)>> {
     loop {
         let mut status = 0;
         // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: both out-pointers are valid and writable for the duration of the call.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let rc = unsafe { libc::wait4(pid, &mut status, flags, &mut usage) };
         if rc == pid {
-            return Ok((status, usage));
+            return Ok(Some((status, usage)));
+        }
+        if rc == 0 {
+            return Ok(None);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+            return Err(io::Error::new(e.kind(), format!("wait4({pid}): {e}")));
         }
     }
 }
@@ -278,10 +242,15 @@ async fn pump(fd: Option<OwnedFd>, id: u64, stream: Stream, outbox: &Outbox) {
     }
     .encode()
     .0;
-    let mut buf = vec![0u8; CHUNK];
+    let head = 4 + frame::HEADER;
+    // Each frame is read straight into its own buffer (no zeroing, no copy). Capacity starts
+    // small (most commands print little) and follows what the last read delivered.
+    let mut want = FIRST_READ;
     let mut writer_alive = true;
     loop {
-        let n = match rx.read(&mut buf).await {
+        let mut buf = Vec::with_capacity(head + want);
+        buf.resize(head, 0);
+        let n = match rx.read_buf(&mut buf).await {
             Ok(0) => return,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -290,24 +259,21 @@ async fn pump(fd: Option<OwnedFd>, id: u64, stream: Stream, outbox: &Outbox) {
                 return;
             }
         };
+        if n >= want {
+            want = (want * 2).min(CHUNK);
+        }
         if !writer_alive {
             continue; // keep draining so the command is not stuck on a full pipe
         }
-        let mut frame = Vec::with_capacity(4 + frame::HEADER + n);
-        if frame::encode_into(&mut frame, kind, id, &buf[..n]).is_ok() {
-            writer_alive = outbox.data_frame(frame).await;
-        }
+        frame_header(&mut buf[..head], kind, id, n);
+        writer_alive = outbox.data_frame(buf).await;
     }
 }
 
-/// `SHLVL` for a job's shell. bash sources `~/.bashrc` even when not interactive if it thinks
-/// sshd started it (`SSH_CLIENT` set and shell level below 2). The agent was exec'd by the
-/// login shell (which lowers `SHLVL`), so without this every job would pay the operator's
-/// `.bashrc` (pyenv, nvm, …: often half a second of CPU) on every run.
-fn job_shell_level() -> String {
-    let level = std::env::var("SHLVL")
-        .ok()
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .unwrap_or(0);
-    level.max(1).to_string()
+/// Write the frame header (length, kind, id) for a payload of `n` bytes into `head`.
+fn frame_header(head: &mut [u8], kind: u16, id: u64, n: usize) {
+    let len = (frame::HEADER + n) as u32;
+    head[..4].copy_from_slice(&len.to_be_bytes());
+    head[4..6].copy_from_slice(&kind.to_be_bytes());
+    head[6..].copy_from_slice(&id.to_be_bytes());
 }

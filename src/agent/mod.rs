@@ -4,14 +4,20 @@
 //! tests drive it in-process over `tokio::io::duplex`; [`run_stdio`] wires it to stdin/stdout.
 //!
 //! Layout: `serve` (frame loop and dispatch), `outbox` (the single writer and its bounded
-//! queues), `exec` (one command: process group, temp dir, output, exit), `files` (ReadFile /
-//! WriteFile), `info` (host facts).
+//! queues), `exec` (one command: process group, temp dir, output, exit), `shell` (bash path,
+//! environment, /dev/null: prepared once), `spawn` (clone+exec without fork), `jobdir`
+//! (per-job temp dirs inside one private dir per agent), `stdio` (stdin/stdout polled, not on
+//! the blocking pool), `files` (ReadFile / WriteFile), `info` (host facts).
 
 mod exec;
 mod files;
 mod info;
+mod jobdir;
 mod outbox;
 mod serve;
+mod shell;
+mod spawn;
+mod stdio;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,7 +29,8 @@ pub use serve::serve;
 pub struct AgentOptions {
     /// Requests (commands and file operations) in flight at once; more are `Refused`.
     pub max_jobs: usize,
-    /// Where per-command temporary directories are created (default: the system temp dir).
+    /// Where the agent's private dir of per-command temp dirs is created (default: the system
+    /// temp dir).
     pub tmp_root: Option<PathBuf>,
     /// After a timeout's TERM, how long the process group gets before KILL.
     pub kill_grace: Duration,
@@ -45,15 +52,19 @@ impl Default for AgentOptions {
 /// Serve the agent protocol on stdin/stdout until stdin closes.
 pub fn run_stdio() -> anyhow::Result<i32> {
     crate::logging::to_stderr();
+    // No signal or process driver: the agent reaps its jobs itself (pidfd + wait4), so it
+    // needs neither their socketpair nor their handlers.
     let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()?;
-    let res = rt.block_on(serve(
-        tokio::io::stdin(),
-        tokio::io::stdout(),
-        AgentOptions::default(),
-    ));
-    // The stdin reader thread may still sit in a blocking read; do not wait for it forever.
+    let (res, restore) = rt.block_on(async {
+        let (input, output, restore) = stdio::open();
+        (serve(input, output, AgentOptions::default()).await, restore)
+    });
+    // A stdin reader thread (tty or file stdin) may still sit in a blocking read; do not wait
+    // for it forever.
     rt.shutdown_timeout(Duration::from_secs(1));
+    restore.restore();
     res.map(|()| 0)
 }

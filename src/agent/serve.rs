@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
@@ -10,7 +10,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::jobdir::JobDirs;
 use super::outbox::{self, Outbox};
+use super::shell::Shell;
 use super::{exec, files, info, AgentOptions};
 use crate::proto::agent::{decode, AgentMsg, Decoded, Hello, SYNC_MARKER};
 use crate::proto::frame::{RawFrame, HEADER, MAX_FRAME};
@@ -33,11 +35,18 @@ pub(super) struct JobSlot {
 /// State shared by the frame loop and its tasks.
 pub(super) struct Shared {
     pub opts: AgentOptions,
+    /// Made on the first job (bash lookup, environment), not at start.
+    shell: OnceLock<Shell>,
+    pub dirs: JobDirs,
     pub jobs: Mutex<HashMap<u64, JobSlot>>,
     pub permits: Arc<Semaphore>,
 }
 
 impl Shared {
+    pub fn shell(&self) -> &Shell {
+        self.shell.get_or_init(Shell::new)
+    }
+
     pub fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<u64, JobSlot>> {
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -87,11 +96,15 @@ where
     let (outbox, writer) = outbox::spawn(w, preamble, dead.clone());
     let shared = Arc::new(Shared {
         permits: Arc::new(Semaphore::new(opts.max_jobs)),
+        shell: OnceLock::new(),
+        dirs: JobDirs::new(opts.tmp_root.clone().unwrap_or_else(std::env::temp_dir)),
         opts,
         jobs: Mutex::new(HashMap::new()),
     });
     let tasks = TaskTracker::new();
-    let mut r = BufReader::with_capacity(64 * 1024, r);
+    // Requests are small; a large WriteFile payload bypasses the buffer (read_exact into its
+    // own Vec).
+    let mut r = BufReader::with_capacity(16 * 1024, r);
     let end = loop {
         let next = tokio::select! {
             _ = dead.cancelled() => break "output closed".to_string(),
@@ -117,6 +130,7 @@ where
     {
         tracing::warn!("jobs did not finish within {SHUTDOWN_GRACE:?} of shutdown");
     }
+    shared.dirs.remove_all();
     drop(outbox);
     let abort = writer.abort_handle();
     if tokio::time::timeout(Duration::from_secs(2), writer)
