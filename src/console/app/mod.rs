@@ -14,7 +14,7 @@ use tui_textarea::TextArea;
 
 pub use heist::{HeistState, Preview};
 pub use run::{Job, JobState, RunView};
-pub use types::{Daemon, Focus, Level, PendingRun, Settings, View};
+pub use types::{Daemon, Focus, Level, PendingRun, Pool, Settings, View};
 
 use super::action::Action;
 use super::effect::{Effect, STATUS_TAG};
@@ -23,7 +23,7 @@ use super::history::History;
 use super::keymap::{Key, Keymap, Mode};
 use super::runs::RunEntry;
 use crate::proto::agent::Info;
-use crate::proto::daemon::{Event, StatusReport, Verdict};
+use crate::proto::daemon::{Event, Verdict};
 
 pub struct Model {
     pub fleet: Fleet,
@@ -54,7 +54,7 @@ pub struct Model {
     /// Verdict of each host in the last finished (or running) run: `?failed`, mark-failed.
     pub outcomes: HashMap<String, Verdict>,
     pub facts: HashMap<String, Info>,
-    pub pool: Option<StatusReport>,
+    pub pool: Option<Pool>,
     pub daemon: Daemon,
     pub confirm: Option<PendingRun>,
     pub message: Option<(Level, String)>,
@@ -339,7 +339,7 @@ impl Model {
     fn daemon_event(&mut self, tag: u64, event: Event) -> Vec<Effect> {
         match event {
             Event::Status(report) => {
-                self.pool = Some(report);
+                self.pool = Some(Pool::new(report));
             }
             Event::Facts(list) => {
                 for (host, r) in list {

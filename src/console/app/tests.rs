@@ -308,3 +308,39 @@ fn output_streams_into_bounded_scrollback() {
     assert_eq!(job.out.len(), 5);
     assert_eq!(job.out.get(4).map(|l| l.1.to_vec()), Some(b"100".to_vec()));
 }
+
+#[test]
+fn pool_status_is_indexed_by_host() {
+    use crate::proto::daemon::{HostStatus, StatusReport};
+    let mut m = model();
+    let status = |name: &str, state: &str| HostStatus {
+        name: name.into(),
+        link_key: name.into(),
+        state: state.into(),
+        reason: None,
+        agentless: false,
+        jobs: 0,
+        connected_for_s: 0,
+        agent_pid: None,
+    };
+    let report = StatusReport {
+        pid: 1,
+        build: "b".into(),
+        uptime_s: 0,
+        rss_kb: 0,
+        runs_active: 0,
+        runs_total: 0,
+        hosts: vec![
+            status("web01", "ready"),
+            status("web02", "busy"),
+            status("db1", "ready"),
+        ],
+    };
+    let event = Event::Status(report);
+    m.update(Action::Daemon { tag: 0, event });
+    let pool = m.pool.as_ref().expect("pool");
+    assert_eq!(pool.state("web02"), Some("busy"));
+    assert_eq!(pool.state("db1"), Some("ready"));
+    assert_eq!(pool.state("web03"), None);
+    assert_eq!((pool.count("ready"), pool.count("down")), (2, 0));
+}
