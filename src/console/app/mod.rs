@@ -2,6 +2,7 @@
 //! returns the [`Effect`]s the event loop must carry out. Rendering reads it (`ui/`).
 
 mod acting;
+mod group_diff;
 mod heist;
 mod heist_actions;
 mod input;
@@ -12,6 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use tui_textarea::TextArea;
 
+pub use group_diff::{diff_lines, DiffLine, GroupDiff, STREAMING_EVERY_MS};
 pub use heist::{HeistState, Preview};
 pub use run::{Job, JobState, RunView};
 pub use types::{Daemon, Focus, Level, PendingRun, Pool, Settings, View};
@@ -128,7 +130,15 @@ impl Model {
         }
     }
 
+    /// Apply one action; the one place state changes. Derived state (the gathered view's
+    /// diff) is brought up to date after it.
     pub fn update(&mut self, action: Action) -> Vec<Effect> {
+        let effects = self.apply(action);
+        self.sync_diff();
+        effects
+    }
+
+    fn apply(&mut self, action: Action) -> Vec<Effect> {
         let action = match self.heist_action(action) {
             Ok(effects) => return effects,
             Err(other) => *other,

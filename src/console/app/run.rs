@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::{Focus, Model};
+use super::{Focus, GroupDiff, Model};
 use crate::console::action::Action;
 use crate::console::gather::Gather;
 use crate::console::runs::RunDetail;
@@ -84,7 +84,10 @@ pub struct RunView {
     pub follow: bool,
     /// Selected group in the gathered view.
     pub group: usize,
+    /// Show the selected group's diff against the largest group.
     pub diff: bool,
+    /// That diff, kept up to date by `Model::update`.
+    pub group_diff: GroupDiff,
     pub started_ms: u64,
 }
 
@@ -116,6 +119,7 @@ impl RunView {
             follow: true,
             group: 0,
             diff: false,
+            group_diff: GroupDiff::default(),
             started_ms: now,
         }
     }
@@ -163,6 +167,7 @@ impl Model {
                 let Some(job) = run.jobs.get_mut(&host) else {
                     return;
                 };
+                run.group_diff.touch();
                 match event {
                     HostEvent::Started { agentless, .. } => {
                         job.state = JobState::Running;

@@ -22,19 +22,19 @@ fn model_with(settings: Settings) -> Model {
     Model::new(Fleet::new(hosts), km, settings, History::default())
 }
 
-fn model() -> Model {
+pub(super) fn model() -> Model {
     model_with(Settings::default())
 }
 
-fn typ(m: &mut Model, s: &str) -> Vec<Effect> {
+pub(super) fn typ(m: &mut Model, s: &str) -> Vec<Effect> {
     s.chars().flat_map(|c| m.key(Key::ch(c))).collect()
 }
 
-fn enter(m: &mut Model) -> Vec<Effect> {
+pub(super) fn enter(m: &mut Model) -> Vec<Effect> {
     m.key(Key::plain(KeyCode::Enter))
 }
 
-fn run_req(effects: &[Effect]) -> (u64, RunRequest) {
+pub(super) fn run_req(effects: &[Effect]) -> (u64, RunRequest) {
     effects
         .iter()
         .find_map(|e| match e {
@@ -48,7 +48,7 @@ fn names(req: &RunRequest) -> Vec<&str> {
     req.hosts.iter().map(|h| h.name.as_str()).collect()
 }
 
-fn exit(code: i32) -> HostEvent {
+pub(super) fn exit(code: i32) -> HostEvent {
     HostEvent::Exit(Exit {
         code: Some(code),
         signal: None,
@@ -60,7 +60,7 @@ fn exit(code: i32) -> HostEvent {
     })
 }
 
-fn ev(m: &mut Model, tag: u64, host: &str, event: HostEvent) {
+pub(super) fn ev(m: &mut Model, tag: u64, host: &str, event: HostEvent) {
     let event = Event::Host {
         run_id: 7,
         host: host.into(),
