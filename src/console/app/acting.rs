@@ -4,9 +4,20 @@
 use super::{Focus, Model, PendingRun, RunView, View};
 use crate::console::effect::Effect;
 use crate::console::keymap::Mode;
+use crate::heist::outcomes::LastOutcomes;
 use crate::proto::daemon::{RunRequest, Verdict};
 
 impl Model {
+    /// The stored last run's outcomes, read at start-up. A run of this session is newer: when
+    /// one has started by the time they arrive, they are dropped.
+    pub(super) fn seed_outcomes(&mut self, last: LastOutcomes) {
+        if self.run.is_some() || !self.outcomes.is_empty() {
+            return;
+        }
+        self.outcomes = last.hosts;
+        self.refilter();
+    }
+
     /// The host whose output pane has focus: the host-list cursor when it is in the run,
     /// else the run's first host.
     pub fn focused_host(&self) -> Option<&str> {

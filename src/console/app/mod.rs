@@ -115,6 +115,12 @@ impl Model {
         m
     }
 
+    /// What to do as the console opens: read the last run's outcomes (off the UI thread), so
+    /// `?failed` and the result glyphs work before the session's first run.
+    pub fn startup(&self) -> Vec<Effect> {
+        vec![Effect::LastOutcomes]
+    }
+
     /// A key press: bound keys become actions; in text fields the rest is typed.
     pub fn key(&mut self, key: Key) -> Vec<Effect> {
         match self.keymap.lookup(self.mode, &key).cloned() {
@@ -218,6 +224,7 @@ impl Model {
                 self.daemon = Daemon::Down(e);
             }
             Action::EffectFailed { tag, message } => self.effect_failed(tag, message),
+            Action::OutcomesLoaded(last) => self.seed_outcomes(last),
             Action::RunsListed(r) => match r {
                 Ok(list) => self.runs = Some(list),
                 Err(e) => self.error(format!("run store: {e}")),

@@ -344,3 +344,27 @@ fn pool_status_is_indexed_by_host() {
     assert_eq!(pool.state("web03"), None);
     assert_eq!((pool.count("ready"), pool.count("down")), (2, 0));
 }
+
+#[test]
+fn stored_outcomes_seed_the_outcome_atoms_until_a_run_of_this_session() {
+    use crate::heist::outcomes::LastOutcomes;
+    let mut m = model();
+    assert_eq!(m.startup(), vec![Effect::LastOutcomes]);
+    let last = |pairs: &[(&str, Verdict)]| LastOutcomes {
+        run: None,
+        hosts: pairs.iter().map(|(h, v)| (h.to_string(), *v)).collect(),
+    };
+    m.update(Action::OutcomesLoaded(last(&[
+        ("web02", Verdict::Failed),
+        ("db1", Verdict::Ok),
+    ])));
+    m.key(Key::ch('/'));
+    typ(&mut m, "?failed");
+    enter(&mut m);
+    assert_eq!(m.targets(), vec!["web02"]);
+    // A run of this session is newer than what the store held before it.
+    let mut m = model();
+    run_with_failures(&mut m, "true");
+    m.update(Action::OutcomesLoaded(last(&[("web01", Verdict::Failed)])));
+    assert_eq!(m.outcomes.get("web01"), Some(&Verdict::Ok));
+}
