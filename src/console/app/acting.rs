@@ -5,6 +5,7 @@ use super::{Focus, Model, PendingRun, RunView, View};
 use crate::console::effect::Effect;
 use crate::console::keymap::Mode;
 use crate::heist::outcomes::LastOutcomes;
+use crate::nodeset;
 use crate::proto::daemon::{RunRequest, Verdict};
 
 impl Model {
@@ -36,7 +37,7 @@ impl Model {
                     let msg = format!(
                         "marked group of {}: {}",
                         g.hosts.len(),
-                        Model::fold(&g.hosts)
+                        nodeset::fold(&g.hosts)
                     );
                     self.info(msg);
                 }
@@ -90,7 +91,7 @@ impl Model {
         self.info(format!(
             "marked {} {what}: {}",
             picked.len(),
-            Model::fold(&picked)
+            nodeset::fold(&picked)
         ));
     }
 
@@ -145,7 +146,7 @@ impl Model {
         let selection = if self.marks.is_empty() {
             self.filter_input.lines().join(" ")
         } else {
-            Model::fold(&targets)
+            nodeset::fold(&targets)
         };
         let req = RunRequest {
             hosts,
@@ -171,7 +172,7 @@ impl Model {
         self.info(format!(
             "running on {} hosts: {}",
             targets.len(),
-            Model::fold(&targets)
+            nodeset::fold(&targets)
         ));
         self.history.push(&command);
         self.last_command = Some(command.clone());

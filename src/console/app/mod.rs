@@ -349,10 +349,6 @@ impl Model {
             .min(self.shown.len().saturating_sub(1));
     }
 
-    pub fn fold(names: &[String]) -> String {
-        engine::fold(names)
-    }
-
     fn daemon_event(&mut self, tag: u64, event: Event) -> Vec<Effect> {
         match event {
             Event::Status(report) => {

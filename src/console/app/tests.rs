@@ -368,3 +368,47 @@ fn stored_outcomes_seed_the_outcome_atoms_until_a_run_of_this_session() {
     m.update(Action::OutcomesLoaded(last(&[("web01", Verdict::Failed)])));
     assert_eq!(m.outcomes.get("web01"), Some(&Verdict::Ok));
 }
+
+#[test]
+fn a_stored_run_opens_with_each_host_state_from_its_record() {
+    use crate::console::runs::{RunDetail, RunEntry, StoredHost};
+    use crate::daemon::store::HostRecord;
+    let mut m = model();
+    let mut ok = HostRecord::new("web01");
+    ok.verdict = Verdict::Ok;
+    ok.code = Some(0);
+    ok.wall_ms = Some(42);
+    let mut down = HostRecord::new("db1");
+    down.verdict = Verdict::Unreachable;
+    down.error_kind = Some(ErrorKind::Unreachable);
+    down.error = Some("refused".into());
+    let stored = |name: &str, result: Option<HostRecord>| StoredHost {
+        name: name.into(),
+        result,
+        stdout: b"hi\n".to_vec(),
+        stderr: Vec::new(),
+    };
+    let entry = RunEntry {
+        dir: "runs/9".into(),
+        id: "9".into(),
+        command: "uptime".into(),
+        selection: "all".into(),
+        started: String::new(),
+        hosts: 3,
+        outcome: "1 ok, 1 unreachable".into(),
+    };
+    let hosts = vec![
+        stored("web01", Some(ok)),
+        stored("db1", Some(down)),
+        stored("web02", None),
+    ];
+    m.update(Action::RunLoaded(Ok(RunDetail { entry, hosts })));
+    let run = m.run.as_ref().expect("stored run");
+    let label = |h: &str| run.jobs[h].state.label();
+    assert_eq!(
+        (label("web01"), label("db1"), label("web02")),
+        ("ok".into(), "unreachable".into(), "pending".into())
+    );
+    assert_eq!(run.jobs["web01"].wall_ms, Some(42));
+    assert_eq!(run.stored.as_deref(), Some("9"));
+}

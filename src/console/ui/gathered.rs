@@ -11,6 +11,7 @@ use super::{block, output_focused, output_line};
 use crate::console::app::Model;
 use crate::console::gather::DiffOp;
 use crate::console::theme::Theme;
+use crate::nodeset;
 
 fn status_scope(status: &str) -> &'static str {
     match status {
@@ -63,7 +64,7 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
                     format!("{:<12}", g.key.status),
                     t.get(status_scope(&g.key.status)),
                 ),
-                Span::styled(Model::fold(&g.hosts), t.get("host.name")),
+                Span::styled(nodeset::fold(&g.hosts), t.get("host.name")),
             ]);
             if i == sel {
                 l = l.style(t.get("ui.selected"));
@@ -89,11 +90,11 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let label = if showing_diff {
         format!(
             " diff: {} (+) against the largest group {} (−) ",
-            Model::fold(&group.hosts),
-            Model::fold(&groups[0].hosts)
+            nodeset::fold(&group.hosts),
+            nodeset::fold(&groups[0].hosts)
         )
     } else {
-        format!(" output of {} ", Model::fold(&group.hosts))
+        format!(" output of {} ", nodeset::fold(&group.hosts))
     };
     let b = block(Line::from(Span::styled(label, t.get("ui.title"))), false, t);
     let inner = b.inner(rows[1]);
