@@ -77,13 +77,7 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let Some(group) = groups.get(sel) else {
         return;
     };
-    let rep = |i: usize| {
-        groups
-            .get(i)
-            .and_then(|g| g.hosts.first())
-            .and_then(|h| run.jobs.get(h))
-    };
-    let Some(job) = rep(sel) else {
+    let Some(job) = group.hosts.first().and_then(|h| run.jobs.get(h)) else {
         return;
     };
     let showing_diff = run.diff && sel > 0;
