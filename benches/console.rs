@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crew::console::action::Action;
-use crew::console::app::{Model, Settings};
+use crew::console::app::{diff_lines, Model, Settings, STREAMING_EVERY_MS};
 use crew::console::engine::Fleet;
-use crew::console::gather::diff;
 use crew::console::history::History;
 use crew::console::keymap::{Key, KeyCode, Keymap};
 use crew::console::theme::Theme;
@@ -352,8 +351,10 @@ fn frame_bench(theme: &Theme) {
     DIFF_NOTE.with(|n| println!("\n{}\n", n.borrow()));
 }
 
-/// Where the diff view's time goes: `gather::diff` of the two groups' representatives,
-/// which the gathered view recomputes on every frame.
+/// What one recomputation of the diff view costs: `diff_lines` of the two groups'
+/// representatives (the LCS of their scrollbacks, lines with their streams, copied out).
+/// The Model does it in `update`: once when the diff is chosen, then at most every
+/// `STREAMING_EVERY_MS` while the outputs change; drawing a frame only reads the result.
 fn diff_alone(m: &Model) {
     let Some(run) = m.run.as_ref() else {
         return;
@@ -368,22 +369,21 @@ fn diff_alone(m: &Model) {
     let (Some(a), Some(b)) = (rep(0), rep(1)) else {
         return;
     };
-    let a: Vec<&[u8]> = a.out.iter().map(|(_, l)| l).collect();
-    let b: Vec<&[u8]> = b.out.iter().map(|(_, l)| l).collect();
     let mut t = Vec::new();
     let mut ops = 0;
     for _ in 0..50 {
         let c0 = thread_cpu();
-        ops = std::hint::black_box(diff(&a, &b)).len();
+        ops = std::hint::black_box(diff_lines(&a.out, &b.out)).len();
         t.push(thread_cpu().saturating_sub(c0));
     }
     t.sort();
     DIFF_NOTE.with(|n| {
         *n.borrow_mut() = format!(
-            "`gather::diff` alone ({} × {} lines → {ops} ops): CPU median {} ms, p99 {} ms — \
-             the diff view memoises it and recomputes only when either output grows",
-            a.len(),
-            b.len(),
+            "one diff recomputation ({} × {} lines → {ops} lines): CPU median {} ms, p99 {} ms — \
+             done in `update` at most every {STREAMING_EVERY_MS} ms while hosts stream, never \
+             while drawing",
+            a.out.len(),
+            b.out.len(),
             ms(pct(&t, 0.5)),
             ms(pct(&t, 0.99))
         )
@@ -397,7 +397,15 @@ thread_local! {
 /// One latency run: `hosts` hosts each send `rate` chunks per second for `secs` seconds
 /// (each chunk 1–3 lines) on the channel the event loop reads; the consumer is the loop of
 /// `console::tui::run` drawing into a TestBackend.
-fn latency_run(theme: &Theme, view_gathered: bool, hosts: usize, rate: u64, secs: u64) {
+#[derive(Clone, Copy, PartialEq)]
+enum View {
+    Output,
+    Gathered,
+    /// The gathered view showing the second group's diff against the largest.
+    GatheredDiff,
+}
+
+fn latency_run(theme: &Theme, view: View, hosts: usize, rate: u64, secs: u64) {
     let mut m = model(hosts, 10_000);
     let tag = start_run(&mut m, "journalctl -f");
     let names = m.run.as_ref().expect("run").hosts.clone();
@@ -411,8 +419,14 @@ fn latency_run(theme: &Theme, view_gathered: bool, hosts: usize, rate: u64, secs
             },
         ));
     }
-    if view_gathered {
+    // A few lines each first, so the hosts already fall into groups.
+    feed_lines(&mut m, tag, &names, 0, 10);
+    if view != View::Output {
         m.key(Key::ch('g'));
+    }
+    if view == View::GatheredDiff {
+        m.key(Key::ch('j'));
+        m.key(Key::ch('d'));
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<Action>();
     let (ts_tx, ts_rx) = std::sync::mpsc::channel::<Instant>();
@@ -424,7 +438,7 @@ fn latency_run(theme: &Theme, view_gathered: bool, hosts: usize, rate: u64, secs
             let total = hosts as u64 * rate * secs;
             let start = Instant::now();
             let mut sent = 0u64;
-            let mut k = 0usize;
+            let mut k = 10usize;
             while sent < total && start.elapsed() < Duration::from_secs(secs + 5) {
                 let due = (start.elapsed().as_secs_f64() * (hosts as u64 * rate) as f64) as u64;
                 while sent < due.min(total) {
@@ -451,8 +465,11 @@ fn latency_run(theme: &Theme, view_gathered: bool, hosts: usize, rate: u64, secs
         .enable_all()
         .build()
         .expect("runtime");
-    let (lat, frames, draws, events) = rt.block_on(async {
+    let clock = Instant::now();
+    let (lat, frames, draws, events, busy, wall) = rt.block_on(async {
         let mut term = Terminal::new(TestBackend::new(200, 60)).expect("terminal");
+        let mut busy = Duration::ZERO;
+        let t_start = Instant::now();
         let mut lat: Vec<Duration> = Vec::new();
         let mut draws: Vec<Duration> = Vec::new();
         let mut pending = 0usize;
@@ -466,6 +483,7 @@ fn latency_run(theme: &Theme, view_gathered: bool, hosts: usize, rate: u64, secs
                 term.draw(|f| ui::draw(f, &m, theme)).expect("draw");
                 let end = Instant::now();
                 draws.push(end - t0);
+                busy += end - t0;
                 for _ in 0..pending {
                     if let Ok(sent) = ts_rx.recv_timeout(Duration::from_secs(1)) {
                         lat.push(end - sent);
@@ -481,13 +499,15 @@ fn latency_run(theme: &Theme, view_gathered: bool, hosts: usize, rate: u64, secs
                 break;
             }
             let next_frame = tokio::time::Instant::from_std(last_draw + tui::FRAME);
+            let t0;
             tokio::select! {
                 Some(action) = rx.recv() => {
+                    t0 = Instant::now();
                     m.update(action);
                     pending += 1;
                     events += 1;
                 }
-                _ = tokio::time::sleep_until(next_frame), if dirty => {}
+                _ = tokio::time::sleep_until(next_frame), if dirty => { t0 = Instant::now(); }
                 _ = tokio::time::sleep(Duration::from_millis(50)) => { continue; }
             }
             for _ in 0..MAX_DRAIN {
@@ -500,10 +520,13 @@ fn latency_run(theme: &Theme, view_gathered: bool, hosts: usize, rate: u64, secs
                     Err(_) => break,
                 }
             }
+            // As `tui::run`: the clock advances after each batch.
+            m.update(Action::Tick(clock.elapsed().as_millis() as u64));
+            busy += t0.elapsed();
             dirty = pending > 0 || dirty;
         }
         let frames = draws.len();
-        (lat, frames, draws, events)
+        (lat, frames, draws, events, busy, t_start.elapsed())
     });
     let _ = producer.join();
     let mut lat = lat;
@@ -511,14 +534,19 @@ fn latency_run(theme: &Theme, view_gathered: bool, hosts: usize, rate: u64, secs
     let mut draws = draws;
     draws.sort();
     println!(
-        "| {} | {hosts} × {rate}/s = {}/s | {events} | {frames} | {} | {} | {} | {} | {} |",
-        if view_gathered { "gathered" } else { "output" },
+        "| {} | {hosts} × {rate}/s = {}/s | {events} | {frames} | {} | {} | {} | {} | {} | {:.0} % |",
+        match view {
+            View::Output => "output",
+            View::Gathered => "gathered",
+            View::GatheredDiff => "gathered: diff",
+        },
         hosts as u64 * rate,
         ms(pct(&lat, 0.5)),
         ms(pct(&lat, 0.99)),
         ms(lat.last().copied().unwrap_or_default()),
         ms(pct(&draws, 0.5)),
         ms(pct(&draws, 0.99)),
+        100.0 * busy.as_secs_f64() / wall.as_secs_f64().max(1e-9),
     );
 }
 
@@ -530,10 +558,15 @@ fn main() {
         "## Event-to-screen latency while 100 hosts stream (200×60, frame cap {} ms)\n",
         tui::FRAME.as_millis()
     );
-    println!("Latency = event sent on the loop's channel → end of the frame that shows it.\n");
-    println!("| view | rate (chunks) | events | frames | p50 (ms) | p99 (ms) | max (ms) | draw p50 (ms) | draw p99 (ms) |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (gathered, rate) in [(false, 20), (false, 200), (true, 20), (true, 200)] {
-        latency_run(&theme, gathered, 100, rate, 3);
+    println!(
+        "Latency = event sent on the loop's channel → end of the frame that shows it. \
+              Busy = share of the wall time the loop spends in `update` and drawing.\n"
+    );
+    println!("| view | rate (chunks) | events | frames | p50 (ms) | p99 (ms) | max (ms) | draw p50 (ms) | draw p99 (ms) | busy |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for view in [View::Output, View::Gathered, View::GatheredDiff] {
+        for rate in [20, 200] {
+            latency_run(&theme, view, 100, rate, 3);
+        }
     }
 }

@@ -14,5 +14,6 @@ pub mod logging;
 pub mod nodeset;
 pub mod paths;
 pub mod proto;
+pub mod sanitize_class;
 pub mod select;
 pub mod textpos;

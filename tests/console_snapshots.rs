@@ -162,6 +162,24 @@ fn gathered_view_with_diff() {
     m.key(Key::ch('j')); // select web02's group
     m.key(Key::ch('d'));
     insta::assert_snapshot!("gathered_diff", render(&m, 110, 22));
+    // The diff keeps each line's stream: web02's stderr line is drawn in the stderr style,
+    // its stdout lines in the stdout style.
+    let theme = Theme::builtin("dark").expect("theme");
+    let mut term = Terminal::new(TestBackend::new(110, 22)).expect("terminal");
+    term.draw(|f| ui::draw(f, &m, &theme)).expect("draw");
+    let fg_of = |needle: &str| {
+        let buf = term.backend().buffer();
+        let area = buf.area;
+        (0..area.height).find_map(|y| {
+            let row: String = (0..area.width).map(|x| buf[(x, y)].symbol()).collect();
+            let col = row.find(needle)?;
+            let x = row[..col].chars().count() as u16;
+            Some(buf[(x, y)].fg)
+        })
+    };
+    assert_eq!(fg_of("cat: warning"), theme.get("output.stderr").fg);
+    assert_eq!(fg_of("maintenance: "), theme.get("output.stdout").fg);
+    assert_ne!(theme.get("output.stderr").fg, theme.get("output.stdout").fg);
 }
 
 #[test]

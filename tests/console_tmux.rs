@@ -2,8 +2,11 @@
 //! binary against the repository's demo hosts.toml; keys go in with send-keys and the
 //! screen comes back with capture-pane.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crew::daemon::store::{HostRecord, RunMeta, HOSTS_FILE};
+use crew::proto::daemon::Verdict;
 
 mod support;
 use support::require_tool;
@@ -12,6 +15,11 @@ use support::tmux::Session;
 /// Start `crew --hosts <demo hosts.toml>` in a detached 120×32 tmux session; after crew
 /// exits the pane prints its exit status and the terminal's canonical-mode flag.
 fn start(tag: &str) -> Session {
+    start_with(tag, |_| {})
+}
+
+/// [`start`], after `prepare` has set up the fresh `CREW_HOME`.
+fn start_with(tag: &str, prepare: impl FnOnce(&Path)) -> Session {
     let exe = env!("CARGO_BIN_EXE_crew");
     let hosts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hosts.toml");
     Session::start(
@@ -19,6 +27,7 @@ fn start(tag: &str) -> Session {
         120,
         32,
         |home| {
+            prepare(home);
             format!(
                 "env CREW_HOME='{}' CREW_CONFIG_DIR='{}' '{exe}' --hosts '{}'; \
              echo \"EXITED $?\"; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\?icanon'; sleep 60",
@@ -68,6 +77,70 @@ fn filter_by_tag_mark_help_and_quit_restores_terminal() {
         "icanon",
         "terminal left in raw mode:\n{screen}"
     );
+}
+
+/// A run in the store the way the daemon leaves it (`meta.json`, `hosts.jsonl`).
+fn stored_run(home: &Path, id: u64, hosts: &[(&str, Verdict)]) {
+    let dir = home.join("runs").join(id.to_string());
+    std::fs::create_dir_all(&dir).expect("run dir");
+    let meta = RunMeta {
+        id,
+        who: "me".into(),
+        when: "2025-01-01T00:00:00.000Z".into(),
+        selection: "role=demo".into(),
+        command: "false".into(),
+        hosts: hosts.iter().map(|(h, _)| h.to_string()).collect(),
+        label: None,
+        timeout_ms: None,
+        fanout: None,
+    };
+    let meta = serde_json::to_vec(&meta).expect("meta json");
+    std::fs::write(dir.join("meta.json"), meta).expect("meta.json");
+    let mut lines = String::new();
+    for (h, v) in hosts {
+        let mut r = HostRecord::new(h);
+        r.verdict = *v;
+        lines += &serde_json::to_string(&r).expect("record json");
+        lines.push('\n');
+    }
+    std::fs::write(dir.join(HOSTS_FILE), lines).expect("hosts.jsonl");
+}
+
+#[test]
+fn failed_selects_the_stored_last_run_before_any_run_of_the_session() {
+    if !require_tool("tmux") {
+        return;
+    }
+    let s = start_with("stored", |home| {
+        stored_run(
+            home,
+            1,
+            &[("demo1", Verdict::Failed), ("demo2", Verdict::Ok)],
+        );
+        stored_run(
+            home,
+            2,
+            &[
+                ("demo3", Verdict::Failed),
+                ("demo4", Verdict::Ok),
+                ("demo6", Verdict::Failed),
+            ],
+        );
+    });
+    s.wait_for("Hosts 10 shown", 20);
+    s.keys(&["/"]);
+    s.text("?failed");
+    let screen = s.wait_for("Hosts 2 shown", 10);
+    // The newest run counts: demo3 and demo6 (demo1 failed in an older run).
+    assert!(
+        screen.contains("demo3") && screen.contains("demo6"),
+        "{screen}"
+    );
+    assert!(!screen.contains("demo1 "), "{screen}");
+    s.keys(&["Enter"]);
+    s.wait_for("→ 2 shown hosts: demo[3,6]", 10);
+    s.keys(&["q"]);
+    s.wait_for("EXITED 0", 10);
 }
 
 #[test]

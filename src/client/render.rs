@@ -2,42 +2,25 @@
 //! reaches the terminal raw), per-host line splitting, `host | line` prefixes, colour.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use crate::proto::agent::Stream;
+use crate::sanitize_class::{pieces, Piece};
 
 /// A line longer than this is cut and emitted in pieces (bounded memory per host).
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// Make untrusted bytes safe to print: valid UTF-8 is kept except control characters
-/// (C0 shown as `^X`, DEL as `^?`, C1 and bidi overrides as `\u{..}`); invalid bytes
-/// become `\xNN`. Tabs are kept.
+/// Make untrusted bytes safe to print: valid UTF-8 is kept except control characters, which
+/// become visible stand-ins (C0 `^X`, DEL `^?`, C1 `\u{9b}`, bidi controls `<U+202E>`); invalid
+/// bytes become `\xNN`. The classification is [`crate::sanitize_class`] (shared with the
+/// console). Tabs are kept.
 pub fn sanitize(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            push_char(&mut out, c);
-        }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
-        }
-    }
+    pieces(bytes, |p| match p {
+        Piece::Text(t) => out.push_str(t),
+        Piece::Tab => out.push('\t'),
+        Piece::Escaped(e) => out.push_str(&e),
+    });
     out
-}
-
-fn push_char(out: &mut String, c: char) {
-    match c {
-        '\t' => out.push('\t'),
-        '\u{0}'..='\u{1f}' => {
-            out.push('^');
-            out.push((c as u8 + 0x40) as char);
-        }
-        '\u{7f}' => out.push_str("^?"),
-        '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
-            let _ = write!(out, "\\u{{{:x}}}", c as u32);
-        }
-        c => out.push(c),
-    }
 }
 
 /// Splits each host's streams into lines, keeping partial lines until their newline.
@@ -159,7 +142,7 @@ mod tests {
         assert_eq!(sanitize(b"tab\there"), "tab\there");
         assert_eq!(sanitize(b"\xff\xfe ok"), "\\xff\\xfe ok");
         assert_eq!(sanitize("\u{9b}2J".as_bytes()), "\\u{9b}2J");
-        assert_eq!(sanitize("évil\u{202e}".as_bytes()), "évil\\u{202e}");
+        assert_eq!(sanitize("évil\u{202e}".as_bytes()), "évil<U+202E>");
         assert_eq!(sanitize(b"\x7f"), "^?");
     }
 

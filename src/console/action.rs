@@ -8,6 +8,7 @@ use super::heists::{HeistList, Shared};
 use super::keymap::Key;
 use super::runs::{RunDetail, RunEntry};
 use crate::heist::events::HeistEvent;
+use crate::heist::outcomes::LastOutcomes;
 use crate::proto::daemon::Event;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +97,9 @@ pub enum Action {
         tag: u64,
         message: String,
     },
+    /// The last run's outcomes in the run store (read at start-up, for `?failed`…).
+    #[serde(skip)]
+    OutcomesLoaded(LastOutcomes),
     #[serde(skip)]
     RunsListed(Result<Vec<RunEntry>, String>),
     #[serde(skip)]

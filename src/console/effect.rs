@@ -38,6 +38,8 @@ pub enum Effect {
         hosts: Vec<Host>,
     },
     AppendHistory(String),
+    /// Read the last run's outcomes from the run store (answers `Action::OutcomesLoaded`).
+    LastOutcomes,
     ListRuns,
     LoadRun(PathBuf),
     /// Find the heists beside this hosts.toml (answers `Action::HeistsListed`).
@@ -84,6 +86,13 @@ impl Executor {
                     if let Err(e) = super::history::append(&path, &cmd) {
                         tracing::warn!("history {}: {e}", path.display());
                     }
+                });
+            }
+            Effect::LastOutcomes => {
+                let dir = self.runs_dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    let last = crate::heist::outcomes::last(&dir);
+                    let _ = tx.send(Action::OutcomesLoaded(last));
                 });
             }
             Effect::ListRuns => {

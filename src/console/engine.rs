@@ -1,5 +1,5 @@
-//! The console's seam to the engine: the inventory (`crate::inventory`), the selection
-//! language (`crate::select`) and nodesets (`crate::nodeset`), in the shapes the Model uses.
+//! The console's seam to the engine: the inventory (`crate::inventory`) and the selection
+//! language (`crate::select`), in the shapes the Model uses.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -69,9 +69,4 @@ impl Filter {
     pub fn matches(&self, host: &Host, ctx: &dyn Context) -> bool {
         self.expr.eval(host, ctx)
     }
-}
-
-/// Fold host names into a compact nodeset (`web[01-03],db1`).
-pub fn fold<S: AsRef<str>>(names: &[S]) -> String {
-    crate::nodeset::fold(names)
 }

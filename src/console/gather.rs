@@ -134,8 +134,9 @@ pub enum DiffOp {
 /// differing middle part (after common prefix and suffix are trimmed).
 const MAX_CELLS: usize = 4_000_000;
 
-/// Line diff of `b` against the reference `a` (LCS after trimming common ends).
-pub fn diff<'a>(a: &[&'a [u8]], b: &[&'a [u8]]) -> Vec<(DiffOp, &'a [u8])> {
+/// Line diff of `b` against the reference `a` (LCS after trimming common ends). A line is
+/// anything comparable: bytes, or (stream, bytes).
+pub fn diff<T: PartialEq + Copy>(a: &[T], b: &[T]) -> Vec<(DiffOp, T)> {
     let pre = a.iter().zip(b).take_while(|(x, y)| x == y).count();
     let suf = a[pre..]
         .iter()
@@ -144,7 +145,7 @@ pub fn diff<'a>(a: &[&'a [u8]], b: &[&'a [u8]]) -> Vec<(DiffOp, &'a [u8])> {
         .take_while(|(x, y)| x == y)
         .count();
     let (am, bm) = (&a[pre..a.len() - suf], &b[pre..b.len() - suf]);
-    let mut out: Vec<(DiffOp, &[u8])> = a[..pre].iter().map(|l| (DiffOp::Same, *l)).collect();
+    let mut out: Vec<(DiffOp, T)> = a[..pre].iter().map(|l| (DiffOp::Same, *l)).collect();
     if am.len().saturating_mul(bm.len()) > MAX_CELLS {
         out.extend(am.iter().map(|l| (DiffOp::Removed, *l)));
         out.extend(bm.iter().map(|l| (DiffOp::Added, *l)));
@@ -155,7 +156,7 @@ pub fn diff<'a>(a: &[&'a [u8]], b: &[&'a [u8]]) -> Vec<(DiffOp, &'a [u8])> {
     out
 }
 
-fn lcs_diff<'a>(a: &[&'a [u8]], b: &[&'a [u8]], out: &mut Vec<(DiffOp, &'a [u8])>) {
+fn lcs_diff<T: PartialEq + Copy>(a: &[T], b: &[T], out: &mut Vec<(DiffOp, T)>) {
     let (n, m) = (a.len(), b.len());
     // t[i][j] = LCS length of a[i..] and b[j..]
     let w = m + 1;

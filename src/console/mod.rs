@@ -71,6 +71,9 @@ pub fn run(
             heist_asks: Default::default(),
         };
         connect::spawn(slot, tx);
+        for e in model.startup() {
+            exec.execute(e);
+        }
         tui::run(model, theme, exec, rx).await
     })?;
     Ok(0)

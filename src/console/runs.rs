@@ -3,12 +3,11 @@
 //! `hosts.jsonl`) plus the tail of each host's `<host>.out` / `<host>.err`. Read off the UI
 //! thread (the event loop calls these on a blocking task).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use crate::daemon::store::{self, HostRecord, RunMeta};
+use crate::proto::daemon::Verdict;
 
 /// Bytes of each host's output loaded into the console (the tail; the file keeps it all).
 pub const MAX_LOAD: u64 = 1 << 20;
@@ -30,8 +29,8 @@ pub struct RunEntry {
 pub struct StoredHost {
     pub name: String,
     /// The host's record (exit code, signal, timing, verdict, failure) as the daemon stored
-    /// it; null when the host has none (the run was cut short).
-    pub result: Value,
+    /// it; none when the host has none (the run was cut short).
+    pub result: Option<HostRecord>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
@@ -57,17 +56,27 @@ fn entry(dir: &Path, meta: &RunMeta) -> RunEntry {
     }
 }
 
-/// Verdict counts of `records`, e.g. `3 ok, 1 failed`.
-fn outcome<'a>(records: impl Iterator<Item = &'a HostRecord>) -> String {
-    let mut counts = BTreeMap::<String, usize>::new();
-    for r in records {
-        if let Ok(Value::String(v)) = serde_json::to_value(r.verdict) {
-            *counts.entry(v).or_default() += 1;
+/// Verdict counts, e.g. `3 ok, 1 failed, 1 timed out` (empty for no verdicts): for a stored
+/// run in the browser and a live run's "done" message alike.
+pub fn verdict_counts(verdicts: impl IntoIterator<Item = Verdict>) -> String {
+    const ORDER: [(Verdict, &str); 5] = [
+        (Verdict::Ok, "ok"),
+        (Verdict::Failed, "failed"),
+        (Verdict::Timeout, "timed out"),
+        (Verdict::Unreachable, "unreachable"),
+        (Verdict::Killed, "killed"),
+    ];
+    let mut counts = [0usize; ORDER.len()];
+    for v in verdicts {
+        if let Some(i) = ORDER.iter().position(|(o, _)| *o == v) {
+            counts[i] += 1;
         }
     }
-    counts
+    ORDER
         .iter()
-        .map(|(k, n)| format!("{n} {k}"))
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .map(|((_, word), n)| format!("{n} {word}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -112,7 +121,7 @@ fn tail(path: &Path) -> Vec<u8> {
 pub fn load(dir: &Path) -> Result<RunDetail, String> {
     let run = store::read_run(dir).map_err(|e| format!("{e:#}"))?;
     let mut entry = entry(dir, &run.meta);
-    entry.outcome = outcome(run.hosts.iter());
+    entry.outcome = verdict_counts(run.hosts.iter().map(|r| r.verdict));
     let records: HashMap<&str, &HostRecord> =
         run.hosts.iter().map(|r| (r.host.as_str(), r)).collect();
     let hosts = run
@@ -122,10 +131,7 @@ pub fn load(dir: &Path) -> Result<RunDetail, String> {
         .map(|name| {
             // The daemon's own naming: never leaves the run directory, whatever the host name.
             let stem = store::file_stem(name);
-            let result = records
-                .get(name.as_str())
-                .and_then(|r| serde_json::to_value(r).ok())
-                .unwrap_or(Value::Null);
+            let result = records.get(name.as_str()).map(|r| (*r).clone());
             StoredHost {
                 stdout: tail(&dir.join(format!("{stem}.out"))),
                 stderr: tail(&dir.join(format!("{stem}.err"))),
@@ -142,7 +148,7 @@ mod tests {
     use super::*;
 
     use crate::daemon::store::HOSTS_FILE;
-    use crate::proto::daemon::{ErrorKind, Verdict};
+    use crate::proto::daemon::ErrorKind;
 
     #[test]
     fn lists_newest_first_and_loads_hosts() {
@@ -197,10 +203,14 @@ mod tests {
         // leaves the run directory.
         assert_eq!(names, ["a", "b", "../x"]);
         assert!(run.hosts[2].stdout.is_empty());
-        assert_eq!(run.hosts[2].result, Value::Null);
+        assert_eq!(run.hosts[2].result, None);
         assert_eq!(run.hosts[0].stdout, b"hello\n");
-        assert_eq!(run.hosts[0].result["code"], 0);
-        assert_eq!(run.hosts[1].result["error"], "refused");
+        assert_eq!(run.hosts[0].result.as_ref().and_then(|r| r.code), Some(0));
+        let error = run.hosts[1]
+            .result
+            .as_ref()
+            .and_then(|r| r.error.as_deref());
+        assert_eq!(error, Some("refused"));
         assert_eq!(run.entry.outcome, "1 ok, 1 unreachable");
         // A damaged results file is an error that names it.
         std::fs::write(d.join(HOSTS_FILE), "{\n").expect("hosts");

@@ -1,7 +1,12 @@
 //! Host output is untrusted: before anything reaches the terminal, control and escape
-//! sequences are made visible (`^[`, `^G`, `\x9b`, `<U+202E>`) and invalid UTF-8 bytes are
-//! shown as `\xNN`. Valid text passes unchanged; tabs become spaces. Escaped parts are
-//! returned as separate segments so the renderer can dim them.
+//! sequences are made visible (`^[`, `^G`, `\u{9b}`, `<U+202E>`) and invalid UTF-8 bytes are
+//! shown as `\xNN` (the classification is [`crate::sanitize_class`], shared with the CLI).
+//! Valid text passes unchanged; tabs become spaces. Escaped parts are returned as separate
+//! segments so the renderer can dim them.
+
+use unicode_width::UnicodeWidthStr as _;
+
+use crate::sanitize_class::{pieces, Piece};
 
 /// Longest line (in bytes) the console keeps; longer output is broken into several lines.
 pub const MAX_LINE: usize = 4096;
@@ -20,64 +25,33 @@ pub struct Seg {
     pub text: String,
 }
 
-/// Sanitize one line of output (without its newline) into display segments.
+/// Sanitize one line of output (without its newline) into display segments. What counts as
+/// dangerous, and its stand-in, is [`crate::sanitize_class`]'s (shared with the CLI); here
+/// tabs become spaces up to the next multiple of 8 columns.
 pub fn line(bytes: &[u8]) -> Vec<Seg> {
     let mut out = Segs::default();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        match std::str::from_utf8(rest) {
-            Ok(s) => {
-                push_str(&mut out, s);
-                break;
-            }
-            Err(e) => {
-                let (good, bad) = rest.split_at(e.valid_up_to());
-                // valid_up_to guarantees this prefix is UTF-8.
-                push_str(&mut out, std::str::from_utf8(good).unwrap_or_default());
-                let n = e.error_len().unwrap_or(bad.len()).max(1);
-                for b in &bad[..n] {
-                    out.esc(&format!("\\x{b:02x}"));
-                }
-                rest = &bad[n..];
-            }
+    let mut col = 0usize;
+    pieces(bytes, |p| match p {
+        Piece::Text(t) => {
+            out.text(t);
+            col += t.width();
         }
-    }
+        Piece::Tab => {
+            let n = 8 - col % 8;
+            out.text(&" ".repeat(n));
+            col += n;
+        }
+        Piece::Escaped(e) => {
+            out.esc(&e);
+            col += e.width();
+        }
+    });
     out.0
 }
 
 /// The sanitized line as plain text (escapes included as their visible form).
 pub fn plain(bytes: &[u8]) -> String {
     line(bytes).into_iter().map(|s| s.text).collect()
-}
-
-fn push_str(out: &mut Segs, s: &str) {
-    let mut col = 0usize;
-    for c in s.chars() {
-        match c {
-            '\t' => {
-                let n = 8 - col % 8;
-                out.text(&" ".repeat(n));
-                col += n;
-                continue;
-            }
-            '\u{1b}' => out.esc("^["),
-            '\u{7f}' => out.esc("^?"),
-            c if (c as u32) < 0x20 => {
-                let caret = char::from_u32(c as u32 + 0x40).unwrap_or('?');
-                out.esc(&format!("^{caret}"));
-            }
-            c if (0x80..0xa0).contains(&(c as u32)) => out.esc(&format!("\\x{:02x}", c as u32)),
-            // Bidirectional overrides and isolates can reorder what the operator reads.
-            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' => {
-                out.esc(&format!("<U+{:04X}>", c as u32))
-            }
-            c => {
-                let mut b = [0u8; 4];
-                out.text(c.encode_utf8(&mut b));
-            }
-        }
-        col += 1;
-    }
 }
 
 #[derive(Default)]
@@ -129,7 +103,7 @@ mod tests {
         // a raw 0x9b (CSI in 8-bit terminals) is invalid UTF-8
         assert_eq!(plain(b"x\x9b2Jy"), "x\\x9b2Jy");
         // the same control encoded as UTF-8 (U+009B)
-        assert_eq!(plain("x\u{9b}y".as_bytes()), "x\\x9by");
+        assert_eq!(plain("x\u{9b}y".as_bytes()), "x\\u{9b}y");
         assert_eq!(plain(b"ok \xff\xfe end"), "ok \\xff\\xfe end");
         assert_eq!(plain(b"cut \xe2\x82"), "cut \\xe2\\x82");
     }
@@ -138,6 +112,9 @@ mod tests {
     fn valid_utf8_and_tabs_pass() {
         assert_eq!(plain("héllo wörld ✓".as_bytes()), "héllo wörld ✓");
         assert_eq!(plain(b"a\tb"), "a       b");
+        // tab stops count the stand-ins' columns, also after an invalid byte
+        assert_eq!(plain(b"\x1b\tx"), "^[      x");
+        assert_eq!(plain(b"\xff\tx"), "\\xff    x");
         assert!(line("plain".as_bytes())
             .iter()
             .all(|s| s.kind == SegKind::Text));

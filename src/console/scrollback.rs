@@ -22,6 +22,8 @@ pub struct Scrollback {
     dropped: u64,
     partial_out: Vec<u8>,
     partial_err: Vec<u8>,
+    /// Counts changes to what [`Self::iter`] yields (a cheap "has it changed?" for memos).
+    generation: u64,
 }
 
 impl Scrollback {
@@ -32,12 +34,17 @@ impl Scrollback {
             dropped: 0,
             partial_out: Vec::new(),
             partial_err: Vec::new(),
+            generation: 0,
         }
     }
 
     /// Append a chunk; complete lines enter the ring, the tail waits for its newline
     /// (or is broken at [`MAX_LINE`] bytes).
     pub fn push(&mut self, stream: Stream, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        self.generation += 1;
         let mut partial = std::mem::take(self.partial_mut(stream));
         for &b in data {
             if b == b'\n' {
@@ -62,6 +69,7 @@ impl Scrollback {
         for stream in [Stream::Stdout, Stream::Stderr] {
             let p = std::mem::take(self.partial_mut(stream));
             if !p.is_empty() {
+                self.generation += 1;
                 self.push_line(stream, p);
             }
         }
@@ -98,6 +106,11 @@ impl Scrollback {
 
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Changes whenever the content changes (a line or a partial tail added).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn capacity(&self) -> usize {
@@ -167,6 +180,15 @@ mod tests {
         assert_eq!(got, vec![b"c".to_vec(), b"d".to_vec(), b"e".to_vec()]);
         assert_eq!(s.dropped(), 3);
         assert_eq!(s.get(0).map(|x| x.0), Some(Stream::Stdout));
+        // a growing partial tail is a change too; finishing nothing is not
+        let g = s.generation();
+        s.push(Stream::Stdout, b"f");
+        assert!(s.generation() > g);
+        s.push(Stream::Stdout, b"\n");
+        let g = s.generation();
+        s.finish();
+        s.push(Stream::Stdout, b"");
+        assert_eq!(s.generation(), g);
     }
 
     #[test]

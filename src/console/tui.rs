@@ -151,6 +151,8 @@ pub async fn run(
                 Err(_) => break,
             }
         }
+        // The Model's clock advances after every batch (durations, the diff's pacing).
+        effects.extend(model.update(Action::Tick(start.elapsed().as_millis() as u64)));
         for e in effects {
             exec.execute(e);
         }

@@ -4,9 +4,21 @@
 use super::{Focus, Model, PendingRun, RunView, View};
 use crate::console::effect::Effect;
 use crate::console::keymap::Mode;
+use crate::heist::outcomes::LastOutcomes;
+use crate::nodeset;
 use crate::proto::daemon::{RunRequest, Verdict};
 
 impl Model {
+    /// The stored last run's outcomes, read at start-up. A run of this session is newer: when
+    /// one has started by the time they arrive, they are dropped.
+    pub(super) fn seed_outcomes(&mut self, last: LastOutcomes) {
+        if self.run.is_some() || !self.outcomes.is_empty() {
+            return;
+        }
+        self.outcomes = last.hosts;
+        self.refilter();
+    }
+
     /// The host whose output pane has focus: the host-list cursor when it is in the run,
     /// else the run's first host.
     pub fn focused_host(&self) -> Option<&str> {
@@ -25,7 +37,7 @@ impl Model {
                     let msg = format!(
                         "marked group of {}: {}",
                         g.hosts.len(),
-                        Model::fold(&g.hosts)
+                        nodeset::fold(&g.hosts)
                     );
                     self.info(msg);
                 }
@@ -79,7 +91,7 @@ impl Model {
         self.info(format!(
             "marked {} {what}: {}",
             picked.len(),
-            Model::fold(&picked)
+            nodeset::fold(&picked)
         ));
     }
 
@@ -134,7 +146,7 @@ impl Model {
         let selection = if self.marks.is_empty() {
             self.filter_input.lines().join(" ")
         } else {
-            Model::fold(&targets)
+            nodeset::fold(&targets)
         };
         let req = RunRequest {
             hosts,
@@ -160,7 +172,7 @@ impl Model {
         self.info(format!(
             "running on {} hosts: {}",
             targets.len(),
-            Model::fold(&targets)
+            nodeset::fold(&targets)
         ));
         self.history.push(&command);
         self.last_command = Some(command.clone());

@@ -9,6 +9,7 @@ use crate::console::effect::Effect;
 use crate::console::keymap::Mode;
 use crate::heist::events::Choice;
 use crate::heist::save::SaveRequest;
+use crate::nodeset;
 
 fn text_of(t: &TextArea<'_>) -> String {
     t.lines().join(" ")
@@ -31,7 +32,7 @@ impl Model {
         let filter = text_of(&self.filter_input);
         let select = if !self.marks.is_empty() {
             let marked: Vec<String> = self.marks.iter().cloned().collect();
-            Model::fold(&marked)
+            nodeset::fold(&marked)
         } else if self.filter.is_some() && !filter.trim().is_empty() {
             filter.trim().to_string()
         } else {

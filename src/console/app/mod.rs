@@ -2,6 +2,7 @@
 //! returns the [`Effect`]s the event loop must carry out. Rendering reads it (`ui/`).
 
 mod acting;
+mod group_diff;
 mod heist;
 mod heist_actions;
 mod input;
@@ -12,9 +13,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use tui_textarea::TextArea;
 
+pub use group_diff::{diff_lines, DiffLine, GroupDiff, STREAMING_EVERY_MS};
 pub use heist::{HeistState, Preview};
 pub use run::{Job, JobState, RunView};
-pub use types::{Daemon, Focus, Level, PendingRun, Settings, View};
+pub use types::{Daemon, Focus, Level, PendingRun, Pool, Settings, View};
 
 use super::action::Action;
 use super::effect::{Effect, STATUS_TAG};
@@ -23,7 +25,7 @@ use super::history::History;
 use super::keymap::{Key, Keymap, Mode};
 use super::runs::RunEntry;
 use crate::proto::agent::Info;
-use crate::proto::daemon::{Event, StatusReport, Verdict};
+use crate::proto::daemon::{Event, Verdict};
 
 pub struct Model {
     pub fleet: Fleet,
@@ -54,7 +56,7 @@ pub struct Model {
     /// Verdict of each host in the last finished (or running) run: `?failed`, mark-failed.
     pub outcomes: HashMap<String, Verdict>,
     pub facts: HashMap<String, Info>,
-    pub pool: Option<StatusReport>,
+    pub pool: Option<Pool>,
     pub daemon: Daemon,
     pub confirm: Option<PendingRun>,
     pub message: Option<(Level, String)>,
@@ -113,6 +115,12 @@ impl Model {
         m
     }
 
+    /// What to do as the console opens: read the last run's outcomes (off the UI thread), so
+    /// `?failed` and the result glyphs work before the session's first run.
+    pub fn startup(&self) -> Vec<Effect> {
+        vec![Effect::LastOutcomes]
+    }
+
     /// A key press: bound keys become actions; in text fields the rest is typed.
     pub fn key(&mut self, key: Key) -> Vec<Effect> {
         match self.keymap.lookup(self.mode, &key).cloned() {
@@ -128,7 +136,15 @@ impl Model {
         }
     }
 
+    /// Apply one action; the one place state changes. Derived state (the gathered view's
+    /// diff) is brought up to date after it.
     pub fn update(&mut self, action: Action) -> Vec<Effect> {
+        let effects = self.apply(action);
+        self.sync_diff();
+        effects
+    }
+
+    fn apply(&mut self, action: Action) -> Vec<Effect> {
         let action = match self.heist_action(action) {
             Ok(effects) => return effects,
             Err(other) => *other,
@@ -208,6 +224,7 @@ impl Model {
                 self.daemon = Daemon::Down(e);
             }
             Action::EffectFailed { tag, message } => self.effect_failed(tag, message),
+            Action::OutcomesLoaded(last) => self.seed_outcomes(last),
             Action::RunsListed(r) => match r {
                 Ok(list) => self.runs = Some(list),
                 Err(e) => self.error(format!("run store: {e}")),
@@ -332,14 +349,10 @@ impl Model {
             .min(self.shown.len().saturating_sub(1));
     }
 
-    pub fn fold(names: &[String]) -> String {
-        engine::fold(names)
-    }
-
     fn daemon_event(&mut self, tag: u64, event: Event) -> Vec<Effect> {
         match event {
             Event::Status(report) => {
-                self.pool = Some(report);
+                self.pool = Some(Pool::new(report));
             }
             Event::Facts(list) => {
                 for (host, r) in list {

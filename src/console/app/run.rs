@@ -3,13 +3,12 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
-use super::{Focus, Model};
+use super::{Focus, GroupDiff, Model};
 use crate::console::action::Action;
 use crate::console::gather::Gather;
-use crate::console::runs::RunDetail;
+use crate::console::runs::{verdict_counts, RunDetail};
 use crate::console::scrollback::Scrollback;
+use crate::daemon::store::HostRecord;
 use crate::proto::agent::{Exit, Stream};
 use crate::proto::daemon::{ErrorKind, Event, HostEvent, Verdict};
 
@@ -67,6 +66,18 @@ pub struct Job {
     pub agentless: bool,
 }
 
+impl Job {
+    fn new(scrollback: usize) -> Job {
+        Job {
+            state: JobState::Pending,
+            out: Scrollback::new(scrollback),
+            started_ms: None,
+            wall_ms: None,
+            agentless: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunView {
     pub tag: u64,
@@ -84,7 +95,10 @@ pub struct RunView {
     pub follow: bool,
     /// Selected group in the gathered view.
     pub group: usize,
+    /// Show the selected group's diff against the largest group.
     pub diff: bool,
+    /// That diff, kept up to date by `Model::update`.
+    pub group_diff: GroupDiff,
     pub started_ms: u64,
 }
 
@@ -92,16 +106,7 @@ impl RunView {
     pub fn new(tag: u64, command: &str, hosts: Vec<String>, scrollback: usize, now: u64) -> Self {
         let jobs = hosts
             .iter()
-            .map(|h| {
-                let job = Job {
-                    state: JobState::Pending,
-                    out: Scrollback::new(scrollback),
-                    started_ms: None,
-                    wall_ms: None,
-                    agentless: false,
-                };
-                (h.clone(), job)
-            })
+            .map(|h| (h.clone(), Job::new(scrollback)))
             .collect();
         RunView {
             tag,
@@ -116,6 +121,7 @@ impl RunView {
             follow: true,
             group: 0,
             diff: false,
+            group_diff: GroupDiff::default(),
             started_ms: now,
         }
     }
@@ -145,17 +151,7 @@ impl Model {
                     if !run.jobs.contains_key(&h) {
                         run.gather.add_host(&h);
                         run.hosts.push(h.clone());
-                        let sb = Scrollback::new(self.settings.scrollback);
-                        run.jobs.insert(
-                            h,
-                            Job {
-                                state: JobState::Pending,
-                                out: sb,
-                                started_ms: None,
-                                wall_ms: None,
-                                agentless: false,
-                            },
-                        );
+                        run.jobs.insert(h, Job::new(self.settings.scrollback));
                     }
                 }
             }
@@ -163,6 +159,7 @@ impl Model {
                 let Some(job) = run.jobs.get_mut(&host) else {
                     return;
                 };
+                run.group_diff.touch();
                 match event {
                     HostEvent::Started { agentless, .. } => {
                         job.state = JobState::Running;
@@ -195,25 +192,14 @@ impl Model {
             }
             Event::RunFinished { run_id, summary } => {
                 run.finished = true;
-                let mut counts: HashMap<Verdict, usize> = HashMap::new();
                 for (h, v) in &summary.hosts {
                     self.outcomes.insert(h.clone(), *v);
-                    *counts.entry(*v).or_default() += 1;
                 }
-                let mut parts: Vec<String> = [
-                    (Verdict::Ok, "ok"),
-                    (Verdict::Failed, "failed"),
-                    (Verdict::Timeout, "timed out"),
-                    (Verdict::Unreachable, "unreachable"),
-                    (Verdict::Killed, "killed"),
-                ]
-                .iter()
-                .filter_map(|(v, s)| counts.get(v).map(|n| format!("{n} {s}")))
-                .collect();
-                if parts.is_empty() {
-                    parts.push("no hosts".into());
+                let mut counts = verdict_counts(summary.hosts.iter().map(|(_, v)| *v));
+                if counts.is_empty() {
+                    counts = "no hosts".into();
                 }
-                self.info(format!("run #{run_id} done: {}", parts.join(", ")));
+                self.info(format!("run #{run_id} done: {counts}"));
                 self.refilter();
             }
             Event::Error { message } => {
@@ -261,8 +247,8 @@ impl Model {
             job.out.finish();
             run.gather.feed(&h.name, Stream::Stdout, &h.stdout);
             run.gather.feed(&h.name, Stream::Stderr, &h.stderr);
-            job.state = stored_state(&h.result);
-            job.wall_ms = h.result.get("wall_ms").and_then(Value::as_u64);
+            job.state = stored_state(h.result.as_ref());
+            job.wall_ms = h.result.as_ref().and_then(|r| r.wall_ms);
             run.gather.set_status(&h.name, &job.state.label());
         }
         self.info(format!("run {} loaded from the run store", detail.entry.id));
@@ -323,40 +309,24 @@ fn step(cur: usize, len: usize, action: &Action, page: usize) -> usize {
     }
 }
 
-/// Read a stored `<host>.json` loosely: `verdict`/`error`/`code`/`signal`/`timed_out`.
-fn stored_state(v: &Value) -> JobState {
-    let s = |k: &str| {
-        v.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
+/// A job's state from its stored record (none: the run was cut short before it finished).
+fn stored_state(record: Option<&HostRecord>) -> JobState {
+    let Some(r) = record else {
+        return JobState::Pending;
     };
-    // The daemon writes ErrorKind with serde's lowercase names; read it back the same way.
-    let kind = match v.get("error_kind") {
-        None | Some(Value::Null) => None,
-        Some(k) => Some(serde_json::from_value(k.clone()).unwrap_or(ErrorKind::Internal)),
-    };
-    if let Some(kind) = kind {
+    if let Some(kind) = r.error_kind {
         return JobState::Failed {
             kind,
-            message: s("error"),
+            message: r.error.clone().unwrap_or_default(),
         };
     }
-    let exit = v.get("exit").unwrap_or(v);
-    let num = |k: &str| exit.get(k).and_then(Value::as_i64).map(|n| n as i32);
-    if exit.is_null() {
-        return JobState::Pending;
-    }
     JobState::Exited(Exit {
-        code: num("code"),
-        signal: num("signal"),
-        wall_ms: exit.get("wall_ms").and_then(Value::as_u64).unwrap_or(0),
-        user_ms: 0,
-        sys_ms: 0,
-        max_rss_kb: 0,
-        timed_out: exit
-            .get("timed_out")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        code: r.code,
+        signal: r.signal,
+        wall_ms: r.wall_ms.unwrap_or(0),
+        user_ms: r.user_ms.unwrap_or(0),
+        sys_ms: r.sys_ms.unwrap_or(0),
+        max_rss_kb: r.max_rss_kb.unwrap_or(0),
+        timed_out: r.timed_out,
     })
 }

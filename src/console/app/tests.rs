@@ -22,19 +22,19 @@ fn model_with(settings: Settings) -> Model {
     Model::new(Fleet::new(hosts), km, settings, History::default())
 }
 
-fn model() -> Model {
+pub(super) fn model() -> Model {
     model_with(Settings::default())
 }
 
-fn typ(m: &mut Model, s: &str) -> Vec<Effect> {
+pub(super) fn typ(m: &mut Model, s: &str) -> Vec<Effect> {
     s.chars().flat_map(|c| m.key(Key::ch(c))).collect()
 }
 
-fn enter(m: &mut Model) -> Vec<Effect> {
+pub(super) fn enter(m: &mut Model) -> Vec<Effect> {
     m.key(Key::plain(KeyCode::Enter))
 }
 
-fn run_req(effects: &[Effect]) -> (u64, RunRequest) {
+pub(super) fn run_req(effects: &[Effect]) -> (u64, RunRequest) {
     effects
         .iter()
         .find_map(|e| match e {
@@ -48,7 +48,7 @@ fn names(req: &RunRequest) -> Vec<&str> {
     req.hosts.iter().map(|h| h.name.as_str()).collect()
 }
 
-fn exit(code: i32) -> HostEvent {
+pub(super) fn exit(code: i32) -> HostEvent {
     HostEvent::Exit(Exit {
         code: Some(code),
         signal: None,
@@ -60,7 +60,7 @@ fn exit(code: i32) -> HostEvent {
     })
 }
 
-fn ev(m: &mut Model, tag: u64, host: &str, event: HostEvent) {
+pub(super) fn ev(m: &mut Model, tag: u64, host: &str, event: HostEvent) {
     let event = Event::Host {
         run_id: 7,
         host: host.into(),
@@ -307,4 +307,108 @@ fn output_streams_into_bounded_scrollback() {
     let job = &m.run.as_ref().expect("run").jobs["web01"];
     assert_eq!(job.out.len(), 5);
     assert_eq!(job.out.get(4).map(|l| l.1.to_vec()), Some(b"100".to_vec()));
+}
+
+#[test]
+fn pool_status_is_indexed_by_host() {
+    use crate::proto::daemon::{HostStatus, StatusReport};
+    let mut m = model();
+    let status = |name: &str, state: &str| HostStatus {
+        name: name.into(),
+        link_key: name.into(),
+        state: state.into(),
+        reason: None,
+        agentless: false,
+        jobs: 0,
+        connected_for_s: 0,
+        agent_pid: None,
+    };
+    let report = StatusReport {
+        pid: 1,
+        build: "b".into(),
+        uptime_s: 0,
+        rss_kb: 0,
+        runs_active: 0,
+        runs_total: 0,
+        hosts: vec![
+            status("web01", "ready"),
+            status("web02", "busy"),
+            status("db1", "ready"),
+        ],
+    };
+    let event = Event::Status(report);
+    m.update(Action::Daemon { tag: 0, event });
+    let pool = m.pool.as_ref().expect("pool");
+    assert_eq!(pool.state("web02"), Some("busy"));
+    assert_eq!(pool.state("db1"), Some("ready"));
+    assert_eq!(pool.state("web03"), None);
+    assert_eq!((pool.count("ready"), pool.count("down")), (2, 0));
+}
+
+#[test]
+fn stored_outcomes_seed_the_outcome_atoms_until_a_run_of_this_session() {
+    use crate::heist::outcomes::LastOutcomes;
+    let mut m = model();
+    assert_eq!(m.startup(), vec![Effect::LastOutcomes]);
+    let last = |pairs: &[(&str, Verdict)]| LastOutcomes {
+        run: None,
+        hosts: pairs.iter().map(|(h, v)| (h.to_string(), *v)).collect(),
+    };
+    m.update(Action::OutcomesLoaded(last(&[
+        ("web02", Verdict::Failed),
+        ("db1", Verdict::Ok),
+    ])));
+    m.key(Key::ch('/'));
+    typ(&mut m, "?failed");
+    enter(&mut m);
+    assert_eq!(m.targets(), vec!["web02"]);
+    // A run of this session is newer than what the store held before it.
+    let mut m = model();
+    run_with_failures(&mut m, "true");
+    m.update(Action::OutcomesLoaded(last(&[("web01", Verdict::Failed)])));
+    assert_eq!(m.outcomes.get("web01"), Some(&Verdict::Ok));
+}
+
+#[test]
+fn a_stored_run_opens_with_each_host_state_from_its_record() {
+    use crate::console::runs::{RunDetail, RunEntry, StoredHost};
+    use crate::daemon::store::HostRecord;
+    let mut m = model();
+    let mut ok = HostRecord::new("web01");
+    ok.verdict = Verdict::Ok;
+    ok.code = Some(0);
+    ok.wall_ms = Some(42);
+    let mut down = HostRecord::new("db1");
+    down.verdict = Verdict::Unreachable;
+    down.error_kind = Some(ErrorKind::Unreachable);
+    down.error = Some("refused".into());
+    let stored = |name: &str, result: Option<HostRecord>| StoredHost {
+        name: name.into(),
+        result,
+        stdout: b"hi\n".to_vec(),
+        stderr: Vec::new(),
+    };
+    let entry = RunEntry {
+        dir: "runs/9".into(),
+        id: "9".into(),
+        command: "uptime".into(),
+        selection: "all".into(),
+        started: String::new(),
+        hosts: 3,
+        outcome: "1 ok, 1 unreachable".into(),
+    };
+    let hosts = vec![
+        stored("web01", Some(ok)),
+        stored("db1", Some(down)),
+        stored("web02", None),
+    ];
+    m.update(Action::RunLoaded(Ok(RunDetail { entry, hosts })));
+    let run = m.run.as_ref().expect("stored run");
+    let label = |h: &str| run.jobs[h].state.label();
+    assert_eq!(
+        (label("web01"), label("db1"), label("web02")),
+        ("ok".into(), "unreachable".into(), "pending".into())
+    );
+    assert_eq!(run.jobs["web01"].wall_ms, Some(42));
+    assert_eq!(run.stored.as_deref(), Some("9"));
 }

@@ -9,10 +9,9 @@ use ratatui::Frame;
 
 use super::{block, output_focused, output_line};
 use crate::console::app::Model;
-use crate::console::gather::{diff, DiffOp};
-use crate::console::scrollback::Scrollback;
+use crate::console::gather::DiffOp;
 use crate::console::theme::Theme;
-use crate::proto::agent::Stream;
+use crate::nodeset;
 
 fn status_scope(status: &str) -> &'static str {
     match status {
@@ -65,7 +64,7 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
                     format!("{:<12}", g.key.status),
                     t.get(status_scope(&g.key.status)),
                 ),
-                Span::styled(Model::fold(&g.hosts), t.get("host.name")),
+                Span::styled(nodeset::fold(&g.hosts), t.get("host.name")),
             ]);
             if i == sel {
                 l = l.style(t.get("ui.selected"));
@@ -78,50 +77,39 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let Some(group) = groups.get(sel) else {
         return;
     };
-    let rep = |i: usize| {
-        groups
-            .get(i)
-            .and_then(|g| g.hosts.first())
-            .and_then(|h| run.jobs.get(h))
-    };
-    let Some(job) = rep(sel) else {
+    let Some(job) = group.hosts.first().and_then(|h| run.jobs.get(h)) else {
         return;
     };
     let showing_diff = run.diff && sel > 0;
     let label = if showing_diff {
         format!(
             " diff: {} (+) against the largest group {} (−) ",
-            Model::fold(&group.hosts),
-            Model::fold(&groups[0].hosts)
+            nodeset::fold(&group.hosts),
+            nodeset::fold(&groups[0].hosts)
         )
     } else {
-        format!(" output of {} ", Model::fold(&group.hosts))
+        format!(" output of {} ", nodeset::fold(&group.hosts))
     };
     let b = block(Line::from(Span::styled(label, t.get("ui.title"))), false, t);
     let inner = b.inner(rows[1]);
     f.render_widget(b, rows[1]);
     let h = usize::from(inner.height);
     let lines: Vec<Line> = if showing_diff {
-        let (Some(base), Some(base_host), Some(job_host)) =
-            (rep(0), groups[0].hosts.first(), group.hosts.first())
-        else {
-            return;
-        };
-        cached_diff(base_host, &base.out, job_host, &job.out, h)
-            .into_iter()
-            .filter_map(|(op, from_base, i)| {
-                let src = if from_base { &base.out } else { &job.out };
-                src.get(i).map(|(_, bytes)| (op, bytes))
-            })
-            .map(|(op, bytes)| {
-                let (mark, scope) = match op {
+        // Computed in `Model::update` (kept current while hosts stream).
+        run.group_diff
+            .lines
+            .iter()
+            .take(h)
+            .map(|d| {
+                let (mark, scope) = match d.op {
                     DiffOp::Same => ("  ", "output.stdout"),
                     DiffOp::Removed => ("- ", "diff.removed"),
                     DiffOp::Added => ("+ ", "diff.added"),
                 };
-                let mut l = output_line(Stream::Stdout, bytes, None, t);
+                // The text keeps its stream's style (stderr stands out in a diff too).
+                let mut l = output_line(d.stream, &d.bytes, None, t);
                 l.spans.insert(0, Span::styled(mark, t.get(scope)));
-                if op != DiffOp::Same {
+                if d.op != DiffOp::Same {
                     l = l.style(t.get(scope));
                 }
                 l
@@ -135,68 +123,4 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
             .collect()
     };
     f.render_widget(Paragraph::new(lines), inner);
-}
-
-/// Which two outputs a cached diff compares: host names plus each scrollback's length and
-/// dropped-line count (lines are only ever appended, so these identify the content).
-type DiffKey = (String, String, usize, u64, usize, u64);
-/// A diff as (op, taken from the reference?, line index in that scrollback).
-type DiffRows = Vec<(DiffOp, bool, usize)>;
-
-thread_local! {
-    /// The render functions are pure over the Model; this memo keeps the O(n·m) diff of two
-    /// whole scrollbacks out of every frame: it is recomputed only when either output grew.
-    static DIFF_CACHE: std::cell::RefCell<Option<(DiffKey, DiffRows)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// The first `rows` lines of the diff of `b` against the reference `a`, memoised.
-fn cached_diff(
-    a_host: &str,
-    a: &Scrollback,
-    b_host: &str,
-    b: &Scrollback,
-    rows: usize,
-) -> DiffRows {
-    let key: DiffKey = (
-        a_host.to_string(),
-        b_host.to_string(),
-        a.len(),
-        a.dropped(),
-        b.len(),
-        b.dropped(),
-    );
-    DIFF_CACHE.with(|cell| {
-        let mut cache = cell.borrow_mut();
-        if let Some((k, diff_rows)) = cache.as_ref() {
-            if *k == key {
-                return diff_rows.iter().take(rows).cloned().collect();
-            }
-        }
-        let av: Vec<&[u8]> = a.iter().map(|(_, l)| l).collect();
-        let bv: Vec<&[u8]> = b.iter().map(|(_, l)| l).collect();
-        let (mut ia, mut ib) = (0usize, 0usize);
-        let all: DiffRows = diff(&av, &bv)
-            .into_iter()
-            .map(|(op, _)| match op {
-                DiffOp::Same => {
-                    let row = (op, true, ia);
-                    ia += 1;
-                    ib += 1;
-                    row
-                }
-                DiffOp::Removed => {
-                    ia += 1;
-                    (op, true, ia - 1)
-                }
-                DiffOp::Added => {
-                    ib += 1;
-                    (op, false, ib - 1)
-                }
-            })
-            .collect();
-        let out = all.iter().take(rows).cloned().collect();
-        *cache = Some((key, all));
-        out
-    })
 }

@@ -69,11 +69,7 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
         .take(h)
         .map(|(i, host)| {
             let marked = m.marks.contains(&host.name);
-            let state = m
-                .pool
-                .as_ref()
-                .and_then(|p| p.hosts.iter().find(|s| s.name == host.name))
-                .map(|s| s.state.as_str());
+            let state = m.pool.as_ref().and_then(|p| p.state(&host.name));
             let (sg, ss) = state_glyph(state);
             let job = running.and_then(|r| r.jobs.get(&host.name));
             let (vg, vs) = match job {

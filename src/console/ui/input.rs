@@ -10,6 +10,7 @@ use super::block;
 use crate::console::app::Model;
 use crate::console::keymap::Mode;
 use crate::console::theme::Theme;
+use crate::nodeset;
 
 pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let targets = m.targets();
@@ -23,7 +24,7 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
             "→ {} {whom} host{}: {} ",
             targets.len(),
             if targets.len() == 1 { "" } else { "s" },
-            Model::fold(&targets)
+            nodeset::fold(&targets)
         ),
         t.get("ui.dim"),
     );

@@ -10,6 +10,7 @@ use super::{block, centered};
 use crate::console::app::Model;
 use crate::console::keymap::Mode;
 use crate::console::theme::Theme;
+use crate::nodeset;
 
 const HELP_MODES: &[(Mode, &str)] = &[
     (Mode::Normal, "Hosts and output"),
@@ -99,7 +100,7 @@ pub fn confirm(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
         ]),
         Line::from(vec![
             Span::styled(format!("on {} hosts: ", p.targets.len()), t.get("ui.dim")),
-            Span::styled(Model::fold(&p.targets), t.get("host.name")),
+            Span::styled(nodeset::fold(&p.targets), t.get("host.name")),
         ]),
         Line::from(""),
         Line::from(vec![

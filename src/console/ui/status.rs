@@ -19,10 +19,9 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     };
     spans.push(Span::styled(format!(" {text} "), t.get(scope)));
     if let Some(p) = m.pool.as_ref() {
-        let count = |s: &str| p.hosts.iter().filter(|h| h.state == s).count();
         let mut parts = Vec::new();
         for s in ["ready", "busy", "connecting", "lost", "down"] {
-            let n = count(s);
+            let n = p.count(s);
             if n > 0 {
                 parts.push(format!("{n} {s}"));
             }
