@@ -244,12 +244,18 @@ fn bench_size(
     );
     crew.stop().context("crew daemon stop after warm runs")?;
     let mut cold = Vec::new();
+    let mut cold_rss = (0, 0);
     for _ in 0..cfg.reps {
         cold.push(note(
             "cold run",
             crew.run_true(cfg.fanout).context("crew cold run")?,
         ));
-        crew.status().context("crew status after cold run")?;
+        // A daemon that started with the agents installed (an operator's usual daemon): its
+        // RSS after the run, beside the first daemon's, whose uploads left russh's per-session
+        // write buffers at their high-water mark.
+        let st = crew.status().context("crew status after cold run")?;
+        let rss = exec::rss_kib(st.pid).map_or(st.rss_kib, |r| r.0);
+        cold_rss = (rss, st.connected);
         crew.stop().context("crew daemon stop after cold run")?;
     }
     eprintln!("  crew cold runs {cold:.2?}");
@@ -292,6 +298,8 @@ fn bench_size(
         connected: st.connected,
         rss_kib,
         hwm_kib,
+        cold_rss_kib: cold_rss.0,
+        cold_connected: cold_rss.1,
         tools: tool_results,
         commands,
         notes,

@@ -25,6 +25,9 @@ pub struct SizeResult {
     pub connected: usize,
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    /// RSS and connected hosts of the last cold-started daemon after its run.
+    pub cold_rss_kib: u64,
+    pub cold_connected: usize,
     pub tools: Vec<(Tool, ToolResult)>,
     /// (who, command line) as run, the host list shown as `$HOSTS`.
     pub commands: Vec<(String, String)>,
@@ -51,6 +54,11 @@ impl SizeResult {
             .filter(|_| self.connected > 1)
             .map(|p| (self.rss_kib as f64 - p.rss_kib as f64) / (c - 1.0));
         Some((total, marginal))
+    }
+
+    /// RSS per connected host of the cold-started daemon (no upload in its life).
+    fn cold_rss_per_host(&self) -> Option<f64> {
+        (self.cold_connected > 0).then(|| self.cold_rss_kib as f64 / self.cold_connected as f64)
     }
 }
 
@@ -174,6 +182,16 @@ pub fn table(
             None => "no host connected".into(),
         },
     );
+    row(
+        "daemon RSS per connected host after a cold start (agents installed, no upload)",
+        &|r| match r.cold_rss_per_host() {
+            Some(t) => format!(
+                "{t:.0} KiB ({:.1} MiB total)",
+                r.cold_rss_kib as f64 / 1024.0
+            ),
+            None => "no host connected".into(),
+        },
+    );
     row("target: warm ≤ 0.5 s (stated for N = 500)", &|r| {
         format!(
             "{} ({})",
@@ -210,14 +228,24 @@ pub fn table(
             None => "pdsh not measured".into(),
         },
     );
+    let kb = |t: f64| {
+        format!(
+            "{} ({t:.0} KiB = {:.0} KB)",
+            mark(t * 1.024 <= 200.0),
+            t * 1.024
+        )
+    };
     row(
-        "target: daemon RSS ≤ 200 KB per connected host (total/hosts)",
+        "target: daemon RSS ≤ 200 KB per connected host (total/hosts), after the first run's uploads",
         &|r| match r.rss_per_host(probe) {
-            Some((t, _)) => format!(
-                "{} ({t:.0} KiB = {:.0} KB)",
-                mark(t * 1.024 <= 200.0),
-                t * 1.024
-            ),
+            Some((t, _)) => kb(t),
+            None => "no host connected".into(),
+        },
+    );
+    row(
+        "target: daemon RSS ≤ 200 KB per connected host (total/hosts), cold-started daemon",
+        &|r| match r.cold_rss_per_host() {
+            Some(t) => kb(t),
             None => "no host connected".into(),
         },
     );
