@@ -219,6 +219,13 @@ fn bench_size(
         crew.run_true(cfg.fanout).context("crew first run")?,
     );
     eprintln!("  crew first run {first:.2?}");
+    // Every host of this fleet shares this machine's disk: the first run wrote N copies of
+    // the agent, and their writeback would otherwise land in the warm runs (a real fleet
+    // writes each copy on its own host). Flush it first.
+    let t_sync = std::time::Instant::now();
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    eprintln!("  sync after the uploads {:.1?}", t_sync.elapsed());
     let mut warm = Vec::new();
     for _ in 0..cfg.warm_reps {
         warm.push(note(

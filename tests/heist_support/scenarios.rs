@@ -312,7 +312,7 @@ params = ["n"]
 [[heist.t.step]]
 name = "hang"
 @L
-run = "bash -c 'sleep ${n}' & sleep ${n}; echo never"
+run = "bash -c 'sleep ${n}' & echo started; sleep ${n}; echo never"
 timeout = "1s"
 "#,
         local,
@@ -325,6 +325,8 @@ timeout = "1s"
         "{c:?}"
     );
     assert!(!c.stdout.contains("never"));
+    // The background sleep was started before the timeout, so "none left" below means killed.
+    assert!(c.stdout.contains("started"), "{c:?}");
     assert!(
         gone(&format!("sleep {tag}"), Duration::from_secs(10)).await,
         "a `sleep {tag}` survived the timeout"
