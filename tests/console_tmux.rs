@@ -10,7 +10,7 @@ use crew::proto::daemon::Verdict;
 
 mod support;
 use support::require_tool;
-use support::tmux::Session;
+use support::tmux::{Session, REPORT_EXIT};
 
 /// Start `crew --hosts <demo hosts.toml>` in a detached 120×32 tmux session; after crew
 /// exits the pane prints its exit status and the terminal's canonical-mode flag.
@@ -29,8 +29,7 @@ fn start_with(tag: &str, prepare: impl FnOnce(&Path)) -> Session {
         |home| {
             prepare(home);
             format!(
-                "env CREW_HOME='{}' CREW_CONFIG_DIR='{}' '{exe}' --hosts '{}'; \
-             echo \"EXITED $?\"; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\?icanon'; sleep 60",
+                "env CREW_HOME='{}' CREW_CONFIG_DIR='{}' '{exe}' --hosts '{}'{REPORT_EXIT}",
                 home.display(),
                 home.join("config").display(),
                 hosts.display()
@@ -63,20 +62,7 @@ fn filter_by_tag_mark_help_and_quit_restores_terminal() {
     s.keys(&["Escape"]);
     s.wait("help closed", 10, |t| !t.contains("Mark all shown hosts"));
     s.keys(&["q"]);
-    let screen = s.wait_for("EXITED 0", 10);
-    assert!(
-        !screen.contains("Hosts 2 shown"),
-        "alternate screen left behind:\n{screen}"
-    );
-    let flag = screen
-        .lines()
-        .find(|l| l.trim().ends_with("icanon"))
-        .unwrap_or_default();
-    assert_eq!(
-        flag.trim(),
-        "icanon",
-        "terminal left in raw mode:\n{screen}"
-    );
+    s.assert_restored("Hosts 2 shown");
 }
 
 /// A run in the store the way the daemon leaves it (`meta.json`, `hosts.jsonl`).
@@ -168,21 +154,7 @@ fn sigterm_restores_terminal() {
         .success();
     assert!(ok, "kill -TERM {pid}");
     s.wait_for("EXITED", 10);
-    let screen = s.wait("the icanon flag", 10, |t| t.contains("icanon"));
-    assert!(screen.contains("EXITED 0"), "{screen}");
-    assert!(
-        !screen.contains("Hosts 10 shown"),
-        "alternate screen left behind:\n{screen}"
-    );
-    let flag = screen
-        .lines()
-        .find(|l| l.trim().ends_with("icanon"))
-        .unwrap_or_default();
-    assert_eq!(
-        flag.trim(),
-        "icanon",
-        "terminal left in raw mode:\n{screen}"
-    );
+    s.assert_restored("Hosts 10 shown");
 }
 #[test]
 fn run_mark_failed_rerun_gather_and_kill() {

@@ -9,6 +9,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Shell tail for a session's command: after crew exits, print its exit status and the
+/// terminal's canonical-mode flag (`icanon` when cooked, `-icanon` when left raw), then stay.
+pub const REPORT_EXIT: &str =
+    "; echo \"EXITED $?\"; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\?icanon'; sleep 60";
+
 pub struct Session {
     pub name: String,
     home: tempfile::TempDir,
@@ -123,6 +128,27 @@ impl Session {
 
     pub fn wait_for(&self, needle: &str, secs: u64) -> String {
         self.wait(needle, secs, |s| s.contains(needle))
+    }
+
+    /// After crew has been told to exit (a session started with [`REPORT_EXIT`]): it exited 0,
+    /// the alternate screen is gone (no `ui_text` left on screen) and the terminal is back in
+    /// canonical mode.
+    pub fn assert_restored(&self, ui_text: &str) {
+        let screen = self.wait("the icanon flag", 10, |t| t.contains("icanon"));
+        assert!(screen.contains("EXITED 0"), "{screen}");
+        assert!(
+            !screen.contains(ui_text),
+            "alternate screen left behind:\n{screen}"
+        );
+        let flag = screen
+            .lines()
+            .find(|l| l.trim().ends_with("icanon"))
+            .unwrap_or_default();
+        assert_eq!(
+            flag.trim(),
+            "icanon",
+            "terminal left in raw mode:\n{screen}"
+        );
     }
 }
 
