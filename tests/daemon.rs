@@ -8,31 +8,18 @@ use std::time::Duration;
 use crew::client::Client;
 use crew::daemon::{serve, DaemonOptions};
 use crew::inventory::Host;
-use crew::proto::daemon::{Event, HostEvent, Request, RunRequest, StatusReport, Summary, Verdict};
+use crew::proto::daemon::{Event, HostEvent, Request, StatusReport, Summary, Verdict};
 use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::daemon::Daemon;
+use support::daemon::{run_req, Daemon};
+use support::group_members;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn hosts(names: &[&str]) -> Vec<Host> {
     names.iter().map(|n| Host::local(n)).collect()
-}
-
-fn run_req(hosts: Vec<Host>, command: &str) -> RunRequest {
-    RunRequest {
-        hosts,
-        selection: "test-selection".into(),
-        command: command.into(),
-        env: vec![],
-        timeout_ms: None,
-        fanout: None,
-        accept_new_host_keys: false,
-        who: "tester".into(),
-        label: None,
-    }
 }
 
 /// Every event of a run until (and including) its final one.
@@ -221,26 +208,6 @@ async fn run_streams_and_stores_every_host_before_finishing() {
     assert!(line["when"].as_str().expect("when").ends_with('Z'));
     drop(c);
     d.stop_within_checked(WAIT).await;
-}
-
-/// Processes whose process group is `pgid`.
-fn group_members(pgid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid pgrp …; comm may hold spaces, so split after the last ')'.
-        let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(2).and_then(|p| p.parse::<u32>().ok()) == Some(pgid) && fields[0] != "Z" {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 #[tokio::test]

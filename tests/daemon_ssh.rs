@@ -11,70 +11,15 @@ use crew::client::Client;
 use crew::inventory::Host;
 use crew::proto::daemon::{ErrorKind, Event, HostEvent, Request, RunRequest, Verdict};
 use sha2::{Digest, Sha256};
-use support::daemon::{accepted, fleet_hosts, login, status, Daemon};
-use support::require_tool;
+use support::daemon::{accepted, fleet_hosts, login, run_req, status, Daemon, Outcome};
+use support::{group_members, require_tool};
+
+async fn run(c: &Client, req: RunRequest) -> Outcome {
+    support::daemon::run(c, req, WAIT).await
+}
 use support::sshd::SshdFleet;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn run_req(hosts: Vec<Host>, command: &str) -> RunRequest {
-    RunRequest {
-        hosts,
-        selection: "ssh-test".into(),
-        command: command.into(),
-        env: vec![],
-        timeout_ms: None,
-        fanout: None,
-        accept_new_host_keys: false,
-        who: "tester".into(),
-        label: None,
-    }
-}
-
-/// Per host: stdout, stderr, exit code, failure; plus the daemon's summary.
-#[derive(Default, Debug)]
-struct Outcome {
-    stdout: std::collections::BTreeMap<String, Vec<u8>>,
-    exits: std::collections::BTreeMap<String, Option<i32>>,
-    failed: std::collections::BTreeMap<String, (ErrorKind, String)>,
-    verdicts: Vec<(String, Verdict)>,
-    started: std::collections::BTreeMap<String, (u32, bool)>,
-}
-
-async fn run(c: &Client, req: RunRequest) -> Outcome {
-    let mut rx = c.request(Request::Run(req)).await.expect("run");
-    let mut o = Outcome::default();
-    loop {
-        let ev = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .expect("events in time")
-            .expect("event");
-        match ev {
-            Event::Host { host, event, .. } => match event {
-                HostEvent::Started { pid, agentless } => {
-                    o.started.insert(host, (pid, agentless));
-                }
-                HostEvent::Output {
-                    stream: crew::proto::agent::Stream::Stdout,
-                    data,
-                } => o.stdout.entry(host).or_default().extend_from_slice(&data),
-                HostEvent::Output { .. } => {}
-                HostEvent::Exit(e) => {
-                    o.exits.insert(host, e.code);
-                }
-                HostEvent::Failed { kind, message } => {
-                    o.failed.insert(host, (kind, message));
-                }
-            },
-            Event::RunFinished { summary, .. } => {
-                o.verdicts = summary.hosts;
-                return o;
-            }
-            Event::RunStarted { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_then_warm_reuse_without_new_connections() {
@@ -180,25 +125,6 @@ async fn bad_hosts_fail_alone_with_clear_errors() {
     assert_eq!(down.len(), 5, "{st:?}");
     drop(c);
     d.stop_within_checked(WAIT).await;
-}
-
-/// Live processes whose process group is `pgid` (the fleet runs on this machine).
-fn group_members(pgid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.get(2).and_then(|p| p.parse::<u32>().ok()) == Some(pgid) && f[0] != "Z" {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,14 +5,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crew::client::Client;
 use crew::inventory::Host;
-use crew::proto::agent::Stream;
-use crew::proto::daemon::{Event, HostEvent, Request, RunRequest};
-use support::daemon::{accepted, fleet_hosts as hosts, status, Daemon};
+use crew::proto::daemon::RunRequest;
+use support::daemon::{accepted, fleet_hosts as hosts, run_req, status, Daemon, Outcome};
 use support::require_tool;
 use support::sshd::{FleetOptions, SshdFleet, CHATTY_STDERR, CHATTY_STDOUT};
 
@@ -22,61 +20,11 @@ fn chatty_fleet(n: usize) -> SshdFleet {
     SshdFleet::start_with(n, FleetOptions { chatty: true })
 }
 
-fn run_req(hosts: Vec<Host>, command: &str) -> RunRequest {
-    RunRequest {
-        hosts,
-        selection: "chatty-test".into(),
-        command: command.into(),
-        env: vec![],
-        timeout_ms: None,
-        fanout: None,
-        accept_new_host_keys: false,
-        who: "tester".into(),
-        label: None,
-    }
-}
-
-#[derive(Default, Debug)]
-struct Outcome {
-    stdout: BTreeMap<String, Vec<u8>>,
-    stderr: BTreeMap<String, Vec<u8>>,
-    exits: BTreeMap<String, Option<i32>>,
-    /// pid, agentless
-    started: BTreeMap<String, (u32, bool)>,
-}
-
+/// A run that must succeed on every host (a failure shows the sshd logs).
 async fn run(c: &Client, req: RunRequest, fleet: &SshdFleet) -> Outcome {
-    let mut rx = c.request(Request::Run(req)).await.expect("run");
-    let mut o = Outcome::default();
-    loop {
-        let ev = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .expect("events in time")
-            .expect("event");
-        match ev {
-            Event::Host { host, event, .. } => match event {
-                HostEvent::Started { pid, agentless } => {
-                    o.started.insert(host, (pid, agentless));
-                }
-                HostEvent::Output { stream, data } => {
-                    let to = match stream {
-                        Stream::Stdout => &mut o.stdout,
-                        Stream::Stderr => &mut o.stderr,
-                    };
-                    to.entry(host).or_default().extend_from_slice(&data);
-                }
-                HostEvent::Exit(e) => {
-                    o.exits.insert(host, e.code);
-                }
-                HostEvent::Failed { kind, message } => {
-                    panic!("{host} failed: {kind:?}: {message}\n{}", fleet.logs())
-                }
-            },
-            Event::RunFinished { .. } => return o,
-            Event::RunStarted { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    let o = support::daemon::run(c, req, WAIT).await;
+    assert!(o.failed.is_empty(), "{:?}\n{}", o.failed, fleet.logs());
+    o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,13 +2,17 @@
 //! socket, and small helpers shared by the daemon tests (local and over sshd).
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crew::client::Client;
 use crew::daemon::{serve, DaemonOptions};
 use crew::inventory::Host;
-use crew::proto::daemon::{Event, Request, StatusReport};
+use crew::proto::agent::Stream;
+use crew::proto::daemon::{
+    ErrorKind, Event, HostEvent, Request, RunRequest, StatusReport, Verdict,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::sshd::SshdFleet;
@@ -121,4 +125,69 @@ pub fn fleet_hosts(fleet: &SshdFleet) -> Vec<Host> {
 /// How many SSH logins the fleet's sshds have accepted so far.
 pub fn accepted(fleet: &SshdFleet) -> usize {
     fleet.logs().matches("Accepted publickey").count()
+}
+
+/// A run of `command` on `hosts`, as a client would ask for it.
+pub fn run_req(hosts: Vec<Host>, command: &str) -> RunRequest {
+    RunRequest {
+        hosts,
+        selection: "test-selection".into(),
+        command: command.into(),
+        env: vec![],
+        timeout_ms: None,
+        fanout: None,
+        accept_new_host_keys: false,
+        who: "tester".into(),
+        label: None,
+    }
+}
+
+/// What a run reported, per host, and the daemon's summary.
+#[derive(Default, Debug)]
+pub struct Outcome {
+    pub stdout: BTreeMap<String, Vec<u8>>,
+    pub stderr: BTreeMap<String, Vec<u8>>,
+    pub exits: BTreeMap<String, Option<i32>>,
+    pub failed: BTreeMap<String, (ErrorKind, String)>,
+    /// pid, agentless
+    pub started: BTreeMap<String, (u32, bool)>,
+    pub verdicts: Vec<(String, Verdict)>,
+}
+
+/// Send `req` and collect its events until RunFinished (each event within `wait`).
+pub async fn run(c: &Client, req: RunRequest, wait: Duration) -> Outcome {
+    let mut rx = c.request(Request::Run(req)).await.expect("run");
+    let mut o = Outcome::default();
+    loop {
+        let ev = tokio::time::timeout(wait, rx.recv())
+            .await
+            .expect("events in time")
+            .expect("event");
+        match ev {
+            Event::Host { host, event, .. } => match event {
+                HostEvent::Started { pid, agentless } => {
+                    o.started.insert(host, (pid, agentless));
+                }
+                HostEvent::Output { stream, data } => {
+                    let to = match stream {
+                        Stream::Stdout => &mut o.stdout,
+                        Stream::Stderr => &mut o.stderr,
+                    };
+                    to.entry(host).or_default().extend_from_slice(&data);
+                }
+                HostEvent::Exit(e) => {
+                    o.exits.insert(host, e.code);
+                }
+                HostEvent::Failed { kind, message } => {
+                    o.failed.insert(host, (kind, message));
+                }
+            },
+            Event::RunFinished { summary, .. } => {
+                o.verdicts = summary.hosts;
+                return o;
+            }
+            Event::RunStarted { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }

@@ -49,3 +49,24 @@ pub fn require_tool(name: &str) -> bool {
     eprintln!("SKIPPED: {msg}");
     false
 }
+
+/// Live (non-zombie) processes whose process group is `pgid`, from /proc (the test's hosts
+/// run on this machine).
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp …; comm may hold spaces, so split after the last ')'.
+        let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.get(2).and_then(|p| p.parse::<u32>().ok()) == Some(pgid) && f[0] != "Z" {
+            out.push(pid);
+        }
+    }
+    out
+}
