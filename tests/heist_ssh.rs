@@ -21,12 +21,6 @@ struct Env {
     fleet: SshdFleet,
 }
 
-/// Our login name from the passwd database (`$USER` may be unset where tests run).
-fn login() -> String {
-    let out = Command::new("id").arg("-un").output().expect("id -un");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 impl Env {
     fn new() -> Env {
         let fleet = SshdFleet::start(HOSTS);
@@ -37,7 +31,7 @@ impl Env {
             "[defaults]\nuser = {user:?}\nport = {port}\nidentity_file = {key:?}\n\
              identities_only = true\nknown_hosts = {kh:?}\nagent_dir = {agents:?}\n\
              connect_timeout = 20\nssh_config = {cfg:?}\n",
-            user = login(),
+            user = support::daemon::login(),
             port = fleet.port,
             key = fleet.client_key.display().to_string(),
             kh = fleet.known_hosts.display().to_string(),

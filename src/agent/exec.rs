@@ -47,8 +47,9 @@ pub(super) async fn run_job(id: u64, run: Run, shared: &Shared, outbox: &Outbox)
         }
         Err(e) => cannot_run(id, e, shared, outbox).await,
     }
-    if let Err(e) = shared.dirs.remove(&dir) {
-        tracing::warn!("job {id}: removing its temp dir {}: {e}", dir.display());
+    let shown = dir.display().to_string();
+    if let Err(e) = shared.dirs.remove(dir).await {
+        tracing::warn!("job {id}: removing its temp dir {shown}: {e}");
     }
 }
 
@@ -69,7 +70,7 @@ async fn run_inner(
     let child = shared.shell().spawn(&run.command, &run.env, dir)?;
     let pid = child.pid;
     // From here on the child is ours to reap: it never outlives this function unreaped.
-    let (out, err) = (Some(child.stdout), Some(child.stderr));
+    let (out, err) = (child.stdout, child.stderr);
     {
         let mut jobs = shared.jobs();
         let slot = jobs.entry(id).or_default();
@@ -227,8 +228,7 @@ fn reap(pid: i32, flags: i32) -> io::Result<Option<(i32, libc::rusage)>> {
 }
 
 /// Copy one pipe into `Output` frames until EOF. Waits whenever the data lane is full.
-async fn pump(fd: Option<OwnedFd>, id: u64, stream: Stream, outbox: &Outbox) {
-    let Some(fd) = fd else { return };
+async fn pump(fd: OwnedFd, id: u64, stream: Stream, outbox: &Outbox) {
     let mut rx = match pipe::Receiver::from_owned_fd(fd) {
         Ok(rx) => rx,
         Err(e) => {
@@ -265,15 +265,15 @@ async fn pump(fd: Option<OwnedFd>, id: u64, stream: Stream, outbox: &Outbox) {
         if !writer_alive {
             continue; // keep draining so the command is not stuck on a full pipe
         }
-        frame_header(&mut buf[..head], kind, id, n);
+        match frame::header(kind, id, n) {
+            Ok(h) => buf[..head].copy_from_slice(&h),
+            // Unreachable: a read fills at most the buffer's spare capacity (about CHUNK,
+            // 64 KiB), far below the 16 MiB frame limit.
+            Err(e) => {
+                tracing::error!("job {id}: {stream:?} chunk: {e}");
+                continue;
+            }
+        }
         writer_alive = outbox.data_frame(buf).await;
     }
-}
-
-/// Write the frame header (length, kind, id) for a payload of `n` bytes into `head`.
-fn frame_header(head: &mut [u8], kind: u16, id: u64, n: usize) {
-    let len = (frame::HEADER + n) as u32;
-    head[..4].copy_from_slice(&len.to_be_bytes());
-    head[4..6].copy_from_slice(&kind.to_be_bytes());
-    head[6..].copy_from_slice(&id.to_be_bytes());
 }

@@ -8,7 +8,7 @@
 use std::fs::{DirBuilder, Permissions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
 pub(super) struct JobDirs {
@@ -59,15 +59,19 @@ impl JobDirs {
         Ok(path)
     }
 
-    /// Remove a job's dir: a plain rmdir when the job left it empty, else the whole tree.
-    pub fn remove(&self, dir: &Path) -> io::Result<()> {
-        match std::fs::remove_dir(dir) {
+    /// Remove a job's dir: a plain rmdir when the job left it empty (the usual case, done
+    /// inline), else the whole tree on the blocking pool (a job may leave a large one, and the
+    /// agent's single thread also pumps every other job's output).
+    pub async fn remove(&self, dir: PathBuf) -> io::Result<()> {
+        match std::fs::remove_dir(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(_) => match std::fs::remove_dir_all(dir) {
+            Err(_) => tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                 other => other,
-            },
+            })
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e))),
         }
     }
 
@@ -92,8 +96,8 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
-    #[test]
-    fn job_dirs_live_in_one_private_agent_dir() {
+    #[tokio::test]
+    async fn job_dirs_live_in_one_private_agent_dir() {
         let root = tempfile::tempdir().expect("tempdir");
         let dirs = JobDirs::new(root.path().to_path_buf());
         assert_eq!(
@@ -113,13 +117,13 @@ mod tests {
         assert_eq!(mode, 0o700);
         assert!(a.ends_with("job-1"), "{a:?}");
 
-        dirs.remove(&a).expect("empty dir");
+        dirs.remove(a.clone()).await.expect("empty dir");
         assert!(!a.exists());
         std::fs::create_dir_all(b.join("x/y")).expect("mkdir");
         std::fs::write(b.join("x/y/f"), "data").expect("write");
-        dirs.remove(&b).expect("full dir");
+        dirs.remove(b.clone()).await.expect("full dir");
         assert!(!b.exists());
-        dirs.remove(&b).expect("already gone is fine");
+        dirs.remove(b.clone()).await.expect("already gone is fine");
 
         // A leftover of the same id is replaced by a fresh empty dir.
         let c = dirs.create(3).expect("job 3");

@@ -131,6 +131,9 @@ pub(super) fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // One raw pointer for every use of `old` (the child reads it, pthread_sigmask writes it):
+    // no reference to it is created after this, so none invalidates the child's pointer.
+    let old_p: *mut libc::sigset_t = &raw mut old;
     // SAFETY: `all` is a valid sigset_t to write.
     unsafe { libc::sigfillset(&mut all) };
     let args = ChildArgs {
@@ -140,7 +143,7 @@ pub(super) fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         cwd: req.cwd.as_ptr(),
         fds: [stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
         agent: std::process::id() as libc::pid_t,
-        mask: &old,
+        mask: old_p,
         failed: AtomicI32::new(0),
         errno: AtomicI32::new(0),
     };
@@ -158,7 +161,7 @@ pub(super) fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         // internal signals (SIGCANCEL, SIGSETXID) unblocked; it only sends them to the
         // agent's own thread ids, and their handlers ignore signals not from this process.
         // `old` receives the mask we restore below and the child restores before exec.
-        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old) };
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &all, old_p) };
         // SAFETY: CLONE_VM | CLONE_VFORK: the child runs `child` on `top`'s stack (ours
         // alone: this thread is suspended until the child has exec'd or exited, so the
         // stack and everything `args` points to — argv, envp, the request's strings, `old`
@@ -175,7 +178,7 @@ pub(super) fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         };
         let error = io::Error::last_os_error();
         // SAFETY: restores the mask saved above.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old_p, ptr::null_mut()) };
         if pid < 0 {
             return Err(error);
         }

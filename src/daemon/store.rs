@@ -29,7 +29,7 @@ mod read;
 mod results;
 
 pub use read::{read_meta, read_run, StoredRun};
-pub use results::{ResultSender, RunWriter, HOSTS_FILE};
+pub use results::{ResultSender, RunWriter, HOSTS_FILE, META_FILE};
 
 /// Allocates run ids (monotonic across daemon restarts: the next id follows the highest
 /// directory already in the store) and creates run directories.

@@ -31,8 +31,3 @@ pub mod vars;
 pub mod view_model;
 
 pub use host_run::rollback_order;
-
-/// Host names for one line of text, folded into nodesets (`demo[1-3],db1`).
-pub fn fold_names(names: &[&str]) -> String {
-    crate::nodeset::fold(names)
-}

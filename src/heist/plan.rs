@@ -214,7 +214,7 @@ impl Plan {
                 "\nwave {}/{}: {}\n",
                 wi + 1,
                 self.waves.len(),
-                crate::heist::fold_names(&names)
+                crate::nodeset::fold(&names)
             ));
             for &i in wave {
                 let host = &self.hosts[i];

@@ -44,6 +44,19 @@ impl FrameError {
     }
 }
 
+/// The bytes that precede a payload of `payload_len` bytes: length, kind, id.
+pub fn header(kind: u16, id: u64, payload_len: usize) -> Result<[u8; 4 + HEADER], FrameError> {
+    let len = HEADER + payload_len;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut h = [0u8; 4 + HEADER];
+    h[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    h[4..6].copy_from_slice(&kind.to_be_bytes());
+    h[6..].copy_from_slice(&id.to_be_bytes());
+    Ok(h)
+}
+
 /// Encode one frame into `out` (appending).
 pub fn encode_into(
     out: &mut Vec<u8>,
@@ -51,14 +64,9 @@ pub fn encode_into(
     id: u64,
     payload: &[u8],
 ) -> Result<(), FrameError> {
-    let len = HEADER + payload.len();
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLarge(len));
-    }
-    out.reserve(4 + len);
-    out.extend_from_slice(&(len as u32).to_be_bytes());
-    out.extend_from_slice(&kind.to_be_bytes());
-    out.extend_from_slice(&id.to_be_bytes());
+    let head = header(kind, id, payload.len())?;
+    out.reserve(head.len() + payload.len());
+    out.extend_from_slice(&head);
     out.extend_from_slice(payload);
     Ok(())
 }

@@ -30,6 +30,9 @@ pub struct HeistState {
     pub vars_input: TextArea<'static>,
     /// The picked heist's plan under the profile and variables.
     pub preview: Option<Preview>,
+    /// `preview`'s plan as text (rendered commands of every host): made once per replan,
+    /// not on every frame.
+    pub preview_text: String,
     /// The step view of the running (or last) heist.
     pub view: Option<ViewModel>,
     /// Asked the engine to start; no `Started` yet.
@@ -53,7 +56,7 @@ impl HeistState {
     }
 
     pub fn vars_text(&self) -> String {
-        self.vars_input.lines().join(" ")
+        super::input::text_of(&self.vars_input)
     }
 
     /// The step of a column: main steps first, then rollback steps.
@@ -130,6 +133,10 @@ impl Model {
         {
             self.message = None;
         }
+        self.heist.preview_text = match &preview {
+            Ok((p, _)) => p.describe(),
+            Err(_) => String::new(),
+        };
         self.heist.preview = Some(preview);
     }
 

@@ -3,6 +3,7 @@
 
 use tui_textarea::TextArea;
 
+use super::input::text_of;
 use super::Model;
 use crate::console::action::Action;
 use crate::console::effect::Effect;
@@ -10,10 +11,6 @@ use crate::console::keymap::Mode;
 use crate::heist::events::Choice;
 use crate::heist::save::SaveRequest;
 use crate::nodeset;
-
-fn text_of(t: &TextArea<'_>) -> String {
-    t.lines().join(" ")
-}
 
 impl Model {
     /// `ctrl-s`: what to save (the command line's command, else the last one; the marked

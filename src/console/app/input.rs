@@ -35,7 +35,8 @@ pub(super) fn to_input(k: Key) -> Input {
     }
 }
 
-fn text_of(t: &TextArea<'_>) -> String {
+/// A text input's content on one line.
+pub(super) fn text_of(t: &TextArea<'_>) -> String {
     t.lines().join(" ")
 }
 

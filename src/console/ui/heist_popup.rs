@@ -110,8 +110,8 @@ pub fn picker(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
         )));
     }
     match hs.preview.as_ref() {
-        Some(Ok((p, _))) => plan.extend(
-            p.describe()
+        Some(Ok(_)) => plan.extend(
+            hs.preview_text
                 .lines()
                 .map(|l| Line::from(Span::styled(plain(l.as_bytes()), t.get("ui")))),
         ),

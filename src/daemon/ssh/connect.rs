@@ -34,8 +34,6 @@ const KEX_ORDER: &[kex::Name] = &[
     kex::DH_G16_SHA512,
     kex::DH_G15_SHA512,
     kex::DH_G14_SHA256,
-    kex::EXTENSION_SUPPORT_AS_CLIENT,
-    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
 ];
 
 /// Extension pseudo-algorithms always offered after the real key exchanges.
@@ -48,7 +46,7 @@ const KEX_EXTENSIONS: &[kex::Name] = &[
 /// `KexAlgorithms` (see [`kex_from_list`]).
 fn kex_preference(host: &Host) -> Result<Cow<'static, [kex::Name]>, SshError> {
     let Some(list) = &host.kex else {
-        return Ok(Cow::Borrowed(KEX_ORDER));
+        return Ok(Cow::Owned([KEX_ORDER, KEX_EXTENSIONS].concat()));
     };
     kex_from_list(list).map(Cow::Owned).map_err(|supported| {
         SshError::Config(format!(
@@ -275,7 +273,8 @@ mod tests {
             ..Host::local("h")
         };
         let kex = kex_preference(&h).expect("default");
-        assert_eq!(names(&kex), names(KEX_ORDER));
+        assert!(names(&kex).starts_with(&names(KEX_ORDER)));
+        assert_eq!(names(&kex).len(), KEX_ORDER.len() + 2);
         assert!(names(&kex).ends_with(&["ext-info-c", "kex-strict-c-v00@openssh.com"]));
     }
 

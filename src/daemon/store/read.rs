@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use super::{file_stem, HostRecord, RunMeta, HOSTS_FILE};
+use super::{file_stem, HostRecord, RunMeta, HOSTS_FILE, META_FILE};
 
 /// A run as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub struct StoredRun {
 
 /// A run's `meta.json` alone (cheap: for scanning many runs).
 pub fn read_meta(dir: &Path) -> anyhow::Result<RunMeta> {
-    let path = dir.join("meta.json");
+    let path = dir.join(META_FILE);
     let raw = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_slice(&raw).with_context(|| format!("parsing {}", path.display()))
 }
