@@ -17,8 +17,8 @@ use crew::console::history::History;
 use crew::console::keymap::{Key, KeyCode, Keymap};
 use crew::console::theme::Theme;
 use crew::console::{tui, ui};
-use crew::inventory::Host;
-use crew::proto::agent::{Exit, Stream};
+use crew::model::Host;
+use crew::model::{Exit, Stream};
 use crew::proto::daemon::{Event, HostEvent};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -154,7 +154,8 @@ fn finish(m: &mut Model, tag: u64, names: &[String]) {
             max_rss_kb: 0,
             timed_out: false,
         };
-        m.update(host_event(tag, h, HostEvent::Exit(exit)));
+        let verdict = crew::model::Verdict::from_exit(&exit, false);
+        m.update(host_event(tag, h, HostEvent::Exit { exit, verdict }));
     }
 }
 

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod heist;
 pub mod inventory;
 pub mod logging;
+pub mod model;
 pub mod nodeset;
 pub mod paths;
 pub mod proto;

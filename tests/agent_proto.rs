@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crew::proto::agent::{AgentMsg, ReadFile, Stream, WriteFile};
+use crew::model::Stream;
+use crew::proto::agent::{AgentMsg, ReadFile, WriteFile};
 use crew::proto::frame::{write_frame, MAX_FRAME};
 use harness::{agent, group_members, kind_of, run_msg, wait_until, WAIT};
 use sha2::{Digest, Sha256};

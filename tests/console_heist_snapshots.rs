@@ -15,8 +15,8 @@ use crew::console::theme::Theme;
 use crew::console::ui;
 use crew::heist::engine::AskReply;
 use crew::heist::events::{Choice, Decision, HeistEvent, HostOutcome, StepRef, StepResult};
-use crew::inventory::Host;
-use crew::proto::agent::Stream;
+use crew::model::Host;
+use crew::model::Stream;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 

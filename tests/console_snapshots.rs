@@ -7,9 +7,10 @@ use crew::console::history::History;
 use crew::console::keymap::{Key, KeyCode, Keymap};
 use crew::console::theme::Theme;
 use crew::console::ui;
-use crew::inventory::Host;
-use crew::proto::agent::{Exit, Stream};
-use crew::proto::daemon::{ErrorKind, Event, HostEvent};
+use crew::model::ErrorKind;
+use crew::model::Host;
+use crew::model::{Exit, Stream};
+use crew::proto::daemon::{Event, HostEvent};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use regex::Regex;
@@ -48,7 +49,7 @@ fn render(m: &Model, w: u16, h: u16) -> String {
 }
 
 fn exit(code: i32, wall_ms: u64) -> HostEvent {
-    HostEvent::Exit(Exit {
+    let exit = Exit {
         code: Some(code),
         signal: None,
         wall_ms,
@@ -56,7 +57,11 @@ fn exit(code: i32, wall_ms: u64) -> HostEvent {
         sys_ms: 0,
         max_rss_kb: 0,
         timed_out: false,
-    })
+    };
+    HostEvent::Exit {
+        verdict: crew::model::Verdict::from_exit(&exit, false),
+        exit,
+    }
 }
 
 fn feed(m: &mut Model, tag: u64, host: &str, event: HostEvent) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crew::daemon::store::{HostRecord, RunMeta, HOSTS_FILE};
-use crew::proto::daemon::Verdict;
+use crew::model::Verdict;
 
 mod support;
 use support::require_tool;

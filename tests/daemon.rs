@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crew::client::Client;
 use crew::daemon::{serve, DaemonOptions};
-use crew::inventory::Host;
-use crew::proto::daemon::{Event, HostEvent, Request, StatusReport, Summary, Verdict};
+use crew::model::Host;
+use crew::model::Verdict;
+use crew::proto::daemon::{Event, HostEvent, Request, StatusReport, Summary};
 use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 
@@ -52,7 +53,7 @@ fn output_of(events: &[Event], host: &str, stderr: bool) -> Vec<u8> {
             ..
         } = e
         {
-            let is_err = *stream == crew::proto::agent::Stream::Stderr;
+            let is_err = *stream == crew::model::Stream::Stderr;
             if h == host && is_err == stderr {
                 out.extend_from_slice(data);
             }
@@ -184,7 +185,7 @@ async fn run_streams_and_stores_every_host_before_finishing() {
         .filter_map(|e| match e {
             Event::Host {
                 host,
-                event: HostEvent::Exit(x),
+                event: HostEvent::Exit { exit: x, .. },
                 ..
             } if x.code == Some(3) => Some(host.as_str()),
             _ => None,

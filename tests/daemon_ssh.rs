@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crew::client::Client;
-use crew::inventory::Host;
-use crew::proto::daemon::{ErrorKind, Event, HostEvent, Request, RunRequest, Verdict};
+use crew::model::Host;
+use crew::model::{ErrorKind, Verdict};
+use crew::proto::daemon::{Event, HostEvent, Request, RunRequest};
 use sha2::{Digest, Sha256};
 use support::daemon::{accepted, fleet_hosts, login, run_req, status, Daemon, Outcome};
 use support::{group_members, require_tool};

@@ -6,7 +6,7 @@ mod heist_support;
 use std::sync::Arc;
 
 use crew::heist::executor::{Executor, OutputSink, RunSpec, StepOutcome};
-use crew::inventory::Host;
+use crew::model::{Host, HostError};
 use heist_support::scenarios;
 
 /// Local steps never reach an executor; this one fails the test if they do.
@@ -19,10 +19,16 @@ impl Executor for NoRemote {
             spec.command, host.name
         )
     }
-    async fn read_file(&self, host: &Host, path: &str, _: u64) -> Result<Vec<u8>, String> {
+    async fn read_file(&self, host: &Host, path: &str, _: u64) -> Result<Vec<u8>, HostError> {
         panic!("read_file {path} on {}", host.name)
     }
-    async fn write_file(&self, host: &Host, path: &str, _: Vec<u8>, _: u32) -> Result<u64, String> {
+    async fn write_file(
+        &self,
+        host: &Host,
+        path: &str,
+        _: Vec<u8>,
+        _: u32,
+    ) -> Result<u64, HostError> {
         panic!("write_file {path} on {}", host.name)
     }
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crew::heist::plan::{self, parse_sets};
 use crew::heist::validate::load_str;
-use crew::inventory::Host;
+use crew::model::Host;
 
 const FILE: &str = r#"
 [heist.roll]

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crew::inventory::{Host, Inventory, InventoryError, Transport};
+use crew::inventory::{Inventory, InventoryError};
+use crew::model::{Host, Transport};
 use crew::select::{self, NoContext};
 
 fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {

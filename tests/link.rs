@@ -6,7 +6,8 @@ mod harness;
 use std::time::Duration;
 
 use crew::daemon::link::{AgentLink, LinkError};
-use crew::proto::agent::{AgentMsg, Hello, ReadFile, Stream, WriteFile, SYNC_MARKER};
+use crew::model::Stream;
+use crew::proto::agent::{AgentMsg, Hello, ReadFile, WriteFile, SYNC_MARKER};
 use crew::proto::PROTO_VERSION;
 use harness::{fake, finish, live_group_members, opts, run, setup, WAIT};
 use sha2::{Digest, Sha256};

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crew::inventory::Host;
-use crew::proto::daemon::Verdict;
+use crew::model::Host;
+use crew::model::Verdict;
 use crew::select::{self, Context, NoContext};
 
 fn host(name: &str, tags: &[&str]) -> Host {

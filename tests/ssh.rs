@@ -8,9 +8,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crew::daemon::ssh::{self, SshError, SshOptions, SshSession};
-use crew::inventory::Host;
-use crew::proto::agent::{AgentMsg, Run, Stream};
-use crew::proto::daemon::ErrorKind;
+use crew::model::ErrorKind;
+use crew::model::Host;
+use crew::model::Stream;
+use crew::proto::agent::{AgentMsg, Run};
 use support::sshd::SshdFleet;
 
 /// Hashing the (large, debug) crew binary is slow: once per test process.

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use crew::client::Client;
-use crew::inventory::Host;
+use crew::model::Host;
 use crew::proto::daemon::RunRequest;
 use support::daemon::{accepted, fleet_hosts as hosts, run_req, status, Daemon, Outcome};
 use support::require_tool;

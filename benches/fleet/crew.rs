@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 
 use super::exec::{self, Timed};
-use crew::inventory::Host;
+use crew::model::Host;
 
 /// Tag put on every fleet host; the selection used by every run.
 pub const TAG: &str = "bench";

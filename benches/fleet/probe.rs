@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use crew::inventory::Host;
+use crew::model::Host;
 
 use super::crew_cli::Crew;
 use super::exec;

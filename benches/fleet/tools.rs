@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context as _;
-use crew::inventory::Host;
+use crew::model::Host;
 
 use super::support::find_tool;
 

@@ -15,7 +15,8 @@ use tokio::time::sleep_until;
 
 use super::outbox::Outbox;
 use super::serve::Shared;
-use crate::proto::agent::{AgentMsg, Exit, Run, Stream};
+use crate::model::{Exit, Stream};
+use crate::proto::agent::{AgentMsg, Run};
 use crate::proto::frame;
 
 /// Largest output chunk per frame.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::proto::agent::Info;
+use crate::model::Info;
 
 /// Gather this host's facts (reads a few small files under /proc and /etc).
 pub(super) async fn gather() -> Info {

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use super::render::{sanitize, Style};
+use crate::model::Stream;
+use crate::model::Verdict;
 use crate::nodeset;
-use crate::proto::agent::Stream;
-use crate::proto::daemon::Verdict;
 
 #[derive(Default)]
 struct HostOut {

@@ -6,9 +6,9 @@ use std::io::Write;
 
 use super::gather::Gather;
 use super::render::{host_line, sanitize, Splitter, Style};
-use crate::daemon::run::{exit_verdict, failed_verdict};
-use crate::proto::agent::{Exit, Stream};
-use crate::proto::daemon::{HostEvent, Verdict};
+use crate::model::Verdict;
+use crate::model::{Exit, Stream};
+use crate::proto::daemon::HostEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -101,7 +101,7 @@ impl<W: Write, E: Write> Output<W, E> {
     }
 
     /// One event of one host.
-    pub fn host_event(&mut self, host: &str, ev: HostEvent, killed: bool) {
+    pub fn host_event(&mut self, host: &str, ev: HostEvent) {
         match ev {
             HostEvent::Started { pid, agentless } => {
                 if self.mode == Mode::Json {
@@ -119,17 +119,16 @@ impl<W: Write, E: Write> Output<W, E> {
                     self.line(host, stream, &line);
                 }
             }
-            HostEvent::Exit(e) => {
+            HostEvent::Exit { exit: e, verdict } => {
                 self.flush_partial(host);
                 let why = describe_exit(&e);
                 if self.mode == Mode::Json {
                     self.json(serde_json::json!({
                         "host": host, "event": "exit", "code": e.code, "signal": e.signal,
-                        "wall_ms": e.wall_ms, "timed_out": e.timed_out,
+                        "wall_ms": e.wall_ms, "timed_out": e.timed_out, "verdict": verdict.as_str(),
                     }));
                 }
                 self.gather.ending(host, why);
-                let verdict = exit_verdict(&e, killed);
                 // The summary's category already says "timed out".
                 let why = describe_exit(&Exit {
                     timed_out: false,
@@ -142,6 +141,7 @@ impl<W: Write, E: Write> Output<W, E> {
                 match self.mode {
                     Mode::Json => self.json(serde_json::json!({
                         "host": host, "event": "error", "kind": kind.as_str(), "message": message,
+                        "verdict": Verdict::from_error(kind).as_str(),
                     })),
                     Mode::Lines | Mode::Gather => {
                         let _ = self.out.flush();
@@ -157,7 +157,7 @@ impl<W: Write, E: Write> Output<W, E> {
                     .ending(host, format!("{}: {message}", kind.as_str()));
                 self.ended.insert(
                     host.to_string(),
-                    (failed_verdict(kind), kind.as_str().to_string()),
+                    (Verdict::from_error(kind), kind.as_str().to_string()),
                 );
             }
         }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::proto::agent::Stream;
+use crate::model::Stream;
 use crate::sanitize_class::{pieces, Piece};
 
 /// A line longer than this is cut and emitted in pieces (bounded memory per host).

@@ -14,9 +14,10 @@ use super::Client;
 use crate::cli::RunArgs;
 use crate::heist::outcomes;
 use crate::heist::select_ctx::{fetch_facts, SelectCtx};
-use crate::inventory::Host;
 use crate::inventory::Inventory;
-use crate::proto::daemon::{Event, Request, RunRequest, Verdict};
+use crate::model::Host;
+use crate::model::Verdict;
+use crate::proto::daemon::{Event, Request, RunRequest};
 use crate::select;
 
 /// After Ctrl-C: how long a TERM gets before KILL, and how long KILL gets before we stop
@@ -152,7 +153,7 @@ async fn run_async(inv: Inventory, expr: select::Expr, args: RunArgs) -> anyhow:
                     }
                 }
                 Some(Event::Host { host, event, .. }) => {
-                    out.host_event(&host, event, interrupts > 0);
+                    out.host_event(&host, event);
                     if rx.is_empty() {
                         out.flush();
                     }

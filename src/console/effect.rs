@@ -12,7 +12,7 @@ use super::heists::{self, AskSlot, Shared};
 use crate::heist::engine::AskReply;
 use crate::heist::plan::Plan;
 use crate::heist::save::SaveRequest;
-use crate::inventory::Host;
+use crate::model::Host;
 use crate::proto::daemon::{Event, Request, RunRequest};
 
 /// Tag of status polls (runs use tags from 1).

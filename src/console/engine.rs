@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::inventory::{Host, Inventory};
+use crate::inventory::Inventory;
+use crate::model::Host;
 use crate::select::{self, Expr};
 
 pub use crate::select::Context;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::daemon::store::{self, HostRecord, RunMeta};
-use crate::proto::daemon::Verdict;
+use crate::model::Verdict;
 
 /// Bytes of each host's output loaded into the console (the tail; the file keeps it all).
 pub const MAX_LOAD: u64 = 1 << 20;
@@ -148,7 +148,7 @@ mod tests {
     use super::*;
 
     use crate::daemon::store::HOSTS_FILE;
-    use crate::proto::daemon::ErrorKind;
+    use crate::model::ErrorKind;
 
     #[test]
     fn lists_newest_first_and_loads_hosts() {

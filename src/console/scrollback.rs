@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::proto::agent::Stream;
+use crate::model::Stream;
 
 use super::sanitize::MAX_LINE;
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 
-use crate::proto::daemon::Verdict;
+use crate::model::Verdict;
 
 #[derive(Debug, Serialize)]
 pub struct AuditLine<'a> {

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::inventory::Host;
-use crate::proto::agent::Info;
-use crate::proto::daemon::{ErrorKind, HostStatus};
+use crate::model::Host;
+use crate::model::Info;
+use crate::proto::daemon::HostStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -16,28 +16,6 @@ pub enum State {
     Ready,
     Lost,
     Down,
-}
-
-/// Why a host could not be used, in the words a run reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostError {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-impl HostError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> HostError {
-        HostError {
-            kind,
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for HostError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.kind.as_str(), self.message)
-    }
 }
 
 /// The observable state of one pool entry (behind a std mutex; never held across an await).

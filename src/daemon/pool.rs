@@ -15,12 +15,14 @@ use tokio::process::Child;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::host_state::{backoff, HostError, HostInfo, State};
+use super::host_state::{backoff, HostInfo, State};
 use super::link::{AgentLink, LinkError, LinkOptions};
 use super::ssh::{self, SshError, SshOptions, SshSession};
-use crate::inventory::{Host, Transport};
-use crate::proto::agent::Info;
-use crate::proto::daemon::{ErrorKind, HostStatus};
+use crate::model::ErrorKind;
+use crate::model::HostError;
+use crate::model::Info;
+use crate::model::{Host, Transport};
+use crate::proto::daemon::HostStatus;
 
 /// Reconnect attempts after a link is lost before the host is marked down.
 const MAX_RECONNECTS: u32 = 6;
@@ -303,7 +305,7 @@ impl Pool {
                             }
                             Err(e) => {
                                 session.disconnect().await;
-                                Err(link_error(e))
+                                Err(link_start_error(e))
                             }
                         }
                     }
@@ -405,9 +407,23 @@ pub fn ssh_error(e: SshError) -> HostError {
     HostError::new(e.kind(), e.to_string())
 }
 
+/// An error of a link that is up: a request or a job start on it.
 pub fn link_error(e: LinkError) -> HostError {
     let kind = match &e {
-        LinkError::Timeout(_) => ErrorKind::Timeout,
+        LinkError::Closed(_) | LinkError::Timeout(_) => ErrorKind::Lost,
+        LinkError::Refused(_) => ErrorKind::Refused,
+        LinkError::Agent(_) => ErrorKind::Exec,
+        LinkError::Handshake(_) | LinkError::VersionMismatch { .. } | LinkError::Protocol(_) => {
+            ErrorKind::Internal
+        }
+    };
+    HostError::new(kind, e.to_string())
+}
+
+/// An error while bringing a link up: the agent did not start or did not greet in time.
+fn link_start_error(e: LinkError) -> HostError {
+    let kind = match &e {
+        LinkError::Timeout(_) => ErrorKind::ConnectTimeout,
         _ => ErrorKind::Agent,
     };
     HostError::new(kind, e.to_string())

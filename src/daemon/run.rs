@@ -9,14 +9,15 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::audit::{self, AuditLine};
-use super::host_state::HostError;
 use super::inflight::{lock, Killer, RunCtl};
 use super::pool::{link_error, ssh_error, Conn};
 use super::server::{Daemon, Sink};
 use super::store::{self, HostFiles, HostRecord, ResultSender, RunWriter};
-use crate::inventory::Host;
+use crate::model::Host;
+use crate::model::HostError;
+use crate::model::{ErrorKind, Verdict};
 use crate::proto::agent::{self, AgentMsg};
-use crate::proto::daemon::{ErrorKind, Event, HostEvent, RunRequest, Summary, Verdict};
+use crate::proto::daemon::{Event, HostEvent, RunRequest, Summary};
 
 /// How long a killed (or timed-out) job may take to report its exit before we stop waiting.
 const KILL_GRACE: Duration = Duration::from_secs(10);
@@ -137,32 +138,6 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
     }
 }
 
-/// Verdict of a host that produced no exit status.
-pub fn failed_verdict(kind: ErrorKind) -> Verdict {
-    match kind {
-        ErrorKind::Unreachable
-        | ErrorKind::Hostkey
-        | ErrorKind::Auth
-        | ErrorKind::Agent
-        | ErrorKind::Timeout => Verdict::Unreachable,
-        ErrorKind::Killed => Verdict::Killed,
-        ErrorKind::Refused | ErrorKind::Internal => Verdict::Failed,
-    }
-}
-
-/// Verdict of a host that exited; `killed` when a kill was requested for it.
-pub fn exit_verdict(e: &agent::Exit, killed: bool) -> Verdict {
-    if e.timed_out {
-        Verdict::Timeout
-    } else if e.code == Some(0) {
-        Verdict::Ok
-    } else if killed {
-        Verdict::Killed
-    } else {
-        Verdict::Failed
-    }
-}
-
 struct HostJob<'a> {
     d: &'a Arc<Daemon>,
     ctl: &'a RunCtl,
@@ -184,7 +159,7 @@ impl HostJob<'_> {
     }
 
     async fn fail(&self, rec: &mut HostRecord, e: HostError) {
-        rec.verdict = failed_verdict(e.kind);
+        rec.verdict = Verdict::from_error(e.kind);
         rec.error_kind = Some(e.kind);
         rec.error = Some(e.message.clone());
         self.emit(HostEvent::Failed {
@@ -332,8 +307,8 @@ impl HostJob<'_> {
                 }
                 Some(AgentMsg::Output { stream, data }) => {
                     match stream {
-                        agent::Stream::Stdout => rec.stdout_bytes += data.len() as u64,
-                        agent::Stream::Stderr => rec.stderr_bytes += data.len() as u64,
+                        crate::model::Stream::Stdout => rec.stdout_bytes += data.len() as u64,
+                        crate::model::Stream::Stderr => rec.stderr_bytes += data.len() as u64,
                     }
                     if let Some(e) = files.write(stream, &data).await {
                         tracing::error!(host = %self.host.name, "run store: {e}");
@@ -347,8 +322,9 @@ impl HostJob<'_> {
                 Some(AgentMsg::Exit(mut e)) => {
                     e.timed_out |= timed_out;
                     rec.set_exit(&e);
-                    rec.verdict = exit_verdict(&e, self.kill_signal().is_some());
-                    return self.emit(HostEvent::Exit(e)).await;
+                    rec.verdict = Verdict::from_exit(&e, self.kill_signal().is_some());
+                    let verdict = rec.verdict;
+                    return self.emit(HostEvent::Exit { exit: e, verdict }).await;
                 }
                 Some(AgentMsg::Refused { reason }) => {
                     return self
@@ -357,13 +333,22 @@ impl HostJob<'_> {
                 }
                 Some(AgentMsg::Error { message }) => {
                     return self
-                        .fail(rec, HostError::new(ErrorKind::Agent, message))
+                        .fail(rec, HostError::new(ErrorKind::Exec, message))
                         .await
                 }
                 Some(other) => tracing::debug!(host = %self.host.name, "ignored {}", other.name()),
                 None => {
-                    let e = HostError::new(ErrorKind::Agent, "job ended without an exit status");
-                    return self.fail(rec, e).await;
+                    let reason = match &lease.conn {
+                        Conn::Agent(link) => link.close_reason(),
+                        Conn::Agentless(_) => None,
+                    };
+                    let message = match reason {
+                        Some(r) => format!("link lost: {r}"),
+                        None => "the link closed without an exit status".to_string(),
+                    };
+                    return self
+                        .fail(rec, HostError::new(ErrorKind::Lost, message))
+                        .await;
                 }
             }
         }

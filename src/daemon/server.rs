@@ -14,7 +14,7 @@ use super::inflight::Runs;
 use super::pool::{link_error, Conn, Pool};
 use super::run;
 use super::store::Store;
-use crate::inventory::Host;
+use crate::model::{ErrorKind, Host, HostError};
 use crate::proto::agent::{ReadFile, WriteFile};
 use crate::proto::daemon::{self as dp, Event, FileOp, FileResult, Request, StatusReport};
 use crate::proto::{frame, PROTO_VERSION};
@@ -246,7 +246,7 @@ async fn facts(
     d: &Daemon,
     hosts: Vec<Host>,
     accept: bool,
-) -> Vec<(String, Result<crate::proto::agent::Info, String>)> {
+) -> Vec<(String, Result<crate::model::Info, String>)> {
     let futs = hosts.iter().map(|h| async move {
         let r = d.pool.facts(h, accept).await.map_err(|e| e.to_string());
         (h.name.clone(), r)
@@ -254,16 +254,15 @@ async fn facts(
     futures::future::join_all(futs).await
 }
 
-async fn file(d: &Daemon, host: &Host, op: FileOp, accept: bool) -> Result<FileResult, String> {
-    let lease = d
-        .pool
-        .acquire(host, accept)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn file(d: &Daemon, host: &Host, op: FileOp, accept: bool) -> Result<FileResult, HostError> {
+    let lease = d.pool.acquire(host, accept).await?;
     let Conn::Agent(link) = &lease.conn else {
-        return Err(format!(
-            "{}: agentless host: file transfer needs the agent",
-            host.name
+        return Err(HostError::new(
+            ErrorKind::Agent,
+            format!(
+                "{}: agentless host: file transfer needs the agent",
+                host.name
+            ),
         ));
     };
     match op {
@@ -271,7 +270,7 @@ async fn file(d: &Daemon, host: &Host, op: FileOp, accept: bool) -> Result<FileR
             let f = link
                 .read_file(ReadFile { path, max_size })
                 .await
-                .map_err(|e| link_error(e).to_string())?;
+                .map_err(link_error)?;
             Ok(FileResult::Read {
                 data: f.data,
                 mode: f.mode,
@@ -289,7 +288,7 @@ async fn file(d: &Daemon, host: &Host, op: FileOp, accept: bool) -> Result<FileR
                     sha256,
                 })
                 .await
-                .map_err(|e| link_error(e).to_string())?;
+                .map_err(link_error)?;
             Ok(FileResult::Written { size, sha256 })
         }
     }

@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::proto::agent::{Exit, Stream};
-use crate::proto::daemon::{ErrorKind, RunRequest, Verdict};
+use crate::model::{ErrorKind, Verdict};
+use crate::model::{Exit, Stream};
+use crate::proto::daemon::RunRequest;
 
 mod read;
 mod results;

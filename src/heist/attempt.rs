@@ -13,13 +13,20 @@ use super::executor::{Executor, RunSpec, StepOutcome};
 use super::journal::now_ms;
 use super::local_run;
 use super::vars::Scope;
-use crate::inventory::Host;
-use crate::proto::agent::Stream;
+use crate::model::{Host, HostError, Stream};
 
 fn fail(mut r: StepResult, why: String) -> StepResult {
     r.ok = false;
     r.reason = Some(why);
     r
+}
+
+/// The host gave no result (no exit status, or a file op that failed there): its kind
+/// decides the attempt's verdict.
+fn no_result(mut r: StepResult, e: HostError, why: String) -> StepResult {
+    r.error_kind = Some(e.kind);
+    r.error = Some(e.to_string());
+    fail(r, why)
 }
 
 pub(super) async fn attempt<E: Executor>(
@@ -148,8 +155,8 @@ async fn dispatch<E: Executor>(
                     r
                 }
                 Err(e) => {
-                    r.error = Some(e.clone());
-                    fail(r, format!("put {first}: {e}"))
+                    let why = format!("put {first}: {}", e.message);
+                    no_result(r, e, why)
                 }
             }
         }
@@ -179,8 +186,8 @@ async fn dispatch<E: Executor>(
                     }
                 }
                 Err(e) => {
-                    r.error = Some(e.clone());
-                    fail(r, format!("fetch {first}: {e}"))
+                    let why = format!("fetch {first}: {}", e.message);
+                    no_result(r, e, why)
                 }
             }
         }
@@ -189,10 +196,9 @@ async fn dispatch<E: Executor>(
 
 fn judge_exit(step: &StepDef, outcome: StepOutcome, mut r: StepResult) -> StepResult {
     match outcome {
-        StepOutcome::Failed { kind, message } => {
-            let e = format!("{}: {message}", kind.as_str());
-            r.error = Some(e.clone());
-            fail(r, e)
+        StepOutcome::Failed(e) => {
+            let why = e.to_string();
+            no_result(r, e, why)
         }
         StepOutcome::Exited(exit) => {
             r.exit_code = exit.code;

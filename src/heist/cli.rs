@@ -8,7 +8,8 @@ use super::def::HeistDef;
 use super::events::HeistSummary;
 use super::{journal, locate, run_cmd, validate};
 use crate::cli::HeistCmd;
-use crate::inventory::{Host, Inventory};
+use crate::inventory::Inventory;
+use crate::model::Host;
 
 pub use super::progress::sanitize;
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::client::Client;
-use crate::inventory::Host;
-use crate::proto::daemon::{ErrorKind, Event, FileOp, FileResult, HostEvent, Request, RunRequest};
+use crate::model::{ErrorKind, Host, HostError};
+use crate::proto::daemon::{Event, FileOp, FileResult, HostEvent, Request, RunRequest};
 
 use super::executor::{Executor, OutputSink, RunSpec, StepOutcome};
 
@@ -62,7 +62,7 @@ impl DaemonExecutor {
         ))
     }
 
-    async fn file(&self, host: &Host, op: FileOp) -> Result<FileResult, String> {
+    async fn file(&self, host: &Host, op: FileOp) -> Result<FileResult, HostError> {
         let req = Request::File {
             host: host.clone(),
             op,
@@ -72,30 +72,35 @@ impl DaemonExecutor {
             .client
             .request(req)
             .await
-            .map_err(|e| format!("daemon: {e:#}"))?;
+            .map_err(|e| HostError::new(ErrorKind::Internal, format!("daemon: {e:#}")))?;
         let deadline = tokio::time::Instant::now() + FILE_WAIT;
         loop {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Err(_) => {
-                    return Err(format!(
-                        "no answer from the daemon within {}s",
-                        FILE_WAIT.as_secs()
+                    return Err(HostError::new(
+                        ErrorKind::Internal,
+                        format!("no answer from the daemon within {}s", FILE_WAIT.as_secs()),
                     ))
                 }
-                Ok(None) => return Err("the daemon connection closed".into()),
+                Ok(None) => {
+                    return Err(HostError::new(
+                        ErrorKind::Internal,
+                        "the daemon connection closed",
+                    ))
+                }
                 Ok(Some(Event::FileDone(r))) => return r,
-                Ok(Some(Event::Error { message })) => return Err(message),
+                Ok(Some(Event::Error { message })) => {
+                    return Err(HostError::new(ErrorKind::Internal, message))
+                }
                 Ok(Some(_)) => {}
             }
         }
     }
 }
 
+/// The daemon connection failed: the step's fate on the host is unknown.
 fn lost(message: String) -> StepOutcome {
-    StepOutcome::Failed {
-        kind: ErrorKind::Agent,
-        message,
-    }
+    StepOutcome::Failed(HostError::new(ErrorKind::Lost, message))
 }
 
 impl Executor for DaemonExecutor {
@@ -148,24 +153,21 @@ impl Executor for DaemonExecutor {
                 _ = stop.changed() => continue,
                 _ = timer => {
                     if sent.is_some() {
-                        return StepOutcome::Failed {
-                            kind: ErrorKind::Agent,
-                            message: format!(
-                                "interrupted: no result {}s after the kill",
-                                KILL_WAIT.as_secs()
-                            ),
-                        };
+                        return StepOutcome::Failed(HostError::new(
+                            ErrorKind::Killed,
+                            format!("interrupted: no result {}s after the kill", KILL_WAIT.as_secs()),
+                        ));
                     }
                     if let Some(run_id) = run_id {
                         self.kill(run_id, host, libc::SIGKILL).await;
                     }
-                    return StepOutcome::Failed {
-                        kind: ErrorKind::Timeout,
-                        message: format!(
+                    return StepOutcome::Failed(HostError::new(
+                        ErrorKind::Timeout,
+                        format!(
                             "no result {}s past the step's timeout; job killed",
                             TIMEOUT_GRACE.as_secs()
                         ),
-                    };
+                    ));
                 }
             };
             match next {
@@ -179,30 +181,33 @@ impl Executor for DaemonExecutor {
                     HostEvent::Output { stream, data } => {
                         let _ = sink.send((stream, data)).await;
                     }
-                    HostEvent::Exit(e) => result = Some(StepOutcome::Exited(e)),
+                    HostEvent::Exit { exit, .. } => result = Some(StepOutcome::Exited(exit)),
                     HostEvent::Failed { kind, message } => {
-                        result = Some(StepOutcome::Failed { kind, message })
+                        result = Some(StepOutcome::Failed(HostError::new(kind, message)))
                     }
                 },
                 Some(Event::RunFinished { .. }) => {
-                    return result.unwrap_or_else(|| StepOutcome::Failed {
-                        kind: ErrorKind::Internal,
-                        message: "the daemon finished the run without a result for this host"
-                            .into(),
+                    return result.unwrap_or_else(|| {
+                        StepOutcome::Failed(HostError::new(
+                            ErrorKind::Internal,
+                            "the daemon finished the run without a result for this host",
+                        ))
                     })
                 }
                 Some(Event::Error { message }) => {
-                    return StepOutcome::Failed {
-                        kind: ErrorKind::Internal,
-                        message,
-                    }
+                    return StepOutcome::Failed(HostError::new(ErrorKind::Internal, message))
                 }
                 Some(_) => {}
             }
         }
     }
 
-    async fn read_file(&self, host: &Host, path: &str, max_size: u64) -> Result<Vec<u8>, String> {
+    async fn read_file(
+        &self,
+        host: &Host,
+        path: &str,
+        max_size: u64,
+    ) -> Result<Vec<u8>, HostError> {
         match self
             .file(
                 host,
@@ -214,7 +219,10 @@ impl Executor for DaemonExecutor {
             .await?
         {
             FileResult::Read { data, .. } => Ok(data),
-            FileResult::Written { .. } => Err("the daemon answered a read with a write".into()),
+            FileResult::Written { .. } => Err(HostError::new(
+                ErrorKind::Internal,
+                "the daemon answered a read with a write",
+            )),
         }
     }
 
@@ -224,7 +232,7 @@ impl Executor for DaemonExecutor {
         path: &str,
         data: Vec<u8>,
         mode: u32,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, HostError> {
         match self
             .file(
                 host,
@@ -237,7 +245,10 @@ impl Executor for DaemonExecutor {
             .await?
         {
             FileResult::Written { size, .. } => Ok(size),
-            FileResult::Read { .. } => Err("the daemon answered a write with a read".into()),
+            FileResult::Read { .. } => Err(HostError::new(
+                ErrorKind::Internal,
+                "the daemon answered a write with a read",
+            )),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::proto::agent::Stream;
+use crate::model::{ErrorKind, Stream, Verdict};
 
 /// A step of the heist: a main step or a rollback step, by index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -38,6 +38,9 @@ pub struct StepResult {
     pub timed_out: bool,
     /// Why there is no exit status (`unreachable: …`, `agent: …`) or why a file op failed.
     pub error: Option<String>,
+    /// The kind of that error, typed: it decides the attempt's verdict.
+    #[serde(default)]
+    pub error_kind: Option<ErrorKind>,
     /// Why the attempt counts as failed, in words (`exit 3, accepted 0 2`, …).
     pub reason: Option<String>,
     pub started_ms: u64,
@@ -48,6 +51,23 @@ pub struct StepResult {
     /// Output bytes not kept here (the daemon's run store has all of it).
     pub truncated: u64,
     pub captured: BTreeMap<String, String>,
+}
+
+impl StepResult {
+    /// This attempt's verdict: accepted → ok; no exit status → its error kind's verdict
+    /// ([`Verdict::from_error`]); ran past its timeout → timeout; else failed (an exit code
+    /// not accepted, a signal, a capture that did not match).
+    pub fn verdict(&self) -> Verdict {
+        if self.ok {
+            Verdict::Ok
+        } else if let Some(kind) = self.error_kind {
+            Verdict::from_error(kind)
+        } else if self.timed_out {
+            Verdict::Timeout
+        } else {
+            Verdict::Failed
+        }
+    }
 }
 
 /// Bytes of each stream kept per attempt in events and the journal.

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::inventory::Host;
-use crate::proto::agent::{Exit, Stream};
-use crate::proto::daemon::ErrorKind;
+use crate::model::Host;
+use crate::model::HostError;
+use crate::model::{Exit, Stream};
 
 /// One command for one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +27,7 @@ pub struct RunSpec {
 pub enum StepOutcome {
     Exited(Exit),
     /// No exit status: unreachable, refused, link lost, …
-    Failed {
-        kind: ErrorKind,
-        message: String,
-    },
+    Failed(HostError),
 }
 
 /// Output chunks as they are produced; the engine drains it while the command runs.
@@ -50,7 +47,7 @@ pub trait Executor: Send + Sync + 'static {
         host: &Host,
         path: &str,
         max_size: u64,
-    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+    ) -> impl Future<Output = Result<Vec<u8>, HostError>> + Send;
     /// Write a file on a host atomically; returns the size written.
     fn write_file(
         &self,
@@ -58,5 +55,5 @@ pub trait Executor: Send + Sync + 'static {
         path: &str,
         data: Vec<u8>,
         mode: u32,
-    ) -> impl Future<Output = Result<u64, String>> + Send;
+    ) -> impl Future<Output = Result<u64, HostError>> + Send;
 }

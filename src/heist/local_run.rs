@@ -8,8 +8,8 @@ use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 use super::executor::{OutputSink, RunSpec, StepOutcome};
-use crate::proto::agent::{Exit, Stream};
-use crate::proto::daemon::ErrorKind;
+use crate::model::{ErrorKind, HostError};
+use crate::model::{Exit, Stream};
 
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
@@ -45,10 +45,10 @@ pub async fn run(spec: RunSpec, sink: OutputSink) -> StepOutcome {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            return StepOutcome::Failed {
-                kind: ErrorKind::Internal,
-                message: format!("cannot start bash on this machine: {e}"),
-            }
+            return StepOutcome::Failed(HostError::new(
+                ErrorKind::Exec,
+                format!("cannot start bash on this machine: {e}"),
+            ))
         }
     };
     let pid = child.id().unwrap_or(0);
@@ -100,9 +100,9 @@ pub async fn run(spec: RunSpec, sink: OutputSink) -> StepOutcome {
                 timed_out,
             })
         }
-        Err(e) => StepOutcome::Failed {
-            kind: ErrorKind::Internal,
-            message: format!("waiting for local command: {e}"),
-        },
+        Err(e) => StepOutcome::Failed(HostError::new(
+            ErrorKind::Internal,
+            format!("waiting for local command: {e}"),
+        )),
     }
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use super::events::{HeistEvent, HostOutcome, StepResult};
 use crate::daemon::store;
-use crate::proto::daemon::Verdict;
+use crate::model::Verdict;
 
 /// Host → verdict of the last run, and which run that was.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::def::{Batch, HeistDef, StepDef};
 use super::vars::{definable, Scope, Template};
-use crate::inventory::Host;
+use crate::model::Host;
 
 #[derive(Debug, Clone)]
 pub struct Plan {

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 
 use super::outcomes::{self, LastOutcomes};
 use crate::client::Client;
-use crate::inventory::{Host, Inventory};
-use crate::proto::agent::Info;
-use crate::proto::daemon::{Event, Request, Verdict};
+use crate::inventory::Inventory;
+use crate::model::Host;
+use crate::model::Info;
+use crate::model::Verdict;
+use crate::proto::daemon::{Event, Request};
 use crate::select::{self, Context};
 
 #[derive(Debug, Default)]

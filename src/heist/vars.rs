@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::inventory::Host;
+use crate::model::Host;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::events::{Decision, HeistEvent, HeistSummary, HostOutcome, StepRef, OUTPUT_KEEP};
-use crate::proto::agent::Stream;
+use crate::model::Stream;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -2,8 +2,9 @@
 
 use std::io::Write;
 
-use super::{Host, Inventory, Transport};
+use super::Inventory;
 use crate::heist::{outcomes, select_ctx::SelectCtx};
+use crate::model::{Host, Transport};
 use crate::select;
 
 /// Exit codes: 0 listed (even if nothing matched), 2 bad inventory or selection.

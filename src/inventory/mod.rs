@@ -5,7 +5,6 @@
 //! then built-in defaults (port 22, the standard key files that exist, `~/.ssh/known_hosts`
 //! and `/etc/ssh/ssh_known_hosts`, 10 s connect timeout).
 
-mod host;
 pub mod hosts_cmd;
 mod raw;
 mod resolve;
@@ -15,7 +14,7 @@ mod ssh_config;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use host::{Host, Transport};
+use crate::model::Host;
 
 use crate::select::{self, Context, SelectError};
 

@@ -8,7 +8,8 @@ use toml::Spanned;
 use super::raw::{RawFile, RawSettings};
 use super::settings::{local_path, Settings};
 use super::ssh_config::SshFile;
-use super::{Host, InventoryError, Source, Transport};
+use super::{InventoryError, Source};
+use crate::model::{Host, Transport};
 
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
 const DEFAULT_AGENT_DIR: &str = "~/.cache/crew";

@@ -7,7 +7,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::RawSettings;
-use super::{InventoryError, Source, Transport};
+use super::{InventoryError, Source};
+use crate::model::Transport;
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Settings {

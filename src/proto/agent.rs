@@ -9,12 +9,11 @@
 //! Before the first frame the agent writes [`SYNC_MARKER`] on stdout so the daemon can skip
 //! whatever a login shell printed first (a banner, a chatty `.bashrc`).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::frame::{self, FrameError, RawFrame};
+use crate::model::{Exit, Info, Stream};
 
 /// Written by the agent before its `Hello`; the daemon discards everything before it.
 pub const SYNC_MARKER: &[u8] = b"\x00\x00CREW-AGENT-SYNC\x00\x00";
@@ -26,13 +25,6 @@ pub fn find_marker(hay: &[u8], marker: &[u8]) -> Option<usize> {
         return Some(0);
     }
     hay.windows(marker.len()).position(|w| w == marker)
-}
-
-/// Which output stream a chunk came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
-pub enum Stream {
-    Stdout,
-    Stderr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,31 +43,6 @@ pub struct Run {
     pub env: Vec<(String, String)>,
     /// Kill the process group (TERM, then KILL after a grace period) once this elapses.
     pub timeout_ms: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Exit {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-    pub wall_ms: u64,
-    pub user_ms: u64,
-    pub sys_ms: u64,
-    pub max_rss_kb: u64,
-    /// The agent killed the command because its timeout elapsed.
-    pub timed_out: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Info {
-    pub hostname: String,
-    pub os: String,
-    pub kernel: String,
-    pub arch: String,
-    pub cpus: u32,
-    pub mem_total_kb: u64,
-    pub uptime_s: u64,
-    /// Extra facts: `os_id`, `os_version`, … (from /etc/os-release and the like).
-    pub facts: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

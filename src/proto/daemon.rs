@@ -7,9 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::agent::{Exit, Info, Stream};
 use super::frame::RawFrame;
-use crate::inventory::Host;
+use crate::model::{ErrorKind, Exit, Host, HostError, Info, Stream, Verdict};
 
 pub const REQUEST: u16 = 1;
 pub const EVENT: u16 = 2;
@@ -76,71 +75,19 @@ pub enum FileOp {
     },
 }
 
-/// Why a host produced no exit status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ErrorKind {
-    /// TCP connect failed (refused, no route, DNS).
-    Unreachable,
-    /// Connect, handshake or command timeout.
-    Timeout,
-    /// Host key unknown, changed or revoked.
-    Hostkey,
-    /// Authentication failed.
-    Auth,
-    /// The agent refused the job (queue full).
-    Refused,
-    /// The agent could not be installed or started, or the link broke.
-    Agent,
-    /// The job was killed on request before it exited.
-    Killed,
-    /// Anything else (a bug, a protocol error); the message says what.
-    Internal,
-}
-
-impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Unreachable => "unreachable",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Hostkey => "hostkey",
-            ErrorKind::Auth => "auth",
-            ErrorKind::Refused => "refused",
-            ErrorKind::Agent => "agent",
-            ErrorKind::Killed => "killed",
-            ErrorKind::Internal => "internal",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HostEvent {
     /// The command is running; `agentless` marks hosts served without a resident agent.
-    Started {
-        pid: u32,
-        agentless: bool,
-    },
+    Started { pid: u32, agentless: bool },
     Output {
         stream: Stream,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
-    Exit(Exit),
-    Failed {
-        kind: ErrorKind,
-        message: String,
-    },
-}
-
-/// Final verdict of one host in a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Ok,
-    Failed,
-    Timeout,
-    Unreachable,
-    Killed,
+    /// The command exited; `verdict` is the daemon's (it knows whether a kill was sent).
+    Exit { exit: Exit, verdict: Verdict },
+    /// No exit status; the verdict is `Verdict::from_error(kind)`.
+    Failed { kind: ErrorKind, message: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -199,7 +146,7 @@ pub enum Event {
     },
     Status(StatusReport),
     Facts(Vec<(String, Result<Info, String>)>),
-    FileDone(Result<FileResult, String>),
+    FileDone(Result<FileResult, HostError>),
     Error {
         message: String,
     },

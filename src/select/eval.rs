@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{parse, value_match, Atom, Context, Expr, SelectError};
-use crate::inventory::Host;
+use crate::model::Host;
 
 impl Expr {
     /// Does `host` match? Groups are the inventory's named selections, parsed as needed;

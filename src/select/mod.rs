@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 pub use error::SelectError;
 pub use parse::parse;
 
-use crate::proto::daemon::Verdict;
+use crate::model::Verdict;
 
 /// What a selection may ask beyond the inventory: agent facts and the last run's outcomes.
 pub trait Context {

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::lex::{found_at, lex, Spanned, Tok};
 use super::{is_glob, Atom, Expr, SelectError};
-use crate::proto::daemon::Verdict;
+use crate::model::Verdict;
 
 const ATOM_EXPECTED: &str = "a host, tag, nodeset, `@group`, `?outcome`, `/regex/`, `(` or `!`";
 /// Longest selection, in tokens, and deepest nesting of `(` and `!` (keeps the recursive

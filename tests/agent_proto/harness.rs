@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use crew::agent::{serve, AgentOptions};
-use crew::proto::agent::{decode, AgentMsg, Decoded, Exit, Run, Stream, SYNC_MARKER};
+use crew::model::{Exit, Stream};
+use crew::proto::agent::{decode, AgentMsg, Decoded, Run, SYNC_MARKER};
 use crew::proto::frame::{read_frame, write_frame};
 use crew::proto::PROTO_VERSION;
 use tokio::io::{AsyncReadExt, DuplexStream, ReadHalf, WriteHalf};

@@ -14,7 +14,7 @@ use crew::heist::events::{Choice, HeistEvent, HeistSummary};
 use crew::heist::executor::Executor;
 use crew::heist::view_model::ViewModel;
 use crew::heist::{plan, validate};
-use crew::inventory::Host;
+use crew::model::Host;
 
 /// One CREW_HOME (temp dir) for the whole test process.
 pub fn crew_home() -> &'static Path {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crew::agent::{serve, AgentOptions};
 use crew::daemon::link::{AgentLink, Handshake, Job, LinkError, LinkOptions};
-use crew::proto::agent::{AgentMsg, Exit, Run, Stream};
+use crew::model::{Exit, Stream};
+use crew::proto::agent::{AgentMsg, Run};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 

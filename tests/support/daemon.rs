@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use crew::client::Client;
 use crew::daemon::{serve, DaemonOptions};
-use crew::inventory::Host;
-use crew::proto::agent::Stream;
-use crew::proto::daemon::{
-    ErrorKind, Event, HostEvent, Request, RunRequest, StatusReport, Verdict,
-};
+use crew::model::Host;
+use crew::model::Stream;
+use crew::model::{ErrorKind, Verdict};
+use crew::proto::daemon::{Event, HostEvent, Request, RunRequest, StatusReport};
 use tokio_util::sync::CancellationToken;
 
 use super::sshd::SshdFleet;
@@ -175,8 +174,8 @@ pub async fn run(c: &Client, req: RunRequest, wait: Duration) -> Outcome {
                     };
                     to.entry(host).or_default().extend_from_slice(&data);
                 }
-                HostEvent::Exit(e) => {
-                    o.exits.insert(host, e.code);
+                HostEvent::Exit { exit, .. } => {
+                    o.exits.insert(host, exit.code);
                 }
                 HostEvent::Failed { kind, message } => {
                     o.failed.insert(host, (kind, message));

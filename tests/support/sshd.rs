@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crew::inventory::{Host, Transport};
+use crew::model::{Host, Transport};
 
 use super::find_tool;
 

@@ -5,8 +5,9 @@ use super::{Focus, Model, PendingRun, RunView, View};
 use crate::console::effect::Effect;
 use crate::console::keymap::Mode;
 use crate::heist::outcomes::LastOutcomes;
+use crate::model::Verdict;
 use crate::nodeset;
-use crate::proto::daemon::{RunRequest, Verdict};
+use crate::proto::daemon::RunRequest;
 
 impl Model {
     /// The stored last run's outcomes, read at start-up. A run of this session is newer: when

@@ -9,7 +9,7 @@
 use super::{Model, View};
 use crate::console::gather::{diff, DiffOp};
 use crate::console::scrollback::Scrollback;
-use crate::proto::agent::Stream;
+use crate::model::Stream;
 
 /// Least time between two recomputations while the outputs keep changing.
 pub const STREAMING_EVERY_MS: u64 = 100;

@@ -24,8 +24,9 @@ use super::engine::{self, Filter, FilterError, Fleet};
 use super::history::History;
 use super::keymap::{Key, Keymap, Mode};
 use super::runs::RunEntry;
-use crate::proto::agent::Info;
-use crate::proto::daemon::{Event, Verdict};
+use crate::model::Info;
+use crate::model::Verdict;
+use crate::proto::daemon::Event;
 
 pub struct Model {
     pub fleet: Fleet,
@@ -297,7 +298,7 @@ impl Model {
         t
     }
 
-    pub fn shown_hosts(&self) -> impl Iterator<Item = &crate::inventory::Host> + '_ {
+    pub fn shown_hosts(&self) -> impl Iterator<Item = &crate::model::Host> + '_ {
         self.shown.iter().filter_map(|&i| self.fleet.hosts.get(i))
     }
 

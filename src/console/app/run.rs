@@ -9,15 +9,20 @@ use crate::console::gather::Gather;
 use crate::console::runs::{verdict_counts, RunDetail};
 use crate::console::scrollback::Scrollback;
 use crate::daemon::store::HostRecord;
-use crate::proto::agent::{Exit, Stream};
-use crate::proto::daemon::{ErrorKind, Event, HostEvent, Verdict};
+use crate::model::{ErrorKind, Verdict};
+use crate::model::{Exit, Stream};
+use crate::proto::daemon::{Event, HostEvent};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobState {
     Pending,
     Running,
-    Exited(Exit),
-    Failed { kind: ErrorKind, message: String },
+    /// Exited, with the daemon's verdict (it knows whether a kill was sent).
+    Exited(Exit, Verdict),
+    Failed {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 impl JobState {
@@ -26,8 +31,8 @@ impl JobState {
         match self {
             JobState::Pending => "pending".into(),
             JobState::Running => "running".into(),
-            JobState::Exited(e) if e.timed_out => "timeout".into(),
-            JobState::Exited(e) => match (e.code, e.signal) {
+            JobState::Exited(e, _) if e.timed_out => "timeout".into(),
+            JobState::Exited(e, _) => match (e.code, e.signal) {
                 (Some(0), _) => "ok".into(),
                 (Some(c), _) => format!("exit {c}"),
                 (None, Some(s)) => format!("signal {s}"),
@@ -40,15 +45,8 @@ impl JobState {
     pub fn verdict(&self) -> Option<Verdict> {
         Some(match self {
             JobState::Pending | JobState::Running => return None,
-            JobState::Exited(e) if e.timed_out => Verdict::Timeout,
-            JobState::Exited(e) if e.code == Some(0) => Verdict::Ok,
-            JobState::Exited(_) => Verdict::Failed,
-            JobState::Failed { kind, .. } => match kind {
-                ErrorKind::Unreachable => Verdict::Unreachable,
-                ErrorKind::Timeout => Verdict::Timeout,
-                ErrorKind::Killed => Verdict::Killed,
-                _ => Verdict::Failed,
-            },
+            JobState::Exited(_, v) => *v,
+            JobState::Failed { kind, .. } => Verdict::from_error(*kind),
         })
     }
 
@@ -171,10 +169,10 @@ impl Model {
                         job.out.push(stream, &data);
                         run.gather.feed(&host, stream, &data);
                     }
-                    HostEvent::Exit(exit) => {
+                    HostEvent::Exit { exit, verdict } => {
                         job.out.finish();
                         job.wall_ms = Some(exit.wall_ms);
-                        job.state = JobState::Exited(exit);
+                        job.state = JobState::Exited(exit, verdict);
                     }
                     HostEvent::Failed { kind, message } => {
                         job.out.finish();
@@ -320,7 +318,7 @@ fn stored_state(record: Option<&HostRecord>) -> JobState {
             message: r.error.clone().unwrap_or_default(),
         };
     }
-    JobState::Exited(Exit {
+    let exit = Exit {
         code: r.code,
         signal: r.signal,
         wall_ms: r.wall_ms.unwrap_or(0),
@@ -328,5 +326,6 @@ fn stored_state(record: Option<&HostRecord>) -> JobState {
         sys_ms: r.sys_ms.unwrap_or(0),
         max_rss_kb: r.max_rss_kb.unwrap_or(0),
         timed_out: r.timed_out,
-    })
+    };
+    JobState::Exited(exit, r.verdict)
 }

@@ -1,7 +1,7 @@
 use super::*;
 use crate::console::keymap::KeyCode;
-use crate::inventory::Host;
-use crate::proto::agent::{Exit, Stream};
+use crate::model::Host;
+use crate::model::{Exit, Stream};
 use crate::proto::daemon::{HostEvent, RunRequest, Summary};
 use regex::Regex;
 
@@ -49,7 +49,7 @@ fn names(req: &RunRequest) -> Vec<&str> {
 }
 
 pub(super) fn exit(code: i32) -> HostEvent {
-    HostEvent::Exit(Exit {
+    let exit = Exit {
         code: Some(code),
         signal: None,
         wall_ms: 120,
@@ -57,7 +57,11 @@ pub(super) fn exit(code: i32) -> HostEvent {
         sys_ms: 0,
         max_rss_kb: 0,
         timed_out: false,
-    })
+    };
+    HostEvent::Exit {
+        verdict: crate::model::Verdict::from_exit(&exit, false),
+        exit,
+    }
 }
 
 pub(super) fn ev(m: &mut Model, tag: u64, host: &str, event: HostEvent) {
@@ -117,7 +121,7 @@ fn run_with_failures(m: &mut Model, cmd: &str) -> u64 {
     tag
 }
 
-use crate::proto::daemon::ErrorKind;
+use crate::model::ErrorKind;
 
 #[test]
 fn filter_applies_as_you_type_and_targets_follow() {

@@ -13,7 +13,7 @@ use crate::console::app::{HeistState, Model};
 use crate::console::theme::Theme;
 use crate::heist::events::{HostOutcome, Outcome};
 use crate::heist::view_model::{Cell, CellState, ViewModel};
-use crate::proto::agent::Stream;
+use crate::model::Stream;
 
 /// Glyph and theme scope of a cell state.
 pub fn glyph(s: CellState) -> (&'static str, &'static str) {

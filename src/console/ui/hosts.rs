@@ -8,7 +8,7 @@ use ratatui::Frame;
 use super::block;
 use crate::console::app::{Focus, Model};
 use crate::console::theme::Theme;
-use crate::proto::daemon::Verdict;
+use crate::model::Verdict;
 
 /// Glyph and theme scope for a pool state (`connecting`, `ready`, `busy`, `lost`, `down`).
 pub fn state_glyph(state: Option<&str>) -> (&'static str, &'static str) {

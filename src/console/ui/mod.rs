@@ -19,7 +19,7 @@ use super::app::{Focus, Model, View};
 use super::keymap::Mode;
 use super::sanitize::{self, SegKind};
 use super::theme::Theme;
-use crate::proto::agent::Stream;
+use crate::model::Stream;
 
 /// Hosts the grid shows at most before switching to list + focused pane.
 pub const GRID_MIN_HEIGHT: u16 = 6;

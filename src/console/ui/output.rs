@@ -123,7 +123,7 @@ fn pane(f: &mut Frame, area: Rect, m: &Model, run: &RunView, host: &str, focus: 
             JobState::Running => "running, no output yet".to_string(),
             // Error text can carry what a host or its shell printed: never draw it raw.
             JobState::Failed { message, .. } => crate::console::sanitize::plain(message.as_bytes()),
-            JobState::Exited(_) => "(no output)".to_string(),
+            JobState::Exited(..) => "(no output)".to_string(),
         };
         lines.push(Line::from(Span::styled(msg, t.get("ui.empty"))));
     }

@@ -19,7 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 pub use handshake::{preview, MAX_SKIP};
 use router::{Inner, Route};
 
-use crate::proto::agent::{AgentMsg, FileData, Info, ReadFile, Run, WriteFile};
+use crate::model::Info;
+use crate::proto::agent::{AgentMsg, FileData, ReadFile, Run, WriteFile};
 use crate::proto::PROTO_VERSION;
 
 /// Events buffered per job (at most 16 × 64 KiB of output) before the reader waits for the

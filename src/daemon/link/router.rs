@@ -133,20 +133,9 @@ impl Inner {
         };
         tracing::info!("agent link closed: {reason}");
         let _ = self.reason.set(reason.clone());
-        for (_, route) in pending {
-            let Route::Job(tx) = route else { continue };
-            let msg = AgentMsg::Error {
-                message: format!("link lost: {reason}"),
-            };
-            // A full channel still gets its terminal message, once the consumer makes room.
-            if let Err(mpsc::error::TrySendError::Full(msg)) = tx.try_send(msg) {
-                if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                    rt.spawn(async move {
-                        let _ = tx.send(msg).await;
-                    });
-                }
-            }
-        }
+        // Every job's channel closes once its consumer has drained what arrived: a job whose
+        // events end without a terminal message lost its link (see `AgentLink::close_reason`).
+        drop(pending);
         self.dead.cancel();
         for task in lock(&self.tasks).drain(..) {
             task.abort();

@@ -11,7 +11,7 @@ use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 
 use super::connect::Client;
 use super::SshError;
-use crate::inventory::Host;
+use crate::model::Host;
 
 /// Stay below OpenSSH's default MaxAuthTries (6) so we can still report cleanly.
 const MAX_ATTEMPTS: usize = 5;

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use super::{auth, known_hosts, SshError, SshOptions, SshSession};
-use crate::inventory::Host;
+use crate::model::Host;
 
 /// Receive window per channel: large enough that one stream of bulk output is not throttled
 /// by round trips (russh's client ignores `adjust_window`, so this is the knob).
@@ -269,7 +269,7 @@ mod tests {
     #[test]
     fn default_order_and_extensions_when_unset() {
         let h = Host {
-            transport: crate::inventory::Transport::Ssh,
+            transport: crate::model::Transport::Ssh,
             ..Host::local("h")
         };
         let kex = kex_preference(&h).expect("default");
@@ -313,7 +313,7 @@ mod tests {
         );
         assert!(msg.contains("curve25519-sha256"), "lists what works: {msg}");
         assert!(msg.contains("~/.ssh/config"), "{msg}");
-        assert_eq!(e.kind(), crate::proto::daemon::ErrorKind::Internal);
+        assert_eq!(e.kind(), crate::model::ErrorKind::Internal);
         h.kex = Some(Vec::new());
         assert!(kex_preference(&h)
             .expect_err("empty")

@@ -1,6 +1,6 @@
 //! Why reaching a host over SSH failed, sorted into the kinds the operator sees.
 
-use crate::proto::daemon::ErrorKind;
+use crate::model::ErrorKind;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SshError {
@@ -33,7 +33,7 @@ impl SshError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             SshError::Unreachable(_) => ErrorKind::Unreachable,
-            SshError::Timeout(_) => ErrorKind::Timeout,
+            SshError::Timeout(_) => ErrorKind::ConnectTimeout,
             SshError::HostKey(_) => ErrorKind::Hostkey,
             SshError::Auth(_) => ErrorKind::Auth,
             SshError::AgentUnavailable(_) => ErrorKind::Agent,

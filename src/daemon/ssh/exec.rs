@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 
 use super::marker::{self, Skipper};
 use super::{SshError, SshSession};
-use crate::proto::agent::{AgentMsg, Exit, Run, Stream};
+use crate::model::{Exit, Stream};
+use crate::proto::agent::{AgentMsg, Run};
 
 /// Events buffered per agentless job before the channel reader waits (back-pressure).
 const EVENT_BUFFER: usize = 64;
@@ -147,9 +148,15 @@ impl SshSession {
                 let _ = channel.close().await;
                 return;
             }
-            let last = pump(channel, &tx, kill_rx, timeout, &name).await;
-            tracing::debug!("{name}: agentless job ended: {}", last.name());
-            let _ = tx.send(last).await;
+            // No terminal message means the channel closed without an exit status: the
+            // consumer sees its events end, as for a lost agent link.
+            match pump(channel, &tx, kill_rx, timeout, &name).await {
+                Some(last) => {
+                    tracing::debug!("{name}: agentless job ended: {}", last.name());
+                    let _ = tx.send(last).await;
+                }
+                None => tracing::debug!("{name}: agentless job: channel closed without a status"),
+            }
         });
         Ok(AgentlessJob {
             events: rx,
@@ -158,14 +165,15 @@ impl SshSession {
     }
 }
 
-/// Stream one exec channel into `tx` until it closes; returns the terminal message.
+/// Stream one exec channel into `tx` until it closes; returns the terminal message, or None
+/// when the channel closed without an exit status.
 async fn pump(
     channel: russh::Channel<russh::client::Msg>,
     tx: &mpsc::Sender<AgentMsg>,
     mut kill_rx: mpsc::UnboundedReceiver<i32>,
     timeout: Option<Duration>,
     host: &str,
-) -> AgentMsg {
+) -> Option<AgentMsg> {
     let (mut rd, wr) = channel.split();
     let start = Instant::now();
     let mut deadline = timeout.map(|t| tokio::time::Instant::now() + t);
@@ -245,16 +253,14 @@ async fn pump(
     let wall_ms = start.elapsed().as_millis() as u64;
     let timed_out = stage > 0;
     if refused && code.is_none() && signal.is_none() {
-        return AgentMsg::Error {
+        return Some(AgentMsg::Error {
             message: "the server refused the exec request".into(),
-        };
+        });
     }
     if code.is_none() && signal.is_none() && !timed_out {
-        return AgentMsg::Error {
-            message: "the exec channel closed without an exit status".into(),
-        };
+        return None;
     }
-    AgentMsg::Exit(Exit {
+    Some(AgentMsg::Exit(Exit {
         code,
         signal: signal.or(if timed_out && code.is_none() {
             Some(9)
@@ -266,5 +272,5 @@ async fn pump(
         sys_ms: 0,
         max_rss_kb: 0,
         timed_out,
-    })
+    }))
 }

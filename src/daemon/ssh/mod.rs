@@ -24,7 +24,7 @@ pub use exec::{command_line, sh_quote, AgentlessJob, AgentlessKiller};
 pub use install::dir_expr;
 pub use stream::AgentChannel;
 
-use crate::inventory::Host;
+use crate::model::Host;
 
 /// How the daemon connects: shared by every connection it makes.
 #[derive(Clone)]

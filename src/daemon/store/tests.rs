@@ -2,10 +2,7 @@ use super::*;
 
 fn req(hosts: &[&str]) -> RunRequest {
     RunRequest {
-        hosts: hosts
-            .iter()
-            .map(|h| crate::inventory::Host::local(h))
-            .collect(),
+        hosts: hosts.iter().map(|h| crate::model::Host::local(h)).collect(),
         selection: "a".into(),
         command: "true".into(),
         env: vec![],
