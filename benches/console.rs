@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use crew::console::action::Action;
 use crew::console::app::{diff_lines, Model, Settings, STREAMING_EVERY_MS};
-use crew::console::engine::Fleet;
 use crew::console::history::History;
 use crew::console::keymap::{Key, KeyCode, Keymap};
 use crew::console::theme::Theme;
 use crew::console::{tui, ui};
+use crew::inventory::Inventory;
 use crew::model::Host;
 use crew::model::{Exit, Stream};
 use crew::proto::daemon::{Event, HostEvent};
@@ -52,7 +52,12 @@ fn model(hosts: usize, scrollback: usize) -> Model {
         ..Settings::default()
     };
     let km = Keymap::load(None).expect("keymap");
-    Model::new(Fleet::new(fleet(hosts)), km, settings, History::default())
+    Model::new(
+        Inventory::from_hosts(fleet(hosts)),
+        km,
+        settings,
+        History::default(),
+    )
 }
 
 fn typ(m: &mut Model, s: &str) {

@@ -7,7 +7,6 @@ use std::path::Path;
 use crew::console::action::Action;
 use crew::console::app::{Model, Settings, View};
 use crew::console::effect::Effect;
-use crew::console::engine::Fleet;
 use crew::console::heists::{HeistList, Shared};
 use crew::console::history::History;
 use crew::console::keymap::{Key, KeyCode, Keymap, Mode};
@@ -15,6 +14,7 @@ use crew::console::theme::Theme;
 use crew::console::ui;
 use crew::heist::engine::AskReply;
 use crew::heist::events::{Choice, Decision, HeistEvent, HostOutcome, StepRef, StepResult};
+use crew::inventory::Inventory;
 use crew::model::Host;
 use crew::model::Stream;
 use ratatui::backend::TestBackend;
@@ -71,7 +71,7 @@ fn fleet() -> Vec<Host> {
 fn model() -> Model {
     let km = Keymap::load(None).expect("keymap");
     Model::new(
-        Fleet::new(fleet()),
+        Inventory::from_hosts(fleet()),
         km,
         Settings::default(),
         History::default(),

@@ -2,11 +2,11 @@
 
 use crew::console::action::Action;
 use crew::console::app::{Model, Settings};
-use crew::console::engine::Fleet;
 use crew::console::history::History;
 use crew::console::keymap::{Key, KeyCode, Keymap};
 use crew::console::theme::Theme;
 use crew::console::ui;
+use crew::inventory::Inventory;
 use crew::model::ErrorKind;
 use crew::model::Host;
 use crew::model::{Exit, Stream};
@@ -32,7 +32,12 @@ fn fleet() -> Vec<Host> {
 
 fn model(settings: Settings) -> Model {
     let km = Keymap::load(None).expect("keymap");
-    Model::new(Fleet::new(fleet()), km, settings, History::default())
+    Model::new(
+        Inventory::from_hosts(fleet()),
+        km,
+        settings,
+        History::default(),
+    )
 }
 
 fn typ(m: &mut Model, s: &str) {
@@ -217,7 +222,7 @@ fn many_hosts_switch_to_list_and_focused_pane() {
         .collect();
     let km = Keymap::load(None).expect("keymap");
     let mut m = Model::new(
-        Fleet::new(hosts),
+        Inventory::from_hosts(hosts),
         km,
         Settings::default(),
         History::default(),

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crew::daemon::store::{HostRecord, RunMeta, HOSTS_FILE};
 use crew::model::Verdict;
+use crew::store::{HostRecord, RunMeta};
 
 mod support;
 use support::require_tool;
@@ -67,29 +67,18 @@ fn filter_by_tag_mark_help_and_quit_restores_terminal() {
 
 /// A run in the store the way the daemon leaves it (`meta.json`, `hosts.jsonl`).
 fn stored_run(home: &Path, id: u64, hosts: &[(&str, Verdict)]) {
-    let dir = home.join("runs").join(id.to_string());
-    std::fs::create_dir_all(&dir).expect("run dir");
-    let meta = RunMeta {
-        id,
-        who: "me".into(),
-        when: "2025-01-01T00:00:00.000Z".into(),
-        selection: "role=demo".into(),
-        command: "false".into(),
-        hosts: hosts.iter().map(|(h, _)| h.to_string()).collect(),
-        label: None,
-        timeout_ms: None,
-        fanout: None,
-    };
-    let meta = serde_json::to_vec(&meta).expect("meta json");
-    std::fs::write(dir.join("meta.json"), meta).expect("meta.json");
-    let mut lines = String::new();
-    for (h, v) in hosts {
-        let mut r = HostRecord::new(h);
-        r.verdict = *v;
-        lines += &serde_json::to_string(&r).expect("record json");
-        lines.push('\n');
-    }
-    std::fs::write(dir.join(HOSTS_FILE), lines).expect("hosts.jsonl");
+    let names: Vec<&str> = hosts.iter().map(|(h, _)| *h).collect();
+    let mut meta = RunMeta::command(id, "me", "role=demo", "false", &names);
+    meta.when = "2025-01-01T00:00:00.000Z".into();
+    let records: Vec<HostRecord> = hosts
+        .iter()
+        .map(|(h, v)| {
+            let mut r = HostRecord::new(h);
+            r.verdict = *v;
+            r
+        })
+        .collect();
+    crew::store::write_run_blocking(&home.join("runs"), &meta, &records).expect("stored run");
 }
 
 #[test]

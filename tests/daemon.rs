@@ -176,7 +176,7 @@ async fn run_streams_and_stores_every_host_before_finishing() {
         assert_eq!(rec["stdout_bytes"], 6);
     }
     // The typed reader sees the same, in the run's host order.
-    let run = crew::daemon::store::read_run(&dir).expect("read_run");
+    let run = crew::store::read_run(&dir).expect("read_run");
     let read: Vec<&str> = run.hosts.iter().map(|r| r.host.as_str()).collect();
     assert_eq!(read, names);
     assert_eq!(run.meta.command, "echo hello; echo oops >&2; exit 3");

@@ -98,7 +98,7 @@ async fn bad_hosts_fail_alone_with_clear_errors() {
     }
     let expect = [
         ("refused", ErrorKind::Unreachable),
-        ("silent", ErrorKind::Timeout),
+        ("silent", ErrorKind::ConnectTimeout),
         ("wrongkey", ErrorKind::Hostkey),
         ("unknownkey", ErrorKind::Hostkey),
         ("stranger", ErrorKind::Auth),

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crew::client::heist_exec::DaemonExecutor;
 use crew::client::Client;
 use crew::daemon::{serve, DaemonOptions};
-use crew::heist::daemon_exec::DaemonExecutor;
 use crew::heist::events::StepRef;
 use crew::heist::view_model::CellState;
 use heist_support::{crew_home, hosts, run, scenarios, scratch};

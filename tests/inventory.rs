@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use crew::inventory::{Inventory, InventoryError};
 use crew::model::{Host, Transport};
-use crew::select::{self, NoContext};
+use crew::pick::Selection;
+use crew::select::NoContext;
 
 fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
     let p = dir.join(rel);
@@ -271,17 +272,15 @@ safe = "@frontend & !canary"
 "#,
     );
     let pick = |t: &str| -> Vec<String> {
-        let e = select::parse(t).expect("parses");
-        inv.select(&e, &NoContext)
+        let sel = Selection::parse(t, &inv.groups).expect("parses");
+        sel.pick(&inv.hosts, &NoContext)
             .iter()
             .map(|h| h.name.clone())
             .collect()
     };
     assert_eq!(pick("@safe"), ["web1", "web2", "web3"]);
     assert_eq!(pick("@frontend & canary"), ["cache1"]);
-    let e = select::parse("@missing").expect("parses");
-    assert!(inv.select(&e, &NoContext).is_empty());
-    let err = inv.try_select(&e, &NoContext).expect_err("unknown group");
+    let err = Selection::parse("@missing", &inv.groups).expect_err("unknown group");
     assert_eq!(
         err.message,
         "unknown group `@missing` (known groups: @frontend, @safe)"

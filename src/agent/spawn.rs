@@ -228,7 +228,7 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
         // SAFETY: _exit ends this process at once, without running any of the agent's code.
         unsafe { libc::_exit(127) }
     };
-    // SAFETY (all calls below): plain syscalls wrappers, async-signal-safe, on pointers
+    // SAFETY: the calls below are plain syscall wrappers, async-signal-safe, on pointers
     // prepared by the parent (NUL-terminated strings and arrays) or on our own locals.
     unsafe {
         for sig in 1..=64 {

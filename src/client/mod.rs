@@ -1,10 +1,9 @@
-//! Clients of the daemon: connect (or start it), `crew run`, `crew status`.
+//! The client side of the daemon's protocol: connect (or start the daemon), send requests,
+//! receive events; and the adapters front-ends build on it (agent facts for the host
+//! picker, a heist executor that runs steps through the daemon).
 
 mod conn;
-pub mod gather;
-pub mod output;
-pub mod render;
-pub mod run_cmd;
-pub mod status_cmd;
+pub mod facts;
+pub mod heist_exec;
 
 pub use conn::Client;

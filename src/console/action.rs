@@ -8,7 +8,7 @@ use super::heists::{HeistList, Shared};
 use super::keymap::Key;
 use super::runs::{RunDetail, RunEntry};
 use crate::heist::events::HeistEvent;
-use crate::heist::outcomes::LastOutcomes;
+use crate::pick::LastOutcomes;
 use crate::proto::daemon::Event;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

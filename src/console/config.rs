@@ -62,7 +62,7 @@ impl ConsoleConfig {
     pub fn timeout_ms(&self) -> Result<Option<u64>, String> {
         self.timeout
             .as_deref()
-            .map(|t| crate::cli::parse_duration(t).map(|d| d.as_millis() as u64))
+            .map(|t| crate::duration::parse(t).map(|d| d.as_millis() as u64))
             .transpose()
             .map_err(|e| format!("console.toml: timeout: {e}"))
     }

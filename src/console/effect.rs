@@ -91,7 +91,7 @@ impl Executor {
             Effect::LastOutcomes => {
                 let dir = self.runs_dir.clone();
                 tokio::task::spawn_blocking(move || {
-                    let last = crate::heist::outcomes::last(&dir);
+                    let last = crate::pick::outcomes::last(&dir);
                     let _ = tx.send(Action::OutcomesLoaded(last));
                 });
             }

@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::action::Action;
+use crate::client::heist_exec::DaemonExecutor;
 use crate::heist::def::HeistDef;
 use crate::heist::engine::{self, AskReply};
+use crate::heist::locate;
 use crate::heist::plan::Plan;
 use crate::heist::save::{self, SaveRequest};
-use crate::heist::{daemon_exec::DaemonExecutor, locate};
 
 /// A value shared by reference; equal only to itself (Actions and Effects compare, heist
 /// definitions hold regexes that do not).

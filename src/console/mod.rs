@@ -9,7 +9,6 @@ pub mod app;
 pub mod config;
 mod connect;
 pub mod effect;
-pub mod engine;
 pub mod gather;
 pub mod heists;
 pub mod history;
@@ -26,16 +25,25 @@ use std::sync::{Arc, OnceLock};
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 
+use crate::inventory::Inventory;
 use crate::paths;
+
+/// How the console was asked to open.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Theme name (a file in themes/ or the user config dir) or path.
+    pub theme: Option<String>,
+    /// Refuse to run anything (browse only).
+    pub read_only: bool,
+    /// Accept and remember host keys never seen before.
+    pub accept_new_host_keys: bool,
+}
 
 /// `crew` / `crew console`: load the inventory and settings, then open the TUI. Errors in
 /// the inventory or config files are printed before the screen is taken over.
-pub fn run(
-    hosts: Option<std::path::PathBuf>,
-    args: crate::cli::ConsoleArgs,
-) -> anyhow::Result<i32> {
+pub fn run(hosts: Option<std::path::PathBuf>, args: Options) -> anyhow::Result<i32> {
     crate::logging::to_file("console");
-    let fleet = engine::Fleet::load(hosts.as_deref())?;
+    let fleet = Inventory::load_default(hosts.as_deref())?;
     let cfg_dir = paths::config_dir();
     let cfg =
         config::ConsoleConfig::load(&cfg_dir.join("console.toml")).map_err(anyhow::Error::msg)?;

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::daemon::store::{self, HostRecord, RunMeta};
 use crate::model::Verdict;
+use crate::store::{self, HostRecord, RunMeta};
 
 /// Bytes of each host's output loaded into the console (the tail; the file keeps it all).
 pub const MAX_LOAD: u64 = 1 << 20;
@@ -147,8 +147,9 @@ pub fn load(dir: &Path) -> Result<RunDetail, String> {
 mod tests {
     use super::*;
 
-    use crate::daemon::store::HOSTS_FILE;
     use crate::model::ErrorKind;
+    use crate::model::RunOrigin;
+    use crate::store::HOSTS_FILE;
 
     #[test]
     fn lists_newest_first_and_loads_hosts() {
@@ -163,7 +164,8 @@ mod tests {
                 selection: "role=demo".into(),
                 command: cmd.into(),
                 hosts: vec!["a".into(), "b".into(), "../x".into()],
-                label: None,
+                origin: RunOrigin::Command,
+                legacy_label: None,
                 timeout_ms: None,
                 fanout: None,
             };

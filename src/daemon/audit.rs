@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 
-use crate::model::Verdict;
+use crate::model::{RunOrigin, Verdict};
 
 #[derive(Debug, Serialize)]
 pub struct AuditLine<'a> {
@@ -17,7 +17,7 @@ pub struct AuditLine<'a> {
     pub when: String,
     pub selection: &'a str,
     pub command: &'a str,
-    pub label: Option<&'a str>,
+    pub origin: &'a RunOrigin,
     /// host → verdict, in the run's host order.
     pub hosts: Vec<(&'a str, Verdict)>,
 }
@@ -64,7 +64,7 @@ mod tests {
                 when: "2024-01-01T00:00:00Z".into(),
                 selection: "role=web",
                 command: "uptime",
-                label: None,
+                origin: &RunOrigin::Command,
                 hosts: vec![("web1", Verdict::Ok), ("web2", Verdict::Failed)],
             };
             append(&path, &line).await.expect("append");

@@ -13,7 +13,6 @@ pub mod pool;
 pub mod run;
 pub mod server;
 pub mod ssh;
-pub mod store;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -24,9 +23,9 @@ use anyhow::Context as _;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::store::Store;
 use pool::{Pool, PoolConfig};
 use server::Daemon;
-use store::Store;
 
 /// Default idle timeout: exit after 30 minutes with no client and no run.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(30 * 60);

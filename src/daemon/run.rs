@@ -12,12 +12,12 @@ use super::audit::{self, AuditLine};
 use super::inflight::{lock, Killer, RunCtl};
 use super::pool::{link_error, ssh_error, Conn};
 use super::server::{Daemon, Sink};
-use super::store::{self, HostFiles, HostRecord, ResultSender, RunWriter};
 use crate::model::Host;
 use crate::model::HostError;
 use crate::model::{ErrorKind, Verdict};
 use crate::proto::agent::{self, AgentMsg};
 use crate::proto::daemon::{Event, HostEvent, RunRequest, Summary};
+use crate::store::{self, HostFiles, HostRecord, ResultSender, RunWriter};
 
 /// How long a killed (or timed-out) job may take to report its exit before we stop waiting.
 const KILL_GRACE: Duration = Duration::from_secs(10);
@@ -98,7 +98,7 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
         when: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         selection: &req.selection,
         command: &req.command,
-        label: req.label.as_deref(),
+        origin: &req.origin,
         hosts: records
             .iter()
             .map(|r| (r.host.as_str(), r.verdict))

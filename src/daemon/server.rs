@@ -13,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 use super::inflight::Runs;
 use super::pool::{link_error, Conn, Pool};
 use super::run;
-use super::store::Store;
 use crate::model::{ErrorKind, Host, HostError};
 use crate::proto::agent::{ReadFile, WriteFile};
 use crate::proto::daemon::{self as dp, Event, FileOp, FileResult, Request, StatusReport};
 use crate::proto::{frame, PROTO_VERSION};
+use crate::store::Store;
 
 /// Events queued per client before its runs wait for it.
 const CLIENT_QUEUE: usize = 256;

@@ -13,7 +13,7 @@ use super::executor::{Executor, RunSpec, StepOutcome};
 use super::journal::now_ms;
 use super::local_run;
 use super::vars::Scope;
-use crate::model::{Host, HostError, Stream};
+use crate::model::{Host, HostError, RunOrigin, Stream};
 
 fn fail(mut r: StepResult, why: String) -> StepResult {
     r.ok = false;
@@ -103,7 +103,11 @@ async fn dispatch<E: Executor>(
                     ("CREW_ATTEMPT".into(), attempt.to_string()),
                 ],
                 timeout: step.timeout,
-                label: format!("heist {}/{}", ctx.plan.heist.name, step.name),
+                origin: RunOrigin::HeistStep {
+                    run: ctx.run_id.clone(),
+                    heist: ctx.plan.heist.name.clone(),
+                    step: step.name.clone(),
+                },
             };
             let (tx, mut rx) = mpsc::channel::<(Stream, Vec<u8>)>(64);
             let run = async {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::model::Host;
-use crate::model::HostError;
 use crate::model::{Exit, Stream};
+use crate::model::{HostError, RunOrigin};
 
 /// One command for one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +18,8 @@ pub struct RunSpec {
     pub env: Vec<(String, String)>,
     /// The remote side kills the command's process group once this elapses.
     pub timeout: Option<Duration>,
-    /// Recorded with the run (`heist deploy/pull`).
-    pub label: String,
+    /// Recorded with the run: which heist run and step it is.
+    pub origin: RunOrigin,
 }
 
 /// How a command ended.

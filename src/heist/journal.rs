@@ -2,15 +2,13 @@
 //! each fsynced before anyone is told about it) and `meta.json`. Reading a journal back
 //! rebuilds the step view, also for a heist cut short by a crash.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::events::HeistEvent;
 use super::view_model::ViewModel;
+use crate::store::{self, journal::JournalFile};
 
 /// What a run is, written at the start and rewritten at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,19 +26,14 @@ pub struct Meta {
     pub outcome: Option<String>,
 }
 
-/// Append-only journal of one heist run. Cheap to clone.
+/// Append-only journal of one heist run (the files are the run store's:
+/// [`store::journal::JournalFile`]). Cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
-    dir: PathBuf,
-    file: Arc<Mutex<std::fs::File>>,
+    file: JournalFile,
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use store::journal::now_ms;
 
 /// A fresh run id: `<unix ms>-<heist name>`.
 pub fn new_run_id(heist: &str) -> String {
@@ -60,49 +53,23 @@ pub fn new_run_id(heist: &str) -> String {
 impl Journal {
     /// Create `runs_dir()/heist-<run_id>/` with its meta.json and an empty journal.
     pub fn create(meta: &Meta) -> anyhow::Result<Journal> {
-        let dir = crate::paths::runs_dir().join(format!("heist-{}", meta.run_id));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join("journal.jsonl");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let j = Journal {
-            dir,
-            file: Arc::new(Mutex::new(file)),
-        };
-        j.write_meta(meta)?;
-        Ok(j)
+        let file = JournalFile::create(&crate::paths::runs_dir(), &meta.run_id)?;
+        file.write_meta(meta)?;
+        Ok(Journal { file })
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.file.dir()
     }
 
     /// Replace meta.json atomically.
     pub fn write_meta(&self, meta: &Meta) -> anyhow::Result<()> {
-        let tmp = self.dir.join("meta.json.tmp");
-        let text = serde_json::to_vec_pretty(meta)?;
-        let mut f =
-            std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join("meta.json"))?;
-        Ok(())
+        self.file.write_meta(meta)
     }
 
     /// Append one event and fsync (blocking: call from a blocking context).
     pub fn append_blocking(&self, ev: &HeistEvent) -> anyhow::Result<()> {
-        let mut line = serde_json::to_vec(ev)?;
-        line.push(b'\n');
-        let mut f = self
-            .file
-            .lock()
-            .map_err(|_| anyhow::anyhow!("journal lock poisoned"))?;
-        f.write_all(&line)?;
-        f.sync_data()?;
-        Ok(())
+        self.file.append_blocking(ev)
     }
 
     /// Append one event and fsync, off the async threads.
@@ -115,28 +82,11 @@ impl Journal {
 
 /// Read a journal; a torn last line (a crash mid-write) is ignored.
 pub fn read(dir: &Path) -> anyhow::Result<Vec<HeistEvent>> {
-    let path = dir.join("journal.jsonl");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<HeistEvent>(line) {
-            Ok(ev) => out.push(ev),
-            Err(_) if i + 1 == lines.len() => break,
-            Err(e) => anyhow::bail!("{}:{}: bad journal record: {e}", path.display(), i + 1),
-        }
-    }
-    Ok(out)
+    store::journal::read_records(dir)
 }
 
 pub fn read_meta(dir: &Path) -> anyhow::Result<Meta> {
-    let path = dir.join("meta.json");
-    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(serde_json::from_slice(&text)?)
+    store::journal::read_journal_meta(dir)
 }
 
 /// Rebuild the step view from a run's journal. A heist that never wrote `Finished` (a crash)
@@ -159,21 +109,5 @@ pub fn list_runs() -> Vec<PathBuf> {
 
 /// Heist runs in the run store at `runs_dir`, newest first.
 pub fn list_runs_in(runs_dir: &Path) -> Vec<PathBuf> {
-    let mut runs: Vec<(u64, PathBuf)> = std::fs::read_dir(runs_dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            let ms = name
-                .strip_prefix("heist-")?
-                .split('-')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((ms, e.path()))
-        })
-        .collect();
-    runs.sort_by_key(|r| std::cmp::Reverse(r.0));
-    runs.into_iter().map(|(_, p)| p).collect()
+    store::journal::list_journals(runs_dir)
 }

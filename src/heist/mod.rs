@@ -7,8 +7,6 @@
 //!   emitting [`events::HeistEvent`]s, journaled by [`journal`]; [`view_model`]: the step view.
 
 mod attempt;
-pub mod cli;
-pub mod daemon_exec;
 pub mod def;
 pub mod diag;
 pub mod engine;
@@ -21,10 +19,7 @@ pub mod local_run;
 pub mod locate;
 pub mod outcomes;
 pub mod plan;
-mod progress;
-pub mod run_cmd;
 pub mod save;
-pub mod select_ctx;
 pub mod validate;
 mod validate_step;
 pub mod vars;

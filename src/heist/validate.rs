@@ -70,7 +70,7 @@ impl Checker<'_> {
     }
 
     pub(super) fn duration(&mut self, s: &Spanned<String>, what: &str) -> Option<Duration> {
-        match crate::cli::parse_duration(s.get_ref()) {
+        match crate::duration::parse(s.get_ref()) {
             Ok(d) => Some(d),
             Err(e) => {
                 self.err(s.span().start, format!("{what}: {e}"));

@@ -5,7 +5,6 @@
 //! then built-in defaults (port 22, the standard key files that exist, `~/.ssh/known_hosts`
 //! and `/etc/ssh/ssh_known_hosts`, 10 s connect timeout).
 
-pub mod hosts_cmd;
 mod raw;
 mod resolve;
 mod settings;
@@ -15,8 +14,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::model::Host;
-
-use crate::select::{self, Context, SelectError};
 
 /// A loaded inventory.
 #[derive(Debug, Clone)]
@@ -134,24 +131,18 @@ impl Inventory {
         }
     }
 
-    /// The hosts `expr` picks, in inventory order. A group error selects nothing; use
-    /// [`Inventory::try_select`] to see it.
-    pub fn select(&self, expr: &select::Expr, ctx: &dyn Context) -> Vec<&Host> {
-        self.try_select(expr, ctx).unwrap_or_default()
+    /// `explicit`, else `./hosts.toml`, else `<config dir>/hosts.toml`, loaded.
+    pub fn load_default(explicit: Option<&Path>) -> Result<Inventory, InventoryError> {
+        Inventory::load(&Inventory::find_default(explicit)?)
     }
 
-    /// The hosts `expr` picks, or why the expression cannot be evaluated (unknown group).
-    pub fn try_select(
-        &self,
-        expr: &select::Expr,
-        ctx: &dyn Context,
-    ) -> Result<Vec<&Host>, SelectError> {
-        let resolved = expr.resolve_groups(&self.groups)?;
-        Ok(self
-            .hosts
-            .iter()
-            .filter(|h| resolved.eval(h, ctx))
-            .collect())
+    /// An inventory of these hosts, from no file (tests, benchmarks).
+    pub fn from_hosts(hosts: Vec<Host>) -> Inventory {
+        Inventory {
+            path: PathBuf::new(),
+            hosts,
+            groups: BTreeMap::new(),
+        }
     }
 
     /// A host by name.

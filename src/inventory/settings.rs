@@ -186,7 +186,7 @@ fn duration(v: &Spanned<toml::Value>, src: &Source<'_>) -> Result<Duration, Inve
     let d = match v.get_ref() {
         toml::Value::Integer(n) if *n > 0 => Duration::from_secs(*n as u64),
         toml::Value::Float(f) if *f > 0.0 && f.is_finite() => Duration::from_secs_f64(*f),
-        toml::Value::String(s) => crate::cli::parse_duration(s)
+        toml::Value::String(s) => crate::duration::parse(s)
             .map_err(|e| src.error(at, format!("`connect_timeout`: {e}")))?,
         _ => return Err(src.error(
             at,

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::frame::RawFrame;
-use crate::model::{ErrorKind, Exit, Host, HostError, Info, Stream, Verdict};
+use crate::model::{ErrorKind, Exit, Host, HostError, Info, RunOrigin, Stream, Verdict};
 
 pub const REQUEST: u16 = 1;
 pub const EVENT: u16 = 2;
@@ -57,8 +57,8 @@ pub struct RunRequest {
     pub accept_new_host_keys: bool,
     /// Operator (login name) for the audit log.
     pub who: String,
-    /// Free-form label (e.g. `heist deploy/step pull`) recorded with the run.
-    pub label: Option<String>,
+    /// What started the run (a command, a heist step), recorded with it.
+    pub origin: RunOrigin,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

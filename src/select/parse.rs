@@ -150,13 +150,8 @@ impl Parser<'_> {
             }
             Tok::Group(g) => Ok(Expr::Atom(Atom::Group(g), t.pos)),
             Tok::Outcome(o) => {
-                let v = match o.as_str() {
-                    "ok" => Verdict::Ok,
-                    "failed" => Verdict::Failed,
-                    "timeout" => Verdict::Timeout,
-                    "unreachable" => Verdict::Unreachable,
-                    "killed" => Verdict::Killed,
-                    _ => return Err(SelectError::expected(t.pos, OUTCOMES, format!("`?{o}`"))),
+                let Some(v) = Verdict::parse(&o) else {
+                    return Err(SelectError::expected(t.pos, OUTCOMES, format!("`?{o}`")));
                 };
                 Ok(Expr::Atom(Atom::Outcome(v), t.pos))
             }

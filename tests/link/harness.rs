@@ -72,7 +72,14 @@ pub struct Outcome {
 }
 
 /// Drain a job's events; checks the sequence Started, Output…, one terminal message, end.
-pub async fn finish(mut job: Job) -> Outcome {
+pub async fn finish(job: Job) -> Outcome {
+    let o = drain(job).await;
+    assert!(o.terminal.is_some(), "a terminal message before the end");
+    o
+}
+
+/// Read a job's events to their end; a job whose link was lost ends with no terminal message.
+pub async fn drain(mut job: Job) -> Outcome {
     let mut o = Outcome::default();
     let mut started = false;
     loop {
@@ -98,10 +105,7 @@ pub async fn finish(mut job: Job) -> Outcome {
                 }
                 o.terminal = Some(m);
             }
-            None => {
-                assert!(o.terminal.is_some(), "a terminal message before the end");
-                return o;
-            }
+            None => return o,
         }
     }
 }

@@ -137,7 +137,7 @@ pub fn run_req(hosts: Vec<Host>, command: &str) -> RunRequest {
         fanout: None,
         accept_new_host_keys: false,
         who: "tester".into(),
-        label: None,
+        origin: crew::model::RunOrigin::Command,
     }
 }
 

@@ -4,9 +4,9 @@
 use super::{Focus, Model, PendingRun, RunView, View};
 use crate::console::effect::Effect;
 use crate::console::keymap::Mode;
-use crate::heist::outcomes::LastOutcomes;
-use crate::model::Verdict;
+use crate::model::{RunOrigin, Verdict};
 use crate::nodeset;
+use crate::pick::LastOutcomes;
 use crate::proto::daemon::RunRequest;
 
 impl Model {
@@ -158,11 +158,10 @@ impl Model {
             fanout: None,
             accept_new_host_keys: self.settings.accept_new_host_keys,
             who: self.settings.who.clone(),
-            label: Some("console".into()),
+            origin: RunOrigin::Command,
         };
-        for t in &targets {
-            self.outcomes.remove(t);
-        }
+        // Only the hosts of the last run have an outcome, as `?failed` reads the run store.
+        self.outcomes.clear();
         self.run = Some(RunView::new(
             tag,
             &command,

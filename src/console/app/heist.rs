@@ -7,14 +7,15 @@ use tui_textarea::TextArea;
 use super::{Model, View};
 use crate::console::action::Action;
 use crate::console::effect::Effect;
-use crate::console::engine::Filter;
 use crate::console::heists::{HeistList, Shared};
 use crate::console::keymap::Mode;
 use crate::heist::def::HeistDef;
 use crate::heist::engine::AskReply;
 use crate::heist::events::{Choice, HeistEvent, Outcome, StepRef};
+use crate::heist::outcomes::Tally;
 use crate::heist::plan::{self, Plan};
 use crate::heist::view_model::{Cell, ViewModel};
+use crate::pick::Selection;
 
 /// A plan ready to start, or why it cannot be made.
 pub type Preview = Result<(Shared<Plan>, Vec<(String, String)>), String>;
@@ -35,6 +36,8 @@ pub struct HeistState {
     pub preview_text: String,
     /// The step view of the running (or last) heist.
     pub view: Option<ViewModel>,
+    /// Each host's verdict in that heist, as its hosts end.
+    pub tally: Tally,
     /// Asked the engine to start; no `Started` yet.
     pub starting: bool,
     pub run_dir: Option<String>,
@@ -111,13 +114,11 @@ impl Model {
         let build = || -> Preview {
             let sets = plan::parse_sets(&words).map_err(|e| e.to_string())?;
             let selection = plan::selection(&def, profile.as_deref()).map_err(|e| e.to_string())?;
-            let filter = Filter::parse(selection, &self.fleet.groups)
+            let sel = Selection::parse(selection, &self.fleet.groups)
                 .map_err(|e| format!("selection `{selection}`: {}", e.message))?;
-            let hosts = self
-                .fleet
-                .hosts
-                .iter()
-                .filter(|h| filter.matches(h, &super::Ctx(self)))
+            let hosts = sel
+                .pick(&self.fleet.hosts, &super::Ctx(self))
+                .into_iter()
                 .cloned()
                 .collect();
             let plan =
@@ -210,10 +211,20 @@ impl Model {
     }
 
     pub(super) fn heist_event(&mut self, ev: HeistEvent) {
+        // `?failed` and the host glyphs follow the heist as its hosts end, by the same rule
+        // as after a run.
+        if let Some((host, verdict)) = self.heist.tally.apply(&ev) {
+            match verdict {
+                Some(v) => self.outcomes.insert(host, v),
+                None => self.outcomes.remove(&host),
+            };
+        }
         let view = self.heist.view.get_or_insert_with(ViewModel::default);
         view.apply(&ev);
         match ev {
             HeistEvent::Started { .. } => {
+                self.heist.tally = Tally::default();
+                self.outcomes.clear();
                 self.heist.starting = false;
                 self.heist.row = 0;
                 self.heist.col = 0;

@@ -6,8 +6,8 @@ use tui_textarea::{Input, Key as TKey, TextArea};
 use super::Model;
 use crate::console::action::Action;
 use crate::console::effect::Effect;
-use crate::console::engine::Filter;
 use crate::console::keymap::{Key, KeyCode, Mode};
+use crate::pick::Selection;
 
 pub(super) fn to_input(k: Key) -> Input {
     let key = match k.code {
@@ -83,7 +83,7 @@ impl Model {
             self.refilter();
             return Vec::new();
         }
-        match Filter::parse(&text, &self.fleet.groups) {
+        match Selection::parse(&text, &self.fleet.groups) {
             Ok(f) => {
                 let wants_facts = f.uses_facts();
                 self.filter = Some(f);
@@ -97,7 +97,7 @@ impl Model {
                     }];
                 }
             }
-            Err(e) => self.filter_error = Some(e),
+            Err(e) => self.filter_error = Some(super::FilterError::new(&text, e)),
         }
         Vec::new()
     }

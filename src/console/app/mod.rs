@@ -20,23 +20,41 @@ pub use types::{Daemon, Focus, Level, PendingRun, Pool, Settings, View};
 
 use super::action::Action;
 use super::effect::{Effect, STATUS_TAG};
-use super::engine::{self, Filter, FilterError, Fleet};
 use super::history::History;
 use super::keymap::{Key, Keymap, Mode};
 use super::runs::RunEntry;
-use crate::model::Info;
-use crate::model::Verdict;
+use crate::inventory::Inventory;
+use crate::model::{Info, Verdict};
+use crate::pick::Selection;
 use crate::proto::daemon::Event;
+use crate::select::{self, SelectError};
+
+/// A filter that does not parse (or names an unknown group): where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterError {
+    /// Character offset in the filter text.
+    pub pos: usize,
+    pub message: String,
+}
+
+impl FilterError {
+    fn new(text: &str, e: SelectError) -> FilterError {
+        FilterError {
+            pos: e.column(text).saturating_sub(1),
+            message: e.message,
+        }
+    }
+}
 
 pub struct Model {
-    pub fleet: Fleet,
+    pub fleet: Inventory,
     pub keymap: Keymap,
     pub settings: Settings,
     pub mode: Mode,
     pub focus: Focus,
     pub view: View,
     pub zoom: bool,
-    pub filter: Option<Filter>,
+    pub filter: Option<Selection>,
     pub filter_error: Option<FilterError>,
     /// Indices into `fleet.hosts` the filter lets through.
     pub shown: Vec<usize>,
@@ -73,7 +91,7 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn new(fleet: Fleet, keymap: Keymap, settings: Settings, history: History) -> Model {
+    pub fn new(fleet: Inventory, keymap: Keymap, settings: Settings, history: History) -> Model {
         let mut m = Model {
             fleet,
             keymap,
@@ -391,9 +409,9 @@ impl Model {
 /// The filter's view of the Model: last outcomes and agent facts.
 struct Ctx<'a>(&'a Model);
 
-impl engine::Context for Ctx<'_> {
+impl select::Context for Ctx<'_> {
     fn fact(&self, host: &str, key: &str) -> Option<String> {
-        crate::heist::select_ctx::fact_of(self.0.facts.get(host)?, key)
+        self.0.facts.get(host)?.fact(key)
     }
     fn outcome(&self, host: &str) -> Option<Verdict> {
         self.0.outcomes.get(host).copied()

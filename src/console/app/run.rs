@@ -8,10 +8,10 @@ use crate::console::action::Action;
 use crate::console::gather::Gather;
 use crate::console::runs::{verdict_counts, RunDetail};
 use crate::console::scrollback::Scrollback;
-use crate::daemon::store::HostRecord;
 use crate::model::{ErrorKind, Verdict};
 use crate::model::{Exit, Stream};
 use crate::proto::daemon::{Event, HostEvent};
+use crate::store::HostRecord;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobState {

@@ -19,7 +19,12 @@ fn model_with(settings: Settings) -> Model {
         host("db1", &["role=db"]),
     ];
     let km = Keymap::load(None).expect("keymap");
-    Model::new(Fleet::new(hosts), km, settings, History::default())
+    Model::new(
+        Inventory::from_hosts(hosts),
+        km,
+        settings,
+        History::default(),
+    )
 }
 
 pub(super) fn model() -> Model {
@@ -351,7 +356,7 @@ fn pool_status_is_indexed_by_host() {
 
 #[test]
 fn stored_outcomes_seed_the_outcome_atoms_until_a_run_of_this_session() {
-    use crate::heist::outcomes::LastOutcomes;
+    use crate::pick::LastOutcomes;
     let mut m = model();
     assert_eq!(m.startup(), vec![Effect::LastOutcomes]);
     let last = |pairs: &[(&str, Verdict)]| LastOutcomes {
@@ -376,7 +381,7 @@ fn stored_outcomes_seed_the_outcome_atoms_until_a_run_of_this_session() {
 #[test]
 fn a_stored_run_opens_with_each_host_state_from_its_record() {
     use crate::console::runs::{RunDetail, RunEntry, StoredHost};
-    use crate::daemon::store::HostRecord;
+    use crate::store::HostRecord;
     let mut m = model();
     let mut ok = HostRecord::new("web01");
     ok.verdict = Verdict::Ok;

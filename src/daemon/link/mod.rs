@@ -3,8 +3,9 @@
 //! A link owns one reader task (routes frames by request id to per-job bounded channels, so a
 //! slow consumer slows the agent down instead of losing output), one writer task and one
 //! heartbeat task. Requests carry ids allocated here; replies may arrive in any order. When the
-//! link dies (EOF, I/O error, missed heartbeats, [`AgentLink::close`]) every pending job gets a
-//! terminal `Error{"link lost: …"}` and [`AgentLink::closed`] resolves.
+//! link dies (EOF, I/O error, missed heartbeats, [`AgentLink::close`]) every pending job's events
+//! end without a terminal message, [`AgentLink::close_reason`] says why and
+//! [`AgentLink::closed`] resolves.
 
 mod handshake;
 mod router;
@@ -90,7 +91,7 @@ pub struct AgentLink {
 }
 
 /// One running command. `events` yields `Started`, `Output`…, then exactly one terminal
-/// message: `Exit`, `Refused` or `Error` (a dead link yields `Error{"link lost: …"}`).
+/// message: `Exit`, `Refused` or `Error`; on a dead link they end without one.
 pub struct Job {
     pub id: u64,
     pub events: mpsc::Receiver<AgentMsg>,

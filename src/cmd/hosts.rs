@@ -2,58 +2,46 @@
 
 use std::io::Write;
 
-use super::Inventory;
-use crate::heist::{outcomes, select_ctx::SelectCtx};
+use clap::Args;
+
+use crate::inventory::Inventory;
 use crate::model::{Host, Transport};
-use crate::select;
+use crate::paths;
+use crate::pick::{self, NoFacts};
+
+#[derive(Debug, Args, Clone)]
+pub struct HostsArgs {
+    /// Selection expression; all hosts when omitted.
+    pub selection: Option<String>,
+}
 
 /// Exit codes: 0 listed (even if nothing matched), 2 bad inventory or selection.
-pub fn run(hosts: Option<std::path::PathBuf>, args: crate::cli::HostsArgs) -> anyhow::Result<i32> {
-    let inv = match Inventory::find_default(hosts.as_deref()).and_then(|p| Inventory::load(&p)) {
+pub fn run(hosts: Option<std::path::PathBuf>, args: HostsArgs) -> anyhow::Result<i32> {
+    let inv = match Inventory::load_default(hosts.as_deref()) {
         Ok(inv) => inv,
         Err(e) => {
             eprintln!("crew hosts: {e}");
             return Ok(2);
         }
     };
-    let picked: Vec<&Host> = match args.selection.as_deref() {
-        None => inv.hosts.iter().collect(),
-        Some(text) => {
-            // Outcomes (`?failed`) come from the latest run in the run store; facts need the
-            // agents, which `crew hosts` does not contact.
-            let expr = select::parse(text).and_then(|e| {
-                let ctx = SelectCtx {
-                    outcomes: if e.uses_outcomes() {
-                        outcomes::last(&crate::paths::runs_dir())
-                    } else {
-                        Default::default()
-                    },
-                    ..Default::default()
-                };
-                let hosts = inv.try_select(&e, &ctx)?;
-                Ok((e, hosts))
-            });
-            match expr {
-                Ok((e, hosts)) => {
-                    if e.uses_facts() {
-                        eprintln!(
-                            "crew hosts: note: fact.* tests need the agents' facts; here they \
-                             match nothing (`crew run` asks the daemon for them)"
-                        );
-                    }
-                    hosts
-                }
-                Err(e) => {
-                    eprintln!(
-                        "crew hosts: bad selection (column {}):\n{}",
-                        e.column(text),
-                        e.render(text)
-                    );
-                    return Ok(2);
-                }
-            }
+    // Outcomes (`?failed`) come from the latest run in the run store; facts need the
+    // agents, which `crew hosts` does not contact.
+    let text = args.selection.as_deref().unwrap_or("*");
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let picked = match rt.block_on(pick::pick(&inv, text, &mut NoFacts, &paths::runs_dir())) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("crew hosts: {e}");
+            return Ok(2);
         }
     };
+    if picked.facts_unavailable {
+        eprintln!(
+            "crew hosts: note: fact.* tests need the agents' facts; here they match nothing \
+             (`crew run` asks the daemon for them)"
+        );
+    }
+    let picked: Vec<&Host> = picked.hosts.iter().collect();
     let mut out = std::io::stdout().lock();
     out.write_all(table(&picked).as_bytes())?;
     out.flush()?;

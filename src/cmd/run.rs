@@ -6,19 +6,42 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::Args;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::output::{Mode, Output};
-use super::render::Style;
-use super::Client;
-use crate::cli::RunArgs;
-use crate::heist::outcomes;
-use crate::heist::select_ctx::{fetch_facts, SelectCtx};
+use super::render::{sanitize, Style};
+use crate::client::facts::DaemonFacts;
+use crate::client::Client;
 use crate::inventory::Inventory;
-use crate::model::Host;
-use crate::model::Verdict;
+use crate::model::{RunOrigin, Verdict};
+use crate::paths;
+use crate::pick::{self, PickError};
 use crate::proto::daemon::{Event, Request, RunRequest};
-use crate::select;
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Selection expression (e.g. `role=web & !canary`, `web[01-05]`, `@frontend`).
+    pub selection: String,
+    /// The command, after `--`.
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub command: Vec<String>,
+    /// Fold hosts with identical output into one block.
+    #[arg(long, conflicts_with = "json")]
+    pub gather: bool,
+    /// Print JSON lines (one event per line).
+    #[arg(long)]
+    pub json: bool,
+    /// Per-host command timeout (e.g. `30s`, `2m`).
+    #[arg(long, value_parser = crate::duration::parse)]
+    pub timeout: Option<std::time::Duration>,
+    /// Max hosts running at once.
+    #[arg(long)]
+    pub fanout: Option<u32>,
+    /// Accept and remember host keys never seen before.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+}
 
 /// After Ctrl-C: how long a TERM gets before KILL, and how long KILL gets before we stop
 /// waiting for the daemon's RunFinished.
@@ -27,24 +50,10 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 
 pub fn run(hosts: Option<PathBuf>, args: RunArgs) -> anyhow::Result<i32> {
     crate::logging::to_file("client");
-    let path = match Inventory::find_default(hosts.as_deref()) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("crew: {e}");
-            return Ok(2);
-        }
-    };
-    let inv = match Inventory::load(&path) {
+    let inv = match Inventory::load_default(hosts.as_deref()) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("crew: {e}");
-            return Ok(2);
-        }
-    };
-    let expr = match select::parse(&args.selection) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("crew: bad selection:\n{}", e.render(&args.selection));
             return Ok(2);
         }
     };
@@ -53,37 +62,25 @@ pub fn run(hosts: Option<PathBuf>, args: RunArgs) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run_async(inv, expr, args))
+    rt.block_on(run_async(inv, args))
 }
 
-async fn run_async(inv: Inventory, expr: select::Expr, args: RunArgs) -> anyhow::Result<i32> {
-    // Selections without facts are settled before any daemon is involved.
-    // Outcomes (`?failed`) come from the latest run or heist in the run store.
-    // Groups may test facts or outcomes too: look through them before deciding.
-    let full = match expr.resolve_groups(&inv.groups) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("crew: bad selection:\n{}", e.render(&args.selection));
-            return Ok(2);
-        }
-    };
-    let mut client = None;
-    let mut ctx = SelectCtx::default();
-    if full.uses_outcomes() {
-        ctx.outcomes = outcomes::last(&crate::paths::runs_dir());
-    }
-    if full.uses_facts() {
-        let c = client.insert(Client::connect_or_spawn().await?);
-        ctx.facts = fetch_facts(c, &inv.hosts, args.accept_new_host_keys).await?;
-    }
-    let picked = match inv.try_select(&expr, &ctx) {
+async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
+    // Facts are asked of the daemon only when the selection tests them; that connection is
+    // then the one the run goes through.
+    let mut facts = DaemonFacts::new(None, args.accept_new_host_keys);
+    let picked = match pick::pick(&inv, &args.selection, &mut facts, &paths::runs_dir()).await {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("crew: bad selection:\n{}", e.render(&args.selection));
+        Err(e @ PickError::Selection { .. }) => {
+            eprintln!("crew: {e}");
             return Ok(2);
         }
+        Err(e) => return Err(e.into()),
     };
-    if picked.is_empty() {
+    for (host, why) in &picked.missing_facts {
+        eprintln!("crew: {host}: no facts: {}", sanitize(why.as_bytes()));
+    }
+    if picked.hosts.is_empty() {
         eprintln!(
             "crew: no hosts match `{}` in {}",
             args.selection,
@@ -91,7 +88,8 @@ async fn run_async(inv: Inventory, expr: select::Expr, args: RunArgs) -> anyhow:
         );
         return Ok(2);
     }
-    let hosts: Vec<Host> = picked.into_iter().cloned().collect();
+    let hosts = picked.hosts;
+    let client = facts.into_client();
     let client = match client {
         Some(c) => c,
         None => Client::connect_or_spawn().await?,
@@ -106,7 +104,7 @@ async fn run_async(inv: Inventory, expr: select::Expr, args: RunArgs) -> anyhow:
         fanout: args.fanout,
         accept_new_host_keys: args.accept_new_host_keys,
         who: crate::paths::whoami(),
-        label: None,
+        origin: RunOrigin::Command,
     };
     let mode = if args.json {
         Mode::Json

@@ -1,7 +1,7 @@
 //! How `crew heist run` prints progress and the summary for people (host output is
 //! sanitized: it never reaches the terminal raw).
 
-use super::events::{Decision, HeistEvent, HeistSummary, HostOutcome, Outcome, StepRef};
+use crate::heist::events::{Decision, HeistEvent, HeistSummary, HostOutcome, Outcome, StepRef};
 
 pub(super) struct Printer {
     pub steps: Vec<String>,
@@ -78,7 +78,7 @@ fn tail(s: &str, n: usize) -> Vec<&str> {
 /// Host output is untrusted: the same sanitiser as `crew run` (control characters, C1, bidi
 /// overrides made visible), with tabs widened for the indented step output.
 pub fn sanitize(s: &str) -> String {
-    crate::client::render::sanitize(s.as_bytes()).replace('\t', "    ")
+    crate::cmd::render::sanitize(s.as_bytes()).replace('\t', "    ")
 }
 
 pub(super) fn print_summary(s: &HeistSummary) {

@@ -22,10 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ErrorKind, Verdict};
-use crate::model::{Exit, Stream};
+use crate::model::{ErrorKind, Exit, RunOrigin, Stream, Verdict};
 use crate::proto::daemon::RunRequest;
 
+pub mod journal;
 mod read;
 mod results;
 
@@ -52,9 +52,48 @@ pub struct RunMeta {
     pub command: String,
     /// Host names in the run's order.
     pub hosts: Vec<String>,
-    pub label: Option<String>,
+    /// What started it; see [`RunMeta::origin`] for runs stored before this field.
+    #[serde(default)]
+    pub origin: RunOrigin,
+    /// The free-form label of runs stored before `origin` (read only).
+    #[serde(default, rename = "label", skip_serializing)]
+    pub legacy_label: Option<String>,
     pub timeout_ms: Option<u64>,
     pub fanout: Option<u32>,
+}
+
+impl RunMeta {
+    /// A command run's meta with the rest left empty (start time: now).
+    pub fn command(id: u64, who: &str, selection: &str, command: &str, hosts: &[&str]) -> RunMeta {
+        RunMeta {
+            id,
+            who: who.to_string(),
+            when: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            selection: selection.to_string(),
+            command: command.to_string(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            origin: RunOrigin::Command,
+            legacy_label: None,
+            timeout_ms: None,
+            fanout: None,
+        }
+    }
+
+    /// What started the run. Runs stored before `origin` existed said so in a label:
+    /// `heist NAME/STEP` for a heist's step.
+    pub fn origin(&self) -> RunOrigin {
+        match (&self.origin, self.legacy_label.as_deref()) {
+            (RunOrigin::Command, Some(l)) if l.starts_with("heist ") => {
+                let (heist, step) = l["heist ".len()..].split_once('/').unwrap_or((l, ""));
+                RunOrigin::HeistStep {
+                    run: String::new(),
+                    heist: heist.to_string(),
+                    step: step.to_string(),
+                }
+            }
+            (o, _) => o.clone(),
+        }
+    }
 }
 
 /// One host's result: a line of `hosts.jsonl`.
@@ -161,7 +200,8 @@ impl Store {
             selection: req.selection.clone(),
             command: req.command.clone(),
             hosts: req.hosts.iter().map(|h| h.name.clone()).collect(),
-            label: req.label.clone(),
+            origin: req.origin.clone(),
+            legacy_label: None,
             timeout_ms: req.timeout_ms,
             fanout: req.fanout,
         };
@@ -195,6 +235,27 @@ impl Store {
         self.next.fetch_max(run.0 + 1, Ordering::SeqCst);
         Ok(run)
     }
+}
+
+/// Write a finished run at once under `root` (`root/<meta.id>/`: `meta.json`, `hosts.jsonl`,
+/// fsynced), as the daemon leaves one: for imports of earlier results and for tests.
+pub fn write_run_blocking(
+    root: &Path,
+    meta: &RunMeta,
+    records: &[HostRecord],
+) -> anyhow::Result<PathBuf> {
+    let dir = root.join(meta.id.to_string());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let text = serde_json::to_vec_pretty(meta).context("encoding meta.json")?;
+    write_synced_blocking(&dir.join(META_FILE), &text)?;
+    let mut lines = Vec::new();
+    for r in records {
+        serde_json::to_writer(&mut lines, r).context("encoding a host record")?;
+        lines.push(b'\n');
+    }
+    write_synced_blocking(&dir.join(HOSTS_FILE), &lines)?;
+    sync_dir_blocking(&dir)?;
+    Ok(dir)
 }
 
 /// Write a whole file and fsync it (blocking).

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::client::Client;
 use crate::model::{ErrorKind, Host, HostError};
 use crate::proto::daemon::{Event, FileOp, FileResult, HostEvent, Request, RunRequest};
 
-use super::executor::{Executor, OutputSink, RunSpec, StepOutcome};
+use super::Client;
+use crate::heist::executor::{Executor, OutputSink, RunSpec, StepOutcome};
 
 /// After a step's own timeout, how long the daemon has to report the kill before the engine
 /// kills the job itself and gives up on it.
@@ -114,7 +114,7 @@ impl Executor for DaemonExecutor {
             fanout: None,
             accept_new_host_keys: self.accept_new_host_keys,
             who: crate::paths::whoami(),
-            label: Some(spec.label),
+            origin: spec.origin,
         });
         let mut rx = match self.client.request(req).await {
             Ok(rx) => rx,

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::render::sanitize;
-use super::Client;
+use crate::client::Client;
 use crate::proto::daemon::{Event, Request, StatusReport};
 
 pub fn run() -> anyhow::Result<i32> {

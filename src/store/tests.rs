@@ -10,7 +10,7 @@ fn req(hosts: &[&str]) -> RunRequest {
         fanout: None,
         accept_new_host_keys: false,
         who: "me".into(),
-        label: None,
+        origin: crate::model::RunOrigin::Command,
     }
 }
 

@@ -15,24 +15,27 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::daemon_exec::DaemonExecutor;
-use super::engine::{self, AskReply};
-use super::events::{Choice, HeistEvent};
 use super::progress::{print_summary, Printer};
-use super::{locate, plan, select_ctx};
-use crate::cli::HeistRunArgs;
+use super::HeistRunArgs;
+use crate::client::facts::DaemonFacts;
+use crate::client::heist_exec::DaemonExecutor;
 use crate::client::Client;
+use crate::heist::engine::{self, AskReply};
+use crate::heist::events::{Choice, HeistEvent};
+use crate::heist::{locate, plan};
 use crate::inventory::Inventory;
+use crate::paths;
+use crate::pick;
 
 /// After Ctrl-C, how long the steps in flight get to end on TERM before KILL.
 pub const TERM_GRACE: Duration = Duration::from_secs(3);
 
-/// Find the heist, pick its hosts, build the plan. `client` is connected only when the
-/// selection needs facts.
+/// Find the heist, pick its hosts, build the plan. The daemon is asked (and `facts` keeps its
+/// connection) only when the selection needs facts.
 pub async fn make_plan(
     hosts: Option<&Path>,
     args: &HeistRunArgs,
-    client: &mut Option<Client>,
+    facts: &mut DaemonFacts,
 ) -> anyhow::Result<(Vec<(String, String)>, plan::Plan)> {
     let inv_path = Inventory::find_default(hosts)?;
     let (files, looked) = locate::heist_files(args.file.file.as_deref(), Some(&inv_path));
@@ -40,16 +43,20 @@ pub async fn make_plan(
     let sets = plan::parse_sets(&args.set)?;
     let inv = Inventory::load(&inv_path)?;
     let selection = plan::selection(&heist, args.profile.as_deref())?;
-    let picked = select_ctx::select_hosts(&inv, selection, client, args.accept_new_host_keys)
+    let picked = pick::pick(&inv, selection, facts, &paths::runs_dir())
         .await
         .with_context(|| format!("heist `{}` ({})", heist.name, heist.loc))?;
-    let plan = plan::build(&heist, args.profile.as_deref(), &sets, picked)?;
+    for (host, why) in &picked.missing_facts {
+        eprintln!("crew: {host}: no facts: {}", super::sanitize(why));
+    }
+    let plan = plan::build(&heist, args.profile.as_deref(), &sets, picked.hosts)?;
     Ok((sets, plan))
 }
 
 pub async fn plan_cmd(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(!args.json, "--json is for `crew heist run`");
-    let (_, plan) = make_plan(hosts, &args, &mut None).await?;
+    let mut facts = DaemonFacts::new(None, args.accept_new_host_keys);
+    let (_, plan) = make_plan(hosts, &args, &mut facts).await?;
     print!("{}", plan.describe());
     Ok(0)
 }
@@ -62,9 +69,9 @@ fn json_line(ev: &HeistEvent) {
 }
 
 pub async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Result<i32> {
-    let mut client = None;
-    let (sets, plan) = make_plan(hosts, &args, &mut client).await?;
-    let client = match client {
+    let mut facts = DaemonFacts::new(None, args.accept_new_host_keys);
+    let (sets, plan) = make_plan(hosts, &args, &mut facts).await?;
+    let client = match facts.into_client() {
         Some(c) => c,
         None => Client::connect_or_spawn().await?,
     };
@@ -180,7 +187,7 @@ async fn prompt(step: &str, host: &str, reason: &str) -> Choice {
         for _ in 0..20 {
             eprint!(
                 "{host}: step `{step}` failed: {}\n  [a]dvance, [r]etry, roll[b]ack or abor[x]? ",
-                super::cli::sanitize(&reason)
+                super::sanitize(&reason)
             );
             let _ = std::io::stderr().flush();
             let mut line = String::new();

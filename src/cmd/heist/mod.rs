@@ -3,22 +3,64 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use clap::{Args, Subcommand};
 
-use super::def::HeistDef;
-use super::events::HeistSummary;
-use super::{journal, locate, run_cmd, validate};
-use crate::cli::HeistCmd;
+mod progress;
+pub mod run;
+
+use crate::heist::def::HeistDef;
+use crate::heist::events::HeistSummary;
+use crate::heist::{journal, locate, validate};
 use crate::inventory::Inventory;
-use crate::model::Host;
+use crate::store::journal::{journal_dir, JOURNAL_PREFIX};
 
-pub use super::progress::sanitize;
+pub use progress::sanitize;
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum HeistCmd {
+    /// List the heists found.
+    List(HeistFileArg),
+    /// Validate a heist file.
+    Check { file: PathBuf },
+    /// Dry run: waves, hosts, rendered commands.
+    Plan(HeistRunArgs),
+    /// Run a heist, streaming progress.
+    Run(HeistRunArgs),
+    /// Show a heist run from its journal (the latest when RUN is omitted), also after a crash.
+    Show { run: Option<String> },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HeistFileArg {
+    /// Heist file (default: heists/ beside hosts.toml, then <config dir>/crew/heists/).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HeistRunArgs {
+    pub name: String,
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Variables: `--set k=v` (repeatable).
+    #[arg(long = "set", value_name = "K=V")]
+    pub set: Vec<String>,
+    #[command(flatten)]
+    pub file: HeistFileArg,
+    /// Accept and remember host keys never seen before.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// `run` only: print JSON lines of heist events instead of progress text.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(hosts: Option<PathBuf>, cmd: HeistCmd) -> anyhow::Result<i32> {
     match cmd {
         HeistCmd::List(f) => list(hosts.as_deref(), f.file.as_deref()),
         HeistCmd::Check { file } => check(&file),
-        HeistCmd::Plan(args) => block_on(run_cmd::plan_cmd(hosts.as_deref(), args)),
-        HeistCmd::Run(args) => block_on(run_cmd::run_heist(hosts.as_deref(), args)),
+        HeistCmd::Plan(args) => block_on(run::plan_cmd(hosts.as_deref(), args)),
+        HeistCmd::Run(args) => block_on(run::run_heist(hosts.as_deref(), args)),
         HeistCmd::Show { run } => show(run.as_deref()),
     }
 }
@@ -98,23 +140,14 @@ fn check(file: &Path) -> anyhow::Result<i32> {
     }
 }
 
-/// The hosts a heist's selection picks, without facts or outcomes (those atoms match no
-/// host); [`super::select_ctx::select_hosts`] knows both.
-pub fn select_hosts(inv: &Inventory, selection: &str) -> anyhow::Result<Vec<Host>> {
-    let expr = crate::select::parse(selection)
-        .map_err(|e| anyhow::anyhow!("selection:\n{}", e.render(selection)))?;
-    let picked = inv
-        .try_select(&expr, &crate::select::NoContext)
-        .map_err(|e| anyhow::anyhow!("selection:\n{}", e.render(selection)))?;
-    Ok(picked.into_iter().cloned().collect())
-}
-
 fn show(run: Option<&str>) -> anyhow::Result<i32> {
     let dir = match run {
         Some(r) if Path::new(r).is_dir() => PathBuf::from(r),
         Some(r) => {
-            let d =
-                crate::paths::runs_dir().join(format!("heist-{}", r.trim_start_matches("heist-")));
+            let d = journal_dir(
+                &crate::paths::runs_dir(),
+                r.trim_start_matches(JOURNAL_PREFIX),
+            );
             anyhow::ensure!(
                 d.is_dir(),
                 "no heist run {r} in {}",

@@ -1,0 +1,11 @@
+//! The command-line front-ends: one module per command, each with its clap arguments, its
+//! work (through the roles below) and its printing. `cli.rs` only dispatches here.
+
+pub mod daemon;
+pub mod gather;
+pub mod heist;
+pub mod hosts;
+pub mod output;
+pub mod render;
+pub mod run;
+pub mod status;
