@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
