@@ -32,6 +32,10 @@ pub enum Command {
     /// Saved playbooks: list, check, plan, run.
     #[command(subcommand)]
     Heist(cmd::heist::HeistCmd),
+    /// Runs and heists in flight and recent ones.
+    Runs(cmd::runs::RunsArgs),
+    /// Follow a run or heist from its beginning (what already happened, then live).
+    Attach(cmd::runs::AttachArgs),
     /// Show the daemon and its host pool.
     Status,
     /// The resident daemon (started on demand; `crew daemon stop` stops it).
@@ -66,12 +70,25 @@ impl ConsoleArgs {
 /// Run the command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let hosts = cli.hosts.clone();
+    // Commands that act on hosts or runs say who the operator is where the daemon asks.
+    let acts = matches!(
+        &cli.command,
+        None | Some(Command::Console(_))
+            | Some(Command::Run(_))
+            | Some(Command::Attach(_))
+            | Some(Command::Heist(cmd::heist::HeistCmd::Run(_)))
+    );
+    if acts {
+        crate::client::identify()?;
+    }
     match cli.command {
         None => crate::console::run(hosts, cli.console.options()),
         Some(Command::Console(args)) => crate::console::run(hosts, args.options()),
         Some(Command::Run(args)) => cmd::run::run(hosts, args),
         Some(Command::Hosts(args)) => cmd::hosts::run(hosts, args),
         Some(Command::Heist(c)) => cmd::heist::run(hosts, c),
+        Some(Command::Runs(args)) => cmd::runs::runs(args),
+        Some(Command::Attach(args)) => cmd::runs::attach(args),
         Some(Command::Status) => cmd::status::run(),
         Some(Command::Daemon(args)) => cmd::daemon::run(args),
         Some(Command::Agent) => crate::agent::run_stdio(),

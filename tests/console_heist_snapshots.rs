@@ -12,7 +12,6 @@ use crew::console::history::History;
 use crew::console::keymap::{Key, KeyCode, Keymap, Mode};
 use crew::console::theme::Theme;
 use crew::console::ui;
-use crew::heist::engine::AskReply;
 use crew::heist::events::{Choice, Decision, HeistEvent, HostOutcome, StepRef, StepResult};
 use crew::inventory::Inventory;
 use crew::model::Host;
@@ -144,6 +143,8 @@ fn started(m: &mut Model, host: &str, step: usize, attempt: u32, what: &str) {
 /// and asks.
 fn mid_run(m: &mut Model) {
     let hosts: Vec<String> = fleet().iter().map(|h| h.name.clone()).collect();
+    // The daemon's id for the heist (as its start or an attach would give it).
+    m.heist.run_id = Some("1700000000-careful".into());
     ev(
         m,
         HeistEvent::Started {
@@ -251,8 +252,13 @@ fn heist_picker_asks_for_params_and_profile() {
     insta::assert_snapshot!(render(&m, 110, 26));
     let effects = m.key(Key::plain(KeyCode::Enter));
     match effects.as_slice() {
-        [Effect::StartHeist { plan, sets, .. }] => {
-            assert_eq!(sets, &[("ticket".to_string(), "OPS-12".to_string())]);
+        [Effect::StartHeist(req)] => {
+            assert_eq!(req.vars, [("ticket".to_string(), "OPS-12".to_string())]);
+            let Some(Ok((plan, _))) = m.heist.preview.as_ref() else {
+                panic!("the picker shows the plan it starts");
+            };
+            assert_eq!(req.name, plan.heist.name);
+            assert_eq!(req.profile.as_deref(), Some("prod"));
             let names: Vec<&str> = plan.hosts.iter().map(|h| h.name.as_str()).collect();
             assert_eq!(names, ["demo4"], "the prod profile selects env=production");
         }
@@ -282,10 +288,10 @@ fn ask_prompt_and_answer() {
     let effects = m.key(Key::ch('b'));
     assert_eq!(
         effects,
-        vec![Effect::AnswerAsk(vec![AskReply {
-            ask_id: 7,
-            choice: Choice::Rollback
-        }])]
+        vec![Effect::AnswerAsk {
+            run: "1700000000-careful".into(),
+            answers: vec![(7, "rollback".into())],
+        }]
     );
     assert_eq!(m.mode, Mode::Normal);
     // hidden prompts come back with A while the engine still waits

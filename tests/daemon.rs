@@ -198,13 +198,14 @@ async fn run_streams_and_stores_every_host_before_finishing() {
         serde_json::from_slice(&std::fs::read(dir.join("meta.json")).expect("meta"))
             .expect("meta json");
     assert_eq!(meta["command"], "echo hello; echo oops >&2; exit 3");
-    assert_eq!(meta["who"], "tester");
+    // The daemon records who asked from the connection, not from what the client wrote.
+    assert_eq!(meta["who"], crew::paths::whoami());
     assert_eq!(meta["hosts"], serde_json::json!(names));
     let audit = std::fs::read_to_string(d.home.path().join("audit.jsonl")).expect("audit log");
     let line: serde_json::Value =
         serde_json::from_str(audit.lines().last().expect("a line")).expect("json");
     assert_eq!(line["selection"], "test-selection");
-    assert_eq!(line["who"], "tester");
+    assert_eq!(line["who"], crew::paths::whoami());
     assert_eq!(line["hosts"][0], serde_json::json!(["alpha", "failed"]));
     assert!(line["when"].as_str().expect("when").ends_with('Z'));
     drop(c);

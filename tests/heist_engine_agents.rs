@@ -1,6 +1,6 @@
-//! Engine policies over real agents: a daemon served in-process (`crew::daemon::serve`) with
-//! `local`-transport hosts, so every step is a `Run` through the daemon to a `crew agent`
-//! child, and put/fetch are the agent's WriteFile/ReadFile.
+//! Engine policies over real agents, through the executor the daemon runs heists with
+//! (`crew::daemon::heist::PoolExecutor`) on `local`-transport hosts: every step is a run of
+//! the daemon to a `crew agent` child, and put/fetch are the agent's WriteFile/ReadFile.
 
 mod heist_support;
 
@@ -8,50 +8,37 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crew::client::heist_exec::DaemonExecutor;
-use crew::client::Client;
-use crew::daemon::{serve, DaemonOptions};
+use crew::daemon::heist::PoolExecutor;
+use crew::daemon::DaemonOptions;
 use crew::heist::events::StepRef;
 use crew::heist::view_model::CellState;
 use heist_support::{crew_home, hosts, run, scenarios, scratch};
 use tokio_util::sync::CancellationToken;
 
+/// The daemon's state without its socket, and the executor the daemon runs heists with.
 struct Daemon {
     _home: tempfile::TempDir,
-    token: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    exec: Arc<DaemonExecutor>,
+    daemon: Arc<crew::daemon::Daemon>,
+    exec: Arc<PoolExecutor>,
 }
 
 async fn daemon() -> Daemon {
     crew_home();
     let home = tempfile::tempdir().expect("tempdir");
     let opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
-    let token = CancellationToken::new();
-    let task = tokio::spawn(serve(opts.clone(), token.clone()));
-    let mut client = None;
-    for _ in 0..500 {
-        if opts.socket.exists() {
-            client = Client::connect_at(&opts.socket).await.expect("connect");
-            if client.is_some() {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let client = client.expect("the daemon answers on its socket");
+    let daemon = crew::daemon::open(opts, CancellationToken::new())
+        .await
+        .expect("daemon state");
     Daemon {
         _home: home,
-        token,
-        task,
-        exec: Arc::new(DaemonExecutor::new(client, false)),
+        exec: Arc::new(PoolExecutor::new(daemon.clone(), false, "tester")),
+        daemon,
     }
 }
 
 impl Daemon {
     async fn stop(self) {
-        self.token.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.daemon.close()).await;
     }
 }
 

@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use tokio::io::AsyncWriteExt;
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
@@ -28,11 +27,13 @@ const ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 type Pending = Arc<Mutex<HashMap<u64, mpsc::Sender<Event>>>>;
 
+type Writer = Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>>;
+
 /// A connection to the daemon.
 pub struct Client {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: Writer,
     pending: Pending,
-    next_id: AtomicU64,
+    next_id: Arc<AtomicU64>,
     reader: tokio::task::JoinHandle<()>,
     /// The daemon's pid and build, from its Hello.
     pub daemon_pid: u32,
@@ -45,9 +46,77 @@ impl Drop for Client {
     }
 }
 
-/// True for the one event that ends a request's stream.
-fn is_final(e: &Event) -> bool {
-    !matches!(e, Event::RunStarted { .. } | Event::Host { .. })
+/// The operator's name given at the prompt ([`identify`]), for this process.
+static OPERATOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The operator's own name for the audit log, where one was given (`CREW_OPERATOR`, or the
+/// start-up prompt).
+pub fn operator() -> Option<String> {
+    if let Some(op) = OPERATOR.get() {
+        return Some(op.clone());
+    }
+    std::env::var("CREW_OPERATOR")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Where the daemon asks who is there (`identify = true` in its daemon.toml) and no name was
+/// given: ask on the terminal, or refuse (no terminal). Front-ends that act call this at
+/// start-up, before any screen is taken over.
+pub fn identify() -> anyhow::Result<()> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    let path = crate::daemon::config::DaemonConfig::default_path();
+    let cfg = crate::daemon::config::DaemonConfig::load(&path).map_err(anyhow::Error::msg)?;
+    if !cfg.identify || operator().is_some() {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "this daemon acts only for a named operator (identify = true in {}): set CREW_OPERATOR",
+            path.display()
+        );
+    }
+    for _ in 0..3 {
+        eprint!("crew: who is there? (your name, for the audit log): ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let name: String = line.trim().chars().filter(|c| !c.is_control()).collect();
+        if !name.is_empty() {
+            let _ = OPERATOR.set(name);
+            return Ok(());
+        }
+    }
+    bail!(
+        "no operator name given: refusing to act (identify = true in {})",
+        path.display()
+    )
+}
+
+/// Sends requests on a [`Client`]'s connection; cheap to clone.
+#[derive(Clone)]
+pub struct Sender {
+    writer: Writer,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Sender {
+    pub async fn send(&self, req: Request) -> anyhow::Result<()> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        write(&self.writer, id, &req).await
+    }
+}
+
+async fn write(writer: &Writer, id: u64, req: &Request) -> anyhow::Result<()> {
+    let mut buf = Vec::new();
+    dp::encode_request(id, req, &mut buf).context("encoding request")?;
+    let mut w = writer.lock().await;
+    w.write_all(&buf).await.context("writing to the daemon")?;
+    w.flush().await.context("writing to the daemon")?;
+    Ok(())
 }
 
 impl Client {
@@ -58,6 +127,17 @@ impl Client {
             Ok(Err(_)) | Err(_) => return Ok(None),
         };
         let (rd, wr) = stream.into_split();
+        let what = socket.display().to_string();
+        Client::over(rd, wr, &what).await.map(Some)
+    }
+
+    /// The client protocol over any byte stream (the Unix socket, a TLS connection): Hello,
+    /// then requests.
+    pub async fn over<R, W>(rd: R, wr: W, what: &str) -> anyhow::Result<Client>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
         // A run streams hundreds of small frames: read them out of one buffer, not with three
         // reads each.
         let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, rd);
@@ -69,7 +149,7 @@ impl Client {
                     tracing::warn!("undecodable event from the daemon");
                     continue;
                 };
-                let last = is_final(&ev);
+                let last = ev.is_final();
                 let tx = {
                     let mut map = p.lock().unwrap_or_else(|e| e.into_inner());
                     if last {
@@ -86,9 +166,9 @@ impl Client {
             p.lock().unwrap_or_else(|e| e.into_inner()).clear();
         });
         let mut c = Client {
-            writer: tokio::sync::Mutex::new(wr),
+            writer: Arc::new(tokio::sync::Mutex::new(Box::new(wr))),
             pending,
-            next_id: AtomicU64::new(1),
+            next_id: Arc::new(AtomicU64::new(1)),
             reader,
             daemon_pid: 0,
             daemon_build: String::new(),
@@ -97,20 +177,23 @@ impl Client {
             .request(Request::Hello {
                 proto: PROTO_VERSION,
                 build: crate::paths::build_hash().to_string(),
+                operator: operator(),
             })
             .await?;
         match tokio::time::timeout(ANSWER_WAIT, rx.recv()).await {
-            Ok(Some(Event::Hello { build, pid, proto })) => {
+            Ok(Some(Event::Hello {
+                build, pid, proto, ..
+            })) => {
                 if proto != PROTO_VERSION {
                     tracing::warn!(proto, "daemon speaks another protocol version");
                 }
                 c.daemon_pid = pid;
                 c.daemon_build = build;
-                Ok(Some(c))
+                Ok(c)
             }
             Ok(Some(other)) => bail!("daemon answered Hello with {other:?}"),
-            Ok(None) => bail!("daemon at {} closed the connection", socket.display()),
-            Err(_) => bail!("daemon at {} did not answer within 5s", socket.display()),
+            Ok(None) => bail!("daemon at {what} closed the connection"),
+            Err(_) => bail!("daemon at {what} did not answer within 5s"),
         }
     }
 
@@ -170,17 +253,19 @@ impl Client {
 
     /// Send a request whose answer we do not wait for (e.g. `Kill`).
     pub async fn send(&self, req: Request) -> anyhow::Result<()> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.write(id, &req).await
+        self.sender().send(req).await
+    }
+
+    /// A handle that sends requests (whose answers nobody waits for) from another task.
+    pub fn sender(&self) -> Sender {
+        Sender {
+            writer: self.writer.clone(),
+            next_id: self.next_id.clone(),
+        }
     }
 
     async fn write(&self, id: u64, req: &Request) -> anyhow::Result<()> {
-        let mut buf = Vec::new();
-        dp::encode_request(id, req, &mut buf).context("encoding request")?;
-        let mut w = self.writer.lock().await;
-        w.write_all(&buf).await.context("writing to the daemon")?;
-        w.flush().await.context("writing to the daemon")?;
-        Ok(())
+        write(&self.writer, id, req).await
     }
 
     /// Ask the daemon to stop and wait (bounded) until its socket stops answering.

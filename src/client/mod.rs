@@ -4,6 +4,5 @@
 
 mod conn;
 pub mod facts;
-pub mod heist_exec;
 
-pub use conn::Client;
+pub use conn::{identify, operator, Client, Sender};

@@ -8,4 +8,5 @@ pub mod hosts;
 pub mod output;
 pub mod render;
 pub mod run;
+pub mod runs;
 pub mod status;

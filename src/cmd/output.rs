@@ -17,6 +17,19 @@ pub enum Mode {
     Gather,
 }
 
+impl Mode {
+    /// `--json`, else `--gather`, else lines.
+    pub fn of(json: bool, gather: bool) -> Mode {
+        if json {
+            Mode::Json
+        } else if gather {
+            Mode::Gather
+        } else {
+            Mode::Lines
+        }
+    }
+}
+
 pub struct Output<W: Write, E: Write> {
     mode: Mode,
     style: Style,

@@ -103,34 +103,61 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
         timeout_ms: args.timeout.map(|t| t.as_millis() as u64),
         fanout: args.fanout,
         accept_new_host_keys: args.accept_new_host_keys,
-        who: crate::paths::whoami(),
+        // The daemon records who asked, from the connection.
+        who: String::new(),
         origin: RunOrigin::Command,
     };
-    let mode = if args.json {
-        Mode::Json
-    } else if args.gather {
-        Mode::Gather
-    } else {
-        Mode::Lines
-    };
+    let mode = Mode::of(args.json, args.gather);
+    let rx = client.request(Request::Run(req)).await?;
+    Ok(follow(&client, rx, mode, Some(names), OnCtrlC::Kill).await)
+}
+
+/// What Ctrl-C does while a run is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCtrlC {
+    /// Kill the run's jobs: TERM, then KILL after [`TERM_GRACE`] (or at a second Ctrl-C).
+    Kill,
+    /// Stop following; the run goes on in the daemon.
+    Detach,
+}
+
+/// Print a run's events as they come (lines, gathered blocks or JSON), then the summary;
+/// the exit status of `crew run`: 0 only when every host exited 0. `names` is the run's hosts
+/// when known up front; else they come with its first event (`crew attach`).
+pub async fn follow(
+    client: &Client,
+    mut rx: tokio::sync::mpsc::Receiver<Event>,
+    mode: Mode,
+    names: Option<Vec<String>>,
+    on_ctrl_c: OnCtrlC,
+) -> i32 {
     let style = Style::detect(std::io::stdout().is_terminal() && mode != Mode::Json);
     let err_style = Style::detect(std::io::stderr().is_terminal());
-    let mut out = Output::new(
-        mode,
-        style,
-        err_style,
-        &names,
-        std::io::BufWriter::new(std::io::stdout()),
-        std::io::stderr(),
-    );
-    let mut rx = client.request(Request::Run(req)).await?;
-    let mut sigint = signal(SignalKind::interrupt())?;
+    let output = |names: &[String]| {
+        Output::new(
+            mode,
+            style,
+            err_style,
+            names,
+            std::io::BufWriter::new(std::io::stdout()),
+            std::io::stderr(),
+        )
+    };
+    let mut out = names.as_deref().map(output);
+    let mut sigint = match signal(SignalKind::interrupt()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("crew: cannot catch Ctrl-C: {e}");
+            None
+        }
+    };
     let mut run_id: Option<u64> = None;
     let mut interrupts = 0u32;
     // Escalation after Ctrl-C: (when, what to do).
     let mut deadline: Option<(tokio::time::Instant, bool)> = None;
     let mut finished: Option<Vec<(String, Verdict)>> = None;
     let mut store_failed = false;
+    let mut detached = false;
     loop {
         let wait = async {
             match deadline {
@@ -138,45 +165,64 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
                 None => std::future::pending().await,
             }
         };
+        let ctrl_c = async {
+            match sigint.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             ev = rx.recv() => match ev {
                 None => {
-                    out.message("lost the connection to the daemon");
+                    message(&mut out, "lost the connection to the daemon");
                     break;
                 }
-                Some(Event::RunStarted { run_id: id, .. }) => {
+                Some(Event::RunStarted { run_id: id, hosts }) => {
                     run_id = Some(id);
-                    if interrupts > 0 {
-                        kill(&client, id, libc::SIGTERM).await;
+                    if out.is_none() {
+                        out = Some(output(&hosts));
+                    }
+                    if interrupts > 0 && on_ctrl_c == OnCtrlC::Kill {
+                        kill(client, id, libc::SIGTERM).await;
                     }
                 }
                 Some(Event::Host { host, event, .. }) => {
-                    out.host_event(&host, event);
-                    if rx.is_empty() {
-                        out.flush();
+                    if let Some(out) = out.as_mut() {
+                        out.host_event(&host, event);
+                        if rx.is_empty() {
+                            out.flush();
+                        }
                     }
                 }
                 Some(Event::RunFinished { summary, .. }) => {
                     finished = Some(summary.hosts);
                     break;
                 }
-                Some(Event::Error { message }) => {
-                    out.message(&message);
+                Some(Event::Error { message: m }) => {
+                    message(&mut out, &m);
                     store_failed = true;
                     break;
                 }
                 Some(_) => {}
             },
-            _ = sigint.recv() => {
+            _ = ctrl_c => {
                 interrupts += 1;
+                if on_ctrl_c == OnCtrlC::Detach {
+                    let id = run_id.map(|i| i.to_string()).unwrap_or_default();
+                    message(&mut out, &format!("detached; the run goes on in the daemon (crew attach {id} follows it again)"));
+                    detached = true;
+                    break;
+                }
                 let sig = if interrupts == 1 { libc::SIGTERM } else { libc::SIGKILL };
-                out.message(if interrupts == 1 {
+                message(&mut out, if interrupts == 1 {
                     "interrupted: stopping the run (Ctrl-C again to kill at once)"
                 } else {
                     "killing the run"
                 });
                 if let Some(id) = run_id {
-                    kill(&client, id, sig).await;
+                    kill(client, id, sig).await;
                 }
                 deadline = Some(if interrupts == 1 {
                     (tokio::time::Instant::now() + TERM_GRACE, true)
@@ -187,18 +233,24 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
             _ = wait => match deadline {
                 Some((_, true)) => {
                     if let Some(id) = run_id {
-                        kill(&client, id, libc::SIGKILL).await;
+                        kill(client, id, libc::SIGKILL).await;
                     }
                     deadline = Some((tokio::time::Instant::now() + KILL_WAIT, false));
                 }
                 _ => {
-                    out.message("the run did not finish after the kill; giving up waiting");
+                    message(&mut out, "the run did not finish after the kill; giving up waiting");
                     break;
                 }
             },
         }
     }
+    let Some(mut out) = out else {
+        return 1;
+    };
     out.finish();
+    if detached {
+        return 1;
+    }
     let unended = if interrupts > 0 {
         Verdict::Killed
     } else {
@@ -207,7 +259,19 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
     let verdicts = out.verdicts(finished.as_deref(), unended);
     out.summary(&verdicts);
     let all_ok = !store_failed && finished.is_some() && verdicts.iter().all(|v| v.1 == Verdict::Ok);
-    Ok(if all_ok { 0 } else { 1 })
+    if all_ok {
+        0
+    } else {
+        1
+    }
+}
+
+/// Crew's own message, through the output when there is one.
+fn message<W: std::io::Write, E: std::io::Write>(out: &mut Option<Output<W, E>>, m: &str) {
+    match out {
+        Some(o) => o.message(m),
+        None => eprintln!("crew: {}", sanitize(m.as_bytes())),
+    }
 }
 
 async fn kill(client: &Client, run_id: u64, signal: i32) {

@@ -124,6 +124,15 @@ pub enum Action {
     /// The heist could not start (or its engine task died).
     #[serde(skip)]
     HeistFailed(String),
+    /// Following a heist started elsewhere (from its beginning).
+    #[serde(skip)]
+    HeistAttached {
+        run_id: String,
+        run_dir: String,
+    },
+    /// The runs and heists the daemon holds.
+    #[serde(skip)]
+    LiveRuns(Result<Vec<crate::proto::daemon::RunInfo>, String>),
     /// `ctrl-s` wrote the heist (name, file) or could not.
     #[serde(skip)]
     HeistSaved(Result<(String, String), String>),

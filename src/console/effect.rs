@@ -8,12 +8,11 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use super::action::Action;
-use super::heists::{self, AskSlot, Shared};
-use crate::heist::engine::AskReply;
-use crate::heist::plan::Plan;
+use super::heists::{self, Shared};
+use crate::heist::events::{HeistEvent, StepRef};
 use crate::heist::save::SaveRequest;
 use crate::model::Host;
-use crate::proto::daemon::{Event, Request, RunRequest};
+use crate::proto::daemon::{Event, HeistRequest, Request, RunRequest};
 
 /// Tag of status polls (runs use tags from 1).
 pub const STATUS_TAG: u64 = 0;
@@ -44,14 +43,29 @@ pub enum Effect {
     LoadRun(PathBuf),
     /// Find the heists beside this hosts.toml (answers `Action::HeistsListed`).
     ListHeists(PathBuf),
-    /// Run a heist's plan (its events come back as `Action::Heist`).
-    StartHeist {
-        plan: Shared<Plan>,
-        sets: Vec<(String, String)>,
-        accept_new_host_keys: bool,
+    /// Start a heist in the daemon and follow it (its events come back as `Action::Heist`).
+    StartHeist(HeistRequest),
+    /// Follow a heist started anywhere, from its beginning.
+    AttachHeist {
+        run: String,
     },
-    /// Answers to the running heist's `ask`s.
-    AnswerAsk(Vec<AskReply>),
+    /// Follow a run started anywhere, from its beginning (events as `Action::Daemon`).
+    AttachRun {
+        tag: u64,
+        run: String,
+    },
+    /// Runs and heists the daemon holds (answers `Action::LiveRuns`).
+    ListLive,
+    /// Answers to a heist's `ask`s: (ask id, choice).
+    AnswerAsk {
+        run: String,
+        answers: Vec<(u64, String)>,
+    },
+    /// Stop a heist as Ctrl-C does (or at once).
+    InterruptHeist {
+        run: String,
+        kill: bool,
+    },
     /// Save a command as a heist beside this hosts.toml (answers `Action::HeistSaved`).
     SaveHeist {
         hosts_file: PathBuf,
@@ -72,8 +86,6 @@ pub struct Executor {
     pub tx: mpsc::UnboundedSender<Action>,
     pub history_file: PathBuf,
     pub runs_dir: PathBuf,
-    /// Where the running heist takes answers to `ask`.
-    pub heist_asks: AskSlot,
 }
 
 impl Executor {
@@ -112,21 +124,36 @@ impl Executor {
                     let _ = tx.send(Action::HeistsListed(Shared::new(list)));
                 });
             }
-            Effect::StartHeist {
-                plan,
-                sets,
-                accept_new_host_keys,
-            } => {
-                let plan = (*plan).clone();
-                heists::start(
-                    plan,
-                    sets,
-                    accept_new_host_keys,
-                    tx,
-                    self.heist_asks.clone(),
-                );
+            Effect::StartHeist(req) => self.heist_stream(Request::Heist(req)),
+            Effect::AttachHeist { run } => self.heist_stream(Request::Attach { run }),
+            Effect::AttachRun { tag, run } => self.stream(tag, Request::Attach { run }),
+            Effect::ListLive => {
+                let slot = self.backend.clone();
+                tokio::spawn(async move {
+                    let Some(backend) = wait_backend(&slot).await else {
+                        return;
+                    };
+                    let list = match backend.request(Request::Runs).await {
+                        Ok(mut rx) => match rx.recv().await {
+                            Some(Event::Runs(list)) => Ok(list),
+                            Some(Event::Error { message }) => Err(message),
+                            other => Err(format!("the daemon answered {other:?}")),
+                        },
+                        Err(e) => Err(format!("{e:#}")),
+                    };
+                    let _ = tx.send(Action::LiveRuns(list));
+                });
             }
-            Effect::AnswerAsk(replies) => heists::answer(replies, &self.heist_asks, tx),
+            Effect::AnswerAsk { run, answers } => {
+                for (ask_id, choice) in answers {
+                    self.send(Request::Answer {
+                        run: run.clone(),
+                        ask_id,
+                        choice,
+                    });
+                }
+            }
+            Effect::InterruptHeist { run, kill } => self.send(Request::Interrupt { run, kill }),
             Effect::SaveHeist { hosts_file, req } => {
                 tokio::task::spawn_blocking(move || {
                     let r = heists::save_heist(&hosts_file, &req)
@@ -172,6 +199,75 @@ impl Executor {
                     tag: u64::MAX,
                     message: format!("{e:#}"),
                 });
+            }
+        });
+    }
+
+    /// Start or attach to a heist and forward its events as `Action::Heist` until it ends.
+    fn heist_stream(&self, req: Request) {
+        let tx = self.tx.clone();
+        let slot = self.backend.clone();
+        let runs_dir = self.runs_dir.clone();
+        let attach = matches!(req, Request::Attach { .. });
+        tokio::spawn(async move {
+            let Some(backend) = wait_backend(&slot).await else {
+                let _ = tx.send(Action::HeistFailed("not connected to the daemon".into()));
+                return;
+            };
+            let mut rx = match backend.request(req).await {
+                Ok(rx) => rx,
+                Err(e) => {
+                    let _ = tx.send(Action::HeistFailed(format!("{e:#}")));
+                    return;
+                }
+            };
+            while let Some(event) = rx.recv().await {
+                let action = match event {
+                    Event::Accepted { run } => Action::HeistStarted {
+                        run_dir: crate::store::journal::journal_dir(&runs_dir, &run)
+                            .display()
+                            .to_string(),
+                        run_id: run,
+                    },
+                    Event::Heist { run, json } => match serde_json::from_str::<HeistEvent>(&json) {
+                        Ok(ev) => {
+                            if attach && matches!(ev, HeistEvent::Started { .. }) {
+                                let run_dir = crate::store::journal::journal_dir(&runs_dir, &run);
+                                let _ = tx.send(Action::HeistAttached {
+                                    run_id: run,
+                                    run_dir: run_dir.display().to_string(),
+                                });
+                            }
+                            Action::Heist(ev)
+                        }
+                        Err(e) => {
+                            tracing::error!("undecodable heist event: {e}");
+                            continue;
+                        }
+                    },
+                    Event::HeistOutput {
+                        host,
+                        rollback,
+                        step,
+                        stream,
+                        data,
+                        ..
+                    } => Action::Heist(HeistEvent::Output {
+                        host,
+                        step: StepRef {
+                            rollback,
+                            index: step as usize,
+                        },
+                        stream,
+                        data,
+                    }),
+                    Event::HeistDone { .. } => break,
+                    Event::Error { message } => Action::HeistFailed(message),
+                    _ => continue,
+                };
+                if tx.send(action).is_err() {
+                    break;
+                }
             }
         });
     }

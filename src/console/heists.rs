@@ -1,20 +1,13 @@
-//! The console's seam to heists (`crate::heist`): finding them beside the inventory, running
-//! one through the engine on a tokio task (its events come back as [`Action::Heist`]), the
-//! operator's answers to `ask`, and saving a command as a heist. Everything here runs off the
-//! UI path: listing and saving on blocking tasks, the engine on its own task.
+//! The console's seam to heists (`crate::heist`): finding them beside the inventory (for the
+//! picker and its plan preview) and saving a command as a heist, on blocking tasks off the UI
+//! path. Heists themselves run in the daemon (see `effect.rs`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
-use super::action::Action;
-use crate::client::heist_exec::DaemonExecutor;
 use crate::heist::def::HeistDef;
-use crate::heist::engine::{self, AskReply};
 use crate::heist::locate;
-use crate::heist::plan::Plan;
 use crate::heist::save::{self, SaveRequest};
 
 /// A value shared by reference; equal only to itself (Actions and Effects compare, heist
@@ -73,72 +66,6 @@ pub fn list(hosts_file: &Path) -> HeistList {
         heists,
         errors: errors.iter().map(|d| d.to_string()).collect(),
     }
-}
-
-/// Where the running heist's engine takes answers to `ask` (empty when none runs).
-pub type AskSlot = Arc<Mutex<Option<mpsc::Sender<AskReply>>>>;
-
-/// Connect to the daemon, start the engine, forward its events until it finishes.
-pub fn start(
-    plan: Plan,
-    sets: Vec<(String, String)>,
-    accept_new_host_keys: bool,
-    tx: mpsc::UnboundedSender<Action>,
-    asks: AskSlot,
-) {
-    tokio::spawn(async move {
-        let exec = match DaemonExecutor::connect(accept_new_host_keys).await {
-            Ok(e) => e,
-            Err(e) => {
-                let _ = tx.send(Action::HeistFailed(format!("daemon: {e:#}")));
-                return;
-            }
-        };
-        let mut running = match engine::start(Arc::new(exec), plan, sets) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.send(Action::HeistFailed(format!("{e:#}")));
-                return;
-            }
-        };
-        if let Ok(mut slot) = asks.lock() {
-            *slot = Some(running.asks.clone());
-        }
-        let _ = tx.send(Action::HeistStarted {
-            run_id: running.run_id.clone(),
-            run_dir: running.run_dir.display().to_string(),
-        });
-        while let Some(ev) = running.events.recv().await {
-            if tx.send(Action::Heist(ev)).is_err() {
-                break;
-            }
-        }
-        if let Err(e) = running.task.await {
-            let _ = tx.send(Action::HeistFailed(format!("heist engine: {e}")));
-        }
-        if let Ok(mut slot) = asks.lock() {
-            *slot = None;
-        }
-    });
-}
-
-/// Hand the operator's answers to the running engine.
-pub fn answer(replies: Vec<AskReply>, asks: &AskSlot, tx: mpsc::UnboundedSender<Action>) {
-    let sender = asks.lock().ok().and_then(|s| s.clone());
-    tokio::spawn(async move {
-        let Some(sender) = sender else {
-            let _ = tx.send(Action::HeistFailed(
-                "no heist is waiting for an answer".into(),
-            ));
-            return;
-        };
-        for r in replies {
-            if sender.send(r).await.is_err() {
-                let _ = tx.send(Action::HeistFailed("the heist is no longer running".into()));
-                return;
-            }
-        }
-    });
 }
 
 /// Save a command as a heist (blocking): refused when any heist file already has the name.

@@ -76,7 +76,6 @@ pub fn run(hosts: Option<std::path::PathBuf>, args: Options) -> anyhow::Result<i
             tx: tx.clone(),
             history_file: paths::history_file(),
             runs_dir: paths::runs_dir(),
-            heist_asks: Default::default(),
         };
         connect::spawn(slot, tx);
         for e in model.startup() {

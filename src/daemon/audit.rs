@@ -1,4 +1,6 @@
-//! The audit log: one JSON line per finished run in `paths::audit_log()`.
+//! The audit log, `paths::audit_log()`: one JSON line per finished run ([`AuditLine`]), and
+//! one per operator action on a run or heist ([`ActionLine`]: a heist started or finished, an
+//! answer to an ask, an interrupt, a kill), each with who did it. Secrets never go here.
 
 use std::path::Path;
 
@@ -20,6 +22,49 @@ pub struct AuditLine<'a> {
     pub origin: &'a RunOrigin,
     /// host → verdict, in the run's host order.
     pub hosts: Vec<(&'a str, Verdict)>,
+}
+
+/// One operator action (or a heist's start and end), with who did it.
+#[derive(Debug, Serialize)]
+pub struct ActionLine<'a> {
+    pub action: &'a str,
+    pub run: &'a str,
+    pub who: &'a str,
+    /// RFC 3339, UTC.
+    pub when: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+/// Append an action line; a failure is logged (the action itself has happened).
+pub async fn action(
+    path: &Path,
+    who: &str,
+    run: &str,
+    action: &str,
+    detail: Option<serde_json::Value>,
+) {
+    let line = ActionLine {
+        action,
+        run,
+        who,
+        when: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        detail,
+    };
+    let r = match serde_json::to_vec(&line) {
+        Ok(mut text) => {
+            text.push(b'\n');
+            let path = path.to_path_buf();
+            tokio::task::spawn_blocking(move || append_blocking(&path, &text))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|r| r)
+        }
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = r {
+        tracing::error!("audit log: {action} on {run} by {who}: {e:#}");
+    }
 }
 
 /// Append one line and fsync the log (one blocking task). Lines are written with one

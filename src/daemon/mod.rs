@@ -1,16 +1,22 @@
 //! `crew daemon`: agent pool, request router, run store, audit log.
 //!
-//! Started on demand by any client ([`crate::client::Client::connect_or_spawn`]), it listens
+//! Started on demand by any client (`Client::connect_or_spawn`), it listens
 //! on a 0600 Unix socket in a 0700 directory, refuses peers of another uid, and exits after
 //! an idle timeout with no client and no run.
 
 pub mod audit;
+pub mod config;
+mod follow;
+pub mod heist;
 pub mod host_state;
 pub mod inflight;
 pub mod link;
 mod local;
 pub mod pool;
+mod recover;
+pub mod registry;
 pub mod run;
+pub mod runlog;
 pub mod server;
 pub mod ssh;
 
@@ -25,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
 use pool::{Pool, PoolConfig};
-use server::Daemon;
+pub use server::Daemon;
 
 /// Default idle timeout: exit after 30 minutes with no client and no run.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(30 * 60);
@@ -41,6 +47,10 @@ pub struct DaemonOptions {
     pub agent_exe: PathBuf,
     pub handshake_limit: usize,
     pub keepalive: Duration,
+    /// The daemon's own hosts.toml (heists and API requests that name none use it).
+    pub inventory: Option<PathBuf>,
+    /// Ask every client for the operator's own name (shared accounts).
+    pub identify: bool,
 }
 
 impl DaemonOptions {
@@ -50,6 +60,14 @@ impl DaemonOptions {
             Some(p) => PathBuf::from(p),
             None => std::env::current_exe().context("finding our own executable")?,
         };
+        let cfg = config::DaemonConfig::load(&config::DaemonConfig::default_path())
+            .map_err(anyhow::Error::msg)?;
+        let inventory = match cfg.hosts {
+            Some(p) => Some(p),
+            None => crate::inventory::Inventory::find_default(None)
+                .ok()
+                .and_then(|p| std::path::absolute(p).ok()),
+        };
         Ok(DaemonOptions {
             idle_timeout,
             socket: crate::paths::socket(),
@@ -58,6 +76,8 @@ impl DaemonOptions {
             agent_exe,
             handshake_limit: 64,
             keepalive: Duration::from_secs(15),
+            inventory,
+            identify: cfg.identify,
         })
     }
 
@@ -71,6 +91,8 @@ impl DaemonOptions {
             agent_exe,
             handshake_limit: 64,
             keepalive: Duration::from_secs(15),
+            inventory: None,
+            identify: false,
         }
     }
 }
@@ -105,29 +127,7 @@ pub async fn serve(opts: DaemonOptions, shutdown: CancellationToken) -> anyhow::
         return Ok(());
     };
     let token = shutdown.child_token();
-    let own = std::env::current_exe().ok();
-    let agent_build = if own.is_some_and(|p| same_file(&p, &opts.agent_exe)) {
-        crate::paths::build_hash().to_string()
-    } else {
-        crate::paths::file_hash(&opts.agent_exe)
-            .with_context(|| format!("hashing agent executable {}", opts.agent_exe.display()))?
-    };
-    let pool = Pool::new(
-        PoolConfig {
-            agent_exe: opts.agent_exe.clone(),
-            agent_build,
-            handshake_limit: opts.handshake_limit,
-            keepalive: opts.keepalive,
-        },
-        token.clone(),
-    );
-    let store = Store::open(opts.runs_dir.clone())?;
-    let d = Arc::new(Daemon::new(
-        pool,
-        store,
-        opts.audit_log.clone(),
-        token.clone(),
-    ));
+    let d = open(opts.clone(), token.clone()).await?;
     tracing::info!(pid = std::process::id(), socket = %opts.socket.display(), build = %d.build, "daemon serving");
     let idle = opts.idle_timeout.filter(|t| !t.is_zero());
     let tick = idle
@@ -155,16 +155,35 @@ pub async fn serve(opts: DaemonOptions, shutdown: CancellationToken) -> anyhow::
     token.cancel();
     // Stop accepting before tearing down, so clients see "no daemon" rather than a hang.
     drop(listener);
-    d.runs.kill_all(libc::SIGKILL);
-    for _ in 0..100 {
-        if d.runs.active() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    d.pool.close_all().await;
+    d.close().await;
     tracing::info!("daemon stopped");
     Ok(())
+}
+
+/// The daemon's state, without a socket: the agent pool, the run store (unfinished runs of a
+/// daemon that went away settled first), runs and heists. [`serve`] puts a socket in front of
+/// it; tests drive heists through it directly.
+pub async fn open(opts: DaemonOptions, token: CancellationToken) -> anyhow::Result<Arc<Daemon>> {
+    let own = std::env::current_exe().ok();
+    let agent_build = if own.is_some_and(|p| same_file(&p, &opts.agent_exe)) {
+        crate::paths::build_hash().to_string()
+    } else {
+        crate::paths::file_hash(&opts.agent_exe)
+            .with_context(|| format!("hashing agent executable {}", opts.agent_exe.display()))?
+    };
+    let pool = Pool::new(
+        PoolConfig {
+            agent_exe: opts.agent_exe.clone(),
+            agent_build,
+            handshake_limit: opts.handshake_limit,
+            keepalive: opts.keepalive,
+        },
+        token.clone(),
+    );
+    let store = Store::open(opts.runs_dir.clone())?;
+    let d = Arc::new(Daemon::new(pool, store, opts, token));
+    recover::settle(&d).await;
+    Ok(d)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -1,7 +1,8 @@
-//! Runs: fan a command out to hosts, forward every host's events to the client, write
-//! everything to the run store, and report the run finished only once it is on disk.
+//! Runs: fan a command out to hosts, spool every host's output to the run store as it
+//! arrives, log every event for the clients that follow the run ([`RunLog`]), and report the
+//! run finished only once it is on disk. A run belongs to the daemon: no client's going away
+//! stops it.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,38 +12,68 @@ use tokio_util::sync::CancellationToken;
 use super::audit::{self, AuditLine};
 use super::inflight::{lock, Killer, RunCtl};
 use super::pool::{link_error, ssh_error, Conn};
-use super::server::{Daemon, Sink};
-use crate::model::Host;
-use crate::model::HostError;
-use crate::model::{ErrorKind, Verdict};
+use super::registry::{Control, Tracked};
+use super::runlog::RunLog;
+use super::server::Daemon;
+use crate::model::{ErrorKind, Host, HostError, Verdict};
 use crate::proto::agent::{self, AgentMsg};
-use crate::proto::daemon::{Event, HostEvent, RunRequest, Summary};
-use crate::store::{self, HostFiles, HostRecord, ResultSender, RunWriter};
+use crate::proto::daemon::{Event, HostEvent, RunKind, RunRequest, RunState, Summary};
+use crate::store::{self, HostRecord, HostSpool, RunSpool};
 
 /// How long a killed (or timed-out) job may take to report its exit before we stop waiting.
 const KILL_GRACE: Duration = Duration::from_secs(10);
 
-/// Execute one `Run` request to the end.
-pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
-    let (run_id, dir) = match d.store.create_run(&req).await {
-        Ok(x) => x,
-        Err(e) => {
-            sink.send(Event::Error {
-                message: format!("run store: {e:#}"),
-            })
-            .await;
-            return;
-        }
-    };
+/// Start a run: its store directory, its log and its host tasks. `hidden` runs (a heist's
+/// steps) are not listed by `crew runs`. Returns once the run is registered; it goes on in
+/// the background.
+pub async fn start(d: &Arc<Daemon>, req: RunRequest, hidden: bool) -> Result<Arc<Tracked>, String> {
+    let (run_id, dir) = d
+        .store
+        .create_run(&req)
+        .await
+        .map_err(|e| format!("run store: {e:#}"))?;
     let names: Vec<String> = req.hosts.iter().map(|h| h.name.clone()).collect();
     let ctl = d.runs.register(run_id, &names);
+    let log = Arc::new(RunLog::new(dir.clone()));
+    let tracked = Arc::new(Tracked::new(
+        run_id.to_string(),
+        RunKind::Run,
+        req.command.clone(),
+        req.who.clone(),
+        names.len() as u32,
+        hidden,
+        log.clone(),
+        Control::Run { run_id },
+    ));
+    d.registry.add(tracked.clone());
     tracing::info!(run_id, hosts = req.hosts.len(), command = %req.command, "run started");
-    sink.send(Event::RunStarted {
+    log.push(Event::RunStarted {
         run_id,
-        hosts: names,
-    })
-    .await;
+        hosts: names.clone(),
+    });
+    let spool = RunSpool::start(&dir, &names);
+    tokio::spawn(execute(
+        d.clone(),
+        req,
+        run_id,
+        dir,
+        ctl,
+        spool,
+        tracked.clone(),
+    ));
+    Ok(tracked)
+}
 
+/// Run every host to its end, then store, audit and close the log.
+async fn execute(
+    d: Arc<Daemon>,
+    req: RunRequest,
+    run_id: u64,
+    dir: std::path::PathBuf,
+    ctl: Arc<RunCtl>,
+    spool: RunSpool,
+    tracked: Arc<Tracked>,
+) {
     let fanout = req
         .fanout
         .map(|f| f as usize)
@@ -50,30 +81,29 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
         .max(1);
     let permits = Arc::new(Semaphore::new(fanout));
     let req = Arc::new(req);
-    let writer = RunWriter::start(&dir);
     let mut tasks = Vec::with_capacity(req.hosts.len());
     // Tasks index the shared request: no copy of the inventory entries per host.
     for i in 0..req.hosts.len() {
-        let (d, ctl, req, sink, dir, permits, results) = (
+        let (d, ctl, req, permits, tracked) = (
             d.clone(),
             ctl.clone(),
             req.clone(),
-            sink.clone(),
-            dir.clone(),
             permits.clone(),
-            writer.sender(),
+            tracked.clone(),
         );
+        let files = spool.host(i, &req.hosts[i].name);
         tasks.push(tokio::spawn(async move {
             let permit = permits.acquire_owned().await.ok();
             let job = HostJob {
                 d: &d,
                 ctl: &ctl,
                 req: &req,
-                sink: &sink,
+                tracked: &tracked,
                 run_id,
                 host: &req.hosts[i],
+                name: Arc::from(req.hosts[i].name.as_str()),
             };
-            job.run(&dir, permit, &results).await
+            job.run(permit, files).await
         }));
     }
     let mut records = Vec::with_capacity(tasks.len());
@@ -104,9 +134,9 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
             .map(|r| (r.host.as_str(), r.verdict))
             .collect(),
     };
-    // meta.json, hosts.jsonl and the run directory fsynced once, alongside the audit line:
-    // all of it on disk before the run may be reported finished.
-    let (stored, audited) = tokio::join!(writer.finish(), audit::append(&d.audit_log, &line));
+    // Output files, hosts.jsonl, meta.json and the run directory fsynced, alongside the audit
+    // line: all of it on disk before the run may be reported finished.
+    let (stored, audited) = tokio::join!(spool.finish(), audit::append(&d.audit_log, &line));
     if let Err(e) = stored {
         store_error.get_or_insert(e);
     }
@@ -115,6 +145,7 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
     }
     d.runs.remove(run_id);
     d.touch();
+    let log = &tracked.log;
     match store_error {
         None => {
             tracing::info!(run_id, "run finished");
@@ -125,37 +156,56 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
                     .collect(),
                 store_dir: dir.display().to_string(),
             };
-            sink.send(Event::RunFinished { run_id, summary }).await;
+            let all_ok = records.iter().all(|r| r.verdict == Verdict::Ok);
+            let killed = records.iter().any(|r| r.verdict == Verdict::Killed);
+            tracked.finish(if all_ok {
+                RunState::Ok
+            } else if killed {
+                RunState::Interrupted
+            } else {
+                RunState::Failed
+            });
+            log.push(Event::RunFinished { run_id, summary });
         }
         Some(e) => {
             tracing::error!(run_id, "run store failed: {e}");
-            let _ = store::write_synced(&dir.join("FAILED"), e.as_bytes()).await;
-            sink.send(Event::Error {
+            if let Err(w) = store::write_synced(&dir.join(store::FAILED_FILE), e.as_bytes()).await {
+                tracing::error!(run_id, "marking the run failed: {w:#}");
+            }
+            tracked.finish(RunState::Failed);
+            log.push(Event::Error {
                 message: format!("run {run_id} is not fully on disk, marked failed: {e}"),
-            })
-            .await;
+            });
         }
     }
+    log.close();
+    d.registry.finished(&tracked.id);
 }
 
 struct HostJob<'a> {
     d: &'a Arc<Daemon>,
     ctl: &'a RunCtl,
     req: &'a RunRequest,
-    sink: &'a Sink,
+    tracked: &'a Tracked,
     run_id: u64,
     host: &'a Host,
+    name: Arc<str>,
 }
 
 impl HostJob<'_> {
-    async fn emit(&self, event: HostEvent) {
-        self.sink
-            .send(Event::Host {
-                run_id: self.run_id,
-                host: self.host.name.clone(),
-                event,
-            })
-            .await;
+    fn emit(&self, event: HostEvent) {
+        match &event {
+            HostEvent::Exit { verdict, .. } => self.tracked.set_verdict(&self.name, *verdict),
+            HostEvent::Failed { kind, .. } => self
+                .tracked
+                .set_verdict(&self.name, Verdict::from_error(*kind)),
+            _ => {}
+        }
+        self.tracked.log.push(Event::Host {
+            run_id: self.run_id,
+            host: self.host.name.clone(),
+            event,
+        });
     }
 
     async fn fail(&self, rec: &mut HostRecord, e: HostError) {
@@ -165,8 +215,7 @@ impl HostJob<'_> {
         self.emit(HostEvent::Failed {
             kind: e.kind,
             message: e.message,
-        })
-        .await;
+        });
     }
 
     fn cancel_token(&self) -> CancellationToken {
@@ -198,23 +247,20 @@ impl HostJob<'_> {
     /// it does not hold up the next host.
     async fn run(
         &self,
-        dir: &Path,
         permit: Option<OwnedSemaphorePermit>,
-        results: &ResultSender,
+        mut files: HostSpool,
     ) -> (HostRecord, Option<String>) {
         let mut rec = HostRecord::new(&self.host.name);
-        let mut files = HostFiles::new(dir, &self.host.name);
         self.drive(&mut rec, &mut files).await;
         drop(permit);
-        // Output first (written and fsynced), then the record that accounts for it. A store
-        // error is reported once, at the end of the run, in place of RunFinished; the record
-        // is kept all the same.
-        let err = files.finish().await.err();
-        let sent = results.send(&rec).err();
-        (rec, err.or(sent))
+        // The writer fsyncs the host's output, then appends the record that accounts for it. A
+        // store error is reported once, at the end of the run, in place of RunFinished; the
+        // record is kept all the same.
+        let err = files.done(&rec).await.err();
+        (rec, err)
     }
 
-    async fn drive(&self, rec: &mut HostRecord, files: &mut HostFiles) {
+    async fn drive(&self, rec: &mut HostRecord, files: &mut HostSpool) {
         let cancel = self.cancel_token();
         if cancel.is_cancelled() {
             return self.killed_before_start(rec).await;
@@ -298,33 +344,33 @@ impl HostJob<'_> {
                 }
             };
             match msg {
-                Some(AgentMsg::Started { pid }) => {
-                    self.emit(HostEvent::Started {
-                        pid,
-                        agentless: lease.agentless,
-                    })
-                    .await
-                }
+                Some(AgentMsg::Started { pid }) => self.emit(HostEvent::Started {
+                    pid,
+                    agentless: lease.agentless,
+                }),
                 Some(AgentMsg::Output { stream, data }) => {
                     match stream {
                         crate::model::Stream::Stdout => rec.stdout_bytes += data.len() as u64,
                         crate::model::Stream::Stderr => rec.stderr_bytes += data.len() as u64,
                     }
-                    if let Some(e) = files.write(stream, &data).await {
-                        tracing::error!(host = %self.host.name, "run store: {e}");
-                    }
-                    self.emit(HostEvent::Output {
+                    // On disk first (queued to the writer), then to the followers.
+                    let data: Arc<[u8]> = Arc::from(data.into_vec());
+                    let offset = files.output(stream, data.clone()).await;
+                    self.tracked.log.push_output(
+                        self.run_id,
+                        self.name.clone(),
                         stream,
-                        data: data.into_vec(),
-                    })
-                    .await
+                        offset,
+                        data,
+                        files.written().clone(),
+                    );
                 }
                 Some(AgentMsg::Exit(mut e)) => {
                     e.timed_out |= timed_out;
                     rec.set_exit(&e);
                     rec.verdict = Verdict::from_exit(&e, self.kill_signal().is_some());
                     let verdict = rec.verdict;
-                    return self.emit(HostEvent::Exit { exit: e, verdict }).await;
+                    return self.emit(HostEvent::Exit { exit: e, verdict });
                 }
                 Some(AgentMsg::Refused { reason }) => {
                     return self

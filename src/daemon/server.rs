@@ -1,5 +1,6 @@
 //! The daemon's socket: one task per client reading `Request` frames and writing `Event`
-//! frames through a bounded queue (a slow client slows its runs; nothing is dropped).
+//! frames through a bounded queue. A client follows runs through their logs at its own pace:
+//! a slow or vanished client slows and stops nothing but its own stream.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,9 +11,11 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::audit;
 use super::inflight::Runs;
 use super::pool::{link_error, Conn, Pool};
-use super::run;
+use super::registry::{Control, Registry};
+use super::{follow, heist, run, DaemonOptions};
 use crate::model::{ErrorKind, Host, HostError};
 use crate::proto::agent::{ReadFile, WriteFile};
 use crate::proto::daemon::{self as dp, Event, FileOp, FileResult, Request, StatusReport};
@@ -26,6 +29,8 @@ const CLIENT_QUEUE: usize = 256;
 pub struct Daemon {
     pub pool: Pool,
     pub runs: Runs,
+    pub registry: Registry,
+    pub opts: DaemonOptions,
     pub store: Store,
     pub audit_log: std::path::PathBuf,
     pub build: String,
@@ -39,14 +44,16 @@ impl Daemon {
     pub fn new(
         pool: Pool,
         store: Store,
-        audit_log: std::path::PathBuf,
+        opts: DaemonOptions,
         shutdown: CancellationToken,
     ) -> Daemon {
         Daemon {
             pool,
             runs: Runs::default(),
+            registry: Registry::default(),
+            audit_log: opts.audit_log.clone(),
+            opts,
             store,
-            audit_log,
             build: crate::paths::build_hash().to_string(),
             started: Instant::now(),
             shutdown,
@@ -62,13 +69,29 @@ impl Daemon {
 
     /// How long the daemon has had no client and no run (zero while busy).
     pub fn idle_for(&self) -> Duration {
-        if self.clients.load(Ordering::SeqCst) > 0 || self.runs.active() > 0 {
+        if self.clients.load(Ordering::SeqCst) > 0
+            || self.runs.active() > 0
+            || self.registry.in_flight() > 0
+        {
             return Duration::ZERO;
         }
         self.last_active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .elapsed()
+    }
+
+    /// Kill every job (waiting a little for them to end) and close every agent link.
+    pub async fn close(&self) {
+        self.shutdown.cancel();
+        self.runs.kill_all(libc::SIGKILL);
+        for _ in 0..100 {
+            if self.runs.active() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.pool.close_all().await;
     }
 
     pub fn status(&self) -> StatusReport {
@@ -109,6 +132,20 @@ impl Sink {
     pub async fn send(&self, e: Event) {
         let _ = self.tx.send((self.id, e)).await;
     }
+
+    /// Queue an event; false once the client is gone.
+    pub async fn deliver(&self, e: Event) -> bool {
+        self.tx.send((self.id, e)).await.is_ok()
+    }
+}
+
+/// Who is on the other end of one connection, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The local login (socket peer), the API token's name, or the operator's own name.
+    pub who: String,
+    /// The operator said who they are (required when the daemon has `identify = true`).
+    pub identified: bool,
 }
 
 /// Serve one accepted connection.
@@ -130,6 +167,10 @@ pub async fn client(d: Arc<Daemon>, stream: UnixStream) {
     }
     d.clients.fetch_add(1, Ordering::SeqCst);
     d.touch();
+    let mut caller = Caller {
+        who: crate::paths::whoami(),
+        identified: false,
+    };
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<(u64, Event)>(CLIENT_QUEUE);
     let writer = tokio::spawn(write_events(wr, rx));
@@ -152,7 +193,7 @@ pub async fn client(d: Arc<Daemon>, stream: UnixStream) {
             tx: tx.clone(),
         };
         match dp::decode_request(&f) {
-            Ok(req) => dispatch(&d, req, sink).await,
+            Ok(req) => dispatch(&d, &mut caller, req, sink).await,
             Err(message) => sink.send(Event::Error { message }).await,
         }
     }
@@ -186,19 +227,92 @@ async fn write_events(wr: tokio::net::unix::OwnedWriteHalf, mut rx: mpsc::Receiv
     let _ = w.flush().await;
 }
 
-async fn dispatch(d: &Arc<Daemon>, req: Request, sink: Sink) {
+/// Requests that act on hosts or on runs (refused to an unidentified operator when the
+/// daemon has `identify = true`).
+fn acts(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Run(_)
+            | Request::Heist(_)
+            | Request::Answer { .. }
+            | Request::Interrupt { .. }
+            | Request::Kill { .. }
+            | Request::File { .. }
+    )
+}
+
+async fn dispatch(d: &Arc<Daemon>, caller: &mut Caller, req: Request, sink: Sink) {
+    if d.opts.identify && !caller.identified && acts(&req) {
+        let message = "this daemon acts only for a named operator (identify = true in its \
+                       daemon.toml): set CREW_OPERATOR or answer the prompt at start-up"
+            .to_string();
+        sink.send(Event::Error { message }).await;
+        return;
+    }
     match req {
-        Request::Hello { proto, build } => {
+        Request::Hello {
+            proto,
+            build,
+            operator,
+        } => {
             tracing::debug!(proto, %build, "client hello");
+            if let Some(op) = operator {
+                // The operator's own name on a shared account: recorded beside the login.
+                caller.who = format!("{op} ({})", crate::paths::whoami());
+                caller.identified = true;
+            }
             sink.send(Event::Hello {
                 proto: PROTO_VERSION,
                 build: d.build.clone(),
                 pid: std::process::id(),
+                identify: d.opts.identify,
             })
             .await
         }
-        Request::Run(r) => {
-            tokio::spawn(run::execute(d.clone(), r, sink));
+        Request::Run(mut r) => {
+            r.who = caller.who.clone();
+            match run::start(d, r, false).await {
+                Ok(t) => {
+                    tokio::spawn(follow::follow(t, sink));
+                }
+                Err(message) => sink.send(Event::Error { message }).await,
+            }
+        }
+        Request::Heist(r) => {
+            let detach = r.detach;
+            match heist::start(d, r, caller.who.clone()).await {
+                Ok(t) => {
+                    sink.send(Event::Accepted { run: t.id.clone() }).await;
+                    if !detach {
+                        tokio::spawn(follow::follow(t, sink));
+                    }
+                }
+                Err(message) => sink.send(Event::Error { message }).await,
+            }
+        }
+        Request::Runs => sink.send(Event::Runs(d.registry.list())).await,
+        Request::Attach { run } => match d.registry.get(&run) {
+            Some(t) => {
+                tokio::spawn(follow::follow(t, sink));
+            }
+            None => {
+                let d = d.clone();
+                tokio::spawn(async move { follow::from_store(&d, &run, sink).await });
+            }
+        },
+        Request::Answer {
+            run,
+            ask_id,
+            choice,
+        } => {
+            if let Err(message) = heist::answer(d, &run, ask_id, &choice, &caller.who).await {
+                sink.send(Event::Error { message }).await
+            }
+        }
+        Request::Interrupt { run, kill } => {
+            if let Err(message) = interrupt(d, &run, kill, &caller.who).await {
+                sink.send(Event::Error { message }).await
+            }
         }
         Request::Kill {
             run_id,
@@ -242,7 +356,42 @@ async fn dispatch(d: &Arc<Daemon>, req: Request, sink: Sink) {
     }
 }
 
-async fn facts(
+/// Stop a run or heist as Ctrl-C does (or at once, `kill`), audited.
+pub async fn interrupt(d: &Arc<Daemon>, run: &str, kill: bool, who: &str) -> Result<(), String> {
+    let t = d
+        .registry
+        .get(run)
+        .ok_or_else(|| format!("no run or heist {run} in flight"))?;
+    if t.status().state.is_over() {
+        return Err(format!("{run} is over"));
+    }
+    match &t.control {
+        Control::Run { run_id } => {
+            let sig = if kill { libc::SIGKILL } else { libc::SIGTERM };
+            d.runs.kill(*run_id, None, sig);
+            if !kill {
+                // TERM first; KILL for whatever is left after the grace period.
+                let (d, id) = (d.clone(), *run_id);
+                tokio::spawn(async move {
+                    tokio::time::sleep(heist::TERM_GRACE).await;
+                    d.runs.kill(id, None, libc::SIGKILL);
+                });
+            }
+        }
+        Control::Heist(h) => (h.interrupt)(kill),
+    }
+    audit::action(
+        &d.audit_log,
+        who,
+        run,
+        if kill { "kill" } else { "interrupt" },
+        None,
+    )
+    .await;
+    Ok(())
+}
+
+pub async fn facts(
     d: &Daemon,
     hosts: Vec<Host>,
     accept: bool,
@@ -254,7 +403,12 @@ async fn facts(
     futures::future::join_all(futs).await
 }
 
-async fn file(d: &Daemon, host: &Host, op: FileOp, accept: bool) -> Result<FileResult, HostError> {
+pub async fn file(
+    d: &Daemon,
+    host: &Host,
+    op: FileOp,
+    accept: bool,
+) -> Result<FileResult, HostError> {
     let lease = d.pool.acquire(host, accept).await?;
     let Conn::Agent(link) = &lease.conn else {
         return Err(HostError::new(

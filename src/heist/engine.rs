@@ -157,6 +157,39 @@ impl Running {
     pub fn interrupt(&self) {
         self.stop.send_replace(true);
     }
+
+    /// A handle that interrupts the heist from elsewhere.
+    pub fn interrupter(&self) -> Interrupter {
+        Interrupter(self.stop.clone())
+    }
+}
+
+/// Interrupts one running heist (see [`Running::interrupt`]).
+#[derive(Clone)]
+pub struct Interrupter(watch::Sender<bool>);
+
+impl Interrupter {
+    pub fn interrupt(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Who starts a heist and where its journal goes.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// Recorded in the journal's meta (the operator, for the audit).
+    pub who: String,
+    /// The run store the journal goes in.
+    pub runs_dir: std::path::PathBuf,
+}
+
+impl Default for StartOptions {
+    fn default() -> StartOptions {
+        StartOptions {
+            who: crate::paths::whoami(),
+            runs_dir: crate::paths::runs_dir(),
+        }
+    }
 }
 
 /// Start a heist: creates its run store directory and spawns the engine.
@@ -164,6 +197,16 @@ pub fn start<E: Executor>(
     exec: Arc<E>,
     plan: Plan,
     sets: Vec<(String, String)>,
+) -> anyhow::Result<Running> {
+    start_with(exec, plan, sets, StartOptions::default())
+}
+
+/// [`start`] for `opts.who`, journaled under `opts.runs_dir`.
+pub fn start_with<E: Executor>(
+    exec: Arc<E>,
+    plan: Plan,
+    sets: Vec<(String, String)>,
+    opts: StartOptions,
 ) -> anyhow::Result<Running> {
     let run_id = super::journal::new_run_id(&plan.heist.name);
     let meta = Meta {
@@ -173,13 +216,13 @@ pub fn start<E: Executor>(
         profile: plan.profile.clone(),
         selection: plan.selection.clone(),
         vars: sets,
-        who: crate::paths::whoami(),
+        who: opts.who,
         build: crate::paths::build_hash().to_string(),
         started_ms: now_ms(),
         finished_ms: None,
         outcome: None,
     };
-    let journal = Journal::create(&meta)?;
+    let journal = Journal::create_in(&opts.runs_dir, &meta)?;
     let run_dir = journal.dir().to_path_buf();
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let (ask_tx, mut ask_rx) = mpsc::channel::<AskReply>(64);

@@ -53,7 +53,12 @@ pub fn new_run_id(heist: &str) -> String {
 impl Journal {
     /// Create `runs_dir()/heist-<run_id>/` with its meta.json and an empty journal.
     pub fn create(meta: &Meta) -> anyhow::Result<Journal> {
-        let file = JournalFile::create(&crate::paths::runs_dir(), &meta.run_id)?;
+        Journal::create_in(&crate::paths::runs_dir(), meta)
+    }
+
+    /// Create `runs_dir/heist-<run_id>/` with its meta.json and an empty journal.
+    pub fn create_in(runs_dir: &Path, meta: &Meta) -> anyhow::Result<Journal> {
+        let file = JournalFile::create(runs_dir, &meta.run_id)?;
         file.write_meta(meta)?;
         Ok(Journal { file })
     }

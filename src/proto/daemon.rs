@@ -1,9 +1,15 @@
-//! Client ↔ daemon messages, over the daemon's Unix socket.
+//! Client ↔ daemon messages: the one client protocol, over the daemon's Unix socket (and over
+//! TLS for remote clients).
 //!
 //! Frames as in [`super::frame`]: kind [`REQUEST`] carries a postcard [`Request`], kind
 //! [`EVENT`] a postcard [`Event`]. The frame id is the client's request id; every event
-//! answering a request carries that id. Both sides start with `Hello`; a client that finds a
-//! daemon of another build asks it to stop and starts its own.
+//! answering a request carries that id, and [`Event::is_final`] says which one ends its
+//! stream. Both sides start with `Hello`; a client that finds a daemon of another build asks
+//! it to stop and starts its own.
+//!
+//! Runs and heists belong to the daemon: a client submits one and follows it, or attaches to
+//! one later; a client that goes away stops nothing. Heist events travel as their JSON (the
+//! same text `crew heist run --json` prints), so this layer needs no heist types.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,9 +24,28 @@ pub enum Request {
     Hello {
         proto: u32,
         build: String,
+        /// The operator's own name, where the daemon asks for one (`identify = true`).
+        operator: Option<String>,
     },
-    /// Fan a command out to hosts. Events for it carry this request's id.
+    /// Fan a command out to hosts and follow it (RunStarted, Host…, RunFinished).
     Run(RunRequest),
+    /// Start a heist in the daemon and follow it (Accepted, Heist…, HeistDone), or only
+    /// start it (`detach`: Accepted).
+    Heist(HeistRequest),
+    /// Runs and heists in flight and recent ones.
+    Runs,
+    /// Follow a run or heist from its beginning: what already happened, then live.
+    Attach { run: String },
+    /// Answer a heist's `ask` (`choice`: advance, retry, rollback, abort).
+    Answer {
+        run: String,
+        ask_id: u64,
+        choice: String,
+    },
+    /// Stop a heist as Ctrl-C does (nothing more starts; the steps in flight get TERM, then
+    /// KILL 3 s later), or at once with KILL (`kill`, a second Ctrl-C). For a plain run: the
+    /// same to its jobs.
+    Interrupt { run: String, kill: bool },
     /// Kill one host's job of a run (or every job when `host` is None).
     Kill {
         run_id: u64,
@@ -59,6 +84,78 @@ pub struct RunRequest {
     pub who: String,
     /// What started the run (a command, a heist step), recorded with it.
     pub origin: RunOrigin,
+}
+
+/// Start a heist by name, as `crew heist run` asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeistRequest {
+    pub name: String,
+    pub profile: Option<String>,
+    /// `--set k=v`, in order.
+    pub vars: Vec<(String, String)>,
+    /// The hosts.toml to use (None: the daemon's own); heists are looked for beside it.
+    pub inventory: Option<std::path::PathBuf>,
+    /// `--file`: the heist file (else the heists beside the inventory).
+    pub file: Option<std::path::PathBuf>,
+    pub accept_new_host_keys: bool,
+    /// Start it and answer with its id only.
+    pub detach: bool,
+}
+
+/// What a run or heist is, for `crew runs` and the console's list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// `42` for a run, `<ms>-<name>` for a heist.
+    pub id: String,
+    pub kind: RunKind,
+    /// The command, or the heist's name (and profile).
+    pub what: String,
+    pub who: String,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub state: RunState,
+    pub hosts: u32,
+    /// Hosts done so far, by verdict.
+    pub verdicts: Vec<(Verdict, u32)>,
+    /// Asks waiting for an answer.
+    pub asks: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Run,
+    Heist,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    /// A heist waits for an operator's answer.
+    Asking,
+    /// Every host ok.
+    Ok,
+    /// Over, not every host ok.
+    Failed,
+    /// Stopped by an operator, or cut short by a daemon that went away.
+    Interrupted,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Asking => "asking",
+            RunState::Ok => "ok",
+            RunState::Failed => "failed",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn is_over(self) -> bool {
+        !matches!(self, RunState::Running | RunState::Asking)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +226,8 @@ pub enum Event {
         proto: u32,
         build: String,
         pid: u32,
+        /// The daemon acts only for clients that said who the operator is.
+        identify: bool,
     },
     RunStarted {
         run_id: u64,
@@ -151,6 +250,30 @@ pub enum Event {
         message: String,
     },
     Stopping,
+    /// A heist (or a detached run) was accepted: its id.
+    Accepted {
+        run: String,
+    },
+    /// One heist event, as the JSON `crew heist run --json` prints.
+    Heist {
+        run: String,
+        json: String,
+    },
+    /// A heist's live output (the heist's `output` event, without JSON).
+    HeistOutput {
+        run: String,
+        host: String,
+        rollback: bool,
+        step: u32,
+        stream: Stream,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The heist's events are over (its `finished` event came before).
+    HeistDone {
+        run: String,
+    },
+    Runs(Vec<RunInfo>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +288,21 @@ pub enum FileResult {
         size: u64,
         sha256: String,
     },
+}
+
+impl Event {
+    /// True for the event that ends a request's stream (a detached start's `Accepted` does
+    /// not: the client stops listening after it).
+    pub fn is_final(&self) -> bool {
+        !matches!(
+            self,
+            Event::RunStarted { .. }
+                | Event::Host { .. }
+                | Event::Accepted { .. }
+                | Event::Heist { .. }
+                | Event::HeistOutput { .. }
+        )
+    }
 }
 
 pub fn encode_request(

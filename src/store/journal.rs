@@ -56,6 +56,26 @@ impl JournalFile {
         })
     }
 
+    /// Open an existing journal to append to it (closing one a crash left open). A torn last
+    /// line (the crash came mid-write) is cut off first: it was never whole.
+    pub fn open_append(dir: &Path) -> anyhow::Result<JournalFile> {
+        let path = dir.join(JOURNAL_FILE);
+        let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let whole = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if whole < text.len() {
+            file.set_len(whole as u64)
+                .with_context(|| format!("cutting the torn last line of {}", path.display()))?;
+        }
+        Ok(JournalFile {
+            dir: dir.to_path_buf(),
+            file: Arc::new(Mutex::new(file)),
+        })
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -9,10 +9,10 @@
 //! runs/<id>/FAILED         present when the run could not be stored completely (the error)
 //! ```
 //!
-//! Every write error names the path. A host's output files are written and fsynced before
-//! its line is appended to `hosts.jsonl` ([`RunWriter`], one writer per run); `meta.json`
-//! (written unsynced when the run starts, so no host waits on it), `hosts.jsonl` and the run
-//! directory are fsynced before the run may be reported finished.
+//! Every write error names the path. Output is appended as it arrives, a host's output files
+//! are fsynced before its line is appended to `hosts.jsonl` ([`RunSpool`], one writer per
+//! run); `meta.json` (written unsynced when the run starts, so no host waits on it),
+//! `hosts.jsonl` and the run directory are fsynced before the run may be reported finished.
 //! [`read_run`] reads a run back (also runs of the older layout with one `<host>.json` each).
 
 use std::io::Write as _;
@@ -22,15 +22,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ErrorKind, Exit, RunOrigin, Stream, Verdict};
+use crate::model::{ErrorKind, Exit, RunOrigin, Verdict};
 use crate::proto::daemon::RunRequest;
 
 pub mod journal;
 mod read;
-mod results;
+pub mod spool;
 
 pub use read::{read_meta, read_run, StoredRun};
-pub use results::{ResultSender, RunWriter, HOSTS_FILE, META_FILE};
+pub use spool::{read_output, HostSpool, RunSpool, Written};
+
+/// File name of a run's description, written by `Store::create_run`.
+pub const META_FILE: &str = "meta.json";
+
+/// Present when a run could not be stored completely (holds the error).
+pub const FAILED_FILE: &str = "FAILED";
+
+/// File name of a run's host records.
+pub const HOSTS_FILE: &str = "hosts.jsonl";
 
 /// Allocates run ids (monotonic across daemon restarts: the next id follows the highest
 /// directory already in the store) and creates run directories.
@@ -224,8 +233,8 @@ impl Store {
             };
             meta.id = id;
             let text = serde_json::to_vec_pretty(&meta).context("encoding meta.json")?;
-            // Synced with the run's results at the end ([`RunWriter::finish`]).
-            let path = dir.join(results::META_FILE);
+            // Synced with the run's results at the end ([`RunSpool::finish`]).
+            let path = dir.join(META_FILE);
             std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
             Ok((id, dir))
         })
@@ -281,115 +290,6 @@ pub fn sync_dir_blocking(dir: &Path) -> anyhow::Result<()> {
     std::fs::File::open(dir)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("syncing directory {}", dir.display()))
-}
-
-/// One host's output files in a run directory. Output is buffered in memory and written
-/// when a buffer fills and at [`HostFiles::finish`]; `<host>.out` and `<host>.err` are created
-/// with their first byte (a quiet host costs no file and no blocking task); a missing one
-/// means empty.
-pub struct HostFiles {
-    dir: PathBuf,
-    stem: String,
-    /// stdout, stderr: bytes not yet written.
-    bufs: [Vec<u8>; 2],
-    /// stdout, stderr: created on the first write.
-    files: [Option<std::fs::File>; 2],
-    /// First write error, kept so the run is reported failed (never finished).
-    pub error: Option<String>,
-}
-
-/// Bytes buffered per output stream before they are written out.
-const FILE_BUFFER: usize = 64 * 1024;
-const EXT: [&str; 2] = ["out", "err"];
-
-/// Append `data` to stream `i`'s file, creating it on first use; errors name the path.
-fn write_out(file: &mut Option<std::fs::File>, path: &Path, data: &[u8]) -> Result<(), String> {
-    if file.is_none() {
-        let f =
-            std::fs::File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
-        *file = Some(f);
-    }
-    if let Some(f) = file {
-        f.write_all(data)
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    }
-    Ok(())
-}
-
-impl HostFiles {
-    pub fn new(dir: &Path, host: &str) -> HostFiles {
-        HostFiles {
-            dir: dir.to_path_buf(),
-            stem: file_stem(host),
-            bufs: [Vec::new(), Vec::new()],
-            files: [None, None],
-            error: None,
-        }
-    }
-
-    fn path(&self, i: usize) -> PathBuf {
-        self.dir.join(format!("{}.{}", self.stem, EXT[i]))
-    }
-
-    /// Append output; a failure is remembered (and returned once) rather than aborting the job.
-    pub async fn write(&mut self, stream: Stream, data: &[u8]) -> Option<String> {
-        if self.error.is_some() || data.is_empty() {
-            return None;
-        }
-        let i = match stream {
-            Stream::Stdout => 0,
-            Stream::Stderr => 1,
-        };
-        self.bufs[i].extend_from_slice(data);
-        if self.bufs[i].len() < FILE_BUFFER {
-            return None;
-        }
-        let (buf, mut file, path) = (
-            std::mem::take(&mut self.bufs[i]),
-            self.files[i].take(),
-            self.path(i),
-        );
-        let r = tokio::task::spawn_blocking(move || {
-            let r = write_out(&mut file, &path, &buf);
-            (file, r)
-        })
-        .await;
-        match r {
-            Ok((file, Ok(()))) => {
-                self.files[i] = file;
-                None
-            }
-            Ok((_, Err(e))) => Some(self.error.insert(e).clone()),
-            Err(e) => Some(self.error.insert(format!("run store task: {e}")).clone()),
-        }
-    }
-
-    /// Write what is buffered and fsync the output files that exist (one blocking task, none
-    /// for a host without output). The run's final directory fsync makes the entries durable.
-    pub async fn finish(mut self) -> Result<(), String> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
-        if self.files.iter().all(Option::is_none) && self.bufs.iter().all(Vec::is_empty) {
-            return Ok(());
-        }
-        tokio::task::spawn_blocking(move || {
-            for i in 0..2 {
-                let path = self.path(i);
-                let buf = std::mem::take(&mut self.bufs[i]);
-                if !buf.is_empty() {
-                    write_out(&mut self.files[i], &path, &buf)?;
-                }
-                if let Some(f) = &self.files[i] {
-                    f.sync_all()
-                        .map_err(|e| format!("syncing {}: {e}", path.display()))?;
-                }
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| format!("run store task: {e}"))?
-    }
 }
 
 #[cfg(test)]

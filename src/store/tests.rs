@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::Stream;
 
 fn req(hosts: &[&str]) -> RunRequest {
     RunRequest {
@@ -48,16 +49,20 @@ async fn a_run_reads_back_typed_in_host_order() {
         .create_run(&req(&["x", "y", "z"]))
         .await
         .expect("create");
-    let mut files = HostFiles::new(&dir, "y");
-    assert!(files.write(Stream::Stdout, b"hi\n").await.is_none());
-    files.finish().await.expect("files");
-    let w = RunWriter::start(&dir);
+    let names: Vec<String> = ["x", "y", "z"].iter().map(|s| s.to_string()).collect();
+    let w = RunSpool::start(&dir, &names);
+    let mut ys = w.host(1, "y");
+    ys.output(Stream::Stdout, std::sync::Arc::from(&b"hi\n"[..]))
+        .await;
     let mut y = HostRecord::new("y");
     y.verdict = Verdict::Ok;
     y.code = Some(0);
     // Finish order (y, then x) is not the run's order; z never finished.
-    w.sender().send(&y).expect("send");
-    w.sender().send(&HostRecord::new("x")).expect("send");
+    ys.done(&y).await.expect("send");
+    w.host(0, "x")
+        .done(&HostRecord::new("x"))
+        .await
+        .expect("send");
     w.finish().await.expect("finish");
     assert_eq!(std::fs::read(dir.join("y.out")).expect("out"), b"hi\n");
     assert!(!dir.join("x.out").exists(), "a quiet host has no file");

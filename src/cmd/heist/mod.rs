@@ -53,6 +53,9 @@ pub struct HeistRunArgs {
     /// `run` only: print JSON lines of heist events instead of progress text.
     #[arg(long)]
     pub json: bool,
+    /// `run` only: start the heist in the daemon, print its run id and return.
+    #[arg(long, conflicts_with = "json")]
+    pub detach: bool,
 }
 
 pub fn run(hosts: Option<PathBuf>, cmd: HeistCmd) -> anyhow::Result<i32> {

@@ -1,16 +1,16 @@
-//! `crew heist plan NAME` and `crew heist run NAME`: pick the hosts (facts and last-run
-//! outcomes when the selection asks for them), build the plan, run it through the daemon,
-//! stream progress (or JSON lines of [`HeistEvent`]s with `--json`), answer `ask`s on the
-//! terminal.
+//! `crew heist plan NAME` (here: pick the hosts, with facts and last-run outcomes when the
+//! selection asks for them, and print the plan) and `crew heist run NAME` (the daemon picks,
+//! plans and runs it; this follows it: progress, or JSON lines of [`HeistEvent`]s with
+//! `--json`, and answers `ask`s on the terminal). The heist belongs to the daemon: this
+//! client going away stops nothing; `--detach` only starts it.
 //!
-//! Ctrl-C: the engine starts nothing more, the steps in flight get TERM through the daemon,
-//! KILL [`TERM_GRACE`] later (or at a second Ctrl-C); the journal records the interruption,
-//! the summary is printed and the exit status is 1.
+//! Ctrl-C: the engine starts nothing more, the steps in flight get TERM, KILL 3 s later (or
+//! at a second Ctrl-C); the journal records the interruption, the summary is printed and
+//! the exit status is 1.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
@@ -18,17 +18,15 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::progress::{print_summary, Printer};
 use super::HeistRunArgs;
 use crate::client::facts::DaemonFacts;
-use crate::client::heist_exec::DaemonExecutor;
 use crate::client::Client;
-use crate::heist::engine::{self, AskReply};
-use crate::heist::events::{Choice, HeistEvent};
+use crate::cmd::run::OnCtrlC;
+use crate::heist::events::{Choice, HeistEvent, StepRef};
 use crate::heist::{locate, plan};
 use crate::inventory::Inventory;
 use crate::paths;
 use crate::pick;
-
-/// After Ctrl-C, how long the steps in flight get to end on TERM before KILL.
-pub const TERM_GRACE: Duration = Duration::from_secs(3);
+use crate::proto::daemon::{Event, HeistRequest, Request};
+use crate::store;
 
 /// Find the heist, pick its hosts, build the plan. The daemon is asked (and `facts` keeps its
 /// connection) only when the selection needs facts.
@@ -69,78 +67,161 @@ fn json_line(ev: &HeistEvent) {
 }
 
 pub async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Result<i32> {
-    let mut facts = DaemonFacts::new(None, args.accept_new_host_keys);
-    let (sets, plan) = make_plan(hosts, &args, &mut facts).await?;
-    let client = match facts.into_client() {
-        Some(c) => c,
-        None => Client::connect_or_spawn().await?,
+    // What can be checked here is checked here (exit 2 before anything runs); the daemon
+    // picks, plans and runs the heist.
+    let sets = plan::parse_sets(&args.set)?;
+    let inventory = std::path::absolute(Inventory::find_default(hosts)?)?;
+    let file = match &args.file.file {
+        Some(f) => Some(std::path::absolute(f)?),
+        None => None,
     };
-    let exec = Arc::new(DaemonExecutor::new(client, args.accept_new_host_keys));
-    let json = args.json;
-    let p = Printer {
-        steps: plan.heist.steps.iter().map(|s| s.name.clone()).collect(),
-        rollback: plan.heist.rollback.iter().map(|s| s.name.clone()).collect(),
-        width: plan.hosts.iter().map(|h| h.name.len()).max().unwrap_or(4),
+    let client = Client::connect_or_spawn().await?;
+    let req = HeistRequest {
+        name: args.name.clone(),
+        profile: args.profile.clone(),
+        vars: sets,
+        inventory: Some(inventory),
+        file,
+        accept_new_host_keys: args.accept_new_host_keys,
+        detach: args.detach,
     };
-    let waves = plan.waves.len();
-    if !json {
-        println!(
-            "heist {}: {} host(s) in {waves} wave(s)",
-            plan.heist.name,
-            plan.hosts.len()
-        );
+    let mut rx = client.request(Request::Heist(req)).await?;
+    let run = match rx.recv().await {
+        Some(Event::Accepted { run }) => run,
+        Some(Event::Error { message }) => anyhow::bail!("{message}"),
+        Some(other) => anyhow::bail!("the daemon answered {other:?}"),
+        None => anyhow::bail!("the daemon closed the connection"),
+    };
+    if args.detach {
+        println!("{run}");
+        return Ok(0);
     }
+    let how = Follow {
+        json: args.json,
+        ctrl_c: OnCtrlC::Kill,
+        answer_asks: Answer::OrAbort,
+    };
+    follow(&client, &run, rx, how).await
+}
+
+/// Whether the terminal answers a heist's asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// On a terminal, ask; else abort the host (`crew heist run`).
+    OrAbort,
+    /// On a terminal, ask; else leave the ask to other clients (`crew attach`).
+    OrLeave,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Follow {
+    pub json: bool,
+    /// Kill: interrupt the heist (TERM, then KILL); Detach: stop following.
+    pub ctrl_c: OnCtrlC,
+    pub answer_asks: Answer,
+}
+
+/// Print a heist's events as they come (progress text or `--json` lines), answer its asks on
+/// the terminal, then the summary. Exit status: 0 when it completed on every host, else 1.
+pub async fn follow(
+    client: &Client,
+    run: &str,
+    mut rx: tokio::sync::mpsc::Receiver<Event>,
+    how: Follow,
+) -> anyhow::Result<i32> {
+    let json = how.json;
     let mut sigint = signal(SignalKind::interrupt()).context("catching Ctrl-C")?;
-    let mut running = engine::start(exec.clone(), plan, sets)?;
-    if !json {
-        println!(
-            "run {} (journal: {})",
-            running.run_id,
-            running.run_dir.display()
-        );
-    }
     let interactive = std::io::stdin().is_terminal();
     // One prompt on the terminal at a time; prompts run beside the event loop so Ctrl-C
     // is still heard while one waits.
     let prompting = Arc::new(tokio::sync::Mutex::new(()));
+    let mut printer: Option<Printer> = None;
+    let mut waves = 0;
+    let mut summary = None;
     let mut interrupts = 0u32;
-    let mut kill_at: Option<tokio::time::Instant> = None;
     loop {
-        let escalate = async {
-            match kill_at {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
         let ev = tokio::select! {
-            ev = running.events.recv() => match ev {
+            ev = rx.recv() => match ev {
                 Some(ev) => ev,
-                None => break,
+                None => {
+                    eprintln!("crew: lost the connection to the daemon; the heist goes on there (crew attach {run})");
+                    break;
+                }
             },
             _ = sigint.recv() => {
                 interrupts += 1;
-                if interrupts == 1 {
-                    eprintln!("interrupted: stopping the heist; the steps in flight get TERM (Ctrl-C again to kill at once)");
-                    running.interrupt();
-                    exec.interrupt(libc::SIGTERM);
-                    kill_at = Some(tokio::time::Instant::now() + TERM_GRACE);
-                } else {
+                if how.ctrl_c == OnCtrlC::Detach {
+                    eprintln!("detached; the heist goes on in the daemon (crew attach {run} follows it again)");
+                    break;
+                }
+                let kill = interrupts > 1;
+                if kill {
                     eprintln!("killing the steps in flight");
-                    exec.interrupt(libc::SIGKILL);
-                    kill_at = None;
+                } else {
+                    eprintln!("interrupted: stopping the heist; the steps in flight get TERM (Ctrl-C again to kill at once)");
+                }
+                let req = Request::Interrupt { run: run.to_string(), kill };
+                if let Err(e) = client.send(req).await {
+                    eprintln!("crew: could not interrupt the heist: {e:#}");
                 }
                 continue;
             }
-            _ = escalate => {
-                exec.interrupt(libc::SIGKILL);
-                kill_at = None;
+        };
+        let ev = match ev {
+            Event::Heist { json: text, .. } => match serde_json::from_str::<HeistEvent>(&text) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::error!("undecodable heist event: {e}");
+                    continue;
+                }
+            },
+            Event::HeistOutput {
+                host,
+                rollback,
+                step,
+                stream,
+                data,
+                ..
+            } => HeistEvent::Output {
+                host,
+                step: StepRef {
+                    rollback,
+                    index: step as usize,
+                },
+                stream,
+                data,
+            },
+            Event::HeistDone { .. } => break,
+            Event::Error { message } => {
+                eprintln!("crew: {}", super::sanitize(&message));
                 continue;
             }
+            _ => continue,
         };
         if json {
             json_line(&ev);
         }
         match &ev {
+            HeistEvent::Started {
+                heist,
+                hosts,
+                steps,
+                rollback,
+                waves: w,
+                ..
+            } => {
+                waves = w.len();
+                if !json {
+                    println!("heist {heist}: {} host(s) in {waves} wave(s)", hosts.len());
+                    let dir = store::journal::journal_dir(&paths::runs_dir(), run);
+                    println!("run {run} (journal: {})", dir.display());
+                }
+                printer = Some(Printer {
+                    steps: steps.clone(),
+                    rollback: rollback.clone(),
+                    width: hosts.iter().map(|h| h.len()).max().unwrap_or(4),
+                });
+            }
             HeistEvent::Wave { index, hosts } if !json => {
                 println!("── wave {}/{waves}: {}", index + 1, hosts.join(","))
             }
@@ -150,9 +231,16 @@ pub async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Resu
                 step,
                 reason,
             } => {
-                let (ask_id, asks) = (*ask_id, running.asks.clone());
-                let (step, host, reason) = (p.step_name(*step), host.clone(), reason.clone());
-                let lock = prompting.clone();
+                let step = printer
+                    .as_ref()
+                    .map(|p| p.step_name(*step))
+                    .unwrap_or_default();
+                if !interactive && how.answer_asks == Answer::OrLeave {
+                    eprintln!("{host}: step `{step}` asks the operator; answer it from a console or `crew attach {run}` on a terminal");
+                    continue;
+                }
+                let (ask_id, host, reason) = (*ask_id, host.clone(), reason.clone());
+                let (lock, run, tx) = (prompting.clone(), run.to_string(), client.sender());
                 tokio::spawn(async move {
                     let choice = if interactive {
                         let _one = lock.lock().await;
@@ -163,18 +251,30 @@ pub async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Resu
                         );
                         Choice::Abort
                     };
-                    let _ = asks.send(AskReply { ask_id, choice }).await;
+                    let choice = format!("{choice:?}").to_lowercase();
+                    let answer = Request::Answer {
+                        run,
+                        ask_id,
+                        choice,
+                    };
+                    if let Err(e) = tx.send(answer).await {
+                        eprintln!("crew: could not answer: {e:#}");
+                    }
                 });
             }
-            _ if !json => p.print(&ev),
+            HeistEvent::Finished { summary: s } => summary = Some(s.clone()),
+            _ if !json => {
+                if let Some(p) = &printer {
+                    p.print(&ev)
+                }
+            }
             _ => {}
         }
         let _ = std::io::stdout().flush();
     }
-    let summary = running
-        .task
-        .await
-        .context("the heist engine stopped unexpectedly")?;
+    let Some(summary) = summary else {
+        return Ok(1);
+    };
     if !json {
         print_summary(&summary);
     }

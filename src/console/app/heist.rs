@@ -10,12 +10,12 @@ use crate::console::effect::Effect;
 use crate::console::heists::{HeistList, Shared};
 use crate::console::keymap::Mode;
 use crate::heist::def::HeistDef;
-use crate::heist::engine::AskReply;
 use crate::heist::events::{Choice, HeistEvent, Outcome, StepRef};
 use crate::heist::outcomes::Tally;
 use crate::heist::plan::{self, Plan};
 use crate::heist::view_model::{Cell, ViewModel};
 use crate::pick::Selection;
+use crate::proto::daemon::HeistRequest;
 
 /// A plan ready to start, or why it cannot be made.
 pub type Preview = Result<(Shared<Plan>, Vec<(String, String)>), String>;
@@ -41,6 +41,8 @@ pub struct HeistState {
     /// Asked the engine to start; no `Started` yet.
     pub starting: bool,
     pub run_dir: Option<String>,
+    /// The heist's run id in the daemon (for answers and interrupts).
+    pub run_id: Option<String>,
     /// Focused cell: host index and column (main steps, then rollback steps).
     pub row: usize,
     pub col: usize,
@@ -188,6 +190,7 @@ impl Model {
             self.error("this heist cannot start: see the plan for why");
             return Vec::new();
         };
+        let inventory = std::path::absolute(&self.fleet.path).unwrap_or(self.fleet.path.clone());
         if self.settings.read_only {
             self.error("read-only console: refusing to start a heist (started with --read-only)");
             return Vec::new();
@@ -203,11 +206,17 @@ impl Model {
         self.heist.row = 0;
         self.heist.col = 0;
         self.info(format!("starting heist {}", plan.heist.name));
-        vec![Effect::StartHeist {
-            plan,
-            sets,
+        // The daemon picks and plans the heist again from the same inputs, and runs it: it
+        // goes on if this console goes away.
+        vec![Effect::StartHeist(HeistRequest {
+            name: plan.heist.name.clone(),
+            profile: plan.profile.clone(),
+            vars: sets,
+            inventory: Some(inventory),
+            file: Some(plan.heist.loc.path.clone()),
             accept_new_host_keys: self.settings.accept_new_host_keys,
-        }]
+            detach: false,
+        })]
     }
 
     pub(super) fn heist_event(&mut self, ev: HeistEvent) {
@@ -268,30 +277,27 @@ impl Model {
 
     /// The operator's answer goes to every host waiting on the prompt.
     pub(super) fn answer_ask(&mut self, choice: Choice) -> Vec<Effect> {
-        let replies: Vec<AskReply> = self
+        let word = format!("{choice:?}").to_lowercase();
+        let answers: Vec<(u64, String)> = self
             .heist
             .view
             .as_ref()
-            .map(|v| {
-                v.asks
-                    .iter()
-                    .map(|a| AskReply {
-                        ask_id: a.ask_id,
-                        choice,
-                    })
-                    .collect()
-            })
+            .map(|v| v.asks.iter().map(|a| (a.ask_id, word.clone())).collect())
             .unwrap_or_default();
         self.mode = Mode::Normal;
-        if replies.is_empty() {
+        if answers.is_empty() {
             return Vec::new();
         }
-        self.info(format!(
-            "answered {} host(s): {}",
-            replies.len(),
-            format!("{choice:?}").to_lowercase()
-        ));
-        vec![Effect::AnswerAsk(replies)]
+        let Some(run) = self.heist.run_id.clone() else {
+            self.error("the heist's run id is not known yet; try again");
+            return Vec::new();
+        };
+        if self.settings.read_only {
+            self.error("read-only console: refusing to answer (started with --read-only)");
+            return Vec::new();
+        }
+        self.info(format!("answered {} host(s): {word}", answers.len()));
+        vec![Effect::AnswerAsk { run, answers }]
     }
 
     pub(super) fn show_ask(&mut self) {

@@ -4,7 +4,7 @@
 use tui_textarea::TextArea;
 
 use super::input::text_of;
-use super::Model;
+use super::{Model, View};
 use crate::console::action::Action;
 use crate::console::effect::Effect;
 use crate::console::keymap::Mode;
@@ -89,6 +89,16 @@ impl Model {
             Action::HeistStarted { run_id, run_dir } => {
                 self.heist.run_dir = Some(run_dir);
                 self.info(format!("heist run {run_id} started"));
+                self.heist.run_id = Some(run_id);
+            }
+            Action::HeistAttached { run_id, run_dir } => {
+                self.heist.run_dir = Some(run_dir);
+                self.heist.view = None;
+                self.heist.row = 0;
+                self.heist.col = 0;
+                self.view = View::Heist;
+                self.info(format!("following heist {run_id}"));
+                self.heist.run_id = Some(run_id);
             }
             Action::Heist(ev) => self.heist_event(ev),
             Action::HeistFailed(msg) => self.heist_failed(msg),

@@ -3,11 +3,12 @@
 
 use tui_textarea::{Input, Key as TKey, TextArea};
 
-use super::Model;
+use super::{Focus, Model, RunView, View};
 use crate::console::action::Action;
 use crate::console::effect::Effect;
 use crate::console::keymap::{Key, KeyCode, Mode};
 use crate::pick::Selection;
+use crate::proto::daemon::{RunInfo, RunKind};
 
 pub(super) fn to_input(k: Key) -> Input {
     let key = match k.code {
@@ -138,10 +139,19 @@ impl Model {
                 Vec::new()
             }
             Mode::Runs => {
+                let live = self.live.as_ref().map_or(0, Vec::len);
+                if let Some(info) = self
+                    .live
+                    .as_ref()
+                    .and_then(|l| l.get(self.runs_cursor))
+                    .cloned()
+                {
+                    return self.attach(info);
+                }
                 let dir = self
                     .runs
                     .as_ref()
-                    .and_then(|r| r.get(self.runs_cursor))
+                    .and_then(|r| r.get(self.runs_cursor.saturating_sub(live)))
                     .map(|e| e.dir.clone());
                 match dir {
                     Some(d) => vec![Effect::LoadRun(d)],
@@ -149,6 +159,37 @@ impl Model {
                 }
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// Follow a run or heist the daemon holds (started here or anywhere else).
+    fn attach(&mut self, info: RunInfo) -> Vec<Effect> {
+        self.mode = Mode::Normal;
+        match info.kind {
+            RunKind::Heist => {
+                if self.heist.running() && self.heist.run_id.as_deref() != Some(info.id.as_str()) {
+                    self.error("a heist is on screen and still running; wait for it to finish");
+                    return Vec::new();
+                }
+                self.heist.starting = true;
+                vec![Effect::AttachHeist { run: info.id }]
+            }
+            RunKind::Run => {
+                let tag = self.new_tag();
+                let mut run = RunView::new(
+                    tag,
+                    &info.what,
+                    Vec::new(),
+                    self.settings.scrollback,
+                    self.now_ms,
+                );
+                run.attached = Some(info.id.clone());
+                self.run = Some(run);
+                self.view = View::Output;
+                self.focus = Focus::Output;
+                self.info(format!("following run {}", info.id));
+                vec![Effect::AttachRun { tag, run: info.id }]
+            }
         }
     }
 

@@ -26,7 +26,7 @@ use super::runs::RunEntry;
 use crate::inventory::Inventory;
 use crate::model::{Info, Verdict};
 use crate::pick::Selection;
-use crate::proto::daemon::Event;
+use crate::proto::daemon::{Event, RunInfo};
 use crate::select::{self, SelectError};
 
 /// A filter that does not parse (or names an unknown group): where, and why.
@@ -81,6 +81,9 @@ pub struct Model {
     pub message: Option<(Level, String)>,
     pub help_scroll: usize,
     pub runs: Option<Vec<RunEntry>>,
+    /// Runs and heists the daemon holds, started from anywhere (listed first by `R`).
+    pub live: Option<Vec<RunInfo>>,
+    /// Cursor in the browser's list: the live ones, then the stored ones.
     pub runs_cursor: usize,
     pub search: Option<String>,
     pub now_ms: u64,
@@ -122,6 +125,7 @@ impl Model {
             message: None,
             help_scroll: 0,
             runs: None,
+            live: None,
             runs_cursor: 0,
             search: None,
             now_ms: 0,
@@ -216,8 +220,9 @@ impl Model {
             Action::BrowseRuns => {
                 self.mode = Mode::Runs;
                 self.runs = None;
+                self.live = None;
                 self.runs_cursor = 0;
-                return vec![Effect::ListRuns];
+                return vec![Effect::ListLive, Effect::ListRuns];
             }
             Action::Rerun => return self.rerun(),
             Action::KillFocused => return self.kill(false),
@@ -244,6 +249,14 @@ impl Model {
             }
             Action::EffectFailed { tag, message } => self.effect_failed(tag, message),
             Action::OutcomesLoaded(last) => self.seed_outcomes(last),
+            Action::LiveRuns(r) => match r {
+                // Newest first, like the stored ones below them.
+                Ok(mut list) => {
+                    list.reverse();
+                    self.live = Some(list);
+                }
+                Err(e) => self.error(format!("daemon: {e}")),
+            },
             Action::RunsListed(r) => match r {
                 Ok(list) => self.runs = Some(list),
                 Err(e) => self.error(format!("run store: {e}")),

@@ -88,6 +88,8 @@ pub struct RunView {
     pub finished: bool,
     /// Loaded from the run store (read-only, no kill).
     pub stored: Option<String>,
+    /// Followed from the daemon: a run started elsewhere (its id).
+    pub attached: Option<String>,
     /// First shown line of the focused pane (when not following).
     pub scroll: usize,
     pub follow: bool,
@@ -115,6 +117,7 @@ impl RunView {
             jobs,
             finished: false,
             stored: None,
+            attached: None,
             scroll: 0,
             follow: true,
             group: 0,
@@ -264,7 +267,7 @@ impl Model {
             return;
         }
         if self.mode == crate::console::keymap::Mode::Runs {
-            let n = self.runs.as_ref().map_or(0, Vec::len);
+            let n = self.runs.as_ref().map_or(0, Vec::len) + self.live.as_ref().map_or(0, Vec::len);
             self.runs_cursor = step(self.runs_cursor, n, action, 10);
             return;
         }

@@ -1,6 +1,7 @@
 //! Overlays: the help (generated from the keymap's descriptions), the confirm dialog for
 //! dangerous commands, and the list of earlier runs.
 
+use crate::proto::daemon::RunKind;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Wrap};
@@ -117,12 +118,13 @@ pub fn runs(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let r = centered(area, 90, 80);
     f.render_widget(Clear, r);
     let title = Line::from(Span::styled(
-        " Earlier runs (Enter opens) ",
+        " Runs and heists (Enter follows a live one, opens a stored one) ",
         t.get("ui.title"),
     ));
     let b = block(title, true, t);
     let inner = b.inner(r);
     f.render_widget(b, r);
+    let live = m.live.as_deref().unwrap_or_default();
     let Some(list) = m.runs.as_ref() else {
         f.render_widget(
             Paragraph::new("reading the run store…").style(t.get("ui.empty")),
@@ -130,32 +132,70 @@ pub fn runs(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
         );
         return;
     };
-    if list.is_empty() {
-        let msg = "The run store is empty: runs appear here once they finish.";
+    if list.is_empty() && live.is_empty() {
+        let msg = "No runs yet: runs appear here as they start (live) and once stored.";
         f.render_widget(Paragraph::new(msg).style(t.get("ui.empty")), inner);
         return;
     }
     let h = usize::from(inner.height);
-    let lines: Vec<Line> = list
-        .iter()
+    let live_lines = live.iter().map(|i| {
+        let kind = match i.kind {
+            RunKind::Run => "run",
+            RunKind::Heist => "heist",
+        };
+        let mut counts: Vec<String> = i
+            .verdicts
+            .iter()
+            .map(|(v, n)| format!("{n} {}", v.as_str()))
+            .collect();
+        if i.asks > 0 {
+            counts.push(format!("{} asking", i.asks));
+        }
+        vec![
+            Span::styled(format!("{:<14} ", i.id), t.get("ui.dim")),
+            Span::styled(
+                format!("{:<11} ", format!("{kind} {}", i.state.as_str())),
+                t.get("ui"),
+            ),
+            Span::styled(format!("{:>4} hosts  ", i.hosts), t.get("ui")),
+            Span::styled(
+                crate::console::sanitize::plain(i.what.as_bytes()),
+                t.get("host.name"),
+            ),
+            Span::styled(
+                format!(
+                    "  {} · {}",
+                    crate::console::sanitize::plain(i.who.as_bytes()),
+                    counts.join(", ")
+                ),
+                t.get("ui.dim"),
+            ),
+        ]
+    });
+    let stored_lines = list.iter().map(|e| {
+        vec![
+            Span::styled(format!("{:<14} ", e.id), t.get("ui.dim")),
+            Span::styled(format!("{:<20} ", e.started), t.get("ui.dim")),
+            Span::styled(format!("{:>4} hosts  ", e.hosts), t.get("ui")),
+            Span::styled(
+                crate::console::sanitize::plain(e.command.as_bytes()),
+                t.get("host.name"),
+            ),
+            Span::styled(format!("  {}", e.outcome), t.get("ui.dim")),
+        ]
+    });
+    let lines: Vec<Line> = live_lines
+        .chain(stored_lines)
         .enumerate()
         .skip(m.runs_cursor.saturating_sub(h.saturating_sub(1)))
         .take(h)
-        .map(|(i, e)| {
-            let mut l = Line::from(vec![
-                Span::styled(format!("{:<14} ", e.id), t.get("ui.dim")),
-                Span::styled(format!("{:<20} ", e.started), t.get("ui.dim")),
-                Span::styled(format!("{:>4} hosts  ", e.hosts), t.get("ui")),
-                Span::styled(
-                    crate::console::sanitize::plain(e.command.as_bytes()),
-                    t.get("host.name"),
-                ),
-                Span::styled(format!("  {}", e.outcome), t.get("ui.dim")),
-            ]);
+        .map(|(i, spans)| {
+            let l = Line::from(spans);
             if i == m.runs_cursor {
-                l = l.style(t.get("ui.selected"));
+                l.style(t.get("ui.selected"))
+            } else {
+                l
             }
-            l
         })
         .collect();
     f.render_widget(Paragraph::new(lines), inner);

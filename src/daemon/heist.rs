@@ -1,0 +1,358 @@
+//! Heists run in the daemon: picked, planned and driven here, so a client that goes away
+//! (a closed laptop, a dropped SSH session to the jump box) stops nothing. Clients follow a
+//! heist's log, answer its asks and interrupt it through the socket (or the API); every one
+//! of those actions is audited with who did it.
+//!
+//! Each step on each host is a run of this daemon ([`run::start`], hidden from `crew runs`),
+//! so its output lands in the run store like any run's; the heist's own journal is written by
+//! the engine.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::registry::{Control, HeistControl, Tracked};
+use super::runlog::{Entry, RunLog};
+use super::server::{self, Daemon};
+use super::{audit, run};
+use crate::heist::engine::{self, AskReply, Running, StartOptions};
+use crate::heist::events::{Choice, HeistEvent, Outcome};
+use crate::heist::executor::{Executor, OutputSink, RunSpec, StepOutcome};
+use crate::heist::outcomes::Tally;
+use crate::heist::{locate, plan};
+use crate::inventory::Inventory;
+use crate::model::{ErrorKind, Host, HostError};
+use crate::pick::{self, FactSource, Facts};
+use crate::proto::daemon::{
+    Event, FileOp, FileResult, HeistRequest, HostEvent, RunKind, RunRequest, RunState,
+};
+
+/// After an interrupt, how long the steps in flight get to end on TERM before KILL.
+pub const TERM_GRACE: Duration = Duration::from_secs(3);
+
+/// Pick, plan and start a heist for `who`; it goes on in the background.
+pub async fn start(
+    d: &Arc<Daemon>,
+    req: HeistRequest,
+    who: String,
+) -> Result<Arc<Tracked>, String> {
+    let inv_path = req
+        .inventory
+        .clone()
+        .or_else(|| d.opts.inventory.clone())
+        .ok_or_else(|| {
+            "no inventory: the request names none and the daemon has none (`crew daemon --hosts FILE`)"
+                .to_string()
+        })?;
+    let (name, file) = (req.name.clone(), req.file.clone());
+    let path = inv_path.clone();
+    let (inv, heist) = tokio::task::spawn_blocking(move || {
+        let inv = Inventory::load(&path).map_err(|e| e.to_string())?;
+        let (files, looked) = locate::heist_files(file.as_deref(), Some(&path));
+        let heist = locate::find(&name, &files, &looked).map_err(|e| format!("{e:#}"))?;
+        Ok::<_, String>((inv, heist))
+    })
+    .await
+    .map_err(|e| format!("loading the heist: {e}"))??;
+    let selection = plan::selection(&heist, req.profile.as_deref()).map_err(|e| e.to_string())?;
+    let mut facts = PoolFacts {
+        d: d.clone(),
+        accept: req.accept_new_host_keys,
+    };
+    let picked = pick::pick(&inv, selection, &mut facts, &d.opts.runs_dir)
+        .await
+        .map_err(|e| format!("heist `{}` ({}): {e}", heist.name, heist.loc))?;
+    let what = match &req.profile {
+        Some(p) => format!("{} --profile {p}", heist.name),
+        None => heist.name.clone(),
+    };
+    let plan = plan::build(&heist, req.profile.as_deref(), &req.vars, picked.hosts)
+        .map_err(|e| e.to_string())?;
+    let hosts = plan.hosts.len() as u32;
+    let exec = Arc::new(PoolExecutor::new(d.clone(), req.accept_new_host_keys, &who));
+    let opts = StartOptions {
+        who: who.clone(),
+        runs_dir: d.opts.runs_dir.clone(),
+    };
+    let running = engine::start_with(exec.clone(), plan, req.vars.clone(), opts)
+        .map_err(|e| format!("{e:#}"))?;
+    let interrupter = running.interrupter();
+    let control = HeistControl {
+        asks: running.asks.clone(),
+        interrupt: Box::new(move |kill| {
+            interrupter.interrupt();
+            if kill {
+                exec.interrupt(libc::SIGKILL);
+                return;
+            }
+            exec.interrupt(libc::SIGTERM);
+            let exec = exec.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(TERM_GRACE).await;
+                exec.interrupt(libc::SIGKILL);
+            });
+        }),
+    };
+    let log = Arc::new(RunLog::new(running.run_dir.clone()));
+    let t = Arc::new(Tracked::new(
+        running.run_id.clone(),
+        RunKind::Heist,
+        what,
+        who.clone(),
+        hosts,
+        false,
+        log,
+        Control::Heist(control),
+    ));
+    d.registry.add(t.clone());
+    let detail = serde_json::json!({
+        "heist": heist.name,
+        "profile": req.profile,
+        "file": heist.loc.path.display().to_string(),
+        "vars": req.vars.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        "hosts": hosts,
+    });
+    audit::action(&d.audit_log, &who, &t.id, "heist started", Some(detail)).await;
+    tokio::spawn(pump(d.clone(), t.clone(), running));
+    Ok(t)
+}
+
+/// Move the engine's events into the heist's log until it ends; keep its status.
+async fn pump(d: Arc<Daemon>, t: Arc<Tracked>, mut running: Running) {
+    let mut tally = Tally::default();
+    while let Some(ev) = running.events.recv().await {
+        match &ev {
+            HeistEvent::Ask { ask_id, host, .. } => t.ask_opened(*ask_id, host),
+            HeistEvent::AskClosed { ask_id, .. } => t.ask_closed(*ask_id),
+            _ => {}
+        }
+        if let Some((host, Some(v))) = tally.apply(&ev) {
+            t.set_verdict(&host, v);
+        }
+        t.log.push_heist(ev);
+    }
+    let (state, outcome) = match (&mut running.task).await {
+        Ok(s) if s.ok() => (RunState::Ok, "completed"),
+        Ok(s) if s.outcome == Outcome::Interrupted => (RunState::Interrupted, "interrupted"),
+        Ok(s) if s.outcome == Outcome::RolledBack => (RunState::Failed, "rolled back"),
+        Ok(_) => (RunState::Failed, "failed"),
+        Err(e) => {
+            tracing::error!(heist = %t.id, "heist engine: {e}");
+            (RunState::Failed, "engine failed")
+        }
+    };
+    t.finish(state);
+    let detail = serde_json::json!({ "outcome": outcome });
+    audit::action(&d.audit_log, &t.who, &t.id, "heist finished", Some(detail)).await;
+    t.log.close();
+    d.registry.finished(&t.id);
+    d.touch();
+}
+
+/// An operator's answer to a heist's ask, audited.
+pub async fn answer(
+    d: &Arc<Daemon>,
+    run: &str,
+    ask_id: u64,
+    choice: &str,
+    who: &str,
+) -> Result<(), String> {
+    let t = d
+        .registry
+        .get(run)
+        .ok_or_else(|| format!("no heist {run} in flight"))?;
+    let Control::Heist(h) = &t.control else {
+        return Err(format!("{run} is a run, not a heist: it asks nothing"));
+    };
+    let choice = Choice::parse(choice)
+        .ok_or_else(|| format!("`{choice}` is not an answer: advance, retry, rollback or abort"))?;
+    let host = t
+        .open_ask(ask_id)
+        .ok_or_else(|| format!("heist {run} has no open ask {ask_id} (answered already?)"))?;
+    h.asks
+        .send(AskReply { ask_id, choice })
+        .await
+        .map_err(|_| format!("heist {run} is no longer running"))?;
+    let detail = serde_json::json!({ "ask": ask_id, "host": host, "choice": format!("{choice:?}").to_lowercase() });
+    audit::action(&d.audit_log, who, run, "answer", Some(detail)).await;
+    Ok(())
+}
+
+/// Agent facts for the picker, straight from the pool.
+struct PoolFacts {
+    d: Arc<Daemon>,
+    accept: bool,
+}
+
+impl FactSource for PoolFacts {
+    async fn facts(&mut self, hosts: &[Host]) -> anyhow::Result<Facts> {
+        let mut f = Facts::default();
+        for (host, r) in server::facts(&self.d, hosts.to_vec(), self.accept).await {
+            match r {
+                Ok(info) => {
+                    f.by_host.insert(host, info);
+                }
+                Err(e) => f.missing.push((host, e)),
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// Runs a heist's steps as runs of this daemon.
+pub struct PoolExecutor {
+    d: Arc<Daemon>,
+    accept: bool,
+    who: String,
+    /// The signal every step in flight (and every step started from now on) gets.
+    stop: watch::Sender<Option<i32>>,
+    /// Step runs in flight.
+    inflight: Mutex<BTreeSet<u64>>,
+}
+
+impl PoolExecutor {
+    pub fn new(d: Arc<Daemon>, accept: bool, who: &str) -> PoolExecutor {
+        PoolExecutor {
+            d,
+            accept,
+            who: who.to_string(),
+            stop: watch::channel(None).0,
+            inflight: Mutex::default(),
+        }
+    }
+
+    /// Send `signal` to every step in flight and to any started from now on.
+    pub fn interrupt(&self, signal: i32) {
+        self.stop.send_replace(Some(signal));
+        let ids: Vec<u64> = self
+            .inflight
+            .lock()
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.d.runs.kill(id, None, signal);
+        }
+    }
+
+    fn track(&self, run_id: u64, on: bool) {
+        if let Ok(mut s) = self.inflight.lock() {
+            if on {
+                s.insert(run_id);
+            } else {
+                s.remove(&run_id);
+            }
+        }
+    }
+}
+
+fn internal(message: impl Into<String>) -> HostError {
+    HostError::new(ErrorKind::Internal, message)
+}
+
+impl Executor for PoolExecutor {
+    async fn run(&self, host: &Host, spec: RunSpec, sink: OutputSink) -> StepOutcome {
+        let req = RunRequest {
+            hosts: vec![host.clone()],
+            selection: host.name.clone(),
+            command: spec.command,
+            env: spec.env,
+            timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
+            fanout: None,
+            accept_new_host_keys: self.accept,
+            who: self.who.clone(),
+            origin: spec.origin,
+        };
+        let t = match run::start(&self.d, req, true).await {
+            Ok(t) => t,
+            Err(e) => return StepOutcome::Failed(internal(e)),
+        };
+        let Control::Run { run_id } = t.control else {
+            return StepOutcome::Failed(internal("a step's run has no run id"));
+        };
+        self.track(run_id, true);
+        let mut stop = self.stop.subscribe();
+        if let Some(sig) = *stop.borrow_and_update() {
+            self.d.runs.kill(run_id, None, sig);
+        }
+        let mut cursor = t.log.follow();
+        let mut result = None;
+        loop {
+            let batch = tokio::select! {
+                b = cursor.next_batch(256) => b,
+                _ = stop.changed() => {
+                    if let Some(sig) = *stop.borrow_and_update() {
+                        self.d.runs.kill(run_id, None, sig);
+                    }
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+            for e in batch {
+                match &*e {
+                    Entry::Output(o) => match o.bytes(&t.log.dir).await {
+                        Ok(data) => {
+                            let _ = sink.send((o.stream, data)).await;
+                        }
+                        Err(err) => tracing::error!(run_id, "step output read back: {err}"),
+                    },
+                    Entry::Run(Event::Host { event, .. }) => match event {
+                        HostEvent::Exit { exit, .. } => {
+                            result = Some(StepOutcome::Exited(exit.clone()))
+                        }
+                        HostEvent::Failed { kind, message } => {
+                            result =
+                                Some(StepOutcome::Failed(HostError::new(*kind, message.clone())))
+                        }
+                        _ => {}
+                    },
+                    Entry::Run(Event::Error { message }) => {
+                        result.get_or_insert(StepOutcome::Failed(internal(message.clone())));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.track(run_id, false);
+        result.unwrap_or_else(|| {
+            StepOutcome::Failed(internal("the step's run ended without a result"))
+        })
+    }
+
+    async fn read_file(
+        &self,
+        host: &Host,
+        path: &str,
+        max_size: u64,
+    ) -> Result<Vec<u8>, HostError> {
+        let op = FileOp::Read {
+            path: path.to_string(),
+            max_size,
+        };
+        match server::file(&self.d, host, op, self.accept).await? {
+            FileResult::Read { data, .. } => Ok(data),
+            FileResult::Written { .. } => Err(internal("a read answered as a write")),
+        }
+    }
+
+    async fn write_file(
+        &self,
+        host: &Host,
+        path: &str,
+        data: Vec<u8>,
+        mode: u32,
+    ) -> Result<u64, HostError> {
+        let op = FileOp::Write {
+            path: path.to_string(),
+            data,
+            mode,
+        };
+        match server::file(&self.d, host, op, self.accept).await? {
+            FileResult::Written { size, .. } => Ok(size),
+            FileResult::Read { .. } => Err(internal("a write answered as a read")),
+        }
+    }
+}
