@@ -224,19 +224,17 @@ impl State<'_> {
                 }
             }
             Setting::StrictHostKeyChecking(v) => first(&mut o.strict, v),
+            // OpenSSH 10.3's rules (Debian backports them to 9.2p1-2+deb12u10): a jump sets
+            // ProxyCommand to `none` too, so each blocks the other; `ProxyJump none` only
+            // blocks later jumps.
+            Setting::ProxyJump(Jump::None) => first(&mut o.jump, &Jump::None),
             Setting::ProxyJump(j) => {
                 if o.proxy_command.is_none() && o.jump.is_none() {
-                    if matches!(j, Jump::Via { .. }) {
-                        o.proxy_command = Some("none".into());
-                    }
+                    o.proxy_command = Some("none".into());
                     o.jump = Some(j.clone());
                 }
             }
-            Setting::ProxyCommand(v) => {
-                if o.jump.is_none() {
-                    first(&mut o.proxy_command, v);
-                }
-            }
+            Setting::ProxyCommand(v) => first(&mut o.proxy_command, v),
             Setting::ConnectTimeout(Some(v)) => first(&mut o.connect_timeout, v),
             Setting::ServerAliveInterval(Some(v)) => first(&mut o.server_alive_interval, v),
             Setting::ConnectTimeout(None) | Setting::ServerAliveInterval(None) => {}
@@ -267,7 +265,10 @@ impl State<'_> {
     /// ssh would ask DNS, a note. Returns whether the name was resolved (an address).
     fn canonicalize(&mut self) -> bool {
         if let Some(c) = canonical_addr(&self.host) {
-            self.host = c;
+            // Replaced only when it differs other than in case.
+            if !c.eq_ignore_ascii_case(&self.host) {
+                self.host = c;
+            }
             return true;
         }
         let canon = self.opts.canon.unwrap_or(Canon::No);

@@ -1,5 +1,6 @@
-//! `ProxyJump` as OpenSSH 9.2 parses it (`readconf.c` `parse_jump`, `misc.c`
-//! `parse_user_host_port` and `parse_uri`) and prints it (`ssh -G`).
+//! `ProxyJump` as OpenSSH parses it (`readconf.c` `parse_jump` as of 10.3, which Debian's
+//! 9.2p1-2+deb12u10 backports; `misc.c` `parse_user_host_port` and `parse_uri`) and prints it
+//! (`ssh -G`).
 
 use super::expand::a2port;
 
@@ -56,8 +57,8 @@ impl Jump {
 }
 
 /// The value `ProxyJump` sets, after checking every hop's syntax. `s` is the rest of the
-/// line as written (a `#` comment is cut before the hops are read, but OpenSSH compares the
-/// uncut text with `none` and copies the earlier hops from it).
+/// line as written: OpenSSH compares it, comment and all, with `none`, and cuts a `#`
+/// comment before reading the hops.
 pub(super) fn parse_jump(s: &str) -> Result<Jump, ()> {
     if s.eq_ignore_ascii_case("none") {
         return Ok(Jump::None);
@@ -70,10 +71,7 @@ pub(super) fn parse_jump(s: &str) -> Result<Jump, ()> {
     for hop in hops {
         user_host_port(hop)?;
     }
-    let extra = match s.rfind(',') {
-        Some(p) if p != 0 => Some(s[..p].to_string()),
-        _ => None,
-    };
+    let extra = cut.rfind(',').map(|p| cut[..p].to_string());
     Ok(Jump::Via {
         user,
         host,
@@ -244,6 +242,9 @@ mod tests {
             Some("u@h.example:2200")
         );
         assert_eq!(shown("b # via b").as_deref(), Some("b"));
+        assert_eq!(shown("a,b # x,y").as_deref(), Some("a,b"));
+        // Compared with its comment, this is not `none`: a host named "none".
+        assert_eq!(shown("none # c").as_deref(), Some("none"));
         assert_eq!(parse_jump("NONE"), Ok(Jump::None));
         assert_eq!(shown("none"), None);
     }

@@ -8,7 +8,7 @@ use super::pattern::match_pattern_list;
 /// (`OpenSSH_9.2p1 Debian-2+deb12u10`; `ssh -G` of an empty config prints this list). Upstream
 /// 9.2p1 lacks the first name; Debian adds it from 9.9. Newer OpenSSH (10.0) puts
 /// `mlkem768x25519-sha256` first.
-pub(crate) const DEFAULT_KEX: &[&str] = &[
+pub const DEFAULT_KEX: &[&str] = &[
     "sntrup761x25519-sha512",
     "sntrup761x25519-sha512@openssh.com",
     "curve25519-sha256",

@@ -20,7 +20,7 @@
 mod eval;
 mod expand;
 mod jump;
-pub(crate) mod kex;
+mod kex;
 mod lex;
 mod parse;
 mod pattern;
@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use super::host::StrictHostKeyChecking;
+pub use kex::DEFAULT_KEX;
 
 /// The system-wide client configuration, read after the user's unless a config is named.
 pub const SYSTEM_CONFIG: &str = "/etc/ssh/ssh_config";

@@ -227,7 +227,12 @@ fn proxy_jump_and_proxy_command_first_wins_and_none() {
         "Host t\n ProxyJump none\nHost *\n ProxyJump j\n ProxyCommand x\n",
         "t",
     );
-    assert_eq!((p.proxy_jump, p.proxy_command), (None, None));
+    assert_eq!(p.proxy_jump, None);
+    assert_eq!(
+        p.proxy_command.as_deref(),
+        Some("x"),
+        "`none` only blocks later jumps"
+    );
     assert_eq!(
         q("ProxyCommand none\nProxyJump j\n", "t").proxy_jump,
         None,
