@@ -436,7 +436,13 @@ fn finish(mut st: State<'_>) -> SshParams {
         match r {
             Ok(p) => Some(p),
             Err(e) => {
-                let n = format!("ssh refuses this host: {what} {raw}: {e}");
+                // Key files are expanded when ssh loads them (after `ssh -G` prints), the
+                // others before it connects at all.
+                let n = if matches!(what, "IdentityFile" | "CertificateFile") {
+                    format!("ssh cannot use {what} {raw} for this host: {e}")
+                } else {
+                    format!("ssh refuses this host: {what} {raw}: {e}")
+                };
                 if !notes.contains(&n) {
                     notes.push(n);
                 }
