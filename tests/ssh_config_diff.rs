@@ -9,7 +9,7 @@
 //! `NAME noted` = crew must note that it cannot resolve this host as ssh would, and the
 //! fields are not compared; a host crew says `ssh` refuses must make `ssh -G` fail), optionally `home/` (copied as `$HOME`, for `~` and relative
 //! `Include`s), other files for absolute includes (`@DIR@` in any file stands for the case's
-//! copy), and optionally `error` (a substring of crew's load error). Whenever crew refuses a config,
+//! copy), optionally `modes` (`path octal-mode` lines, applied to the copy), and optionally `error` (a substring of crew's load error). Whenever crew refuses a config,
 //! `ssh -G` must fail for every host. `ssh` runs with `HOME` set to the copy's `home/`, so the operator's files
 //! never leak in, and with every run bounded by a timeout.
 //!
@@ -20,6 +20,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -335,6 +336,15 @@ fn run_case(ssh: &Path, case: &Path, compare_kex: bool) -> Row {
     std::fs::create_dir_all(root.join("home")).expect("mkdir home");
     copy_case(case, &root);
     substitute(&root, &root);
+    // `modes`: `path octal-mode` lines (git keeps no group/world write bits).
+    if let Ok(modes) = std::fs::read_to_string(root.join("modes")) {
+        for line in modes.lines().filter(|l| !l.trim().is_empty()) {
+            let (path, mode) = line.split_once(' ').expect("`path mode`");
+            let mode = u32::from_str_radix(mode.trim(), 8).expect("octal mode");
+            std::fs::set_permissions(root.join(path), std::fs::Permissions::from_mode(mode))
+                .expect("chmod");
+        }
+    }
     let home = root.join("home");
     let config = root.join("config");
     let env = probe_env(ssh, tmp.path(), &home);
@@ -432,8 +442,326 @@ fn run_case(ssh: &Path, case: &Path, compare_kex: bool) -> Row {
     row
 }
 
+/// A small deterministic generator of ssh_configs (xorshift64*): Host and Match lines with
+/// negation, lists, quotes, `=` and case variants, every keyword crew resolves with tokens,
+/// `none`, comments, CRLF, and Includes of generated files (two deep). Each generated case is
+/// written like a corpus case, so the same comparison runs on configs nobody wrote by hand.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+        v[self.below(v.len())]
+    }
+    fn quoted(&mut self, s: &str) -> String {
+        match self.below(100) {
+            0..=11 => format!("\"{s}\""),
+            12..=15 => format!("'{s}'"),
+            _ => s.to_string(),
+        }
+    }
+    fn sep(&mut self) -> &'static str {
+        self.pick(&[" ", " = ", "=", "\t", "  ", " =", "= ", "\t=\t"])
+    }
+    fn keyword(&mut self, k: &str) -> String {
+        match self.below(3) {
+            0 => k.to_string(),
+            1 => k.to_ascii_lowercase(),
+            _ => k.to_ascii_uppercase(),
+        }
+    }
+    fn pattern(&mut self) -> String {
+        let p = self.pick(&[
+            "*",
+            "web*",
+            "WEB*",
+            "db*",
+            "*.prod",
+            "a",
+            "b",
+            "?",
+            "alias",
+            "*.y.z",
+            "j",
+            "c-*",
+            "mixed.case",
+            "Mixed.Case",
+            "10.*",
+            "q",
+            "bastion.prod",
+        ]);
+        if self.chance(20) {
+            format!("!{p}")
+        } else {
+            p.to_string()
+        }
+    }
+    fn criterion(&mut self) -> String {
+        let neg = if self.chance(20) { "!" } else { "" };
+        let k = self.pick(&[
+            "host",
+            "originalhost",
+            "user",
+            "localuser",
+            "final",
+            "canonical",
+            "Host",
+            "USER",
+        ]);
+        let lower = k.to_ascii_lowercase();
+        if lower == "final" || lower == "canonical" {
+            return format!("{neg}{k}");
+        }
+        let arg = if lower.contains("host") {
+            let n = 1 + self.below(2);
+            (0..n).map(|_| self.pattern()).collect::<Vec<_>>().join(",")
+        } else {
+            self.pick(&["u1", "root", "*", "nobody"]).to_string()
+        };
+        let sep = if self.chance(80) {
+            self.pick(&[" ", "=", " = "])
+        } else {
+            " "
+        };
+        let arg = self.quoted(&arg);
+        format!("{neg}{k}{sep}{arg}")
+    }
+    fn match_line(&mut self) -> String {
+        if self.chance(8) {
+            return format!(
+                "Match {}",
+                self.pick(&["all", "!all", "all # c", "canonical all"])
+            );
+        }
+        let n = 1 + self.below(3);
+        let crit: Vec<String> = (0..n).map(|_| self.criterion()).collect();
+        let kw = self.pick(&["Match", "match", "MATCH"]);
+        let sep = self.pick(&[" ", "\t", "="]);
+        let tail = self.pick(&["", "", "", " # trailing comment", "  "]);
+        format!("{kw}{sep}{}{tail}", crit.join(" "))
+    }
+    fn host_line(&mut self) -> String {
+        let kw = self.pick(&["Host", "host", "HOST"]);
+        let sep = self.sep();
+        let n = 1 + self.below(3);
+        let pats: Vec<String> = (0..n)
+            .map(|_| {
+                let p = self.pattern();
+                self.quoted(&p)
+            })
+            .collect();
+        let tail = self.pick(&["", "", " # c"]);
+        format!("{kw}{sep}{}{tail}", pats.join(" "))
+    }
+    fn setting(&mut self) -> String {
+        let sep = self.sep();
+        let tail = self.pick(&["", "", "", " # comment", "   ", "\t"]);
+        let (k, v): (&str, String) = match self.below(19) {
+            0 => (
+                "User",
+                self.pick(&["u1", "root", "a b", "u\\ x", "=x", "u%h"])
+                    .into(),
+            ),
+            1 => (
+                "Port",
+                self.pick(&["22", "2200", "ssh", "+22", "0022"]).into(),
+            ),
+            2 => (
+                "HostName",
+                self.pick(&[
+                    "%h.ex",
+                    "REAL.ex",
+                    "127.1",
+                    "0x7f.1",
+                    "::FFFF:1.2.3.4",
+                    "%h",
+                    "x.%%",
+                    "a",
+                    "j",
+                ])
+                .into(),
+            ),
+            3 | 4 => (
+                "IdentityFile",
+                self.pick(&[
+                    "~/k_%h",
+                    "~//k",
+                    "~",
+                    "/k/%r@%h:%p",
+                    "NONE",
+                    "~/.ssh/a b",
+                    "rel/key",
+                    "%d/x",
+                    "/k/%C-%n-%k",
+                ])
+                .into(),
+            ),
+            5 => (
+                "UserKnownHostsFile",
+                self.pick(&["~/kh", "/a /b", "none", "NONE", "~/kh_%n %d/k2"])
+                    .into(),
+            ),
+            6 => (
+                "ProxyJump",
+                self.pick(&[
+                    "j",
+                    "u@j:22",
+                    "a,b",
+                    "none",
+                    "NONE",
+                    "ssh://u@j:2",
+                    "j # c",
+                    "none # c",
+                    "a,b # c,d",
+                    "10.0.0.1",
+                ])
+                .into(),
+            ),
+            7 => (
+                "ProxyCommand",
+                self.pick(&["nc %h %p", "none", "x 'a b' \"c\"", "NONE"])
+                    .into(),
+            ),
+            8 => (
+                "ConnectTimeout",
+                self.pick(&["5", "none", "1m30s", "0", "2H"]).into(),
+            ),
+            9 => (
+                "ServerAliveInterval",
+                self.pick(&["15", "none", "1W"]).into(),
+            ),
+            10 => ("ServerAliveCountMax", self.pick(&["1", "+5", "0"]).into()),
+            11 => (
+                "StrictHostKeyChecking",
+                self.pick(&["yes", "No", "ASK", "accept-new", "off", "true", "FALSE"])
+                    .into(),
+            ),
+            12 => (
+                "IdentitiesOnly",
+                self.pick(&["yes", "no", "TRUE", "False"]).into(),
+            ),
+            13 => (
+                "CanonicalizeHostname",
+                self.pick(&["no", "yes", "always"]).into(),
+            ),
+            14 => ("CanonicalizeMaxDots", self.pick(&["0", "1", "3"]).into()),
+            15 => (
+                "CertificateFile",
+                self.pick(&["~/c", "/c/%n", "none"]).into(),
+            ),
+            16 => (
+                "KexAlgorithms",
+                self.pick(&[
+                    "-*sha1",
+                    "^ecdh-sha2-nistp521",
+                    "+curve25519-sha256",
+                    "ecdh-sha2-nistp384",
+                ])
+                .into(),
+            ),
+            17 => (
+                "IdentityAgent",
+                self.pick(&["none", "SSH_AUTH_SOCK", "~/agent-%h", "${CREW_SSH_DIFF}/a"])
+                    .into(),
+            ),
+            _ => (
+                "GlobalKnownHostsFile",
+                self.pick(&["/g", "/g %h", "none"]).into(),
+            ),
+        };
+        let kw = self.keyword(k);
+        let v = if matches!(
+            k,
+            "ProxyJump" | "ProxyCommand" | "UserKnownHostsFile" | "GlobalKnownHostsFile"
+        ) {
+            v
+        } else {
+            self.quoted(&v)
+        };
+        let indent = self.pick(&["  ", "\t", "", " \t "]);
+        format!("{indent}{kw}{sep}{v}{tail}")
+    }
+    fn block(&mut self, lines: &mut Vec<String>, depth: usize, files: &mut Vec<(String, String)>) {
+        for _ in 0..2 + self.below(5) {
+            match self.below(100) {
+                0..=34 => lines.push(self.host_line()),
+                35..=54 => lines.push(self.match_line()),
+                55..=64 if depth < 2 => {
+                    let name = format!("inc{}.conf", files.len());
+                    files.push((name.clone(), String::new()));
+                    let at = files.len() - 1;
+                    let mut sub = Vec::new();
+                    self.block(&mut sub, depth + 1, files);
+                    files[at].1 = sub.join("\n") + "\n";
+                    let kw = self.pick(&["Include ", "include=", "INCLUDE  "]);
+                    let target = match self.below(3) {
+                        0 => format!("~/.ssh/{name}"),
+                        1 => self.quoted(&name),
+                        _ => name,
+                    };
+                    lines.push(format!("{kw}{target}"));
+                }
+                _ => {}
+            }
+            for _ in 0..self.below(5) {
+                lines.push(self.setting());
+            }
+            if self.chance(10) {
+                lines.push(self.pick(&["", "   ", "# comment", "\t# c"]).to_string());
+            }
+        }
+    }
+
+    /// One case directory under `dir`.
+    fn case(&mut self, dir: &Path) {
+        std::fs::create_dir_all(dir.join("home/.ssh")).expect("mkdir case");
+        let mut files = Vec::new();
+        let mut lines = Vec::new();
+        self.block(&mut lines, 0, &mut files);
+        self.block(&mut lines, 0, &mut files);
+        let eol = if self.chance(10) { "\r\n" } else { "\n" };
+        std::fs::write(dir.join("config"), lines.join(eol) + eol).expect("write config");
+        for (name, text) in files {
+            std::fs::write(dir.join("home/.ssh").join(name), text).expect("write include");
+        }
+        let mut pool = vec![
+            "web1",
+            "WEB2",
+            "db1",
+            "app.prod",
+            "bastion.prod",
+            "10.0.0.5",
+            "a",
+            "b",
+            "alias",
+            "Mixed.Case",
+            "j",
+            "c-1",
+            "x.y.z",
+            "127.0.0.1",
+            "q",
+        ];
+        let mut hosts = Vec::new();
+        for _ in 0..6 {
+            hosts.push(pool.remove(self.below(pool.len())));
+        }
+        std::fs::write(dir.join("hosts"), hosts.join("\n") + "\n").expect("write hosts");
+    }
+}
+
 #[test]
-fn crew_resolves_every_corpus_host_as_ssh_g_does() {
+fn crew_resolves_every_host_as_ssh_g_does() {
     if !support::require_tool("ssh") {
         return;
     }
@@ -463,18 +791,58 @@ fn crew_resolves_every_corpus_host_as_ssh_g_does() {
         .filter(|p| p.is_dir())
         .collect();
     cases.sort();
-    let rows: Vec<Row> = cases
+    let mut rows: Vec<Row> = cases
         .iter()
         .map(|c| run_case(&ssh, c, compare_kex))
         .collect();
 
+    // Generated configs: CREW_SSH_DIFF_GENERATED of them (default 40) from
+    // CREW_SSH_DIFF_SEED (default fixed, so a run is repeatable), one summary row.
+    let count: usize = std::env::var("CREW_SSH_DIFF_GENERATED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let seed: u64 = std::env::var("CREW_SSH_DIFF_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_c0de);
+    let generated = tempfile::tempdir().expect("tempdir");
+    let mut gen = Gen(seed.max(1));
+    let mut summary = Row {
+        case: format!("generated (seed {seed})"),
+        hosts: 0,
+        fields: 0,
+        noted: 0,
+        diffs: Vec::new(),
+    };
+    let mut refused = 0;
+    for i in 0..count {
+        let dir = generated.path().join(format!("g{i:04}"));
+        gen.case(&dir);
+        let r = run_case(&ssh, &dir, compare_kex);
+        refused += usize::from(r.fields == r.hosts);
+        summary.hosts += r.hosts;
+        summary.fields += r.fields;
+        summary.noted += r.noted;
+        let config = std::fs::read_to_string(dir.join("config")).unwrap_or_default();
+        summary.diffs.extend(
+            r.diffs
+                .into_iter()
+                .map(|d| format!("g{i:04}: {d}\n--- config:\n{config}---")),
+        );
+    }
+    if count > 0 {
+        eprintln!("generated: {count} configs, {refused} refused by both crew and ssh");
+        rows.push(summary);
+    }
+
     eprintln!(
-        "{:<24} {:>5} {:>7} {:>5} {:>5}",
+        "{:<28} {:>5} {:>7} {:>5} {:>5}",
         "case", "hosts", "fields", "noted", "diffs"
     );
     for r in &rows {
         eprintln!(
-            "{:<24} {:>5} {:>7} {:>5} {:>5}",
+            "{:<28} {:>5} {:>7} {:>5} {:>5}",
             r.case,
             r.hosts,
             r.fields,
