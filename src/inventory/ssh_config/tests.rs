@@ -151,6 +151,18 @@ fn identity_files_accumulate_with_tokens_and_tilde() {
 }
 
 #[test]
+fn key_file_tokens_use_the_final_host_port_and_user() {
+    let p = q(
+        "Host a\n HostName Real.Example\n Port 2\n User u\n IdentityFile ~/%h-%p-%r-%n\n",
+        "a",
+    );
+    assert_eq!(
+        p.identity_files,
+        [PathBuf::from("/home/alice/real.example-2-u-a")]
+    );
+}
+
+#[test]
 fn connection_hash_token() {
     let p = q("IdentityFile /k/%C\n", "h");
     // sha1("work.example.org" "h" "22" "alice")
