@@ -1,5 +1,9 @@
 //! `~/.ssh/config` resolved exactly as OpenSSH 9.2 (`ssh -G NAME`) resolves it, for the
-//! keywords crew uses.
+//! keywords crew uses. The reference is `OpenSSH_9.2p1 Debian-2+deb12u10`, which backports
+//! 10.3's ProxyJump/ProxyCommand rules; tests/ssh_config_diff.rs holds crew to the installed
+//! `ssh -G`. Newer OpenSSH differs in what crew does not follow: `Match tagged`,
+//! `localnetwork`, `version`, `sessiontype`, `command` (noted, not evaluated), tokens in
+//! `User` and `Include` (10.x), and the default KexAlgorithms.
 //!
 //! Files are read once ([`SshFile::load`]): every line is split and checked as
 //! `readconf.c` does (a line `ssh` refuses is a load error naming `file:line:col`), and
