@@ -19,6 +19,8 @@ use crate::model::{ErrorKind, Exit, Host, HostError, Info, RunOrigin, Stream, Ve
 pub const REQUEST: u16 = 1;
 pub const EVENT: u16 = 2;
 
+// A Request only lives between the socket and its handler; `File` carries a whole Host.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     Hello {
