@@ -38,6 +38,10 @@ pub enum Command {
     Attach(cmd::runs::AttachArgs),
     /// Show the daemon and its host pool.
     Status,
+    /// Print the shell code that registers crew's completions (bash, zsh, fish).
+    Completions(cmd::shell::CompletionsArgs),
+    /// Print the manual page (roff; `crew man | man -l -`).
+    Man,
     /// The resident daemon (started on demand; `crew daemon stop` stops it).
     Daemon(cmd::daemon::DaemonArgs),
     /// The agent: speaks frames on stdin/stdout (started by the daemon on each host).
@@ -90,6 +94,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Runs(args)) => cmd::runs::runs(args),
         Some(Command::Attach(args)) => cmd::runs::attach(args),
         Some(Command::Status) => cmd::status::run(),
+        Some(Command::Completions(args)) => cmd::shell::completions(args),
+        Some(Command::Man) => {
+            use clap::CommandFactory as _;
+            cmd::shell::man(Cli::command())
+        }
         Some(Command::Daemon(args)) => cmd::daemon::run(args),
         Some(Command::Agent) => crate::agent::run_stdio(),
     }

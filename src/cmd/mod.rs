@@ -9,4 +9,5 @@ pub mod output;
 pub mod render;
 pub mod run;
 pub mod runs;
+pub mod shell;
 pub mod status;
