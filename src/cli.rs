@@ -36,10 +36,12 @@ pub enum Command {
     Runs(cmd::runs::RunsArgs),
     /// Follow a run or heist from its beginning (what already happened, then live).
     Attach(cmd::runs::AttachArgs),
+    /// An interactive shell (or one command) on a host, over the pooled connection.
+    Shell(cmd::shell::ShellArgs),
     /// Show the daemon and its host pool.
     Status,
     /// Print the shell code that registers crew's completions (bash, zsh, fish).
-    Completions(cmd::shell::CompletionsArgs),
+    Completions(cmd::completion::CompletionsArgs),
     /// Print the manual page (roff; `crew man | man -l -`).
     Man,
     /// The resident daemon (started on demand; `crew daemon stop` stops it).
@@ -80,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         None | Some(Command::Console(_))
             | Some(Command::Run(_))
             | Some(Command::Attach(_))
+            | Some(Command::Shell(_))
             | Some(Command::Heist(cmd::heist::HeistCmd::Run(_)))
     );
     if acts {
@@ -93,11 +96,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Heist(c)) => cmd::heist::run(hosts, c),
         Some(Command::Runs(args)) => cmd::runs::runs(args),
         Some(Command::Attach(args)) => cmd::runs::attach(args),
+        Some(Command::Shell(args)) => cmd::shell::run(hosts, args),
         Some(Command::Status) => cmd::status::run(),
-        Some(Command::Completions(args)) => cmd::shell::completions(args),
+        Some(Command::Completions(args)) => cmd::completion::completions(args),
         Some(Command::Man) => {
             use clap::CommandFactory as _;
-            cmd::shell::man(Cli::command())
+            cmd::completion::man(Cli::command())
         }
         Some(Command::Daemon(args)) => cmd::daemon::run(args),
         Some(Command::Agent) => crate::agent::run_stdio(),

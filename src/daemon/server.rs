@@ -15,7 +15,8 @@ use super::audit;
 use super::inflight::Runs;
 use super::pool::{link_error, Conn, Pool};
 use super::registry::{Control, Registry};
-use super::{follow, heist, run, DaemonOptions};
+use super::ssh::shell::ShellIn;
+use super::{follow, heist, run, shell, DaemonOptions};
 use crate::model::{ErrorKind, Host, HostError};
 use crate::proto::agent::{ReadFile, WriteFile};
 use crate::proto::daemon::{self as dp, Event, FileOp, FileResult, Request, StatusReport};
@@ -133,6 +134,11 @@ impl Sink {
         let _ = self.tx.send((self.id, e)).await;
     }
 
+    /// The id of the request these events answer.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Queue an event; false once the client is gone.
     pub async fn deliver(&self, e: Event) -> bool {
         self.tx.send((self.id, e)).await.is_ok()
@@ -171,6 +177,8 @@ pub async fn client(d: Arc<Daemon>, stream: UnixStream) {
         who: crate::paths::whoami(),
         identified: false,
     };
+    // Shells this connection has open (closed when it goes).
+    let mut shells = shell::Shells::default();
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<(u64, Event)>(CLIENT_QUEUE);
     let writer = tokio::spawn(write_events(wr, rx));
@@ -193,7 +201,7 @@ pub async fn client(d: Arc<Daemon>, stream: UnixStream) {
             tx: tx.clone(),
         };
         match dp::decode_request(&f) {
-            Ok(req) => dispatch(&d, &mut caller, req, sink).await,
+            Ok(req) => dispatch(&d, &mut caller, &mut shells, req, sink).await,
             Err(message) => sink.send(Event::Error { message }).await,
         }
     }
@@ -238,10 +246,17 @@ fn acts(req: &Request) -> bool {
             | Request::Interrupt { .. }
             | Request::Kill { .. }
             | Request::File { .. }
+            | Request::Shell(_)
     )
 }
 
-async fn dispatch(d: &Arc<Daemon>, caller: &mut Caller, req: Request, sink: Sink) {
+async fn dispatch(
+    d: &Arc<Daemon>,
+    caller: &mut Caller,
+    shells: &mut shell::Shells,
+    req: Request,
+    sink: Sink,
+) {
     if d.opts.identify && !caller.identified && acts(&req) {
         let message = "this daemon acts only for a named operator (identify = true in its \
                        daemon.toml): set CREW_OPERATOR or answer the prompt at start-up"
@@ -347,6 +362,19 @@ async fn dispatch(d: &Arc<Daemon>, caller: &mut Caller, req: Request, sink: Sink
                 let r = file(&d, &host, op, accept_new_host_keys).await;
                 sink.send(Event::FileDone(r)).await
             });
+        }
+        Request::Shell(r) => {
+            let who = caller.who.clone();
+            shell::open(d, shells, &who, r, sink).await
+        }
+        Request::ShellInput { shell, data } => {
+            shells.input(shell, ShellIn::Data(data)).await;
+        }
+        Request::ShellResize { shell, cols, rows } => {
+            shells.input(shell, ShellIn::Resize { cols, rows }).await;
+        }
+        Request::ShellEof { shell } => {
+            shells.input(shell, ShellIn::Eof).await;
         }
         Request::Stop => {
             tracing::info!("stop requested");
