@@ -130,3 +130,24 @@ fn the_console_opens_a_shell_on_the_pooled_connection_and_comes_back() {
     s.keys(&["q"]);
     s.wait_for("EXITED 0", 10);
 }
+
+#[test]
+fn a_local_hosts_shell_is_a_pty_on_this_machine() {
+    if !require_tool("tmux") {
+        return;
+    }
+    let hosts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hosts.toml");
+    let s = start(
+        "local",
+        &hosts,
+        90,
+        20,
+        "shell demo1 -- 'stty size; tty; exit 5'",
+    );
+    let screen = s.wait("the exit status and the terminal's mode", 60, |t| {
+        t.contains("EXITED") && t.lines().any(|l| l.trim_end().ends_with("icanon"))
+    });
+    assert!(screen.contains("EXITED 5"), "{screen}");
+    assert!(screen.contains("20 90"), "{screen}");
+    assert!(screen.contains("/dev/pts/"), "{screen}");
+}

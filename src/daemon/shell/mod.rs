@@ -12,8 +12,11 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::audit;
+use super::pool::Lease;
 use super::server::{Daemon, Sink};
 use super::ssh::shell::{PtySpec, ShellIn, ShellOut};
+
+mod local;
 use crate::model::Transport;
 use crate::proto::daemon::{Event, ShellRequest};
 
@@ -38,12 +41,32 @@ impl Shells {
 /// Open the session and relay its output to `sink` until it ends.
 pub async fn open(d: &Arc<Daemon>, shells: &mut Shells, who: &str, req: ShellRequest, sink: Sink) {
     let host = req.host.clone();
+    let spec = PtySpec {
+        term: req.term.clone(),
+        cols: req.cols,
+        rows: req.rows,
+        command: req.command.clone(),
+    };
     if host.transport == Transport::Local {
-        let message = format!(
-            "{} is a local host (its agent runs on the daemon's machine): open a terminal there",
-            host.name
-        );
-        sink.send(Event::Error { message }).await;
+        // A local host's agent runs on this machine: its shell is a local one, in a PTY.
+        match local::shell(&spec) {
+            Ok((input, output)) => {
+                shells.0.insert(sink.id(), input);
+                relay(
+                    d,
+                    who,
+                    &host.name,
+                    req.command.is_some(),
+                    None,
+                    output,
+                    sink,
+                );
+            }
+            Err(e) => {
+                let message = format!("{}: cannot start a local shell: {e}", host.name);
+                sink.send(Event::Error { message }).await;
+            }
+        }
         return;
     }
     let (lease, ssh) = match d.pool.ssh(&host, req.accept_new_host_keys).await {
@@ -61,13 +84,7 @@ pub async fn open(d: &Arc<Daemon>, shells: &mut Shells, who: &str, req: ShellReq
         sink.send(Event::Error { message }).await;
         return;
     };
-    let spec = PtySpec {
-        term: req.term.clone(),
-        cols: req.cols,
-        rows: req.rows,
-        command: req.command.clone(),
-    };
-    let (input, mut output) = match ssh.shell(spec).await {
+    let (input, output) = match ssh.shell(spec).await {
         Ok(x) => x,
         Err(e) => {
             sink.send(Event::Error {
@@ -78,7 +95,28 @@ pub async fn open(d: &Arc<Daemon>, shells: &mut Shells, who: &str, req: ShellReq
         }
     };
     shells.0.insert(sink.id(), input);
-    let (d, who) = (d.clone(), who.to_string());
+    relay(
+        d,
+        who,
+        &host.name,
+        req.command.is_some(),
+        Some(lease),
+        output,
+        sink,
+    );
+}
+
+/// Relay the session's output to the client until it ends, then audit it.
+fn relay(
+    d: &Arc<Daemon>,
+    who: &str,
+    host: &str,
+    command: bool,
+    lease: Option<Lease>,
+    mut output: mpsc::Receiver<ShellOut>,
+    sink: Sink,
+) {
+    let (d, who, host) = (d.clone(), who.to_string(), host.to_string());
     tokio::spawn(async move {
         // The lease keeps the connection counted as in use while the shell is open.
         let _lease = lease;
@@ -100,8 +138,8 @@ pub async fn open(d: &Arc<Daemon>, shells: &mut Shells, who: &str, req: ShellReq
         }
         sink.send(Event::ShellExit { code, signal }).await;
         let detail = serde_json::json!({
-            "host": host.name,
-            "command": req.command.is_some(),
+            "host": host,
+            "command": command,
             "opened": opened,
             "seconds": started.elapsed().as_secs_f64(),
             "exit": code,
@@ -110,7 +148,7 @@ pub async fn open(d: &Arc<Daemon>, shells: &mut Shells, who: &str, req: ShellReq
         audit::action(
             &d.audit_log,
             &who,
-            &format!("shell:{}", host.name),
+            &format!("shell:{host}"),
             "shell",
             Some(detail),
         )
