@@ -128,11 +128,18 @@ pub async fn execute(d: Arc<Daemon>, req: RunRequest, sink: Sink) {
         }
         Some(e) => {
             tracing::error!(run_id, "run store failed: {e}");
-            let _ = store::write_synced(&dir.join("FAILED"), e.as_bytes()).await;
-            sink.send(Event::Error {
-                message: format!("run {run_id} is not fully on disk, marked failed: {e}"),
-            })
-            .await;
+            let marker = dir.join("FAILED");
+            let message = match store::write_synced(&marker, e.as_bytes()).await {
+                Ok(()) => format!("run {run_id} is not fully on disk, marked failed: {e}"),
+                Err(m) => {
+                    tracing::error!(run_id, "cannot mark the run failed: {m:#}");
+                    format!(
+                        "run {run_id} is not fully on disk and could not be marked failed \
+                         ({m:#}): {e}"
+                    )
+                }
+            };
+            sink.send(Event::Error { message }).await;
         }
     }
 }

@@ -165,6 +165,16 @@ pub fn start<E: Executor>(
     plan: Plan,
     sets: Vec<(String, String)>,
 ) -> anyhow::Result<Running> {
+    start_in(&crate::paths::runs_dir(), exec, plan, sets)
+}
+
+/// [`start`], journaling into the run store at `runs_dir`.
+pub fn start_in<E: Executor>(
+    runs_dir: &std::path::Path,
+    exec: Arc<E>,
+    plan: Plan,
+    sets: Vec<(String, String)>,
+) -> anyhow::Result<Running> {
     let run_id = super::journal::new_run_id(&plan.heist.name);
     let meta = Meta {
         run_id: run_id.clone(),
@@ -179,7 +189,7 @@ pub fn start<E: Executor>(
         finished_ms: None,
         outcome: None,
     };
-    let journal = Journal::create(&meta)?;
+    let journal = Journal::create_in(runs_dir, &meta)?;
     let run_dir = journal.dir().to_path_buf();
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let (ask_tx, mut ask_rx) = mpsc::channel::<AskReply>(64);

@@ -60,7 +60,12 @@ pub fn new_run_id(heist: &str) -> String {
 impl Journal {
     /// Create `runs_dir()/heist-<run_id>/` with its meta.json and an empty journal.
     pub fn create(meta: &Meta) -> anyhow::Result<Journal> {
-        let dir = crate::paths::runs_dir().join(format!("heist-{}", meta.run_id));
+        Journal::create_in(&crate::paths::runs_dir(), meta)
+    }
+
+    /// [`Journal::create`] in the run store at `runs_dir`.
+    pub fn create_in(runs_dir: &Path, meta: &Meta) -> anyhow::Result<Journal> {
+        let dir = runs_dir.join(format!("heist-{}", meta.run_id));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("journal.jsonl");
         let file = std::fs::OpenOptions::new()

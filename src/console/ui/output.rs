@@ -3,7 +3,7 @@
 
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::hosts::verdict_glyph;
@@ -117,7 +117,10 @@ fn pane(f: &mut Frame, area: Rect, m: &Model, run: &RunView, host: &str, focus: 
         .filter_map(|i| job.out.get(i))
         .map(|(s, b)| output_line(s, b, search, t))
         .collect();
-    if lines.is_empty() {
+    // A pane without output says why, wrapped: an error's reason is read whole, not cut at
+    // the pane's edge.
+    let placeholder = lines.is_empty();
+    if placeholder {
         let msg = match &job.state {
             JobState::Pending => "waiting for the host…".to_string(),
             JobState::Running => "running, no output yet".to_string(),
@@ -132,7 +135,13 @@ fn pane(f: &mut Frame, area: Rect, m: &Model, run: &RunView, host: &str, focus: 
         lines.insert(0, Line::from(Span::styled(note, t.get("ui.dim"))));
         lines.truncate(h);
     }
-    f.render_widget(Paragraph::new(lines), inner);
+    let text = Paragraph::new(lines);
+    let text = if placeholder {
+        text.wrap(Wrap { trim: false })
+    } else {
+        text
+    };
+    f.render_widget(text, inner);
 }
 
 fn list_and_pane(f: &mut Frame, area: Rect, m: &Model, run: &RunView, focused: &str, t: &Theme) {
