@@ -2,66 +2,31 @@
 //! `local`-transport hosts, so every step is a `Run` through the daemon to a `crew agent`
 //! child, and put/fetch are the agent's WriteFile/ReadFile.
 
-mod heist_support;
+mod support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crew::client::Client;
-use crew::daemon::{serve, DaemonOptions};
 use crew::heist::daemon_exec::DaemonExecutor;
 use crew::heist::events::StepRef;
 use crew::heist::view_model::CellState;
-use heist_support::{crew_home, hosts, run, scenarios, scratch};
-use tokio_util::sync::CancellationToken;
+use support::daemon::Daemon;
+use support::heist::{hosts, run, scenarios, scratch};
 
-struct Daemon {
-    _home: tempfile::TempDir,
-    token: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    exec: Arc<DaemonExecutor>,
-}
-
-async fn daemon() -> Daemon {
-    crew_home();
-    let home = tempfile::tempdir().expect("tempdir");
-    let opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
-    let token = CancellationToken::new();
-    let task = tokio::spawn(serve(opts.clone(), token.clone()));
-    let mut client = None;
-    for _ in 0..500 {
-        if opts.socket.exists() {
-            client = Client::connect_at(&opts.socket).await.expect("connect");
-            if client.is_some() {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let client = client.expect("the daemon answers on its socket");
-    Daemon {
-        _home: home,
-        token,
-        task,
-        exec: Arc::new(DaemonExecutor::new(client, false)),
-    }
-}
-
-impl Daemon {
-    async fn stop(self) {
-        self.token.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await;
-    }
+/// A daemon in-process and the heist executor that goes through it.
+async fn daemon() -> (Daemon, Arc<DaemonExecutor>) {
+    let (d, client) = Daemon::start_connected().await;
+    (d, Arc::new(DaemonExecutor::new(client, false)))
 }
 
 macro_rules! agent_tests {
     ($($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            let d = daemon().await;
-            scenarios::$name(d.exec.clone(), false).await;
-            d.stop().await;
+            let (d, exec) = daemon().await;
+            scenarios::$name(exec.clone(), false).await;
+            drop(exec);
+            d.stop_within(Duration::from_secs(20)).await;
         }
     )*};
 }
@@ -79,7 +44,7 @@ agent_tests!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_and_fetch_go_through_the_agent() {
-    let d = daemon().await;
+    let (d, exec) = daemon().await;
     let dir = scratch("putfetch");
     let text = r#"
 [heist.pf]
@@ -98,7 +63,7 @@ fetch = { from = "${dir}/${host}.conf", to = "${dir}/fetched/${host}-${mode}" }
 "#;
     let ds = dir.display().to_string();
     let o = run(
-        d.exec.clone(),
+        exec.clone(),
         text,
         "pf",
         hosts(&["p1", "p2"]),
@@ -117,5 +82,6 @@ fetch = { from = "${dir}/${host}.conf", to = "${dir}/fetched/${host}-${mode}" }
             Some(CellState::Ok)
         );
     }
-    d.stop().await;
+    drop(exec);
+    d.stop_within(Duration::from_secs(20)).await;
 }

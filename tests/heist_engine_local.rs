@@ -1,13 +1,13 @@
 //! Engine policies with `local = true` steps: real bash processes on this machine, no daemon.
 //! The same scenarios run over real agents in `heist_engine_agents.rs`.
 
-mod heist_support;
+mod support;
 
 use std::sync::Arc;
 
 use crew::heist::executor::{Executor, OutputSink, RunSpec, StepOutcome};
 use crew::inventory::Host;
-use heist_support::scenarios;
+use support::heist::scenarios;
 
 /// Local steps never reach an executor; this one fails the test if they do.
 struct NoRemote;

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crew::client::Client;
@@ -11,11 +11,31 @@ use crew::daemon::{serve, DaemonOptions};
 use crew::inventory::Host;
 use crew::proto::agent::Stream;
 use crew::proto::daemon::{
-    ErrorKind, Event, HostEvent, Request, RunRequest, StatusReport, Verdict,
+    ErrorKind, Event, HostEvent, Request, RunRequest, StatusReport, Summary, Verdict,
 };
+use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 
 use super::sshd::SshdFleet;
+
+/// How long a daemon may take to answer on its socket after it was started.
+pub const START_WAIT: Duration = Duration::from_secs(10);
+
+/// A client of the daemon at `socket`, retrying until one answers; panics after `wait`.
+pub async fn connect_within(socket: &Path, wait: Duration) -> Client {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Ok(Some(c)) = Client::connect_at(socket).await {
+            return c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no daemon answered on {} within {wait:?}",
+            socket.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 pub struct Daemon {
     pub home: tempfile::TempDir,
@@ -38,29 +58,18 @@ impl Daemon {
         }
     }
 
-    /// Start the daemon and wait (at most 5 s) until its socket exists.
+    /// Start the daemon and wait (at most [`START_WAIT`]) until it answers on its socket.
     pub async fn start() -> Daemon {
         let d = Daemon::spawn();
-        for _ in 0..500 {
-            if d.opts.socket.exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(d.opts.socket.exists(), "daemon socket never appeared");
+        drop(connect_within(&d.opts.socket, START_WAIT).await);
         d
     }
 
-    /// Start the daemon and wait (at most ~5 s) until a client connects to it.
+    /// Start the daemon and connect a client to it (within [`START_WAIT`]).
     pub async fn start_connected() -> (Daemon, Client) {
         let d = Daemon::spawn();
-        for _ in 0..500 {
-            if let Ok(Some(c)) = Client::connect_at(&d.opts.socket).await {
-                return (d, c);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("daemon never answered");
+        let c = connect_within(&d.opts.socket, START_WAIT).await;
+        (d, c)
     }
 
     pub async fn client(&self) -> Client {
@@ -100,14 +109,7 @@ pub async fn status(c: &Client, wait: Duration) -> StatusReport {
     }
 }
 
-/// Our login name from the passwd database (`$USER` may be unset where tests run).
-pub fn login() -> String {
-    let out = std::process::Command::new("id")
-        .arg("-un")
-        .output()
-        .expect("id -un");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+pub use super::proc::login;
 
 /// The fleet's hosts, logging in as us.
 pub fn fleet_hosts(fleet: &SshdFleet) -> Vec<Host> {
@@ -154,15 +156,44 @@ pub struct Outcome {
     pub verdicts: Vec<(String, Verdict)>,
 }
 
-/// Send `req` and collect its events until RunFinished (each event within `wait`).
-pub async fn run(c: &Client, req: RunRequest, wait: Duration) -> Outcome {
-    let mut rx = c.request(Request::Run(req)).await.expect("run");
-    let mut o = Outcome::default();
+/// Every event of a request until (and including) its final one, each within `wait`: a
+/// run's ends with RunFinished (its summary is returned) or an Error (`None`).
+pub async fn collect(mut rx: Receiver<Event>, wait: Duration) -> (Vec<Event>, Option<Summary>) {
+    let mut events = Vec::new();
     loop {
         let ev = tokio::time::timeout(wait, rx.recv())
             .await
-            .expect("events in time")
-            .expect("event");
+            .unwrap_or_else(|_| panic!("no event within {wait:?}; so far: {events:?}"))
+            .unwrap_or_else(|| panic!("the stream ended without RunFinished: {events:?}"));
+        match &ev {
+            Event::RunFinished { summary, .. } => {
+                let s = summary.clone();
+                events.push(ev);
+                return (events, Some(s));
+            }
+            Event::Error { .. } => {
+                events.push(ev);
+                return (events, None);
+            }
+            _ => events.push(ev),
+        }
+    }
+}
+
+/// The next event of `rx` within `wait`, naming `what` when none comes.
+pub async fn next_event(rx: &mut Receiver<Event>, wait: Duration, what: &str) -> Event {
+    tokio::time::timeout(wait, rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within {wait:?}"))
+        .unwrap_or_else(|| panic!("the stream ended before {what}"))
+}
+
+/// Send `req` and sum up its events until RunFinished (each event within `wait`).
+pub async fn run(c: &Client, req: RunRequest, wait: Duration) -> Outcome {
+    let rx = c.request(Request::Run(req)).await.expect("run");
+    let (events, summary) = collect(rx, wait).await;
+    let mut o = Outcome::default();
+    for ev in events {
         match ev {
             Event::Host { host, event, .. } => match event {
                 HostEvent::Started { pid, agentless } => {
@@ -182,12 +213,10 @@ pub async fn run(c: &Client, req: RunRequest, wait: Duration) -> Outcome {
                     o.failed.insert(host, (kind, message));
                 }
             },
-            Event::RunFinished { summary, .. } => {
-                o.verdicts = summary.hosts;
-                return o;
-            }
-            Event::RunStarted { .. } => {}
+            Event::RunFinished { .. } | Event::RunStarted { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
     }
+    o.verdicts = summary.expect("RunFinished").hosts;
+    o
 }
