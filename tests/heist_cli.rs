@@ -64,7 +64,11 @@ fn list_and_plan_use_the_heists_beside_hosts_toml() {
     let o = d.crew(&["heist", "list"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(err.contains("roll.toml:8:1") && err.contains("params"), "{}", text(&o));
+    assert!(
+        err.contains("roll.toml:8:1") && err.contains("params"),
+        "{}",
+        text(&o)
+    );
 
     d.heist_file(
         "roll.toml",
@@ -83,7 +87,11 @@ fn list_and_plan_use_the_heists_beside_hosts_toml() {
     // A missing parameter: nothing can run, a usage error (exit 2).
     let o = d.crew(&["heist", "plan", "roll"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(stderr(&o).contains("needs --set greeting=VALUE"), "{}", text(&o));
+    assert!(
+        stderr(&o).contains("needs --set greeting=VALUE"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -155,7 +163,10 @@ fn heist_run_asks_on_the_terminal() {
         Io::ALL,
     );
     let asked = tty.wait_for("[a]dvance, [r]etry, roll[b]ack or abor[x]?", WAIT);
-    assert!(asked.contains("n1: step `1/2 check` failed: exit 3"), "{asked}");
+    assert!(
+        asked.contains("n1: step `1/2 check` failed: exit 3"),
+        "{asked}"
+    );
     // Open the gate, then answer: retry.
     std::fs::write(d.path().join("open"), "").expect("open the gate");
     tty.type_bytes(b"r\n");
@@ -202,7 +213,9 @@ fn heist_show_after_the_cli_crashed_mid_run() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("crew heist run");
-    wait_until("both hosts in `wait`", WAIT, || sleeps_with(&mark).len() == 2);
+    wait_until("both hosts in `wait`", WAIT, || {
+        sleeps_with(&mark).len() == 2
+    });
     // The CLI dies without a chance to write anything more.
     child.kill().expect("SIGKILL crew heist run");
     support::proc::wait_within(&mut child, WAIT, "the killed crew heist run");
@@ -222,5 +235,8 @@ fn heist_show_after_the_cli_crashed_mid_run() {
         assert_eq!(row, [h, "ok", "interrupted", "pending", "-"], "{out}");
     }
     let run = d.heist_runs().pop().expect("the heist run");
-    assert!(out.contains(&format!("journal: {}", run.display())), "{out}");
+    assert!(
+        out.contains(&format!("journal: {}", run.display())),
+        "{out}"
+    );
 }

@@ -97,7 +97,10 @@ run = "test ${{host}} != n3"
     let o = env.crew(&["run", "n1", "--", "false"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(picked(&env, "failed"), "n1");
-    assert!(picked(&env, "ok").contains("matches no host"), "only n1 ran");
+    assert!(
+        picked(&env, "ok").contains("matches no host"),
+        "only n1 ran"
+    );
 
     // Facts come from the agents through the daemon.
     assert_eq!(picked(&env, "kernel"), "n[1-3]");

@@ -297,3 +297,52 @@ pub fn hostname() -> String {
     let out = Command::new("hostname").output_within(Duration::from_secs(30));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// A user made for one test (`useradd`, no home, no login shell), deleted when dropped.
+pub struct ThrowawayUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl ThrowawayUser {
+    /// Needs root.
+    pub fn create() -> ThrowawayUser {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "crewt{}x{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--user-group"])
+            .args(["--shell", "/usr/sbin/nologin", &name])
+            .output_within(Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "useradd {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id")
+                .args([flag, &name])
+                .output_within(Duration::from_secs(30));
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("id {flag} {name}: {e}"))
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        ThrowawayUser { name, uid, gid }
+    }
+}
+
+impl Drop for ThrowawayUser {
+    fn drop(&mut self) {
+        run_quietly(
+            Command::new("userdel").arg(&self.name),
+            Duration::from_secs(60),
+        );
+    }
+}

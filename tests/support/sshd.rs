@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crew::inventory::{Host, Transport};
 
 use super::find_tool;
+use super::proc::Bounded;
 
 /// sshd accepts at most 16 ListenAddress lines per process.
 const PER_PROCESS: usize = 16;
@@ -61,8 +62,7 @@ fn keygen(path: &Path, comment: &str) {
     let out = Command::new(find_tool("ssh-keygen").expect("ssh-keygen installed"))
         .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
         .arg(path)
-        .output()
-        .expect("run ssh-keygen");
+        .output_within(Duration::from_secs(60));
     assert!(
         out.status.success(),
         "ssh-keygen failed: {}",
@@ -321,6 +321,23 @@ impl SshdFleet {
             kex: None,
             agent_dir: self.dir.path().join("agents").display().to_string(),
         }
+    }
+
+    /// The `[defaults]` of a hosts.toml for this fleet: our login, the fleet's port, client
+    /// key, known_hosts and agent dir, and `ssh_config` (give an empty file to keep the
+    /// user's ~/.ssh/config out). Append `[[host]]` entries with the fleet's addresses.
+    pub fn inventory_defaults(&self, ssh_config: &Path) -> String {
+        format!(
+            "[defaults]\ntransport = \"ssh\"\nuser = {user:?}\nport = {port}\n\
+             identity_file = {key:?}\nidentities_only = true\nknown_hosts = {kh:?}\n\
+             agent_dir = {agents:?}\nconnect_timeout = \"20s\"\nssh_config = {cfg:?}\n",
+            user = super::proc::login(),
+            port = self.port,
+            key = self.client_key.display().to_string(),
+            kh = self.known_hosts.display().to_string(),
+            agents = self.agent_dir().display().to_string(),
+            cfg = ssh_config.display().to_string(),
+        )
     }
 
     /// The fleet's hosts, ready to use.
