@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 use support::daemon::{connect_within, next_event, run_req, Daemon};
-use support::proc::{wait_until_async, Bounded, ThrowawayUser};
+use support::os::ThrowawayUser;
+use support::proc::{wait_until_async, Bounded};
 use support::{group_members, require_root};
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod console;
 pub mod daemon;
 pub mod heist;
+pub mod os;
 pub mod proc;
 pub mod pty;
 pub mod sshd;
