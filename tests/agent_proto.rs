@@ -4,6 +4,7 @@
 mod harness;
 #[path = "agent_proto/jobs.rs"]
 mod jobs;
+mod support;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,8 +12,9 @@ use std::time::Duration;
 
 use crew::proto::agent::{AgentMsg, ReadFile, Stream, WriteFile};
 use crew::proto::frame::{write_frame, MAX_FRAME};
-use harness::{agent, group_members, kind_of, run_msg, wait_until, WAIT};
+use harness::{agent, kind_of, run_msg, wait_until, WAIT};
 use sha2::{Digest, Sha256};
+use support::group_members;
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
@@ -144,31 +146,63 @@ async fn ping_info_and_files() {
 async fn malformed_frames_get_errors_and_the_agent_keeps_serving() {
     let mut a = agent(8).await;
     let run_kind = kind_of(run_msg("true", None));
-    let cases: Vec<(&str, u16, u64, Vec<u8>)> = vec![
-        ("bad payload", run_kind, 11, vec![0xff; 7]),
-        ("unknown kind", 999, 12, vec![1, 2, 3]),
-        ("ping with junk", kind_of(AgentMsg::Ping), 13, vec![1]),
+    // Each case, and what its error says.
+    let cases: Vec<(&str, u16, u64, Vec<u8>, String)> = vec![
+        (
+            "bad payload",
+            run_kind,
+            11,
+            vec![0xff; 7],
+            format!("bad frame of kind {run_kind}: malformed payload"),
+        ),
+        (
+            "unknown kind",
+            999,
+            12,
+            vec![1, 2, 3],
+            "unknown frame kind 999".into(),
+        ),
+        (
+            "ping with junk",
+            kind_of(AgentMsg::Ping),
+            13,
+            vec![1],
+            "Ping carries no payload, got 1 bytes".into(),
+        ),
         (
             "a reply as request",
             kind_of(AgentMsg::Started { pid: 1 }),
             14,
             vec![1],
+            "Started is not a request the agent accepts".into(),
         ),
         (
             "kill of no job",
             kind_of(AgentMsg::Kill { signal: 9 }),
             15,
+            AgentMsg::Kill { signal: 9 }.encode().1,
+            "no running job 15".into(),
+        ),
+        (
+            // postcard's zigzag varint: the byte 9 is the signal -5.
+            "kill with a signal out of range",
+            kind_of(AgentMsg::Kill { signal: 9 }),
+            19,
             vec![9],
+            "signal -5 is out of range 1..=64".into(),
         ),
     ];
-    for (what, kind, id, payload) in cases {
+    for (what, kind, id, payload, says) in cases {
         write_frame(&mut a.w, kind, id, &payload)
             .await
             .expect("send");
         match a.recv().await {
             (got, AgentMsg::Error { message }) => {
                 assert_eq!(got, id, "{what}: {message}");
-                assert!(!message.is_empty());
+                assert!(
+                    message.contains(&says),
+                    "{what}: {message:?} should say {says:?}"
+                );
             }
             other => panic!("{what}: expected Error, got {other:?}"),
         }
@@ -292,8 +326,12 @@ async fn output_is_binary_safe_and_large_output_is_exact_under_backpressure() {
     let (2, AgentMsg::Started { pid }) = a.recv().await else {
         panic!("expected Started")
     };
-    // Read nothing for a while: the command must be held back, not buffered in memory.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Read nothing: the command must be held back (blocked writing to its pipe), not
+    // drained into memory. Wait until cat sleeps inside write(2), then see how much it wrote.
+    wait_until("cat blocked in write(2) while nobody reads", || {
+        blocked_in_write(pid)
+    })
+    .await;
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("/proc/pid/io");
     let wchar: u64 = io
         .lines()
@@ -324,6 +362,19 @@ async fn output_is_binary_safe_and_large_output_is_exact_under_backpressure() {
     }
     assert_eq!(n, size);
     assert_eq!(hex::encode(h.finalize()), want, "byte-exact");
+}
+
+/// True while `pid` sleeps inside write(2) (`/proc/<pid>/syscall` names the call it is
+/// blocked in; `running` when it is not in one).
+fn blocked_in_write(pid: u32) -> bool {
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let sleeping = state
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('S'));
+    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/syscall: {e}"));
+    let nr = syscall.split_whitespace().next().unwrap_or("");
+    sleeping && nr == libc::SYS_write.to_string()
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! console models (`console`), run-store records (`store`) and the heist engine (`heist`).
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod cli;
 pub mod console;
 pub mod daemon;
