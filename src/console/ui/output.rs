@@ -117,9 +117,18 @@ fn pane(f: &mut Frame, area: Rect, m: &Model, run: &RunView, host: &str, focus: 
         .filter_map(|i| job.out.get(i))
         .map(|(s, b)| output_line(s, b, search, t))
         .collect();
-    // A pane without output says why, wrapped: an error's reason is read whole, not cut at
-    // the pane's edge.
+    // A pane that says why a host failed (the error is its last line) or why it has no
+    // output wraps: the reason is read whole, not cut at the pane's edge. Following, the
+    // tail that fits is kept.
     let placeholder = lines.is_empty();
+    let wrap = placeholder || matches!(job.state, JobState::Failed { .. });
+    if wrap && !placeholder && (run.follow || !is_focus) {
+        let w = usize::from(inner.width.max(1));
+        let rows = |l: &Line| l.width().div_ceil(w).max(1);
+        while lines.len() > 1 && lines.iter().map(rows).sum::<usize>() > h {
+            lines.remove(0);
+        }
+    }
     if placeholder {
         let msg = match &job.state {
             JobState::Pending => "waiting for the host…".to_string(),
@@ -136,7 +145,7 @@ fn pane(f: &mut Frame, area: Rect, m: &Model, run: &RunView, host: &str, focus: 
         lines.truncate(h);
     }
     let text = Paragraph::new(lines);
-    let text = if placeholder {
+    let text = if wrap {
         text.wrap(Wrap { trim: false })
     } else {
         text
