@@ -147,13 +147,21 @@ impl Session {
 
     /// Wait (at most `secs`) until `pred` holds for the screen; panic with the screen (and
     /// the logs, if asked for) if not.
+    /// The screen returned is settled: two captures in a row were the same, so a frame that
+    /// was still being drawn when `pred` first held is not what the caller looks at.
     pub fn wait(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut last: Option<String> = None;
         loop {
             let s = self.screen();
             if pred(&s) {
-                return s;
+                if last.as_deref() == Some(s.as_str()) {
+                    return s;
+                }
+                last = Some(s);
+                continue;
             }
+            last = None;
             if Instant::now() > deadline {
                 if self.logs_on_timeout {
                     panic!(
