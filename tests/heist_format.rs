@@ -5,9 +5,9 @@ use std::path::Path;
 use std::collections::BTreeMap;
 
 use crew::heist::def::{Action, Batch, Then};
+use crew::heist::validate::load_str;
 use crew::heist::vars::Scope;
 use crew::inventory::Host;
-use crew::heist::validate::load_str;
 
 const GOOD: &str = r#"
 [heist.deploy]
@@ -129,8 +129,11 @@ fn captures_of_earlier_steps_and_builtins_are_defined() {
     // group), the host's name and tag, and `$${` as a literal `${` for the shell.
     let mut host = Host::local("web1");
     host.tags = vec!["role=web".into()];
-    let captures: BTreeMap<String, String> =
-        [("v".to_string(), "7".to_string()), ("num".to_string(), "7".to_string())].into();
+    let captures: BTreeMap<String, String> = [
+        ("v".to_string(), "7".to_string()),
+        ("num".to_string(), "7".to_string()),
+    ]
+    .into();
     let scope = Scope {
         globals: &BTreeMap::new(),
         host: &host,
@@ -145,7 +148,9 @@ fn captures_of_earlier_steps_and_builtins_are_defined() {
         captures: &none,
         ..scope
     };
-    let err = scope.render(two.templates()[0]).expect_err("v is not captured");
+    let err = scope
+        .render(two.templates()[0])
+        .expect_err("v is not captured");
     assert_eq!(err.to_string(), "undefined variable `v`");
 }
 

@@ -12,11 +12,11 @@ pub mod heist;
 pub mod os;
 pub mod proc;
 pub mod pty;
+pub mod skip;
 pub mod sshd;
 pub mod store;
 pub mod tmux;
 
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -24,6 +24,7 @@ use std::time::Duration;
 
 #[allow(unused_imports)]
 pub use proc::{group_members, processes_with, wait_until, Bounded};
+pub use skip::skip;
 
 /// Directories searched besides `$PATH` (sshd lives in sbin, often not on a user's PATH).
 const EXTRA_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin", "/bin"];
@@ -73,37 +74,6 @@ fn package_of(name: &str) -> &str {
 /// not skip).
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
-}
-
-/// The file this `cargo test` run's skips are listed in: one per cargo process (every test
-/// binary of one run is a child of it), read by the `zz_skipped` summary at the end.
-pub fn skip_list() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("crew-skipped")
-        .join(format!("{}.txt", std::os::unix::process::parent_id()))
-}
-
-/// Say that the running test is skipped, where a person reads it: straight to the terminal's
-/// stderr (libtest captures `eprintln!` of passing tests, not writes to the stderr handle),
-/// and into [`skip_list`] for the summary that ends the run.
-pub fn skip(what: &str) {
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a test (unnamed thread)")
-        .to_string();
-    let line = format!("{}::{test}: {what}", env!("CARGO_CRATE_NAME"));
-    let _ = std::io::stderr().write_all(format!("SKIPPED {line}\n").as_bytes());
-    let list = skip_list();
-    if let Some(dir) = list.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&list)
-    {
-        let _ = f.write_all(format!("{line}\n").as_bytes());
-    }
 }
 
 /// True when every tool in `names` is installed and runs. When one is not: under `CI=true`
