@@ -61,10 +61,10 @@ async fn run_streams_output_and_reports_exit() {
 async fn ping_info_and_files() {
     let mut a = agent(8).await;
     a.send(77, AgentMsg::Ping).await;
-    assert_eq!(a.recv().await, (77, AgentMsg::Pong));
+    assert_eq!(a.reply().await, (77, AgentMsg::Pong));
 
     a.send(5, AgentMsg::InfoRequest).await;
-    let (id, AgentMsg::Info(info)) = a.recv().await else {
+    let (id, AgentMsg::Info(info)) = a.reply().await else {
         panic!("expected Info")
     };
     assert_eq!(id, 5);
@@ -96,11 +96,11 @@ async fn ping_info_and_files() {
         size: 5000,
         sha256: sum.clone(),
     };
-    assert_eq!(a.recv().await, (6, expected));
+    assert_eq!(a.reply().await, (6, expected));
     assert_eq!(std::fs::read(&path).expect("written"), data);
 
     a.send(7, write(&sum, b"something else")).await;
-    match a.recv().await {
+    match a.reply().await {
         (7, AgentMsg::Error { message }) => assert!(message.contains("checksum"), "{message}"),
         other => panic!("checksum mismatch must be refused, got {other:?}"),
     }
@@ -124,7 +124,7 @@ async fn ping_info_and_files() {
     };
     let p = path.to_string_lossy().to_string();
     a.send(8, read(&p, 1 << 20)).await;
-    match a.recv().await {
+    match a.reply().await {
         (8, AgentMsg::FileData(f)) => {
             assert_eq!(
                 (f.data, f.mode, f.sha256),
@@ -135,11 +135,11 @@ async fn ping_info_and_files() {
     }
     a.send(9, read(&p, 100)).await;
     assert!(
-        matches!(a.recv().await, (9, AgentMsg::Error { .. })),
+        matches!(a.reply().await, (9, AgentMsg::Error { .. })),
         "over max_size"
     );
     a.send(10, read("/nonexistent/x", 10)).await;
-    assert!(matches!(a.recv().await, (10, AgentMsg::Error { .. })));
+    assert!(matches!(a.reply().await, (10, AgentMsg::Error { .. })));
 }
 
 #[tokio::test]
@@ -196,7 +196,7 @@ async fn malformed_frames_get_errors_and_the_agent_keeps_serving() {
         write_frame(&mut a.w, kind, id, &payload)
             .await
             .expect("send");
-        match a.recv().await {
+        match a.reply().await {
             (got, AgentMsg::Error { message }) => {
                 assert_eq!(got, id, "{what}: {message}");
                 assert!(
@@ -214,17 +214,17 @@ async fn malformed_frames_get_errors_and_the_agent_keeps_serving() {
     big.extend_from_slice(&16u64.to_be_bytes());
     big.resize(4 + MAX_FRAME + 1, b'j');
     a.w.write_all(&big).await.expect("send big");
-    match a.recv().await {
+    match a.reply().await {
         (16, AgentMsg::Error { message }) => assert!(message.contains("limit"), "{message}"),
         other => panic!("expected Error for oversized frame, got {other:?}"),
     }
     // Shorter than a header: skipped, answered with id 0.
     a.w.write_all(&3u32.to_be_bytes()).await.expect("send");
     a.w.write_all(b"abc").await.expect("send");
-    assert!(matches!(a.recv().await, (0, AgentMsg::Error { .. })));
+    assert!(matches!(a.reply().await, (0, AgentMsg::Error { .. })));
 
     a.send(17, AgentMsg::Ping).await;
-    assert_eq!(a.recv().await, (17, AgentMsg::Pong));
+    assert_eq!(a.reply().await, (17, AgentMsg::Pong));
     let d = a.run(18, "echo still here").await;
     assert_eq!(d.out, b"still here\n");
 }
@@ -233,13 +233,13 @@ async fn malformed_frames_get_errors_and_the_agent_keeps_serving() {
 async fn replies_come_out_of_order_and_pings_are_not_queued() {
     let mut a = agent(8).await;
     a.send(1, run_msg("sleep 2; echo long", None)).await;
-    assert!(matches!(a.recv().await, (1, AgentMsg::Started { .. })));
+    assert!(matches!(a.reply().await, (1, AgentMsg::Started { .. })));
     a.send(2, run_msg("echo short", None)).await;
     a.send(3, AgentMsg::Ping).await;
     let mut order = Vec::new();
     let mut outs: HashMap<u64, Vec<u8>> = HashMap::new();
     while order.len() < 3 {
-        match a.recv().await {
+        match a.reply().await {
             (id, AgentMsg::Exit(e)) => {
                 assert_eq!(e.code, Some(0));
                 order.push(id);
@@ -259,13 +259,13 @@ async fn replies_come_out_of_order_and_pings_are_not_queued() {
 async fn queue_limit_refuses_and_kill_reaches_grandchildren() {
     let mut a = agent(2).await;
     a.send(1, run_msg("sleep 1000 & sleep 1000", None)).await;
-    let (1, AgentMsg::Started { pid }) = a.recv().await else {
+    let (1, AgentMsg::Started { pid }) = a.reply().await else {
         panic!("expected Started")
     };
     a.send(2, run_msg("sleep 1000", None)).await;
-    assert!(matches!(a.recv().await, (2, AgentMsg::Started { .. })));
+    assert!(matches!(a.reply().await, (2, AgentMsg::Started { .. })));
     a.send(3, run_msg("echo too many", None)).await;
-    match a.recv().await {
+    match a.reply().await {
         (3, AgentMsg::Refused { reason }) => assert!(reason.contains("limit"), "{reason}"),
         other => panic!("expected Refused, got {other:?}"),
     }
@@ -323,7 +323,7 @@ async fn output_is_binary_safe_and_large_output_is_exact_under_backpressure() {
     drop(data);
     let cmd = format!("exec cat {}", big.display());
     a.send(2, run_msg(&cmd, None)).await;
-    let (2, AgentMsg::Started { pid }) = a.recv().await else {
+    let (2, AgentMsg::Started { pid }) = a.reply().await else {
         panic!("expected Started")
     };
     // Read nothing: the command must be held back (blocked writing to its pipe), not
@@ -342,7 +342,7 @@ async fn output_is_binary_safe_and_large_output_is_exact_under_backpressure() {
     let mut h = Sha256::new();
     let (mut n, mut frames) = (0usize, 0usize);
     loop {
-        match a.recv().await {
+        match a.reply().await {
             (2, AgentMsg::Output { stream, data }) => {
                 assert_eq!(stream, Stream::Stdout);
                 assert!(data.len() <= 64 * 1024);
@@ -385,7 +385,7 @@ async fn input_eof_kills_running_jobs_and_ends_the_agent() {
         run_msg("touch left-behind; sleep 1000 & sleep 1000", None),
     )
     .await;
-    let (1, AgentMsg::Started { pid }) = a.recv().await else {
+    let (1, AgentMsg::Started { pid }) = a.reply().await else {
         panic!("expected Started")
     };
     wait_until("both sleeps running", || group_members(pid).len() >= 2).await;

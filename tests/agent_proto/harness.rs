@@ -33,7 +33,7 @@ pub async fn agent(max_jobs: usize) -> Agent {
     r.read_exact(&mut marker).await.expect("marker");
     assert_eq!(marker, SYNC_MARKER, "the agent starts with its sync marker");
     let mut a = Agent { r, w, served, tmp };
-    match a.recv().await {
+    match a.reply().await {
         (0, AgentMsg::Hello(h)) => {
             assert_eq!(h.proto, PROTO_VERSION);
             assert_eq!(h.build, "test-build");
@@ -52,7 +52,8 @@ impl Agent {
             .expect("send");
     }
 
-    pub async fn recv(&mut self) -> (u64, AgentMsg) {
+    /// The next reply, within [`WAIT`].
+    pub async fn reply(&mut self) -> (u64, AgentMsg) {
         let f = tokio::time::timeout(WAIT, read_frame(&mut self.r))
             .await
             .expect("agent answers in time")
@@ -73,7 +74,7 @@ impl Agent {
     pub async fn collect(&mut self, id: u64) -> Done {
         let mut d = Done::default();
         loop {
-            let (got, msg) = self.recv().await;
+            let (got, msg) = self.reply().await;
             assert_eq!(got, id, "frame for another id: {msg:?}");
             match msg {
                 AgentMsg::Started { pid } => d.pid = pid,

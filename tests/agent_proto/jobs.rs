@@ -50,13 +50,13 @@ async fn jobs_get_the_agent_environment_with_request_overrides() {
 async fn a_command_with_a_nul_byte_is_an_error_and_the_agent_keeps_serving() {
     let mut a = agent(4).await;
     a.send(1, run_with_env("echo a\0b", &[])).await;
-    match a.recv().await {
+    match a.reply().await {
         (1, AgentMsg::Error { message }) => assert!(message.contains("NUL"), "{message}"),
         other => panic!("expected Error, got {other:?}"),
     }
     a.send(2, run_with_env("echo ok", &[("BAD\0KEY", "v")]))
         .await;
-    match a.recv().await {
+    match a.reply().await {
         (2, AgentMsg::Error { message }) => assert!(message.contains("BAD"), "{message}"),
         other => panic!("expected Error, got {other:?}"),
     }

@@ -87,6 +87,7 @@ pub async fn run<E: Executor>(
     let mut view = ViewModel::default();
     let mut answers = answers.iter().copied();
     let mut asks = 0;
+    // Bounded as a whole: `limit` below.
     let collect = async {
         while let Some(ev) = running.events.recv().await {
             view.apply(&ev);

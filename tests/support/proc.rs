@@ -23,6 +23,7 @@ pub fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
+            // Reaps the SIGKILLed child (a KILL cannot be ignored).
             let _ = child.wait();
             return None;
         }

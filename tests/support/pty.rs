@@ -203,7 +203,6 @@ fn text_of(s: &Screen) -> String {
 
 impl Drop for PtyChild {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::proc::wait_or_kill(&mut self.child, Duration::ZERO);
     }
 }

@@ -298,6 +298,7 @@ impl SshdFleet {
     fn kill_all(&mut self) {
         for c in &mut self.procs {
             let _ = c.kill();
+            // Reaps the SIGKILLed sshd (a KILL cannot be ignored).
             let _ = c.wait();
         }
         self.procs.clear();
