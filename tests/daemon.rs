@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 mod support;
 use support::daemon::{connect_within, next_event, run_req, Daemon};
 use support::os::ThrowawayUser;
-use support::proc::{wait_until_async, Bounded};
-use support::{group_members, require_root};
+use support::proc::Bounded;
+use support::require_root;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -239,45 +239,7 @@ async fn run_streams_and_stores_every_host_before_finishing() {
 async fn kill_leaves_no_process_behind() {
     let d = Daemon::start().await;
     let c = d.client().await;
-    let mut rx = c
-        .request(Request::Run(run_req(
-            hosts(&["k1"]),
-            "sleep 1000 & sleep 1000; wait",
-        )))
-        .await
-        .expect("run");
-    let mut run_id = None;
-    let mut pid = None;
-    while pid.is_none() {
-        match next_event(&mut rx, WAIT, "RunStarted and Started").await {
-            Event::RunStarted { run_id: id, .. } => run_id = Some(id),
-            Event::Host {
-                event: HostEvent::Started { pid: p, .. },
-                ..
-            } => pid = Some(p),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    let (run_id, pid) = (run_id.expect("run id"), pid.expect("pid"));
-    // Both sleeps are up before the kill, or "none left" below proves nothing.
-    wait_until_async("bash and two sleeps in the job's group", WAIT, || {
-        group_members(pid).len() >= 3
-    })
-    .await;
-    c.send(Request::Kill {
-        run_id,
-        host: None,
-        signal: libc::SIGKILL,
-    })
-    .await
-    .expect("kill");
-    let (_, summary) = collect(rx).await;
-    let summary = summary.expect("RunFinished");
-    assert_eq!(summary.hosts, vec![("k1".to_string(), Verdict::Killed)]);
-    wait_until_async("no process left in the job's group", WAIT, || {
-        group_members(pid).is_empty()
-    })
-    .await;
+    support::daemon::kill_leaves_no_process(&c, Host::local("k1"), WAIT, String::new).await;
     drop(c);
     d.stop_within_checked(WAIT).await;
 }
@@ -293,34 +255,17 @@ async fn a_second_run_reuses_the_agents() {
             .map(|h| (h.name.clone(), h.agent_pid, h.state.clone()))
             .collect()
     };
-    let (_, s1) = collect(
-        c.request(Request::Run(run_req(hosts(&names), "true")))
-            .await
-            .expect("run"),
-    )
-    .await;
-    assert!(s1
-        .expect("finished")
-        .hosts
-        .iter()
-        .all(|(_, v)| *v == Verdict::Ok));
+    let all_ok = |o: support::daemon::Outcome| o.verdicts.iter().all(|(_, v)| *v == Verdict::Ok);
+    let s1 = support::daemon::run(&c, run_req(hosts(&names), "true"), WAIT).await;
+    assert!(all_ok(s1));
     let first = pids(&status(&c).await);
     assert_eq!(first.len(), 3);
     assert!(
         first.iter().all(|(_, p, st)| p.is_some() && st == "ready"),
         "{first:?}"
     );
-    let (_, s2) = collect(
-        c.request(Request::Run(run_req(hosts(&names), "true")))
-            .await
-            .expect("run"),
-    )
-    .await;
-    assert!(s2
-        .expect("finished")
-        .hosts
-        .iter()
-        .all(|(_, v)| *v == Verdict::Ok));
+    let s2 = support::daemon::run(&c, run_req(hosts(&names), "true"), WAIT).await;
+    assert!(all_ok(s2));
     let report = status(&c).await;
     assert_eq!(pids(&report), first, "same agents serve the second run");
     assert_eq!(report.runs_total, 2);

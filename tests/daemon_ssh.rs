@@ -13,8 +13,7 @@ use crew::proto::daemon::{ErrorKind, Event, HostEvent, Request, RunRequest, Verd
 use sha2::{Digest, Sha256};
 use support::daemon::{accepted, fleet_hosts, login, next_event, run_req, status, Daemon, Outcome};
 use support::os::NoexecTmpfs;
-use support::proc::wait_until_async;
-use support::{group_members, require_root, require_sshd};
+use support::{require_root, require_sshd};
 
 async fn run(c: &Client, req: RunRequest) -> Outcome {
     support::daemon::run(c, req, WAIT).await
@@ -137,56 +136,8 @@ async fn kill_over_ssh_leaves_no_process() {
     }
     let fleet = SshdFleet::start(1);
     let (d, c) = Daemon::start_connected().await;
-    let mut rx = c
-        .request(Request::Run(run_req(
-            fleet_hosts(&fleet),
-            "sleep 1000 & sleep 1000; wait",
-        )))
-        .await
-        .expect("run");
-    let (mut run_id, mut pid) = (None, None);
-    while pid.is_none() {
-        match next_event(&mut rx, WAIT, "RunStarted and Started").await {
-            Event::RunStarted { run_id: id, .. } => run_id = Some(id),
-            Event::Host {
-                event: HostEvent::Started { pid: p, .. },
-                ..
-            } => pid = Some(p),
-            Event::Host {
-                event: HostEvent::Failed { kind, message },
-                ..
-            } => {
-                panic!("{kind:?}: {message}\n{}", fleet.logs())
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    let (run_id, pid) = (run_id.expect("run id"), pid.expect("pid"));
-    assert_ne!(pid, 0, "an agent (not agentless) reports the real pid");
-    wait_until_async("bash and two sleeps in the job's group", WAIT, || {
-        group_members(pid).len() >= 3
-    })
-    .await;
-    c.send(Request::Kill {
-        run_id,
-        host: None,
-        signal: libc::SIGKILL,
-    })
-    .await
-    .expect("kill");
-    loop {
-        match next_event(&mut rx, WAIT, "RunFinished").await {
-            Event::RunFinished { summary, .. } => {
-                assert_eq!(summary.hosts[0].1, Verdict::Killed);
-                break;
-            }
-            _ => continue,
-        }
-    }
-    wait_until_async("no process left in the job's group", WAIT, || {
-        group_members(pid).is_empty()
-    })
-    .await;
+    let host = fleet_hosts(&fleet).remove(0);
+    support::daemon::kill_leaves_no_process(&c, host, WAIT, || fleet.logs()).await;
     drop(c);
     d.stop_within_checked(WAIT).await;
 }

@@ -7,22 +7,14 @@ mod support;
 use std::time::Duration;
 
 use crew::heist::events::{Choice, Decision, HeistEvent};
-use support::cli::{stderr, stdout, text, CliEnv};
+use support::cli::{local_hosts, stderr, stdout, text, CliEnv};
 use support::proc::{marker, sleeps_with, wait_until};
 use support::pty::{Io, PtyChild};
-
-const HOSTS: &str = r#"
-[defaults]
-transport = "local"
-[[host]]
-name = "n[1-4]"
-tags = ["role=demo", "zone=a"]
-"#;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn fleet() -> CliEnv {
-    CliEnv::new(HOSTS)
+    CliEnv::new(&local_hosts(&[("n[1-4]", &["role=demo", "zone=a"])]))
 }
 
 #[test]

@@ -31,16 +31,7 @@ macro_rules! agent_tests {
     )*};
 }
 
-agent_tests!(
-    retry_then_succeeds,
-    rollback_only_where_the_failing_step_was_reached,
-    failed_wave_stops_later_waves,
-    accepted_exit_codes_and_continue,
-    captures_feed_later_steps,
-    timeout_kills_the_process_group,
-    ask_waits_for_the_operator,
-    journal_rebuilds_the_view
-);
+scenarios::every_scenario!(agent_tests);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_and_fetch_go_through_the_agent() {

@@ -36,13 +36,4 @@ macro_rules! local_tests {
     )*};
 }
 
-local_tests!(
-    retry_then_succeeds,
-    rollback_only_where_the_failing_step_was_reached,
-    failed_wave_stops_later_waves,
-    accepted_exit_codes_and_continue,
-    captures_feed_later_steps,
-    timeout_kills_the_process_group,
-    ask_waits_for_the_operator,
-    journal_rebuilds_the_view
-);
+scenarios::every_scenario!(local_tests);

@@ -8,22 +8,14 @@ mod support;
 use std::time::Duration;
 
 use crew::heist::events::{Decision, HeistEvent, HostOutcome, Outcome, StepRef};
-use support::cli::{text, CliEnv};
+use support::cli::{local_hosts, text, CliEnv};
 use support::proc::{marker, processes_with, sleeps_with, wait_until};
 use support::pty::{Io, PtyChild};
-
-const HOSTS: &str = r#"
-[defaults]
-transport = "local"
-[[host]]
-name = "n[1-3]"
-tags = ["role=demo"]
-"#;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn env(heists: &str) -> CliEnv {
-    let env = CliEnv::new(HOSTS);
+    let env = CliEnv::new(&local_hosts(&[("n[1-3]", &["role=demo"])]));
     env.heist_file("h.toml", heists);
     env
 }

@@ -7,16 +7,8 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::cli::CliEnv;
+use support::cli::{local_hosts, CliEnv};
 use support::Bounded;
-
-const HOSTS: &str = r#"
-[defaults]
-transport = "local"
-[[host]]
-name = "n[1-3]"
-tags = ["role=demo"]
-"#;
 
 /// The hosts `crew heist plan pick --profile P` would run on (its wave lines).
 fn picked(env: &CliEnv, profile: &str) -> String {
@@ -42,7 +34,7 @@ fn kernel() -> String {
 
 #[test]
 fn outcomes_of_the_last_run_and_facts_pick_hosts() {
-    let env = CliEnv::new(HOSTS);
+    let env = CliEnv::new(&local_hosts(&[("n[1-3]", &["role=demo"])]));
     let heists = format!(
         r#"
 [heist.pick]

@@ -9,22 +9,9 @@ use std::time::{Duration, Instant};
 
 use crew::daemon::store::{read_run, HostRecord};
 use crew::proto::daemon::Verdict;
-use support::cli::CliEnv;
+use support::cli::{local_hosts, CliEnv};
 use support::proc::{alive, marker, sleeps_with, wait_until};
 use support::pty::{Io, PtyChild};
-
-const HOSTS: &str = r#"
-[defaults]
-transport = "local"
-
-[[host]]
-name = "node[1-3]"
-tags = ["role=app"]
-
-[[host]]
-name = "odd1"
-tags = ["role=odd"]
-"#;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -71,7 +58,10 @@ fn sleeps_by_host(marker: &str) -> Vec<(String, u32)> {
 
 #[test]
 fn plain_run_prefixes_lines_and_sanitises() {
-    let env = CliEnv::new(HOSTS);
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let out = env.crew(&[
         "run",
         "role=app",
@@ -107,7 +97,10 @@ fn plain_run_prefixes_lines_and_sanitises() {
 
 #[test]
 fn gather_folds_identical_hosts_and_failures_exit_1() {
-    let env = CliEnv::new(HOSTS);
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let out = env.crew(&[
         "run",
         "--gather",
@@ -133,7 +126,10 @@ fn gather_folds_identical_hosts_and_failures_exit_1() {
 
 #[test]
 fn json_lines_carry_every_event() {
-    let env = CliEnv::new(HOSTS);
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let out = env.crew(&["run", "--json", "odd1", "--", "echo a; echo b >&2; exit 2"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let events: Vec<serde_json::Value> = text(&out.stdout)
@@ -158,7 +154,10 @@ fn json_lines_carry_every_event() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let env = CliEnv::new(HOSTS);
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let bad = env.crew(&["run", "role=app & (", "--", "true"]);
     assert_eq!(bad.status.code(), Some(2));
     let err = text(&bad.stderr);
@@ -178,7 +177,10 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn status_and_daemon_stop() {
-    let env = CliEnv::new(HOSTS);
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let none = env.crew(&["daemon", "stop"]);
     assert_eq!(none.status.code(), Some(0));
     assert!(text(&none.stdout).contains("no daemon running"));
@@ -213,7 +215,10 @@ fn status_and_daemon_stop() {
 
 #[test]
 fn outcome_selection_reruns_exactly_the_failed_hosts() {
-    let env = CliEnv::new(HOSTS);
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let first = env.crew(&[
         "run",
         "role=app | role=odd",
@@ -247,7 +252,10 @@ fn outcome_selection_reruns_exactly_the_failed_hosts() {
 
 #[test]
 fn colour_only_on_a_terminal_and_never_with_no_color() {
-    let env = CliEnv::new(HOSTS);
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let cmd = ["run", "node1", "--", "echo hi; echo warn >&2"];
     // Piped: plain text.
     let piped = env.crew(&cmd);
@@ -290,7 +298,10 @@ fn interruptible_run(env: &CliEnv, mark: &str, stubborn: &str) -> PtyChild {
 
 #[test]
 fn ctrl_c_terms_then_kills_after_3s_and_prints_the_summary() {
-    let env = CliEnv::new(HOSTS);
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let mark = marker();
     // node1 ignores TERM: only the KILL that follows 3 s later ends it.
     let mut tty = interruptible_run(&env, &mark, "node1");
@@ -336,7 +347,10 @@ fn ctrl_c_terms_then_kills_after_3s_and_prints_the_summary() {
 
 #[test]
 fn a_second_ctrl_c_kills_at_once() {
-    let env = CliEnv::new(HOSTS);
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let mark = marker();
     // Both ignore TERM: only a KILL ends them.
     let mut tty = interruptible_run(&env, &mark, "node1 node2");
@@ -363,7 +377,10 @@ fn a_second_ctrl_c_kills_at_once() {
 
 #[test]
 fn timeout_kills_the_command_and_reports_timed_out() {
-    let env = CliEnv::new(HOSTS);
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let mark = marker();
     let cmd = format!("echo started; sleep {mark} & sleep {mark}; echo never");
     let out = env.crew(&["run", "--timeout", "1s", "node1", "--", &cmd]);
@@ -386,7 +403,10 @@ fn timeout_kills_the_command_and_reports_timed_out() {
 
 #[test]
 fn fanout_limits_how_many_hosts_run_at_once() {
-    let env = CliEnv::new(HOSTS);
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let dir = env.path().join("fanout");
     std::fs::create_dir(&dir).expect("dir");
     // Each job counts itself in (under a lock), records how many run, then waits until a

@@ -20,6 +20,16 @@ pub fn crew_command(home: &Path, config: &Path) -> Command {
     c
 }
 
+/// A hosts.toml of `local` hosts (agents run as children of the daemon): one `[[host]]` per
+/// (name or nodeset, tags).
+pub fn local_hosts(entries: &[(&str, &[&str])]) -> String {
+    let mut toml = String::from("[defaults]\ntransport = \"local\"\n");
+    for (name, tags) in entries {
+        toml += &format!("\n[[host]]\nname = {name:?}\ntags = {tags:?}\n");
+    }
+    toml
+}
+
 /// stdout and stderr of a run, with its exit status, for assertion messages.
 pub fn text(o: &Output) -> String {
     format!(

@@ -220,3 +220,54 @@ pub async fn run(c: &Client, req: RunRequest, wait: Duration) -> Outcome {
     o.verdicts = summary.expect("RunFinished").hosts;
     o
 }
+
+/// The kill scenario, over any transport: `host` runs a shell with two background sleeps;
+/// once all three run (or "none left" would prove nothing), the run is killed; the host's
+/// verdict is `killed` and nothing of its process group is left. `context` is added to a
+/// failure message (e.g. sshd's logs).
+pub async fn kill_leaves_no_process(
+    c: &Client,
+    host: Host,
+    wait: Duration,
+    context: impl Fn() -> String,
+) {
+    let name = host.name.clone();
+    let mut rx = c
+        .request(Request::Run(run_req(
+            vec![host],
+            "sleep 1000 & sleep 1000; wait",
+        )))
+        .await
+        .expect("run");
+    let (mut run_id, mut pid) = (None, None);
+    while pid.is_none() {
+        match next_event(&mut rx, wait, "RunStarted and Started").await {
+            Event::RunStarted { run_id: id, .. } => run_id = Some(id),
+            Event::Host {
+                event: HostEvent::Started { pid: p, .. },
+                ..
+            } => pid = Some(p),
+            other => panic!("unexpected {other:?}\n{}", context()),
+        }
+    }
+    let (run_id, pid) = (run_id.expect("run id"), pid.expect("pid"));
+    assert_ne!(pid, 0, "an agent (not agentless) reports the real pid");
+    super::proc::wait_until_async("bash and two sleeps in the job's group", wait, || {
+        super::group_members(pid).len() >= 3
+    })
+    .await;
+    c.send(Request::Kill {
+        run_id,
+        host: None,
+        signal: libc::SIGKILL,
+    })
+    .await
+    .expect("kill");
+    let (_, summary) = collect(rx, wait).await;
+    let summary = summary.expect("RunFinished");
+    assert_eq!(summary.hosts, vec![(name, Verdict::Killed)]);
+    super::proc::wait_until_async("no process left in the job's group", wait, || {
+        super::group_members(pid).is_empty()
+    })
+    .await;
+}

@@ -16,6 +16,26 @@ use super::{gone, hosts, run, runs_dir, scratch};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// `$m!(a, b, …)` with every scenario of this file: each engine test file turns each into a
+/// test run with its executor.
+#[allow(unused_macros)]
+macro_rules! every_scenario {
+    ($m:ident) => {
+        $m!(
+            retry_then_succeeds,
+            rollback_only_where_the_failing_step_was_reached,
+            failed_wave_stops_later_waves,
+            accepted_exit_codes_and_continue,
+            captures_feed_later_steps,
+            timeout_kills_the_process_group,
+            ask_waits_for_the_operator,
+            journal_rebuilds_the_view
+        );
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use every_scenario;
+
 fn text(t: &str, local: bool) -> String {
     t.replace("@L", if local { "local = true" } else { "" })
 }
