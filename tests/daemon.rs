@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crew::client::Client;
-use crew::daemon::{serve, DaemonOptions};
+use crew::daemon::serve;
 use crew::inventory::Host;
 use crew::proto::daemon::{Event, HostEvent, Request, StatusReport, Summary, Verdict};
 use tokio::sync::mpsc::Receiver;
@@ -128,27 +128,16 @@ async fn a_connection_from_another_uid_is_refused() {
 
 #[tokio::test]
 async fn a_stale_socket_is_replaced() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
-    // A socket file nobody listens on (a daemon that died without cleaning up).
-    drop(std::os::unix::net::UnixListener::bind(&opts.socket).expect("bind"));
-    assert!(opts.socket.exists());
-    assert!(Client::connect_at(&opts.socket)
-        .await
-        .expect("connect")
-        .is_none());
-    let token = CancellationToken::new();
-    let task = tokio::spawn(serve(opts.clone(), token.clone()));
+    let d = Daemon::spawn_with(|opts| {
+        // A socket file nobody listens on (a daemon that died without cleaning up).
+        drop(std::os::unix::net::UnixListener::bind(&opts.socket).expect("bind"));
+        assert!(opts.socket.exists());
+    });
     // The new daemon answers on the old path.
-    let c = connect_within(&opts.socket, WAIT).await;
+    let c = connect_within(&d.opts.socket, WAIT).await;
     let mut rx = c.request(Request::Stop).await.expect("stop");
     assert_eq!(next_event(&mut rx, WAIT, "Stopping").await, Event::Stopping);
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("stops")
-        .expect("task")
-        .expect("result");
-    drop(token);
+    d.ends_within(WAIT).await;
 }
 
 #[tokio::test]
@@ -321,25 +310,16 @@ async fn a_lost_agent_is_reported_and_replaced() {
 
 #[tokio::test]
 async fn an_idle_daemon_exits() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let mut opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
-    opts.idle_timeout = Some(Duration::from_millis(300));
-    let task = tokio::spawn(serve(opts.clone(), CancellationToken::new()));
-    // A client keeps it alive while connected.
-    let c = connect_within(&opts.socket, WAIT).await;
+    let d = Daemon::spawn_with(|opts| opts.idle_timeout = Some(Duration::from_millis(300)));
+    let socket = d.opts.socket.clone();
+    // A client keeps it alive while connected: longer than its idle timeout.
+    let c = connect_within(&socket, WAIT).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(
-        !task.is_finished(),
-        "a connected client keeps the daemon up"
-    );
+    assert!(!d.ended(), "a connected client keeps the daemon up");
     let _ = status(&c).await;
     drop(c);
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("idle daemon exits")
-        .expect("task")
-        .expect("result");
-    assert!(!opts.socket.exists());
+    d.ends_within(WAIT).await;
+    assert!(!socket.exists());
 }
 
 #[tokio::test]

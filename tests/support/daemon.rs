@@ -46,8 +46,16 @@ pub struct Daemon {
 
 impl Daemon {
     fn spawn() -> Daemon {
+        Daemon::spawn_with(|_| {})
+    }
+
+    /// Serve under a fresh home, after `prepare` has adjusted the options (and the home
+    /// they point into); does not wait for the socket.
+    pub fn spawn_with(prepare: impl FnOnce(&mut DaemonOptions)) -> Daemon {
         let home = tempfile::tempdir().expect("tempdir");
-        let opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
+        let mut opts =
+            DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
+        prepare(&mut opts);
         let token = CancellationToken::new();
         let task = tokio::spawn(serve(opts.clone(), token.clone()));
         Daemon {
@@ -77,6 +85,20 @@ impl Daemon {
             .await
             .expect("connect")
             .expect("daemon answers")
+    }
+
+    /// True once the daemon has ended (by itself: idle, or asked to stop).
+    pub fn ended(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Wait (at most `wait`) for the daemon to end by itself, cleanly.
+    pub async fn ends_within(self, wait: Duration) {
+        tokio::time::timeout(wait, self.task)
+            .await
+            .expect("the daemon ends in time")
+            .expect("daemon task")
+            .expect("daemon result");
     }
 
     /// Cancel the daemon and wait (at most `wait`) for it to end cleanly.
