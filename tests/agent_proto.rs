@@ -232,13 +232,23 @@ async fn malformed_frames_get_errors_and_the_agent_keeps_serving() {
 #[tokio::test]
 async fn replies_come_out_of_order_and_pings_are_not_queued() {
     let mut a = agent(8).await;
-    a.send(1, run_msg("sleep 2; echo long", None)).await;
+    // The long job ends only when the test lets it: after the short job and the ping have
+    // both been answered.
+    let go = a.tmp.path().join("go");
+    let long = format!(
+        "for i in $(seq 600); do [ -e {} ] && break; sleep 0.05; done; echo long",
+        go.display()
+    );
+    a.send(1, run_msg(&long, None)).await;
     assert!(matches!(a.reply().await, (1, AgentMsg::Started { .. })));
     a.send(2, run_msg("echo short", None)).await;
     a.send(3, AgentMsg::Ping).await;
     let mut order = Vec::new();
     let mut outs: HashMap<u64, Vec<u8>> = HashMap::new();
     while order.len() < 3 {
+        if order.len() == 2 && !go.exists() {
+            std::fs::write(&go, "").expect("let the long job end");
+        }
         match a.reply().await {
             (id, AgentMsg::Exit(e)) => {
                 assert_eq!(e.code, Some(0));

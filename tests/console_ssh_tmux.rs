@@ -106,6 +106,7 @@ fn ssh_fleet_filter_mark_run_gather_kill_and_quit() {
         return;
     }
     let fleet = SshdFleet::start(NAMES.len());
+    fleet.preinstall_agent();
     let hosts = write_hosts_toml(&fleet);
     let s = start(&hosts);
     s.wait_for("Hosts 6 shown · 0 marked · 6 total", 30);

@@ -75,6 +75,7 @@ async fn bad_hosts_fail_alone_with_clear_errors() {
         return;
     }
     let fleet = SshdFleet::start(3);
+    fleet.preinstall_agent();
     let good = fleet_hosts(&fleet);
     let me = login();
     let quick = |mut h: Host, name: &str| {
@@ -135,6 +136,7 @@ async fn kill_over_ssh_leaves_no_process() {
         return;
     }
     let fleet = SshdFleet::start(1);
+    fleet.preinstall_agent();
     let (d, c) = Daemon::start_connected().await;
     let host = fleet_hosts(&fleet).remove(0);
     support::daemon::kill_leaves_no_process(&c, host, WAIT, || fleet.logs()).await;
@@ -149,6 +151,7 @@ async fn hundred_megabytes_arrive_byte_exact() {
     }
     const SIZE: usize = 100 * 1024 * 1024;
     let fleet = SshdFleet::start(1);
+    fleet.preinstall_agent();
     // Deterministic, non-repeating-ish bytes (every value 0..=255 occurs).
     let src = fleet.dir().join("big.bin");
     let mut data = vec![0u8; SIZE];
@@ -207,6 +210,7 @@ async fn twenty_hosts_learned_at_once_are_each_recorded_once() {
         return;
     }
     let fleet = SshdFleet::start(20);
+    fleet.preinstall_agent();
     let dir = tempfile::tempdir().expect("tempdir");
     // Every host learns into the same, not yet existing, known_hosts file.
     let known_hosts = dir.path().join("ssh/known_hosts");

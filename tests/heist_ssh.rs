@@ -18,6 +18,7 @@ const HOSTS: usize = 20;
 /// The CLI env (hosts.toml of the fleet's 20 hosts, all `role=web`) and the fleet.
 fn env() -> (CliEnv, SshdFleet) {
     let fleet = SshdFleet::start(HOSTS);
+    fleet.preinstall_agent();
     let ssh_config = fleet.file("ssh_config", "");
     let mut toml = fleet.inventory_defaults(&ssh_config);
     for h in fleet.hosts() {
@@ -29,10 +30,9 @@ fn env() -> (CliEnv, SshdFleet) {
     (CliEnv::new(&toml), fleet)
 }
 
-/// Install the agent once (one host), then connect the whole fleet, so the heist's first
-/// step is not also the first upload of a debug build onto 20 hosts of a loaded machine
-/// (the cold path has its own tests in daemon_ssh.rs). A host that timed out connecting
-/// gets one more try.
+/// Connect one host, then the whole fleet (the agent is preinstalled: the upload has its
+/// own tests), so the heist's first step is not also 20 handshakes at once on a loaded
+/// machine. A host that timed out connecting gets one more try.
 fn warm_up(env: &CliEnv, fleet: &SshdFleet) {
     let one = env.crew(&["run", "h001", "--", "true"]);
     assert_eq!(

@@ -147,7 +147,7 @@ async fn many_concurrent_jobs_and_requests() {
 
 #[tokio::test]
 async fn kill_and_slow_consumer_without_losing_the_link() {
-    let o = quick_heartbeats(150);
+    let o = quick_heartbeats(100);
     // A consumer that reads nothing for longer than the link takes to declare a silent
     // peer dead.
     let pause = o.heartbeat_interval * (o.heartbeat_misses + 2);

@@ -320,6 +320,7 @@ async fn agent_that_cannot_be_installed_is_reported_unavailable() {
 async fn installed_agent_serves_jobs_over_the_ssh_channel() {
     use crew::daemon::link::{AgentLink, LinkOptions};
     let Some(fleet) = fleet(2) else { return };
+    fleet.preinstall_agent();
     let o = opts();
     for h in fleet.hosts() {
         let s = session(&h).await;

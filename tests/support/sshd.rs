@@ -341,6 +341,20 @@ impl SshdFleet {
         )
     }
 
+    /// Put this build's agent where the daemon installs it on the fleet's hosts
+    /// (`<agent dir>/agent-<build hash>`), as a host that ran crew before has it: tests whose
+    /// point is not the upload skip its cost (the upload has tests of its own).
+    pub fn preinstall_agent(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        static BUILD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let exe = Path::new(env!("CARGO_BIN_EXE_crew"));
+        let build =
+            BUILD.get_or_init(|| crew::paths::file_hash(exe).expect("hash the crew binary"));
+        let to = self.agent_dir().join(format!("agent-{build}"));
+        fs::copy(exe, &to).expect("copy the agent into place");
+        fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).expect("chmod the agent");
+    }
+
     /// The fleet's hosts, ready to use.
     pub fn hosts(&self) -> Vec<Host> {
         self.hosts.clone()
