@@ -4,6 +4,7 @@
 mod harness;
 #[path = "agent_proto/jobs.rs"]
 mod jobs;
+mod support;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,8 +13,9 @@ use std::time::Duration;
 use crew::model::Stream;
 use crew::proto::agent::{AgentMsg, ReadFile, WriteFile};
 use crew::proto::frame::{write_frame, MAX_FRAME};
-use harness::{agent, group_members, kind_of, run_msg, wait_until, WAIT};
+use harness::{agent, kind_of, run_msg, wait_until, WAIT};
 use sha2::{Digest, Sha256};
+use support::group_members;
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
@@ -60,10 +62,10 @@ async fn run_streams_output_and_reports_exit() {
 async fn ping_info_and_files() {
     let mut a = agent(8).await;
     a.send(77, AgentMsg::Ping).await;
-    assert_eq!(a.recv().await, (77, AgentMsg::Pong));
+    assert_eq!(a.reply().await, (77, AgentMsg::Pong));
 
     a.send(5, AgentMsg::InfoRequest).await;
-    let (id, AgentMsg::Info(info)) = a.recv().await else {
+    let (id, AgentMsg::Info(info)) = a.reply().await else {
         panic!("expected Info")
     };
     assert_eq!(id, 5);
@@ -95,11 +97,11 @@ async fn ping_info_and_files() {
         size: 5000,
         sha256: sum.clone(),
     };
-    assert_eq!(a.recv().await, (6, expected));
+    assert_eq!(a.reply().await, (6, expected));
     assert_eq!(std::fs::read(&path).expect("written"), data);
 
     a.send(7, write(&sum, b"something else")).await;
-    match a.recv().await {
+    match a.reply().await {
         (7, AgentMsg::Error { message }) => assert!(message.contains("checksum"), "{message}"),
         other => panic!("checksum mismatch must be refused, got {other:?}"),
     }
@@ -123,7 +125,7 @@ async fn ping_info_and_files() {
     };
     let p = path.to_string_lossy().to_string();
     a.send(8, read(&p, 1 << 20)).await;
-    match a.recv().await {
+    match a.reply().await {
         (8, AgentMsg::FileData(f)) => {
             assert_eq!(
                 (f.data, f.mode, f.sha256),
@@ -134,42 +136,74 @@ async fn ping_info_and_files() {
     }
     a.send(9, read(&p, 100)).await;
     assert!(
-        matches!(a.recv().await, (9, AgentMsg::Error { .. })),
+        matches!(a.reply().await, (9, AgentMsg::Error { .. })),
         "over max_size"
     );
     a.send(10, read("/nonexistent/x", 10)).await;
-    assert!(matches!(a.recv().await, (10, AgentMsg::Error { .. })));
+    assert!(matches!(a.reply().await, (10, AgentMsg::Error { .. })));
 }
 
 #[tokio::test]
 async fn malformed_frames_get_errors_and_the_agent_keeps_serving() {
     let mut a = agent(8).await;
     let run_kind = kind_of(run_msg("true", None));
-    let cases: Vec<(&str, u16, u64, Vec<u8>)> = vec![
-        ("bad payload", run_kind, 11, vec![0xff; 7]),
-        ("unknown kind", 999, 12, vec![1, 2, 3]),
-        ("ping with junk", kind_of(AgentMsg::Ping), 13, vec![1]),
+    // Each case, and what its error says.
+    let cases: Vec<(&str, u16, u64, Vec<u8>, String)> = vec![
+        (
+            "bad payload",
+            run_kind,
+            11,
+            vec![0xff; 7],
+            format!("bad frame of kind {run_kind}: malformed payload"),
+        ),
+        (
+            "unknown kind",
+            999,
+            12,
+            vec![1, 2, 3],
+            "unknown frame kind 999".into(),
+        ),
+        (
+            "ping with junk",
+            kind_of(AgentMsg::Ping),
+            13,
+            vec![1],
+            "Ping carries no payload, got 1 bytes".into(),
+        ),
         (
             "a reply as request",
             kind_of(AgentMsg::Started { pid: 1 }),
             14,
             vec![1],
+            "Started is not a request the agent accepts".into(),
         ),
         (
             "kill of no job",
             kind_of(AgentMsg::Kill { signal: 9 }),
             15,
+            AgentMsg::Kill { signal: 9 }.encode().1,
+            "no running job 15".into(),
+        ),
+        (
+            // postcard's zigzag varint: the byte 9 is the signal -5.
+            "kill with a signal out of range",
+            kind_of(AgentMsg::Kill { signal: 9 }),
+            19,
             vec![9],
+            "signal -5 is out of range 1..=64".into(),
         ),
     ];
-    for (what, kind, id, payload) in cases {
+    for (what, kind, id, payload, says) in cases {
         write_frame(&mut a.w, kind, id, &payload)
             .await
             .expect("send");
-        match a.recv().await {
+        match a.reply().await {
             (got, AgentMsg::Error { message }) => {
                 assert_eq!(got, id, "{what}: {message}");
-                assert!(!message.is_empty());
+                assert!(
+                    message.contains(&says),
+                    "{what}: {message:?} should say {says:?}"
+                );
             }
             other => panic!("{what}: expected Error, got {other:?}"),
         }
@@ -181,17 +215,17 @@ async fn malformed_frames_get_errors_and_the_agent_keeps_serving() {
     big.extend_from_slice(&16u64.to_be_bytes());
     big.resize(4 + MAX_FRAME + 1, b'j');
     a.w.write_all(&big).await.expect("send big");
-    match a.recv().await {
+    match a.reply().await {
         (16, AgentMsg::Error { message }) => assert!(message.contains("limit"), "{message}"),
         other => panic!("expected Error for oversized frame, got {other:?}"),
     }
     // Shorter than a header: skipped, answered with id 0.
     a.w.write_all(&3u32.to_be_bytes()).await.expect("send");
     a.w.write_all(b"abc").await.expect("send");
-    assert!(matches!(a.recv().await, (0, AgentMsg::Error { .. })));
+    assert!(matches!(a.reply().await, (0, AgentMsg::Error { .. })));
 
     a.send(17, AgentMsg::Ping).await;
-    assert_eq!(a.recv().await, (17, AgentMsg::Pong));
+    assert_eq!(a.reply().await, (17, AgentMsg::Pong));
     let d = a.run(18, "echo still here").await;
     assert_eq!(d.out, b"still here\n");
 }
@@ -199,14 +233,24 @@ async fn malformed_frames_get_errors_and_the_agent_keeps_serving() {
 #[tokio::test]
 async fn replies_come_out_of_order_and_pings_are_not_queued() {
     let mut a = agent(8).await;
-    a.send(1, run_msg("sleep 2; echo long", None)).await;
-    assert!(matches!(a.recv().await, (1, AgentMsg::Started { .. })));
+    // The long job ends only when the test lets it: after the short job and the ping have
+    // both been answered.
+    let go = a.tmp.path().join("go");
+    let long = format!(
+        "for i in $(seq 600); do [ -e {} ] && break; sleep 0.05; done; echo long",
+        go.display()
+    );
+    a.send(1, run_msg(&long, None)).await;
+    assert!(matches!(a.reply().await, (1, AgentMsg::Started { .. })));
     a.send(2, run_msg("echo short", None)).await;
     a.send(3, AgentMsg::Ping).await;
     let mut order = Vec::new();
     let mut outs: HashMap<u64, Vec<u8>> = HashMap::new();
     while order.len() < 3 {
-        match a.recv().await {
+        if order.len() == 2 && !go.exists() {
+            std::fs::write(&go, "").expect("let the long job end");
+        }
+        match a.reply().await {
             (id, AgentMsg::Exit(e)) => {
                 assert_eq!(e.code, Some(0));
                 order.push(id);
@@ -226,13 +270,13 @@ async fn replies_come_out_of_order_and_pings_are_not_queued() {
 async fn queue_limit_refuses_and_kill_reaches_grandchildren() {
     let mut a = agent(2).await;
     a.send(1, run_msg("sleep 1000 & sleep 1000", None)).await;
-    let (1, AgentMsg::Started { pid }) = a.recv().await else {
+    let (1, AgentMsg::Started { pid }) = a.reply().await else {
         panic!("expected Started")
     };
     a.send(2, run_msg("sleep 1000", None)).await;
-    assert!(matches!(a.recv().await, (2, AgentMsg::Started { .. })));
+    assert!(matches!(a.reply().await, (2, AgentMsg::Started { .. })));
     a.send(3, run_msg("echo too many", None)).await;
-    match a.recv().await {
+    match a.reply().await {
         (3, AgentMsg::Refused { reason }) => assert!(reason.contains("limit"), "{reason}"),
         other => panic!("expected Refused, got {other:?}"),
     }
@@ -290,11 +334,15 @@ async fn output_is_binary_safe_and_large_output_is_exact_under_backpressure() {
     drop(data);
     let cmd = format!("exec cat {}", big.display());
     a.send(2, run_msg(&cmd, None)).await;
-    let (2, AgentMsg::Started { pid }) = a.recv().await else {
+    let (2, AgentMsg::Started { pid }) = a.reply().await else {
         panic!("expected Started")
     };
-    // Read nothing for a while: the command must be held back, not buffered in memory.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Read nothing: the command must be held back (blocked writing to its pipe), not
+    // drained into memory. Wait until cat sleeps inside write(2), then see how much it wrote.
+    wait_until("cat blocked in write(2) while nobody reads", || {
+        blocked_in_write(pid)
+    })
+    .await;
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("/proc/pid/io");
     let wchar: u64 = io
         .lines()
@@ -305,7 +353,7 @@ async fn output_is_binary_safe_and_large_output_is_exact_under_backpressure() {
     let mut h = Sha256::new();
     let (mut n, mut frames) = (0usize, 0usize);
     loop {
-        match a.recv().await {
+        match a.reply().await {
             (2, AgentMsg::Output { stream, data }) => {
                 assert_eq!(stream, Stream::Stdout);
                 assert!(data.len() <= 64 * 1024);
@@ -327,6 +375,19 @@ async fn output_is_binary_safe_and_large_output_is_exact_under_backpressure() {
     assert_eq!(hex::encode(h.finalize()), want, "byte-exact");
 }
 
+/// True while `pid` sleeps inside write(2) (`/proc/<pid>/syscall` names the call it is
+/// blocked in; `running` when it is not in one).
+fn blocked_in_write(pid: u32) -> bool {
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let sleeping = state
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('S'));
+    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/syscall: {e}"));
+    let nr = syscall.split_whitespace().next().unwrap_or("");
+    sleeping && nr == libc::SYS_write.to_string()
+}
+
 #[tokio::test]
 async fn input_eof_kills_running_jobs_and_ends_the_agent() {
     let mut a = agent(8).await;
@@ -335,7 +396,7 @@ async fn input_eof_kills_running_jobs_and_ends_the_agent() {
         run_msg("touch left-behind; sleep 1000 & sleep 1000", None),
     )
     .await;
-    let (1, AgentMsg::Started { pid }) = a.recv().await else {
+    let (1, AgentMsg::Started { pid }) = a.reply().await else {
         panic!("expected Started")
     };
     wait_until("both sleeps running", || group_members(pid).len() >= 2).await;

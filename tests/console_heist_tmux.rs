@@ -3,11 +3,12 @@
 //! in with send-keys and the screen comes back with capture-pane.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod support;
+use support::cli::crew_command;
 use support::require_tool;
 use support::tmux::Session;
+use support::Bounded;
 
 /// `crew --hosts HOSTS` in a detached 140×40 tmux session.
 fn start(tag: &str, hosts: &Path) -> Session {
@@ -48,25 +49,16 @@ fn careful_heist_asks_then_advances_and_the_step_view_shows_it() {
     let s = start("ask", &repo().join("hosts.toml"));
     s.wait_for("Hosts 10 shown", 20);
     s.keys(&["h"]);
-    s.wait_for("careful", 20);
-    // pick `careful` and see its plan before starting it
-    s.wait("the picker lists the demo heists", 10, |t| {
-        t.contains("hello")
+    // the picker lists the demo heists, `careful` first, with its plan
+    let screen = s.wait("the picker with the plan of `careful`", 20, |t| {
+        t.contains("hello") && t.contains("heist careful (") && t.contains("then ask")
     });
-    for _ in 0..10 {
-        if s.screen().contains("heist careful (") {
-            break;
-        }
-        s.keys(&["j"]);
-    }
-    let screen = s.wait_for("heist careful (", 10);
     assert!(screen.contains("7 host(s)"), "{screen}");
-    assert!(screen.contains("then ask"), "{screen}");
     s.keys(&["Enter"]);
     // the check fails on the canary (demo7, env=production): the prompt names it
-    let screen = s.wait_for("a step failed, your call", 60);
-    assert!(screen.contains("demo7"), "{screen}");
-    assert!(screen.contains("advance"), "{screen}");
+    s.wait("the prompt naming demo7", 60, |t| {
+        t.contains("a step failed, your call") && t.contains("demo7") && t.contains("advance")
+    });
     // the canary's cell asks while the others go on (they run in the same wave)
     let screen = s.wait("demo7 asking, demo1 past its first step", 30, |t| {
         t.contains("waits for you:")
@@ -77,8 +69,9 @@ fn careful_heist_asks_then_advances_and_the_step_view_shows_it() {
     });
     assert!(row(&screen, "demo7").contains("? asking"), "{screen}");
     s.keys(&["a"]);
-    let screen = s.wait("the final summary", 60, |t| t.contains("heist completed:"));
-    assert!(screen.contains("7 completed"), "{screen}");
+    let screen = s.wait("the final summary", 60, |t| {
+        t.contains("heist completed:") && t.contains("7 completed")
+    });
     // demo7: the check's failure was let through (advance), then it finished
     let canary = row(&screen, "demo7");
     assert!(canary.contains("✗ failed*"), "{canary}");
@@ -87,8 +80,9 @@ fn careful_heist_asks_then_advances_and_the_step_view_shows_it() {
     assert_eq!(other.matches("✓ ok").count(), 3, "{other}");
     // the focused cell's output: move to demo7's check
     s.keys(&["G", "l"]);
-    let screen = s.wait_for("demo7 · check · failed", 10);
-    assert!(screen.contains("the canary objects"), "{screen}");
+    s.wait("demo7's check and its output", 10, |t| {
+        t.contains("demo7 · check · failed") && t.contains("the canary objects")
+    });
     s.keys(&["q"]);
     s.wait_for("EXITED 0", 10);
 }
@@ -115,9 +109,11 @@ fn ctrl_s_saves_the_command_as_a_heist_that_heist_list_shows() {
     s.keys(&[":"]);
     s.text("uptime");
     s.keys(&["C-s"]);
-    let screen = s.wait_for("Save as heist", 10);
-    assert!(screen.contains("select:  role=db"), "{screen}");
-    assert!(screen.contains("run:     uptime"), "{screen}");
+    s.wait("the save prompt with selection and command", 10, |t| {
+        t.contains("Save as heist")
+            && t.contains("select:  role=db")
+            && t.contains("run:     uptime")
+    });
     // a name that exists is refused, the file is left alone
     s.text("hello");
     s.keys(&["Enter"]);
@@ -133,13 +129,14 @@ fn ctrl_s_saves_the_command_as_a_heist_that_heist_list_shows() {
         after.starts_with(&before),
         "existing heists or comments changed:\n{after}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_crew"))
-        .arg("--hosts")
-        .arg(&hosts)
-        .args(["heist", "list"])
-        .env("CREW_HOME", s.home())
-        .output()
-        .expect("crew heist list");
+    let crew = |args: &[&str]| {
+        crew_command(s.home(), &s.home().join("config"))
+            .arg("--hosts")
+            .arg(&hosts)
+            .args(args)
+            .output_bounded()
+    };
+    let out = crew(&["heist", "list"]);
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -152,13 +149,7 @@ fn ctrl_s_saves_the_command_as_a_heist_that_heist_list_shows() {
         .unwrap_or_else(|| panic!("db-uptime not listed:\n{listed}"));
     assert!(line.contains("select role=db"), "{line}");
     // the saved heist plans on exactly the filtered hosts
-    let out = Command::new(env!("CARGO_BIN_EXE_crew"))
-        .arg("--hosts")
-        .arg(&hosts)
-        .args(["heist", "plan", "db-uptime"])
-        .env("CREW_HOME", s.home())
-        .output()
-        .expect("crew heist plan");
+    let out = crew(&["heist", "plan", "db-uptime"]);
     let plan = String::from_utf8_lossy(&out.stdout);
     assert!(
         plan.contains("2 host(s)") && plan.contains("run: uptime"),

@@ -1,25 +1,16 @@
 //! Snapshot tests of the console's main screens (ratatui TestBackend + insta).
 
-use crew::console::action::Action;
+mod support;
+
 use crew::console::app::{Model, Settings};
-use crew::console::history::History;
-use crew::console::keymap::{Key, KeyCode, Keymap};
+use crew::console::keymap::{Key, KeyCode, Mode};
 use crew::console::theme::Theme;
-use crew::console::ui;
-use crew::inventory::Inventory;
 use crew::model::ErrorKind;
 use crew::model::Host;
-use crew::model::{Exit, Stream};
-use crew::proto::daemon::{Event, HostEvent};
-use ratatui::backend::TestBackend;
-use ratatui::Terminal;
+use crew::model::Stream;
+use crew::proto::daemon::HostEvent;
 use regex::Regex;
-
-fn host(name: &str, tags: &[&str]) -> Host {
-    let mut h = Host::local(name);
-    h.tags = tags.iter().map(|s| s.to_string()).collect();
-    h
-}
+use support::console::{exit, feed, host, model, render, render_with, typ};
 
 fn fleet() -> Vec<Host> {
     vec![
@@ -30,52 +21,8 @@ fn fleet() -> Vec<Host> {
     ]
 }
 
-fn model(settings: Settings) -> Model {
-    let km = Keymap::load(None).expect("keymap");
-    Model::new(
-        Inventory::from_hosts(fleet()),
-        km,
-        settings,
-        History::default(),
-    )
-}
-
-fn typ(m: &mut Model, s: &str) {
-    for c in s.chars() {
-        m.key(Key::ch(c));
-    }
-}
-
-fn render(m: &Model, w: u16, h: u16) -> String {
-    let theme = Theme::builtin("dark").expect("theme");
-    let mut term = Terminal::new(TestBackend::new(w, h)).expect("terminal");
-    term.draw(|f| ui::draw(f, m, &theme)).expect("draw");
-    term.backend().to_string()
-}
-
-fn exit(code: i32, wall_ms: u64) -> HostEvent {
-    let exit = Exit {
-        code: Some(code),
-        signal: None,
-        wall_ms,
-        user_ms: 0,
-        sys_ms: 0,
-        max_rss_kb: 0,
-        timed_out: false,
-    };
-    HostEvent::Exit {
-        verdict: crew::model::Verdict::from_exit(&exit, false),
-        exit,
-    }
-}
-
-fn feed(m: &mut Model, tag: u64, host: &str, event: HostEvent) {
-    let event = Event::Host {
-        run_id: 3,
-        host: host.into(),
-        event,
-    };
-    m.update(Action::Daemon { tag, event });
+fn console(settings: Settings) -> Model {
+    model(fleet(), settings)
 }
 
 /// `cat /etc/motd`-like run: three hosts agree, web02 differs and fails, db1 unreachable.
@@ -140,7 +87,7 @@ fn finished_run(m: &mut Model) {
 
 #[test]
 fn host_list_with_marks_and_counts() {
-    let mut m = model(Settings::default());
+    let mut m = console(Settings::default());
     m.key(Key::ch(' ')); // marks web01, moves down
     m.key(Key::ch('j')); // web03
     m.key(Key::ch(' '));
@@ -149,7 +96,7 @@ fn host_list_with_marks_and_counts() {
 
 #[test]
 fn filter_error_is_shown_inline() {
-    let mut m = model(Settings::default());
+    let mut m = console(Settings::default());
     m.key(Key::ch('/'));
     typ(&mut m, "role=web &");
     assert!(m.filter_error.is_some());
@@ -158,14 +105,14 @@ fn filter_error_is_shown_inline() {
 
 #[test]
 fn output_grid_with_exit_codes() {
-    let mut m = model(Settings::default());
+    let mut m = console(Settings::default());
     finished_run(&mut m);
     insta::assert_snapshot!(render(&m, 120, 24));
 }
 
 #[test]
 fn gathered_view_with_diff() {
-    let mut m = model(Settings::default());
+    let mut m = console(Settings::default());
     finished_run(&mut m);
     m.key(Key::ch('g'));
     insta::assert_snapshot!("gathered", render(&m, 110, 22));
@@ -175,8 +122,7 @@ fn gathered_view_with_diff() {
     // The diff keeps each line's stream: web02's stderr line is drawn in the stderr style,
     // its stdout lines in the stdout style.
     let theme = Theme::builtin("dark").expect("theme");
-    let mut term = Terminal::new(TestBackend::new(110, 22)).expect("terminal");
-    term.draw(|f| ui::draw(f, &m, &theme)).expect("draw");
+    let term = render_with(&m, 110, 22, &theme);
     let fg_of = |needle: &str| {
         let buf = term.backend().buffer();
         let area = buf.area;
@@ -194,9 +140,89 @@ fn gathered_view_with_diff() {
 
 #[test]
 fn help_overlay_lists_keymap_descriptions() {
-    let mut m = model(Settings::default());
+    let mut m = console(Settings::default());
     m.key(Key::ch('?'));
     insta::assert_snapshot!(render(&m, 110, 40));
+    // Scrolled to the end: the keys after `s` (search), down to the last mode's.
+    let mut screen = render(&m, 110, 40);
+    for _ in 0..200 {
+        m.key(Key::ch('j'));
+        let next = render(&m, 110, 40);
+        if next == screen {
+            break;
+        }
+        screen = next;
+    }
+    insta::assert_snapshot!("help_overlay_scrolled_to_the_end", screen);
+}
+
+/// The text inside the help overlay's box, its rows joined with spaces.
+fn help_text(screen: &str) -> String {
+    let rows: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let top = rows
+        .iter()
+        .position(|r| r.iter().collect::<String>().contains("Help: keys"))
+        .unwrap_or_else(|| panic!("no help overlay:\n{screen}"));
+    let left = rows[top]
+        .iter()
+        .position(|c| *c == '┏')
+        .expect("top-left corner");
+    let right = rows[top]
+        .iter()
+        .rposition(|c| *c == '┓')
+        .expect("top-right corner");
+    rows[top + 1..]
+        .iter()
+        .take_while(|r| r.get(left) != Some(&'┗'))
+        .map(|r| r[left + 1..right].iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn help_lists_every_binding_of_the_keymap() {
+    let mut m = console(Settings::default());
+    m.key(Key::ch('?'));
+    // Everything the overlay shows while scrolling from top to bottom, its rows joined (a
+    // long description wraps onto the next row).
+    let mut seen = String::new();
+    let mut last = String::new();
+    for _ in 0..200 {
+        let screen = render(&m, 110, 40);
+        if screen == last {
+            break;
+        }
+        seen.push_str(&help_text(&screen));
+        seen.push(' ');
+        last = screen;
+        m.key(Key::ch('j'));
+    }
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let seen = words(&seen);
+    let modes = [
+        Mode::Normal,
+        Mode::Filter,
+        Mode::Command,
+        Mode::Search,
+        Mode::Confirm,
+        Mode::Runs,
+        Mode::Heists,
+        Mode::Ask,
+    ];
+    for mode in modes {
+        for b in m.keymap.bindings(mode) {
+            assert!(
+                seen.contains(&words(&b.desc)),
+                "{mode:?}: {:?} ({}) is not in the help",
+                b.desc,
+                b.keys
+                    .iter()
+                    .map(|k| k.label())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+    }
 }
 
 #[test]
@@ -205,7 +231,7 @@ fn confirm_dialog_for_dangerous_command() {
         dangerous: vec![Regex::new(r"\breboot\b").expect("regex")],
         ..Settings::default()
     };
-    let mut m = model(settings);
+    let mut m = console(settings);
     m.key(Key::ch('/'));
     typ(&mut m, "role=web");
     m.key(Key::plain(KeyCode::Enter));
@@ -220,13 +246,7 @@ fn many_hosts_switch_to_list_and_focused_pane() {
     let hosts: Vec<Host> = (1..=40)
         .map(|i| host(&format!("node{i:02}"), &["role=demo"]))
         .collect();
-    let km = Keymap::load(None).expect("keymap");
-    let mut m = Model::new(
-        Inventory::from_hosts(hosts),
-        km,
-        Settings::default(),
-        History::default(),
-    );
+    let mut m = model(hosts, Settings::default());
     m.key(Key::ch(':'));
     typ(&mut m, "uname -r");
     m.key(Key::plain(KeyCode::Enter));

@@ -6,11 +6,11 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod support;
-use support::require_tool;
+use support::proc::{marker, processes_with, sleeps_with, wait_until};
+use support::require_tools;
 use support::sshd::SshdFleet;
 use support::tmux::{Session, REPORT_EXIT};
 
@@ -30,18 +30,7 @@ fn write_hosts_toml(fleet: &SshdFleet) -> PathBuf {
     let ssh_config = fleet.file("ssh_config", "");
     let hosts = fleet.hosts();
     assert!(hosts.len() >= NAMES.len(), "fleet too small");
-    let first = &hosts[0];
-    let mut toml = format!(
-        "[defaults]\ntransport = \"ssh\"\nuser = \"{}\"\nport = {}\nidentity_file = \"{}\"\n\
-         identities_only = true\nknown_hosts = \"{}\"\nagent_dir = \"{}\"\n\
-         connect_timeout = \"20s\"\nssh_config = \"{}\"\ntags = [\"env=e2e\"]\n",
-        first.user.clone().unwrap_or_default(),
-        fleet.port,
-        fleet.client_key.display(),
-        fleet.known_hosts.display(),
-        fleet.agent_dir().display(),
-        ssh_config.display(),
-    );
+    let mut toml = fleet.inventory_defaults(&ssh_config) + "tags = [\"env=e2e\"]\n";
     for ((name, tag), h) in NAMES.iter().zip(&hosts) {
         let _ = write!(
             toml,
@@ -111,20 +100,13 @@ fn pane_text(screen: &str, title: &str) -> String {
     panic!("no pane titled {title:?} on screen:\n{screen}");
 }
 
-fn processes_matching(pattern: &str) -> String {
-    let out = Command::new("pgrep")
-        .args(["-a", "-f", pattern])
-        .output()
-        .expect("pgrep");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn ssh_fleet_filter_mark_run_gather_kill_and_quit() {
-    if !require_tool("sshd") || !require_tool("tmux") {
+    if !require_tools(&["sshd", "ssh-keygen", "tmux"]) {
         return;
     }
     let fleet = SshdFleet::start(NAMES.len());
+    fleet.preinstall_agent();
     let hosts = write_hosts_toml(&fleet);
     let s = start(&hosts);
     s.wait_for("Hosts 6 shown · 0 marked · 6 total", 30);
@@ -147,10 +129,7 @@ fn ssh_fleet_filter_mark_run_gather_kill_and_quit() {
         "{screen}\n{}",
         fleet.logs()
     );
-    let host = Command::new("hostname")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .expect("hostname");
+    let host = support::proc::hostname();
     for h in ["web1", "web2", "web3", "web4"] {
         let pane = pane_text(&screen, &format!("{h} ✓ ok"));
         assert!(pane.contains(&host), "{h}'s pane lacks {host}:\n{screen}");
@@ -160,6 +139,9 @@ fn ssh_fleet_filter_mark_run_gather_kill_and_quit() {
     assert!(screen.contains("4 ok"), "{screen}");
     assert!(screen.contains("web[1-4]"), "{screen}");
     s.keys(&["Escape"]);
+    s.wait("the gathered view closed", 10, |t| {
+        !t.contains("Gathered 1 groups")
+    });
 
     // Mark web1..web3 in the host list; a command that prints the host's name and fails
     // with exit 3 on web2 and web3 runs on exactly the marked hosts.
@@ -205,40 +187,31 @@ fn ssh_fleet_filter_mark_run_gather_kill_and_quit() {
     assert!(row("3", "ok", "web[1-3]"), "group of 3:\n{screen}");
     assert!(row("1", "exit 3", "web4"), "group of 1:\n{screen}");
     s.keys(&["Escape"]);
+    s.wait("the gathered view closed", 10, |t| {
+        !t.contains("Gathered 2 groups")
+    });
 
     // A long sleep on every web host, killed with ctrl-k: no such process is left.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let sleep = format!(
-        "sleep 1000.{}{:06}",
-        std::process::id() % 1000,
-        nanos % 1_000_000
-    );
+    let mark = marker();
     s.keys(&[":"]);
-    s.text(&sleep);
+    s.text(&format!("sleep {mark}"));
     s.keys(&["Enter"]);
     s.wait_for("4 running", 60);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while processes_matching(&sleep).lines().count() < 4 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let before = processes_matching(&sleep);
-    assert!(
-        before.lines().count() >= 4,
-        "expected the sleep on 4 hosts, found:\n{before}"
+    // The sleeps run before the kill, or "none left" below proves nothing.
+    wait_until(
+        "the sleep on the 4 web hosts",
+        Duration::from_secs(30),
+        || sleeps_with(&mark).len() == 4,
     );
     s.keys(&["C-k"]);
-    let screen = s.wait_for("4 killed", 30);
-    assert!(screen.contains("run #4 done"), "{screen}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut left = processes_matching(&sleep);
-    while !left.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        left = processes_matching(&sleep);
-    }
-    assert!(left.is_empty(), "still running after ctrl-k:\n{left}");
+    s.wait("run #4 done with 4 killed", 30, |t| {
+        t.contains("4 killed") && t.contains("run #4 done")
+    });
+    wait_until(
+        "no sleep left after ctrl-k",
+        Duration::from_secs(30),
+        || processes_with(&mark).is_empty(),
+    );
 
     // Quit: the shell gets its screen and cooked mode back.
     s.keys(&["q"]);

@@ -3,10 +3,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use crew::client::Client;
-use crew::daemon::{serve, DaemonOptions};
+use crew::daemon::serve;
 use crew::model::Host;
 use crew::model::Verdict;
 use crew::proto::daemon::{Event, HostEvent, Request, StatusReport, Summary};
@@ -14,8 +15,10 @@ use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::daemon::{run_req, Daemon};
-use support::group_members;
+use support::daemon::{connect_within, next_event, run_req, Daemon};
+use support::os::ThrowawayUser;
+use support::proc::Bounded;
+use support::require_root;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -24,24 +27,8 @@ fn hosts(names: &[&str]) -> Vec<Host> {
 }
 
 /// Every event of a run until (and including) its final one.
-async fn collect(mut rx: Receiver<Event>) -> (Vec<Event>, Option<Summary>) {
-    let mut events = Vec::new();
-    loop {
-        let ev = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .expect("run events in time")
-            .expect("run ends with RunFinished");
-        if let Event::RunFinished { summary, .. } = &ev {
-            let s = summary.clone();
-            events.push(ev);
-            return (events, Some(s));
-        }
-        if let Event::Error { .. } = &ev {
-            events.push(ev);
-            return (events, None);
-        }
-        events.push(ev);
-    }
+async fn collect(rx: Receiver<Event>) -> (Vec<Event>, Option<Summary>) {
+    support::daemon::collect(rx, WAIT).await
 }
 
 fn output_of(events: &[Event], host: &str, stderr: bool) -> Vec<u8> {
@@ -95,36 +82,63 @@ async fn socket_is_private_and_a_second_daemon_exits() {
     d.stop_within_checked(WAIT).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_from_another_uid_is_refused() {
+    use std::os::unix::process::CommandExt;
+    if !require_root("to create a throwaway user") {
+        return;
+    }
+    let d = Daemon::start().await;
+    let user = ThrowawayUser::create();
+    // Open the directory and the socket to everyone: only the daemon's own check of the
+    // peer's uid stands between that user and the daemon.
+    std::fs::set_permissions(d.home.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod home");
+    std::fs::set_permissions(&d.opts.socket, std::fs::Permissions::from_mode(0o666))
+        .expect("chmod socket");
+    let mut status_as_user = Command::new(env!("CARGO_BIN_EXE_crew"));
+    status_as_user
+        .arg("status")
+        .env("CREW_HOME", d.home.path())
+        .uid(user.uid)
+        .gid(user.gid);
+    let out = tokio::task::spawn_blocking(move || status_as_user.output_within(WAIT))
+        .await
+        .expect("crew status as another user");
+    let (shown, err) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(
+        !out.status.success() && !shown.contains("daemon pid"),
+        "uid {} was served:\n{shown}{err}",
+        user.uid
+    );
+    // The daemon hangs up before reading anything: the client sees the connection closed
+    // (or its Hello hits a closed socket).
+    assert!(
+        err.contains("closed the connection") || err.contains("writing to the daemon"),
+        "{err}"
+    );
+    // We are still served.
+    let c = d.client().await;
+    assert!(status(&c).await.hosts.is_empty());
+    drop(c);
+    d.stop_within_checked(WAIT).await;
+}
+
 #[tokio::test]
 async fn a_stale_socket_is_replaced() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
-    // A socket file nobody listens on (a daemon that died without cleaning up).
-    drop(std::os::unix::net::UnixListener::bind(&opts.socket).expect("bind"));
-    assert!(opts.socket.exists());
-    assert!(Client::connect_at(&opts.socket)
-        .await
-        .expect("connect")
-        .is_none());
-    let token = CancellationToken::new();
-    let task = tokio::spawn(serve(opts.clone(), token.clone()));
-    let mut client = None;
-    for _ in 0..500 {
-        if let Ok(Some(c)) = Client::connect_at(&opts.socket).await {
-            client = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let c = client.expect("the new daemon answers on the old path");
+    let d = Daemon::spawn_with(|opts| {
+        // A socket file nobody listens on (a daemon that died without cleaning up).
+        drop(std::os::unix::net::UnixListener::bind(&opts.socket).expect("bind"));
+        assert!(opts.socket.exists());
+    });
+    // The new daemon answers on the old path.
+    let c = connect_within(&d.opts.socket, WAIT).await;
     let mut rx = c.request(Request::Stop).await.expect("stop");
-    assert_eq!(rx.recv().await, Some(Event::Stopping));
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("stops")
-        .expect("task")
-        .expect("result");
-    drop(token);
+    assert_eq!(next_event(&mut rx, WAIT, "Stopping").await, Event::Stopping);
+    d.ends_within(WAIT).await;
 }
 
 #[tokio::test]
@@ -216,57 +230,7 @@ async fn run_streams_and_stores_every_host_before_finishing() {
 async fn kill_leaves_no_process_behind() {
     let d = Daemon::start().await;
     let c = d.client().await;
-    let mut rx = c
-        .request(Request::Run(run_req(
-            hosts(&["k1"]),
-            "sleep 1000 & sleep 1000; wait",
-        )))
-        .await
-        .expect("run");
-    let mut run_id = None;
-    let mut pid = None;
-    while pid.is_none() {
-        match tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .expect("events")
-            .expect("event")
-        {
-            Event::RunStarted { run_id: id, .. } => run_id = Some(id),
-            Event::Host {
-                event: HostEvent::Started { pid: p, .. },
-                ..
-            } => pid = Some(p),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    let (run_id, pid) = (run_id.expect("run id"), pid.expect("pid"));
-    // Both sleeps are up before the kill.
-    for _ in 0..200 {
-        if group_members(pid).len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(group_members(pid).len() >= 3, "bash and two sleeps run");
-    c.send(Request::Kill {
-        run_id,
-        host: None,
-        signal: libc::SIGKILL,
-    })
-    .await
-    .expect("kill");
-    let (_, summary) = collect(rx).await;
-    let summary = summary.expect("RunFinished");
-    assert_eq!(summary.hosts, vec![("k1".to_string(), Verdict::Killed)]);
-    let mut left = group_members(pid);
-    for _ in 0..100 {
-        if left.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        left = group_members(pid);
-    }
-    assert!(left.is_empty(), "processes left in group {pid}: {left:?}");
+    support::daemon::kill_leaves_no_process(&c, Host::local("k1"), WAIT, String::new).await;
     drop(c);
     d.stop_within_checked(WAIT).await;
 }
@@ -282,34 +246,17 @@ async fn a_second_run_reuses_the_agents() {
             .map(|h| (h.name.clone(), h.agent_pid, h.state.clone()))
             .collect()
     };
-    let (_, s1) = collect(
-        c.request(Request::Run(run_req(hosts(&names), "true")))
-            .await
-            .expect("run"),
-    )
-    .await;
-    assert!(s1
-        .expect("finished")
-        .hosts
-        .iter()
-        .all(|(_, v)| *v == Verdict::Ok));
+    let all_ok = |o: support::daemon::Outcome| o.verdicts.iter().all(|(_, v)| *v == Verdict::Ok);
+    let s1 = support::daemon::run(&c, run_req(hosts(&names), "true"), WAIT).await;
+    assert!(all_ok(s1));
     let first = pids(&status(&c).await);
     assert_eq!(first.len(), 3);
     assert!(
         first.iter().all(|(_, p, st)| p.is_some() && st == "ready"),
         "{first:?}"
     );
-    let (_, s2) = collect(
-        c.request(Request::Run(run_req(hosts(&names), "true")))
-            .await
-            .expect("run"),
-    )
-    .await;
-    assert!(s2
-        .expect("finished")
-        .hosts
-        .iter()
-        .all(|(_, v)| *v == Verdict::Ok));
+    let s2 = support::daemon::run(&c, run_req(hosts(&names), "true"), WAIT).await;
+    assert!(all_ok(s2));
     let report = status(&c).await;
     assert_eq!(pids(&report), first, "same agents serve the second run");
     assert_eq!(report.runs_total, 2);
@@ -330,22 +277,22 @@ async fn a_lost_agent_is_reported_and_replaced() {
     assert!(s.is_some());
     let pid = status(&c).await.hosts[0].agent_pid.expect("agent pid");
     // The agent dies under the daemon.
-    let killed = std::process::Command::new("kill")
+    let killed = Command::new("kill")
         .arg("-9")
         .arg(pid.to_string())
-        .status()
-        .expect("kill");
+        .status_within(WAIT);
     assert!(killed.success());
     // The daemon notices at once (EOF) and reconnects only after a backoff.
+    let deadline = tokio::time::Instant::now() + WAIT;
     let mut host = status(&c).await.hosts[0].clone();
-    for _ in 0..300 {
-        if host.state == "lost" {
-            break;
-        }
+    while host.state != "lost" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the host never became lost: {host:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
         host = status(&c).await.hosts[0].clone();
     }
-    assert_eq!(host.state, "lost", "{host:?}");
     assert!(host.reason.is_some(), "a lost host says why");
     let (_, s) = collect(
         c.request(Request::Run(run_req(hosts(&["l1"]), "echo back")))
@@ -365,33 +312,16 @@ async fn a_lost_agent_is_reported_and_replaced() {
 
 #[tokio::test]
 async fn an_idle_daemon_exits() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let mut opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
-    opts.idle_timeout = Some(Duration::from_millis(300));
-    let task = tokio::spawn(serve(opts.clone(), CancellationToken::new()));
-    // A client keeps it alive while connected.
-    let mut client = None;
-    for _ in 0..500 {
-        if let Ok(Some(c)) = Client::connect_at(&opts.socket).await {
-            client = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let c = client.expect("daemon answers");
+    let d = Daemon::spawn_with(|opts| opts.idle_timeout = Some(Duration::from_millis(300)));
+    let socket = d.opts.socket.clone();
+    // A client keeps it alive while connected: longer than its idle timeout.
+    let c = connect_within(&socket, WAIT).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(
-        !task.is_finished(),
-        "a connected client keeps the daemon up"
-    );
+    assert!(!d.ended(), "a connected client keeps the daemon up");
     let _ = status(&c).await;
     drop(c);
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("idle daemon exits")
-        .expect("task")
-        .expect("result");
-    assert!(!opts.socket.exists());
+    d.ends_within(WAIT).await;
+    assert!(!socket.exists());
 }
 
 #[tokio::test]
@@ -506,13 +436,62 @@ async fn a_host_file_that_cannot_be_written_fails_the_run() {
         .expect("run");
     let (events, summary) = collect(rx).await;
     assert!(summary.is_none(), "never reported finished: {events:?}");
+    let run_id = events
+        .iter()
+        .find_map(|e| match e {
+            Event::RunStarted { run_id, .. } => Some(*run_id),
+            _ => None,
+        })
+        .expect("RunStarted");
+    let message = match events.last() {
+        Some(Event::Error { message }) => message.clone(),
+        other => panic!("expected an Error, got {other:?}"),
+    };
+    assert!(
+        message.contains(&format!("{long}.out")),
+        "names the path: {message}"
+    );
+    assert!(message.contains("marked failed"), "{message}");
+    // The run directory says so too: FAILED holds the error.
+    let failed = d.home.path().join(format!("runs/{run_id}/FAILED"));
+    let marker =
+        std::fs::read_to_string(&failed).unwrap_or_else(|e| panic!("{}: {e}", failed.display()));
+    assert!(marker.contains(&format!("{long}.out")), "{marker}");
+    assert!(message.ends_with(&marker), "{message}\n{marker}");
+    drop(c);
+    d.stop_within_checked(WAIT).await;
+}
+
+#[tokio::test]
+async fn a_failed_marker_that_cannot_be_written_is_reported() {
+    let d = Daemon::start().await;
+    let c = d.client().await;
+    let go = d.home.path().join("go");
+    let long = "h".repeat(300);
+    // The hosts wait for `go`, so the test can block FAILED before the run ends.
+    let cmd = format!(
+        "for i in $(seq 600); do [ -e {} ] && break; sleep 0.05; done; echo x",
+        go.display()
+    );
+    let mut rx = c
+        .request(Request::Run(run_req(hosts(&["fine", &long]), &cmd)))
+        .await
+        .expect("run");
+    let run_id = match next_event(&mut rx, WAIT, "RunStarted").await {
+        Event::RunStarted { run_id, .. } => run_id,
+        other => panic!("expected RunStarted, got {other:?}"),
+    };
+    // A directory where the marker file would go: it cannot be created.
+    let failed = d.home.path().join(format!("runs/{run_id}/FAILED"));
+    std::fs::create_dir(&failed).expect("block FAILED");
+    std::fs::write(&go, "").expect("go");
+    let (events, summary) = collect(rx).await;
+    assert!(summary.is_none(), "never reported finished: {events:?}");
     match events.last() {
         Some(Event::Error { message }) => {
-            assert!(
-                message.contains(&format!("{long}.out")),
-                "names the path: {message}"
-            );
-            assert!(message.contains("marked failed"), "{message}");
+            assert!(message.contains("could not be marked failed"), "{message}");
+            assert!(message.contains(&failed.display().to_string()), "{message}");
+            assert!(message.contains(&format!("{long}.out")), "{message}");
         }
         other => panic!("expected an Error, got {other:?}"),
     }

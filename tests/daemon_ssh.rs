@@ -12,8 +12,9 @@ use crew::model::Host;
 use crew::model::{ErrorKind, Verdict};
 use crew::proto::daemon::{Event, HostEvent, Request, RunRequest};
 use sha2::{Digest, Sha256};
-use support::daemon::{accepted, fleet_hosts, login, run_req, status, Daemon, Outcome};
-use support::{group_members, require_tool};
+use support::daemon::{accepted, fleet_hosts, login, next_event, run_req, status, Daemon, Outcome};
+use support::os::NoexecTmpfs;
+use support::{require_root, require_sshd};
 
 async fn run(c: &Client, req: RunRequest) -> Outcome {
     support::daemon::run(c, req, WAIT).await
@@ -24,7 +25,7 @@ const WAIT: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_then_warm_reuse_without_new_connections() {
-    if !require_tool("sshd") {
+    if !require_sshd() {
         return;
     }
     let fleet = SshdFleet::start(6);
@@ -71,10 +72,11 @@ async fn fan_out_then_warm_reuse_without_new_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_hosts_fail_alone_with_clear_errors() {
-    if !require_tool("sshd") {
+    if !require_sshd() {
         return;
     }
     let fleet = SshdFleet::start(3);
+    fleet.preinstall_agent();
     let good = fleet_hosts(&fleet);
     let me = login();
     let quick = |mut h: Host, name: &str| {
@@ -96,24 +98,25 @@ async fn bad_hosts_fail_alone_with_clear_errors() {
     for g in [&good[0], &good[1]] {
         assert_eq!(o.exits.get(&g.name), Some(&Some(0)), "{o:?}");
     }
+    // Each error names its kind and says what went wrong, and where.
     let expect = [
-        ("refused", ErrorKind::Unreachable),
-        ("silent", ErrorKind::ConnectTimeout),
-        ("wrongkey", ErrorKind::Hostkey),
-        ("unknownkey", ErrorKind::Hostkey),
-        ("stranger", ErrorKind::Auth),
+        ("refused", ErrorKind::Unreachable, "refused"),
+        ("silent", ErrorKind::ConnectTimeout, "handshake"),
+        ("wrongkey", ErrorKind::Hostkey, "known_hosts"),
+        ("unknownkey", ErrorKind::Hostkey, "--accept-new-host-keys"),
+        ("stranger", ErrorKind::Auth, "stranger_ed25519 (rejected)"),
     ];
-    for (name, kind) in expect {
+    for (name, kind, says) in expect {
         let (k, msg) = o
             .failed
             .get(name)
             .unwrap_or_else(|| panic!("{name} failed: {o:?}"));
         assert_eq!(*k, kind, "{name}: {msg}");
-        assert!(!msg.is_empty());
+        assert!(msg.contains(says), "{name}: {msg:?} should say {says:?}");
     }
     assert!(
-        o.failed["wrongkey"].1.contains("known_hosts"),
-        "names the file: {}",
+        o.failed["wrongkey"].1.contains("CHANGED"),
+        "{}",
         o.failed["wrongkey"].1
     );
     let st = status(&c, WAIT).await;
@@ -130,93 +133,26 @@ async fn bad_hosts_fail_alone_with_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_over_ssh_leaves_no_process() {
-    if !require_tool("sshd") {
+    if !require_sshd() {
         return;
     }
     let fleet = SshdFleet::start(1);
+    fleet.preinstall_agent();
     let (d, c) = Daemon::start_connected().await;
-    let mut rx = c
-        .request(Request::Run(run_req(
-            fleet_hosts(&fleet),
-            "sleep 1000 & sleep 1000; wait",
-        )))
-        .await
-        .expect("run");
-    let (mut run_id, mut pid) = (None, None);
-    while pid.is_none() {
-        match tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .expect("events")
-            .expect("event")
-        {
-            Event::RunStarted { run_id: id, .. } => run_id = Some(id),
-            Event::Host {
-                event: HostEvent::Started { pid: p, .. },
-                ..
-            } => pid = Some(p),
-            Event::Host {
-                event: HostEvent::Failed { kind, message },
-                ..
-            } => {
-                panic!("{kind:?}: {message}\n{}", fleet.logs())
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    let (run_id, pid) = (run_id.expect("run id"), pid.expect("pid"));
-    assert_ne!(pid, 0, "an agent (not agentless) reports the real pid");
-    // Bounded poll: up to ~30 s on a loaded 2-core machine.
-    for _ in 0..3000 {
-        if group_members(pid).len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let members = group_members(pid);
-    assert!(
-        members.len() >= 3,
-        "bash and two sleeps run in group {pid}: {members:?}"
-    );
-    c.send(Request::Kill {
-        run_id,
-        host: None,
-        signal: libc::SIGKILL,
-    })
-    .await
-    .expect("kill");
-    loop {
-        match tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .expect("events")
-            .expect("event")
-        {
-            Event::RunFinished { summary, .. } => {
-                assert_eq!(summary.hosts[0].1, Verdict::Killed);
-                break;
-            }
-            _ => continue,
-        }
-    }
-    let mut left = group_members(pid);
-    for _ in 0..100 {
-        if left.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        left = group_members(pid);
-    }
-    assert!(left.is_empty(), "left behind in group {pid}: {left:?}");
+    let host = fleet_hosts(&fleet).remove(0);
+    support::daemon::kill_leaves_no_process(&c, host, WAIT, || fleet.logs()).await;
     drop(c);
     d.stop_within_checked(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_megabytes_arrive_byte_exact() {
-    if !require_tool("sshd") {
+    if !require_sshd() {
         return;
     }
     const SIZE: usize = 100 * 1024 * 1024;
     let fleet = SshdFleet::start(1);
+    fleet.preinstall_agent();
     // Deterministic, non-repeating-ish bytes (every value 0..=255 occurs).
     let src = fleet.dir().join("big.bin");
     let mut data = vec![0u8; SIZE];
@@ -241,11 +177,7 @@ async fn hundred_megabytes_arrive_byte_exact() {
     let mut got = Sha256::new();
     let mut n = 0usize;
     let store_dir = loop {
-        match tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .expect("events in time")
-            .expect("event")
-        {
+        match next_event(&mut rx, WAIT, "output and RunFinished").await {
             Event::Host {
                 event: HostEvent::Output { data, .. },
                 ..
@@ -275,10 +207,11 @@ async fn hundred_megabytes_arrive_byte_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_hosts_learned_at_once_are_each_recorded_once() {
-    if !require_tool("sshd") {
+    if !require_sshd() {
         return;
     }
     let fleet = SshdFleet::start(20);
+    fleet.preinstall_agent();
     let dir = tempfile::tempdir().expect("tempdir");
     // Every host learns into the same, not yet existing, known_hosts file.
     let known_hosts = dir.path().join("ssh/known_hosts");
@@ -323,4 +256,58 @@ async fn twenty_hosts_learned_at_once_are_each_recorded_once() {
     );
     drop(c);
     d.stop_within_checked(WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agentless_when_the_uploaded_agent_cannot_execute() {
+    if !require_sshd() || !require_root("to mount a noexec tmpfs") {
+        return;
+    }
+    let fleet = SshdFleet::start(1);
+    // The agent directory is on a filesystem mounted noexec: the upload works, the uploaded
+    // agent cannot run.
+    let noexec = NoexecTmpfs::mount();
+    let host = Host {
+        agent_dir: noexec.path().join("agents").display().to_string(),
+        ..fleet_hosts(&fleet).remove(0)
+    };
+    let (d, c) = Daemon::start_connected().await;
+    let o = run(
+        &c,
+        run_req(
+            vec![host.clone()],
+            "echo out-$CREW_HOST; echo err >&2; exit 3",
+        ),
+    )
+    .await;
+    assert_eq!(
+        o.started.get(&host.name).map(|s| s.1),
+        Some(true),
+        "agentless: {o:?}\n{}",
+        fleet.logs()
+    );
+    assert_eq!(o.exits.get(&host.name), Some(&Some(3)), "{o:?}");
+    assert_eq!(
+        o.stdout.get(&host.name).map(Vec::as_slice),
+        Some(format!("out-{}\n", host.name).as_bytes())
+    );
+    assert_eq!(
+        o.stderr.get(&host.name).map(Vec::as_slice),
+        Some(&b"err\n"[..])
+    );
+    assert_eq!(o.verdicts, vec![(host.name.clone(), Verdict::Failed)]);
+    let st = status(&c, WAIT).await;
+    assert!(st.hosts[0].agentless, "{st:?}");
+    let reason = st.hosts[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("does not execute"),
+        "status says why: {reason}"
+    );
+    // No agent was left installed on the noexec mount.
+    let left: Vec<_> = std::fs::read_dir(noexec.path().join("agents"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    drop(c);
+    d.stop_within(WAIT).await;
 }

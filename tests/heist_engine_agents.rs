@@ -2,9 +2,8 @@
 //! (`crew::daemon::heist::PoolExecutor`) on `local`-transport hosts: every step is a run of
 //! the daemon to a `crew agent` child, and put/fetch are the agent's WriteFile/ReadFile.
 
-mod heist_support;
+mod support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,61 +11,55 @@ use crew::daemon::heist::PoolExecutor;
 use crew::daemon::DaemonOptions;
 use crew::heist::events::StepRef;
 use crew::heist::view_model::CellState;
-use heist_support::{crew_home, hosts, run, scenarios, scratch};
-use tokio_util::sync::CancellationToken;
+use support::heist::{hosts, run, scenarios, scratch};
 
-/// The daemon's state without its socket, and the executor the daemon runs heists with.
+/// The daemon's state without its socket (under a temp home), and the executor the daemon
+/// runs heists with.
 struct Daemon {
     _home: tempfile::TempDir,
     daemon: Arc<crew::daemon::Daemon>,
-    exec: Arc<PoolExecutor>,
-}
-
-async fn daemon() -> Daemon {
-    crew_home();
-    let home = tempfile::tempdir().expect("tempdir");
-    let opts = DaemonOptions::in_home(home.path(), PathBuf::from(env!("CARGO_BIN_EXE_crew")));
-    let daemon = crew::daemon::open(opts, CancellationToken::new())
-        .await
-        .expect("daemon state");
-    Daemon {
-        _home: home,
-        exec: Arc::new(PoolExecutor::new(daemon.clone(), false, "tester")),
-        daemon,
-    }
 }
 
 impl Daemon {
-    async fn stop(self) {
-        let _ = tokio::time::timeout(Duration::from_secs(20), self.daemon.close()).await;
+    async fn stop_within(self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.daemon.close()).await;
     }
+}
+
+async fn daemon() -> (Daemon, Arc<PoolExecutor>) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_crew"));
+    let opts = DaemonOptions::in_home(home.path(), exe);
+    let daemon = crew::daemon::open(opts, tokio_util::sync::CancellationToken::new())
+        .await
+        .expect("daemon state");
+    let exec = Arc::new(PoolExecutor::new(daemon.clone(), false, "tester"));
+    (
+        Daemon {
+            _home: home,
+            daemon,
+        },
+        exec,
+    )
 }
 
 macro_rules! agent_tests {
     ($($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            let d = daemon().await;
-            scenarios::$name(d.exec.clone(), false).await;
-            d.stop().await;
+            let (d, exec) = daemon().await;
+            scenarios::$name(exec.clone(), false).await;
+            drop(exec);
+            d.stop_within(Duration::from_secs(20)).await;
         }
     )*};
 }
 
-agent_tests!(
-    retry_then_succeeds,
-    rollback_only_where_the_failing_step_was_reached,
-    failed_wave_stops_later_waves,
-    accepted_exit_codes_and_continue,
-    captures_feed_later_steps,
-    timeout_kills_the_process_group,
-    ask_waits_for_the_operator,
-    journal_rebuilds_the_view
-);
+scenarios::every_scenario!(agent_tests);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_and_fetch_go_through_the_agent() {
-    let d = daemon().await;
+    let (d, exec) = daemon().await;
     let dir = scratch("putfetch");
     let text = r#"
 [heist.pf]
@@ -85,7 +78,7 @@ fetch = { from = "${dir}/${host}.conf", to = "${dir}/fetched/${host}-${mode}" }
 "#;
     let ds = dir.display().to_string();
     let o = run(
-        d.exec.clone(),
+        exec.clone(),
         text,
         "pf",
         hosts(&["p1", "p2"]),
@@ -104,5 +97,6 @@ fetch = { from = "${dir}/${host}.conf", to = "${dir}/fetched/${host}-${mode}" }
             Some(CellState::Ok)
         );
     }
-    d.stop().await;
+    drop(exec);
+    d.stop_within(Duration::from_secs(20)).await;
 }

@@ -1,13 +1,13 @@
 //! Engine policies with `local = true` steps: real bash processes on this machine, no daemon.
 //! The same scenarios run over real agents in `heist_engine_agents.rs`.
 
-mod heist_support;
+mod support;
 
 use std::sync::Arc;
 
 use crew::heist::executor::{Executor, OutputSink, RunSpec, StepOutcome};
 use crew::model::{Host, HostError};
-use heist_support::scenarios;
+use support::heist::scenarios;
 
 /// Local steps never reach an executor; this one fails the test if they do.
 struct NoRemote;
@@ -42,13 +42,4 @@ macro_rules! local_tests {
     )*};
 }
 
-local_tests!(
-    retry_then_succeeds,
-    rollback_only_where_the_failing_step_was_reached,
-    failed_wave_stops_later_waves,
-    accepted_exit_codes_and_continue,
-    captures_feed_later_steps,
-    timeout_kills_the_process_group,
-    ask_waits_for_the_operator,
-    journal_rebuilds_the_view
-);
+scenarios::every_scenario!(local_tests);

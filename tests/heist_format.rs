@@ -2,8 +2,12 @@
 
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use crew::heist::def::{Action, Batch, Then};
 use crew::heist::validate::load_str;
+use crew::heist::vars::Scope;
+use crew::model::Host;
 
 const GOOD: &str = r#"
 [heist.deploy]
@@ -120,7 +124,34 @@ fn captures_of_earlier_steps_and_builtins_are_defined() {
     let text = "[heist.a]\nselect = \"*\"\n\
                 [[heist.a.step]]\nname = \"one\"\nrun = \"echo v=7\"\ncapture = { v = 'v=(?P<num>\\d+)' }\n\
                 [[heist.a.step]]\nname = \"two\"\nrun = \"echo ${v} ${num} ${host} ${tag.role} $${HOME}\"\n";
-    load_str(text, Path::new("h.toml")).expect("all defined");
+    let hs = load_str(text, Path::new("h.toml")).expect("all defined");
+    // Step two renders with what step one captured (the whole match's group and the named
+    // group), the host's name and tag, and `$${` as a literal `${` for the shell.
+    let mut host = Host::local("web1");
+    host.tags = vec!["role=web".into()];
+    let captures: BTreeMap<String, String> = [
+        ("v".to_string(), "7".to_string()),
+        ("num".to_string(), "7".to_string()),
+    ]
+    .into();
+    let scope = Scope {
+        globals: &BTreeMap::new(),
+        host: &host,
+        captures: &captures,
+    };
+    let two = &hs[0].steps[1];
+    let rendered = scope.render(two.templates()[0]).expect("renders");
+    assert_eq!(rendered, "echo 7 7 web1 web ${HOME}");
+    // Without step one's captures (it did not run on this host) the step cannot render.
+    let none = BTreeMap::new();
+    let scope = Scope {
+        captures: &none,
+        ..scope
+    };
+    let err = scope
+        .render(two.templates()[0])
+        .expect_err("v is not captured");
+    assert_eq!(err.to_string(), "undefined variable `v`");
 }
 
 #[test]

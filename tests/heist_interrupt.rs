@@ -1,118 +1,36 @@
-//! `crew heist run` (the real binary, its own daemon, local hosts) interrupted by Ctrl-C:
-//! the remote jobs in flight are killed (TERM, then KILL for one that ignores TERM), the
-//! journal records the interruption, the summary is printed and the exit status is 1.
-//! And `--json`: one HeistEvent per line.
+//! `crew heist run` (the real binary, its own daemon, local hosts) interrupted by Ctrl-C
+//! typed on its terminal: the remote jobs in flight are killed (TERM, then KILL for one that
+//! ignores TERM), the journal records the interruption, the summary is printed and the exit
+//! status is 1. And `--json`: one HeistEvent per line.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use crew::heist::events::{Decision, HeistEvent, HostOutcome, Outcome, StepRef};
+use support::cli::{local_hosts, text, CliEnv};
+use support::proc::{marker, processes_with, sleeps_with, wait_until};
+use support::pty::{Io, PtyChild};
 
-const HOSTS: &str = r#"
-[defaults]
-transport = "local"
-[[host]]
-name = "n[1-3]"
-tags = ["role=demo"]
-"#;
+const WAIT: Duration = Duration::from_secs(60);
 
-struct Env {
-    dir: tempfile::TempDir,
+fn env(heists: &str) -> CliEnv {
+    let env = CliEnv::new(&local_hosts(&[("n[1-3]", &["role=demo"])]));
+    env.heist_file("h.toml", heists);
+    env
 }
 
-impl Env {
-    fn new(heists: &str) -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("hosts.toml"), HOSTS).expect("hosts.toml");
-        std::fs::create_dir_all(dir.path().join("heists")).expect("heists dir");
-        std::fs::create_dir_all(dir.path().join("home")).expect("home");
-        std::fs::write(dir.path().join("heists/h.toml"), heists).expect("heist file");
-        Env { dir }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_crew"));
-        c.arg("--hosts")
-            .arg(self.dir.path().join("hosts.toml"))
-            .args(args)
-            .env("CREW_HOME", self.dir.path().join("home"))
-            .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
-            .env_remove("CREW_HOSTS")
-            .stdin(Stdio::null())
-            .current_dir(self.dir.path());
-        c
-    }
-
-    fn heist_run_dir(&self) -> PathBuf {
-        let runs = std::fs::read_dir(self.dir.path().join("home/runs")).expect("run store");
-        let mut heists: Vec<PathBuf> = runs
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("heist-"))
-            })
-            .collect();
-        assert_eq!(heists.len(), 1, "{heists:?}");
-        heists.remove(0)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.command(&["daemon", "stop"]).output();
-    }
-}
-
-/// Pids of processes whose command line contains `marker` (read from /proc).
-fn processes_with(marker: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            cmd.contains(marker).then_some(pid)
-        })
-        .collect()
-}
-
-/// Pids of `sleep` processes whose command line contains `marker`: the steps' sleeps
-/// themselves, not the `bash -c` around them (whose script also names the marker).
-fn sleeps_with(marker: &str) -> Vec<u32> {
-    processes_with(marker)
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
-        })
-        .collect()
-}
-
-fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            return st;
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            panic!("crew heist run did not exit within {limit:?} after Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// The one heist run of the store.
+fn heist_run_dir(env: &CliEnv) -> std::path::PathBuf {
+    let mut runs = env.heist_runs();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs.remove(0)
 }
 
 #[test]
 fn ctrl_c_kills_the_steps_in_flight_and_journals_the_interruption() {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .subsec_nanos();
     // A sleep nobody else runs: its argument is the marker we look for in /proc.
-    let marker = format!("987.{}{nanos}", std::process::id());
+    let marker = marker();
     let heists = format!(
         r#"
 [heist.slow]
@@ -134,59 +52,31 @@ name = "after"
 run = "touch ${{dir}}/${{host}}-after"
 "#
     );
-    let env = Env::new(&heists);
-    let set = format!("dir={}", env.dir.path().display());
-    let mut child = env
-        .command(&["heist", "run", "slow", "--set", &set])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn crew heist run");
-    let t0 = Instant::now();
-    while sleeps_with(&marker).len() < 3 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the three sleeps never started: {:?}",
-            child.try_wait()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(sent.success());
-    let status = wait_exit(&mut child, Duration::from_secs(60));
-    let mut out = String::new();
-    for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
-        out.push_str(&line.expect("stdout line"));
-        out.push('\n');
-    }
-    let mut err = String::new();
-    for line in BufReader::new(child.stderr.take().expect("stderr")).lines() {
-        err.push_str(&line.expect("stderr line"));
-        err.push('\n');
-    }
-    let all = format!("--- stdout\n{out}--- stderr\n{err}");
-    assert_eq!(status.code(), Some(1), "{all}");
-    assert_eq!(
-        processes_with(&marker),
-        Vec::<u32>::new(),
-        "sleeps left\n{all}"
+    let env = env(&heists);
+    let set = format!("dir={}", env.path().display());
+    let mut tty = PtyChild::spawn(
+        &mut env.command(&["heist", "run", "slow", "--set", &set]),
+        Io::ALL,
     );
-    assert!(err.contains("interrupted: stopping the heist"), "{all}");
+    wait_until("the three sleeps", WAIT, || sleeps_with(&marker).len() == 3);
+    tty.ctrl_c();
+    let status = tty.wait_exit(WAIT);
+    let all = tty.wait_for("== heist slow", WAIT);
+    assert_eq!(status.code(), Some(1), "{all}");
+    wait_until("no sleep left", WAIT, || processes_with(&marker).is_empty());
+    assert!(all.contains("interrupted: stopping the heist"), "{all}");
     assert!(
-        out.contains("== heist slow INTERRUPTED: completed on 0/3 host(s)"),
+        all.contains("== heist slow INTERRUPTED: completed on 0/3 host(s)"),
         "{all}"
     );
     for h in ["n1", "n2", "n3"] {
-        assert!(out.contains(&format!("{h}  interrupted at wait")), "{all}");
-        assert!(!env.dir.path().join(format!("{h}-after")).exists(), "{h}");
+        assert!(all.contains(&format!("{h}  interrupted at wait")), "{all}");
+        assert!(!env.path().join(format!("{h}-after")).exists(), "{h}");
     }
 
     // The journal says what happened: each host's `wait` was killed (n2 by KILL, after
     // ignoring TERM), not retried, and the heist ended interrupted.
-    let dir = env.heist_run_dir();
+    let dir = heist_run_dir(&env);
     let events = crew::heist::journal::read(&dir).expect("journal");
     for h in ["n1", "n2", "n3"] {
         let results: Vec<_> = events
@@ -223,16 +113,13 @@ run = "touch ${{dir}}/${{host}}-after"
 
 #[test]
 fn json_prints_one_heist_event_per_line() {
-    let env = Env::new(
+    let env = env(
         "[heist.two]\nselect = \"role=demo\"\n[[heist.two.step]]\nname = \"a\"\nrun = \"echo a-${host}\"\n\
          [[heist.two.step]]\nname = \"b\"\nrun = \"test ${host} != n3\"\n",
     );
-    let o = env
-        .command(&["heist", "run", "two", "--json"])
-        .output()
-        .expect("run crew");
+    let o = env.crew(&["heist", "run", "two", "--json"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let events: Vec<HeistEvent> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a HeistEvent: {l}: {e}")))
@@ -263,7 +150,7 @@ fn json_prints_one_heist_event_per_line() {
     assert!(a_out.contains(&"a-n2\n"), "{a_out:?}");
     // The same records as the journal (which has no live Output events; hosts running at
     // once may interleave differently).
-    let journal = crew::heist::journal::read(&env.heist_run_dir()).expect("journal");
+    let journal = crew::heist::journal::read(&heist_run_dir(&env)).expect("journal");
     let lines = |evs: Vec<&HeistEvent>| {
         let mut v: Vec<String> = evs
             .into_iter()

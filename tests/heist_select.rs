@@ -2,68 +2,39 @@
 //! outcomes (`?failed`, `?ok`: the newest `crew run` or heist run in the run store; a heist's
 //! own per-step runs do not count) and agent facts (`fact.kernel=…`, asked of the daemon).
 
-use std::process::{Command, Output, Stdio};
+mod support;
 
-const HOSTS: &str = r#"
-[defaults]
-transport = "local"
-[[host]]
-name = "n[1-3]"
-tags = ["role=demo"]
-"#;
+use std::process::Command;
+use std::time::Duration;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+use support::cli::{local_hosts, CliEnv};
+use support::Bounded;
 
-impl Env {
-    fn crew(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_crew"))
-            .arg("--hosts")
-            .arg(self.dir.path().join("hosts.toml"))
-            .args(args)
-            .env("CREW_HOME", self.dir.path().join("home"))
-            .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
-            .env_remove("CREW_HOSTS")
-            .stdin(Stdio::null())
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run crew")
+/// The hosts `crew heist plan pick --profile P` would run on (its wave lines).
+fn picked(env: &CliEnv, profile: &str) -> String {
+    let o = env.crew(&["heist", "plan", "pick", "--profile", profile]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.code() != Some(0) {
+        return format!("error: {err}");
     }
-
-    /// The hosts `crew heist plan pick --profile P` would run on (its wave lines).
-    fn picked(&self, profile: &str) -> String {
-        let o = self.crew(&["heist", "plan", "pick", "--profile", profile]);
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        if o.status.code() != Some(0) {
-            return format!("error: {err}");
-        }
-        out.lines()
-            .filter_map(|l| l.strip_prefix("wave "))
-            .map(|l| l.split_once(": ").map_or(l, |(_, hosts)| hosts).to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.crew(&["daemon", "stop"]);
-    }
+    out.lines()
+        .filter_map(|l| l.strip_prefix("wave "))
+        .map(|l| l.split_once(": ").map_or(l, |(_, hosts)| hosts).to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn kernel() -> String {
-    let o = Command::new("uname").arg("-r").output().expect("uname -r");
+    let o = Command::new("uname")
+        .arg("-r")
+        .output_within(Duration::from_secs(30));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 #[test]
 fn outcomes_of_the_last_run_and_facts_pick_hosts() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("hosts.toml"), HOSTS).expect("hosts.toml");
-    std::fs::create_dir_all(dir.path().join("heists")).expect("heists");
-    std::fs::create_dir_all(dir.path().join("home")).expect("home");
+    let env = CliEnv::new(&local_hosts(&[("n[1-3]", &["role=demo"])]));
     let heists = format!(
         r#"
 [heist.pick]
@@ -88,21 +59,20 @@ run = "test ${{host}} != n3"
 "#,
         k = kernel()
     );
-    std::fs::write(dir.path().join("heists/pick.toml"), heists).expect("heist file");
-    let env = Env { dir };
+    env.heist_file("pick.toml", &heists);
 
     // Nothing ran yet: no host has an outcome.
     assert!(
-        env.picked("failed").contains("matches no host"),
+        picked(&env, "failed").contains("matches no host"),
         "{}",
-        env.picked("failed")
+        picked(&env, "failed")
     );
 
     // A plain run where n2 fails.
     let o = env.crew(&["run", "role=demo", "--", "test $CREW_HOST != n2"]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(env.picked("failed"), "n2");
-    assert_eq!(env.picked("ok"), "n[1,3]");
+    assert_eq!(picked(&env, "failed"), "n2");
+    assert_eq!(picked(&env, "ok"), "n[1,3]");
 
     // A heist run is newer: n3 failed there (its one-host step runs are not "the last run").
     let o = env.crew(&["heist", "run", "fail3"]);
@@ -112,16 +82,19 @@ run = "test ${{host}} != n3"
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
-    assert_eq!(env.picked("failed"), "n3");
-    assert_eq!(env.picked("ok"), "n[1-2]");
+    assert_eq!(picked(&env, "failed"), "n3");
+    assert_eq!(picked(&env, "ok"), "n[1-2]");
 
     // A newer plain run wins again.
     let o = env.crew(&["run", "n1", "--", "false"]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(env.picked("failed"), "n1");
-    assert!(env.picked("ok").contains("matches no host"), "only n1 ran");
+    assert_eq!(picked(&env, "failed"), "n1");
+    assert!(
+        picked(&env, "ok").contains("matches no host"),
+        "only n1 ran"
+    );
 
     // Facts come from the agents through the daemon.
-    assert_eq!(env.picked("kernel"), "n[1-3]");
-    assert!(env.picked("nokernel").contains("matches no host"));
+    assert_eq!(picked(&env, "kernel"), "n[1-3]");
+    assert!(picked(&env, "nokernel").contains("matches no host"));
 }

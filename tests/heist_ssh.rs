@@ -6,128 +6,57 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use crew::heist::events::{Decision, HeistEvent, HostOutcome, Outcome, StepRef};
-use support::require_tool;
+use support::cli::{text, CliEnv};
+use support::require_sshd;
 use support::sshd::SshdFleet;
 
 const HOSTS: usize = 20;
 
-/// A temp dir with hosts.toml (the fleet), heists/, CREW_HOME; stops its daemon on drop.
-struct Env {
-    dir: tempfile::TempDir,
-    fleet: SshdFleet,
+/// The CLI env (hosts.toml of the fleet's 20 hosts, all `role=web`) and the fleet.
+fn env() -> (CliEnv, SshdFleet) {
+    let fleet = SshdFleet::start(HOSTS);
+    fleet.preinstall_agent();
+    let ssh_config = fleet.file("ssh_config", "");
+    let mut toml = fleet.inventory_defaults(&ssh_config);
+    for h in fleet.hosts() {
+        toml += &format!(
+            "\n[[host]]\nname = {:?}\naddress = {:?}\ntags = [\"role=web\"]\n",
+            h.name, h.address
+        );
+    }
+    (CliEnv::new(&toml), fleet)
 }
 
-impl Env {
-    fn new() -> Env {
-        let fleet = SshdFleet::start(HOSTS);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        std::fs::write(d.join("ssh_config"), "").expect("ssh_config");
-        let mut toml = format!(
-            "[defaults]\nuser = {user:?}\nport = {port}\nidentity_file = {key:?}\n\
-             identities_only = true\nknown_hosts = {kh:?}\nagent_dir = {agents:?}\n\
-             connect_timeout = 20\nssh_config = {cfg:?}\n",
-            user = support::daemon::login(),
-            port = fleet.port,
-            key = fleet.client_key.display().to_string(),
-            kh = fleet.known_hosts.display().to_string(),
-            agents = fleet.agent_dir().display().to_string(),
-            cfg = d.join("ssh_config").display().to_string(),
-        );
-        for h in fleet.hosts() {
-            toml += &format!(
-                "\n[[host]]\nname = {:?}\naddress = {:?}\ntags = [\"role=web\"]\n",
-                h.name, h.address
-            );
-        }
-        std::fs::write(d.join("hosts.toml"), toml).expect("hosts.toml");
-        std::fs::create_dir_all(d.join("heists")).expect("heists dir");
-        std::fs::create_dir_all(d.join("home")).expect("home");
-        Env { dir, fleet }
+/// Connect one host, then the whole fleet (the agent is preinstalled: the upload has its
+/// own tests), so the heist's first step is not also 20 handshakes at once on a loaded
+/// machine. A host that timed out connecting gets one more try.
+fn warm_up(env: &CliEnv, fleet: &SshdFleet) {
+    let one = env.crew(&["run", "h001", "--", "true"]);
+    assert_eq!(
+        one.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&one),
+        fleet.logs()
+    );
+    let mut all = env.crew(&["run", "role=web", "--", "true"]);
+    if all.status.code() != Some(0) {
+        all = env.crew(&["run", "role=web", "--", "true"]);
     }
-
-    fn home(&self) -> PathBuf {
-        self.dir.path().join("home")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_crew"));
-        c.arg("--hosts")
-            .arg(self.dir.path().join("hosts.toml"))
-            .args(args)
-            .env("CREW_HOME", self.home())
-            .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
-            .env_remove("CREW_HOSTS")
-            .stdin(std::process::Stdio::null())
-            .current_dir(self.dir.path());
-        c
-    }
-
-    fn crew(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run crew")
-    }
-
-    /// Install the agent once (one host), then connect the whole fleet, so the heist's first
-    /// step is not also the first upload of a debug build onto 20 hosts of a loaded machine
-    /// (the cold path has its own tests in daemon_ssh.rs). A host that timed out connecting
-    /// gets one more try.
-    fn warm_up(&self) {
-        let one = self.crew(&["run", "h001", "--", "true"]);
-        assert_eq!(
-            one.status.code(),
-            Some(0),
-            "{}\n{}",
-            text(&one),
-            self.fleet.logs()
-        );
-        let mut all = self.crew(&["run", "role=web", "--", "true"]);
-        if all.status.code() != Some(0) {
-            all = self.crew(&["run", "role=web", "--", "true"]);
-        }
-        assert_eq!(
-            all.status.code(),
-            Some(0),
-            "{}\n{}",
-            text(&all),
-            self.fleet.logs()
-        );
-    }
-
-    /// Runs of the heist store, oldest first.
-    fn heist_runs(&self) -> Vec<PathBuf> {
-        let mut runs: Vec<PathBuf> = std::fs::read_dir(self.home().join("runs"))
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        runs.retain(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("heist-"))
-        });
-        runs.sort();
-        runs
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.crew(&["daemon", "stop"]);
-    }
+    assert_eq!(
+        all.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&all),
+        fleet.logs()
+    );
 }
 
 fn name(i: usize) -> String {
     format!("h{i:03}")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Per host, the summary outcome; and per (host, step), how many attempts started.
@@ -205,17 +134,17 @@ fn exists(dir: &Path, host: &str, file: &str) -> bool {
 
 #[test]
 fn three_steps_over_twenty_ssh_hosts_with_one_failing() {
-    if !require_tool("sshd") {
+    if !require_sshd() {
         return;
     }
-    let env = Env::new();
-    std::fs::write(env.dir.path().join("heists/fleet.toml"), HEISTS).expect("heist file");
-    let logs = || env.fleet.logs();
-    env.warm_up();
+    let (env, fleet) = env();
+    env.heist_file("fleet.toml", HEISTS);
+    let logs = || fleet.logs();
+    warm_up(&env, &fleet);
 
     // 1. Abort: h007 (wave 2) fails `deploy` twice (one retry) and stops; the rest of its wave
     //    finishes; waves 3 and 4 never start.
-    let state = env.dir.path().join("roll");
+    let state = env.path().join("roll");
     let set = format!("dir={}", state.display());
     let o = env.crew(&["heist", "run", "roll", "--set", &set]);
     let out = text(&o);
@@ -323,7 +252,7 @@ fn three_steps_over_twenty_ssh_hosts_with_one_failing() {
     assert!(shown.contains("h011  skipped"), "{shown}");
 
     // 2. Nobody to fail: exit 0, every host did all three steps.
-    let clean = env.dir.path().join("clean");
+    let clean = env.path().join("clean");
     let set = format!("dir={}", clean.display());
     let o = env.crew(&[
         "heist",
@@ -346,7 +275,7 @@ fn three_steps_over_twenty_ssh_hosts_with_one_failing() {
 
     // 3. Rollback: `check` fails on h012 (wave 3); every host that reached `check` undoes
     //    `switch`; wave 4 never starts.
-    let rel = env.dir.path().join("release");
+    let rel = env.path().join("release");
     let set = format!("dir={}", rel.display());
     let o = env.crew(&["heist", "run", "release", "--set", &set]);
     let out = text(&o);

@@ -1,7 +1,11 @@
 //! `crew hosts [SELECTION]` run as the real binary against the repo's demo hosts.toml.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use support::cli::crew_command;
+use support::Bounded;
 
 fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
     let p = dir.join(rel);
@@ -11,16 +15,12 @@ fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
 
 fn crew_hosts(args: &[&str], env: &[(&str, &Path)]) -> (i32, String, String) {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crew"));
-    cmd.arg("hosts")
-        .args(args)
-        .env("CREW_HOME", tmp.path())
-        .env("CREW_CONFIG_DIR", tmp.path())
-        .env_remove("CREW_HOSTS");
+    let mut cmd = crew_command(tmp.path(), tmp.path());
+    cmd.arg("hosts").args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run crew hosts");
+    let out = cmd.output_bounded();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -112,14 +112,10 @@ fn crew_ssh_config_env_names_the_ssh_config() {
 #[test]
 fn crew_hosts_says_where_it_looked_for_hosts_toml() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_crew"))
+    let out = crew_command(tmp.path(), &tmp.path().join("cfg"))
         .arg("hosts")
         .current_dir(tmp.path())
-        .env("CREW_HOME", tmp.path())
-        .env("CREW_CONFIG_DIR", tmp.path().join("cfg"))
-        .env_remove("CREW_HOSTS")
-        .output()
-        .expect("run crew hosts");
+        .output_bounded();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(

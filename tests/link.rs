@@ -2,6 +2,7 @@
 
 #[path = "link/harness.rs"]
 mod harness;
+mod support;
 
 use std::time::Duration;
 
@@ -9,8 +10,10 @@ use crew::daemon::link::{AgentLink, LinkError};
 use crew::model::Stream;
 use crew::proto::agent::{AgentMsg, Hello, ReadFile, WriteFile, SYNC_MARKER};
 use crew::proto::PROTO_VERSION;
-use harness::{drain, fake, finish, live_group_members, opts, run, setup, WAIT};
+use harness::{drain, fake, finish, next, opts, quick_heartbeats, run, setup, WAIT};
 use sha2::{Digest, Sha256};
+use support::group_members;
+use support::proc::wait_until_async;
 use tokio::io::DuplexStream;
 
 #[tokio::test]
@@ -145,19 +148,23 @@ async fn many_concurrent_jobs_and_requests() {
 
 #[tokio::test]
 async fn kill_and_slow_consumer_without_losing_the_link() {
-    let s = setup(b"", opts()).await.expect("connect");
+    let o = quick_heartbeats(100);
+    // A consumer that reads nothing for longer than the link takes to declare a silent
+    // peer dead.
+    let pause = o.heartbeat_interval * (o.heartbeat_misses + 2);
+    let s = setup(b"", o).await.expect("connect");
     let job = s.link.start(run("sleep 1000")).await.expect("start");
     let killer = job.killer();
     let mut job = job;
     assert!(matches!(
-        job.events.recv().await,
+        next(&mut job).await,
         Some(AgentMsg::Started { .. })
     ));
     killer.kill(9).await.expect("kill");
     let o = finish(job).await;
     assert_eq!(o.exit.expect("exit").signal, Some(9));
 
-    // 4 MB read slowly: pauses longer than three heartbeats must not kill the link.
+    // 4 MB read slowly: pauses longer than the missed-heartbeat window must not kill the link.
     let mut job = s
         .link
         .start(run("head -c 4000000 /dev/urandom | tee >(sha256sum >&2)"))
@@ -184,7 +191,7 @@ async fn kill_and_slow_consumer_without_losing_the_link() {
         }
         n += 1;
         if n == 3 || n == 6 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(pause).await;
         }
     }
     assert!(!s.link.is_closed(), "{:?}", s.link.close_reason());
@@ -205,7 +212,7 @@ async fn a_cut_link_ends_every_pending_job_without_an_exit() {
     for _ in 0..3 {
         let mut job = s.link.start(run("sleep 1000")).await.expect("start");
         assert!(matches!(
-            job.events.recv().await,
+            next(&mut job).await,
             Some(AgentMsg::Started { .. })
         ));
         jobs.push(job);
@@ -248,7 +255,9 @@ async fn missed_heartbeats_declare_the_link_dead() {
         .await
         .expect("greet");
     let (r, w) = tokio::io::split(theirs);
-    let (link, _) = AgentLink::connect(r, w, opts()).await.expect("connect");
+    let (link, _) = AgentLink::connect(r, w, quick_heartbeats(100))
+        .await
+        .expect("connect");
     let pending = tokio::spawn({
         let link = link.clone();
         async move { link.ping().await }
@@ -258,10 +267,10 @@ async fn missed_heartbeats_declare_the_link_dead() {
         .expect("declared dead");
     let reason = link.close_reason().expect("reason");
     assert!(reason.contains("heartbeat"), "{reason}");
-    assert!(matches!(
-        pending.await.expect("join"),
-        Err(LinkError::Closed(_))
-    ));
+    let pinged = tokio::time::timeout(WAIT, pending)
+        .await
+        .expect("the pending ping ends with the link");
+    assert!(matches!(pinged.expect("join"), Err(LinkError::Closed(_))));
     drop(ours);
 }
 
@@ -290,17 +299,14 @@ async fn the_crew_agent_binary_behind_a_chatty_shell() {
         .start(run("sleep 1000 & sleep 1000"))
         .await
         .expect("start");
-    let Some(AgentMsg::Started { pid }) = job.events.recv().await else {
+    let Some(AgentMsg::Started { pid }) = next(&mut job).await else {
         panic!("expected Started")
     };
     // bash and its two sleeps must exist first, or the final "none left" proves nothing.
-    for _ in 0..200 {
-        if live_group_members(pid) >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(live_group_members(pid) >= 2, "group {pid} never ran");
+    wait_until_async("the job's sleeps running", WAIT, || {
+        group_members(pid).len() >= 2
+    })
+    .await;
     let o = finish(
         link.start(run("echo from the binary"))
             .await
@@ -324,11 +330,10 @@ async fn the_crew_agent_binary_behind_a_chatty_shell() {
     );
     let reason = link.close_reason().expect("the link says why it closed");
     assert!(reason.contains("test is done"), "{reason}");
-    for _ in 0..100 {
-        if live_group_members(pid) == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("processes of group {pid} outlived the agent");
+    wait_until_async(
+        "no process of the job's group outliving the agent",
+        WAIT,
+        || group_members(pid).is_empty(),
+    )
+    .await;
 }

@@ -1,61 +1,19 @@
-//! The `crew` binary end to end: `crew run` (plain, --gather, --json, exit status),
-//! `crew status`, `crew daemon stop`, with a temp CREW_HOME and a hosts.toml of `local`
-//! hosts (agents are child processes of the daemon the first `crew run` starts).
+//! The `crew` binary end to end: `crew run` (plain, --gather, --json, --timeout, --fanout,
+//! colour, Ctrl-C on its terminal, exit status), `crew status`, `crew daemon stop`, with a
+//! temp CREW_HOME and a hosts.toml of `local` hosts (agents are child processes of the
+//! daemon the first `crew run` starts).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
-const HOSTS: &str = r#"
-[defaults]
-transport = "local"
+use std::time::{Duration, Instant};
 
-[[host]]
-name = "node[1-3]"
-tags = ["role=app"]
+use crew::model::Verdict;
+use crew::store::{read_run, HostRecord};
+use support::cli::{local_hosts, CliEnv};
+use support::proc::{alive, marker, sleeps_with, wait_until};
+use support::pty::{Io, PtyChild};
 
-[[host]]
-name = "odd1"
-tags = ["role=odd"]
-"#;
-
-/// A temp CREW_HOME and hosts.toml; stops the daemon it started when dropped.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("hosts.toml"), HOSTS).expect("hosts.toml");
-        std::fs::create_dir(dir.path().join("home")).expect("home");
-        Env { dir }
-    }
-
-    fn home(&self) -> PathBuf {
-        self.dir.path().join("home")
-    }
-
-    fn crew(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_crew"))
-            .args([
-                "--hosts",
-                &self.dir.path().join("hosts.toml").display().to_string(),
-            ])
-            .args(args)
-            .env("CREW_HOME", self.home())
-            .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
-            .env_remove("NO_COLOR")
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run crew")
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.crew(&["daemon", "stop"]);
-    }
-}
+const WAIT: Duration = Duration::from_secs(60);
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -67,9 +25,43 @@ fn sorted_lines(s: &str) -> Vec<&str> {
     v
 }
 
+/// The host records of the newest plain run in the store.
+fn last_run_records(env: &CliEnv) -> Vec<HostRecord> {
+    let runs = env.plain_runs();
+    let dir = runs.last().expect("a run in the store");
+    read_run(dir).expect("read the run").hosts
+}
+
+fn record<'a>(recs: &'a [HostRecord], host: &str) -> &'a HostRecord {
+    recs.iter()
+        .find(|r| r.host == host)
+        .unwrap_or_else(|| panic!("no record for {host}: {recs:?}"))
+}
+
+/// `CREW_HOST` in the environment of process `pid`.
+fn crew_host_of(pid: u32) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(b"CREW_HOST="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The sleeps running `marker`, by the host they run for.
+fn sleeps_by_host(marker: &str) -> Vec<(String, u32)> {
+    let mut v: Vec<(String, u32)> = sleeps_with(marker)
+        .into_iter()
+        .filter_map(|pid| Some((crew_host_of(pid)?, pid)))
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn plain_run_prefixes_lines_and_sanitises() {
-    let env = Env::new();
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let out = env.crew(&[
         "run",
         "role=app",
@@ -105,7 +97,10 @@ fn plain_run_prefixes_lines_and_sanitises() {
 
 #[test]
 fn gather_folds_identical_hosts_and_failures_exit_1() {
-    let env = Env::new();
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let out = env.crew(&[
         "run",
         "--gather",
@@ -131,7 +126,10 @@ fn gather_folds_identical_hosts_and_failures_exit_1() {
 
 #[test]
 fn json_lines_carry_every_event() {
-    let env = Env::new();
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let out = env.crew(&["run", "--json", "odd1", "--", "echo a; echo b >&2; exit 2"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let events: Vec<serde_json::Value> = text(&out.stdout)
@@ -156,7 +154,10 @@ fn json_lines_carry_every_event() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let env = Env::new();
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let bad = env.crew(&["run", "role=app & (", "--", "true"]);
     assert_eq!(bad.status.code(), Some(2));
     let err = text(&bad.stderr);
@@ -176,7 +177,10 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn status_and_daemon_stop() {
-    let env = Env::new();
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let none = env.crew(&["daemon", "stop"]);
     assert_eq!(none.status.code(), Some(0));
     assert!(text(&none.stdout).contains("no daemon running"));
@@ -197,7 +201,7 @@ fn status_and_daemon_stop() {
         assert!(row.contains("ready"), "{row}");
     }
     // The run is on disk and in the audit log.
-    assert!(runs(&env.home()).len() == 1);
+    assert_eq!(env.plain_runs().len(), 1, "{:?}", env.runs());
     let audit = std::fs::read_to_string(env.home().join("audit.jsonl")).expect("audit");
     assert!(audit.contains("\"command\":\"true\""), "{audit}");
 
@@ -209,57 +213,12 @@ fn status_and_daemon_stop() {
     assert!(text(&st.stdout).contains("no daemon running"));
 }
 
-fn runs(home: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(home.join("runs"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default()
-}
-
-#[test]
-fn ctrl_c_kills_the_run_and_still_prints_the_summary() {
-    use std::io::{BufRead, BufReader};
-    let env = Env::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crew"))
-        .args([
-            "--hosts",
-            &env.dir.path().join("hosts.toml").display().to_string(),
-        ])
-        .args(["run", "node[1-2]", "--", "echo up; sleep 1000"])
-        .env("CREW_HOME", env.home())
-        .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn crew run");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut up = 0;
-    while up < 2 {
-        let line = lines
-            .next()
-            .expect("output before the interrupt")
-            .expect("line");
-        if line.ends_with("| up") {
-            up += 1;
-        }
-    }
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(sent.success());
-    let out = child.wait_with_output().expect("crew exits after Ctrl-C");
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("killed:      node[1-2] (2)"), "{stderr}");
-    // The daemon recorded the run as killed on both hosts.
-    let audit = std::fs::read_to_string(env.home().join("audit.jsonl")).expect("audit");
-    assert!(audit.contains("[\"node1\",\"killed\"]"), "{audit}");
-}
-
 #[test]
 fn outcome_selection_reruns_exactly_the_failed_hosts() {
-    let env = Env::new();
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
     let first = env.crew(&[
         "run",
         "role=app | role=odd",
@@ -289,4 +248,190 @@ fn outcome_selection_reruns_exactly_the_failed_hosts() {
         "{}",
         text(&none.stderr)
     );
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
+    let cmd = ["run", "node1", "--", "echo hi; echo warn >&2"];
+    // Piped: plain text.
+    let piped = env.crew(&cmd);
+    assert_eq!(piped.status.code(), Some(0), "{}", text(&piped.stderr));
+    assert!(!piped.stdout.contains(&0x1b), "{}", text(&piped.stdout));
+    assert!(!piped.stderr.contains(&0x1b), "{}", text(&piped.stderr));
+    assert!(text(&piped.stdout).contains("node1 | hi"));
+
+    // On a terminal: the host name in colour, the summary too.
+    let mut tty = PtyChild::spawn(&mut env.command(&cmd), Io::ALL);
+    assert_eq!(tty.wait_exit(WAIT).code(), Some(0), "{}", tty.text());
+    let shown = tty.wait_for("ok:", WAIT);
+    assert!(shown.contains("\x1b[36mnode1\x1b[0m"), "{shown:?}");
+    assert!(shown.contains("\x1b[31m!\x1b[0m warn"), "{shown:?}");
+
+    // On a terminal with NO_COLOR: no escape at all.
+    let mut c = env.command(&cmd);
+    c.env("NO_COLOR", "1");
+    let mut tty = PtyChild::spawn(&mut c, Io::ALL);
+    assert_eq!(tty.wait_exit(WAIT).code(), Some(0), "{}", tty.text());
+    let shown = tty.wait_for("ok:", WAIT);
+    assert!(shown.contains("node1 | hi"), "{shown:?}");
+    assert!(!shown.contains('\x1b'), "{shown:?}");
+}
+
+/// `crew run` on `node[1-2]` on a terminal, the command printing `up` then sleeping `mark`;
+/// node1 ignores TERM when `stubborn` names it. Returns once both sleeps run.
+fn interruptible_run(env: &CliEnv, mark: &str, stubborn: &str) -> PtyChild {
+    let cmd = format!(
+        "case \" {stubborn} \" in *\" $CREW_HOST \"*) trap '' TERM;; esac; echo up; sleep {mark}"
+    );
+    let tty = PtyChild::spawn(&mut env.command(&["run", "node[1-2]", "--", &cmd]), Io::ALL);
+    // (The `|` between host and line is coloured on a terminal.)
+    tty.wait("both hosts up", WAIT, |t| t.matches(" up\n").count() >= 2);
+    wait_until("both sleeps running", WAIT, || {
+        sleeps_by_host(mark).len() == 2
+    });
+    tty
+}
+
+#[test]
+fn ctrl_c_terms_then_kills_after_3s_and_prints_the_summary() {
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
+    let mark = marker();
+    // node1 ignores TERM: only the KILL that follows 3 s later ends it.
+    let mut tty = interruptible_run(&env, &mark, "node1");
+    let sleeps = sleeps_by_host(&mark);
+    let (n1, n2) = (sleeps[0].1, sleeps[1].1);
+    assert_eq!(
+        (sleeps[0].0.as_str(), sleeps[1].0.as_str()),
+        ("node1", "node2")
+    );
+    let t0 = Instant::now();
+    tty.ctrl_c();
+    tty.wait_for("interrupted: stopping the run", WAIT);
+    wait_until("node2's sleep to end on TERM", WAIT, || !alive(n2));
+    assert!(alive(n1), "node1 ignores TERM, its sleep must outlive it");
+    let status = tty.wait_exit(WAIT);
+    let waited = t0.elapsed();
+    let shown = tty.wait_for("killed:", WAIT);
+    assert_eq!(status.code(), Some(1), "{shown}");
+    assert!(shown.contains("killed:      node[1-2] (2)"), "{shown}");
+    assert!(sleeps_with(&mark).is_empty(), "sleeps left after the run");
+    assert!(
+        waited >= Duration::from_millis(2500),
+        "node1 was killed {waited:?} after Ctrl-C: the KILL must wait for the 3 s grace"
+    );
+    let recs = last_run_records(&env);
+    assert_eq!(
+        record(&recs, "node2").signal,
+        Some(libc::SIGTERM),
+        "{recs:?}"
+    );
+    assert_eq!(
+        record(&recs, "node1").signal,
+        Some(libc::SIGKILL),
+        "{recs:?}"
+    );
+    assert!(
+        recs.iter().all(|r| r.verdict == Verdict::Killed),
+        "{recs:?}"
+    );
+    let audit = std::fs::read_to_string(env.home().join("audit.jsonl")).expect("audit");
+    assert!(audit.contains("[\"node1\",\"killed\"]"), "{audit}");
+}
+
+#[test]
+fn a_second_ctrl_c_kills_at_once() {
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
+    let mark = marker();
+    // Both ignore TERM: only a KILL ends them.
+    let mut tty = interruptible_run(&env, &mark, "node1 node2");
+    let t0 = Instant::now();
+    tty.ctrl_c();
+    tty.wait_for("interrupted: stopping the run", WAIT);
+    tty.ctrl_c();
+    tty.wait_for("killing the run", WAIT);
+    let status = tty.wait_exit(WAIT);
+    let waited = t0.elapsed();
+    let shown = tty.wait_for("killed:", WAIT);
+    assert_eq!(status.code(), Some(1), "{shown}");
+    assert!(shown.contains("killed:      node[1-2] (2)"), "{shown}");
+    assert!(sleeps_with(&mark).is_empty(), "sleeps left after the run");
+    assert!(
+        waited < Duration::from_secs(3),
+        "the run ended {waited:?} after the first Ctrl-C: the second must not wait for the 3 s grace"
+    );
+    let recs = last_run_records(&env);
+    for h in ["node1", "node2"] {
+        assert_eq!(record(&recs, h).signal, Some(libc::SIGKILL), "{recs:?}");
+    }
+}
+
+#[test]
+fn timeout_kills_the_command_and_reports_timed_out() {
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
+    let mark = marker();
+    let cmd = format!("echo started; sleep {mark} & sleep {mark}; echo never");
+    let out = env.crew(&["run", "--timeout", "1s", "node1", "--", &cmd]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("node1 | started"), "{stdout}");
+    assert!(!stdout.contains("never"), "{stdout}");
+    assert!(stderr.contains("timed out:   node1 (1)"), "{stderr}");
+    wait_until("the timed-out sleeps to be gone", WAIT, || {
+        sleeps_with(&mark).is_empty()
+    });
+    let recs = last_run_records(&env);
+    let r = record(&recs, "node1");
+    assert_eq!(r.verdict, Verdict::Timeout, "{r:?}");
+    assert!(r.timed_out, "{r:?}");
+    // The store remembers the timeout asked for.
+    let run = read_run(env.plain_runs().last().expect("run")).expect("run");
+    assert_eq!(run.meta.timeout_ms, Some(1000));
+}
+
+#[test]
+fn fanout_limits_how_many_hosts_run_at_once() {
+    let env = CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]));
+    let dir = env.path().join("fanout");
+    std::fs::create_dir(&dir).expect("dir");
+    // Each job counts itself in (under a lock), records how many run, then waits until a
+    // third job has come in too (it never should) or 1 s has passed, and counts itself out.
+    let cmd = format!(
+        "d={d}; enter() {{ exec 9>$d/lock; flock 9; c=$(cat $d/n 2>/dev/null || echo 0); \
+         c=$((c $1 1)); echo $c > $d/n; echo $c >> $d/seen; flock -u 9; }}; \
+         enter +; for i in $(seq 20); do [ $(cat $d/n) -gt 2 ] && break; sleep 0.05; done; enter -",
+        d = dir.display()
+    );
+    let out = env.crew(&["run", "--fanout", "2", "role=app | odd1", "--", &cmd]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let seen = std::fs::read_to_string(dir.join("seen")).expect("seen");
+    let counts: Vec<u32> = seen
+        .lines()
+        .map(|l| l.trim().parse().expect("a count"))
+        .collect();
+    let most = counts.iter().max().copied().unwrap_or(0);
+    assert_eq!(
+        most, 2,
+        "at most two at once, and two did run together: {counts:?}"
+    );
+    assert_eq!(counts.len(), 8, "four hosts in, four out: {counts:?}");
+    assert_eq!(counts.last(), Some(&0), "all out at the end: {counts:?}");
+    let run = read_run(env.plain_runs().last().expect("run")).expect("run");
+    assert_eq!(run.meta.fanout, Some(2));
+    assert_eq!(run.hosts.len(), 4);
 }

@@ -12,6 +12,7 @@ use crew::model::ErrorKind;
 use crew::model::Host;
 use crew::model::Stream;
 use crew::proto::agent::{AgentMsg, Run};
+use support::proc::{processes_with, wait_until_async};
 use support::sshd::SshdFleet;
 
 /// Hashing the (large, debug) crew binary is slow: once per test process.
@@ -24,7 +25,7 @@ fn opts() -> SshOptions {
 }
 
 fn fleet(n: usize) -> Option<SshdFleet> {
-    support::require_tool("sshd").then(|| SshdFleet::start(n))
+    support::require_sshd().then(|| SshdFleet::start(n))
 }
 
 async fn session(h: &Host) -> SshSession {
@@ -102,10 +103,7 @@ async fn exec_on_many_loopback_hosts_reaches_each_address() {
             )
         }));
     }
-    let local = std::process::Command::new("hostname")
-        .output()
-        .expect("hostname");
-    let local = String::from_utf8_lossy(&local.stdout).trim().to_string();
+    let local = support::proc::hostname();
     for t in tasks {
         let (h, out, exit, negotiated) = t.await.expect("task");
         assert_eq!(exit_code(&exit), Some(0), "{}: {out}", h.name);
@@ -240,21 +238,17 @@ async fn agentless_timeout_and_kill_leave_no_process() {
         other => panic!("expected Exit, got {other:?}"),
     }
     let mut job = s.exec(run(&k_mark)).await.expect("exec");
-    assert_eq!(job.events.recv().await, Some(AgentMsg::Started { pid: 0 }));
+    let first = tokio::time::timeout(Duration::from_secs(20), job.events.recv())
+        .await
+        .expect("Started in time");
+    assert_eq!(first, Some(AgentMsg::Started { pid: 0 }));
     // The command must really be running before the kill, or "nothing left" proves nothing.
-    let mut running = false;
-    for _ in 0..200 {
-        let found = std::process::Command::new("pgrep")
-            .args(["-f", &k_mark])
-            .output()
-            .expect("pgrep");
-        if !found.stdout.is_empty() {
-            running = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(running, "`{k_mark}` never started");
+    wait_until_async(
+        &format!("`{k_mark}` running"),
+        Duration::from_secs(20),
+        || !processes_with(&k_mark).is_empty(),
+    )
+    .await;
     job.kill(15).expect("kill");
     let last = tokio::time::timeout(Duration::from_secs(10), job.events.recv())
         .await
@@ -264,15 +258,8 @@ async fn agentless_timeout_and_kill_leave_no_process() {
         "{last:?}"
     );
     for mark in [t_mark, k_mark] {
-        let left = std::process::Command::new("pgrep")
-            .args(["-f", &mark])
-            .output()
-            .expect("pgrep");
-        assert!(
-            left.stdout.is_empty(),
-            "`{mark}` left running: {}",
-            String::from_utf8_lossy(&left.stdout)
-        );
+        let left = processes_with(&mark);
+        assert!(left.is_empty(), "`{mark}` left running: {left:?}");
     }
 }
 
@@ -334,6 +321,7 @@ async fn agent_that_cannot_be_installed_is_reported_unavailable() {
 async fn installed_agent_serves_jobs_over_the_ssh_channel() {
     use crew::daemon::link::{AgentLink, LinkOptions};
     let Some(fleet) = fleet(2) else { return };
+    fleet.preinstall_agent();
     let o = opts();
     for h in fleet.hosts() {
         let s = session(&h).await;
@@ -399,17 +387,7 @@ async fn ssh_config_kex_algorithms_are_offered_in_the_users_order() {
          Host h003\n  KexAlgorithms sntrup761x25519-sha512\n",
     )
     .expect("ssh_config");
-    let mut toml = format!(
-        "[defaults]\nuser = {user:?}\nport = {port}\nidentity_file = {key:?}\n\
-         identities_only = true\nknown_hosts = {kh:?}\nagent_dir = {agents:?}\n\
-         connect_timeout = 20\nssh_config = {cfg:?}\n",
-        user = crew::paths::whoami(),
-        port = fleet.port,
-        key = fleet.client_key.display().to_string(),
-        kh = fleet.known_hosts.display().to_string(),
-        agents = fleet.agent_dir().display().to_string(),
-        cfg = ssh_config.display().to_string(),
-    );
+    let mut toml = fleet.inventory_defaults(&ssh_config);
     for h in fleet.hosts() {
         toml += &format!(
             "\n[[host]]\nname = {:?}\naddress = {:?}\n",

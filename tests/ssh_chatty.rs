@@ -11,7 +11,7 @@ use crew::client::Client;
 use crew::model::Host;
 use crew::proto::daemon::RunRequest;
 use support::daemon::{accepted, fleet_hosts as hosts, run_req, status, Daemon, Outcome};
-use support::require_tool;
+use support::require_sshd;
 use support::sshd::{FleetOptions, SshdFleet, CHATTY_STDERR, CHATTY_STDOUT};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -29,7 +29,7 @@ async fn run(c: &Client, req: RunRequest, fleet: &SshdFleet) -> Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_links_through_a_chatty_login() {
-    if !require_tool("sshd") {
+    if !require_sshd() {
         return;
     }
     let fleet = chatty_fleet(2);
@@ -80,7 +80,7 @@ async fn agent_links_through_a_chatty_login() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agentless_on_a_chatty_login_is_exact() {
-    if !require_tool("sshd") {
+    if !require_sshd() {
         return;
     }
     let fleet = chatty_fleet(1);

@@ -169,13 +169,19 @@ async fn execute(
         }
         Some(e) => {
             tracing::error!(run_id, "run store failed: {e}");
-            if let Err(w) = store::write_synced(&dir.join(store::FAILED_FILE), e.as_bytes()).await {
-                tracing::error!(run_id, "marking the run failed: {w:#}");
-            }
+            let marker = dir.join(store::FAILED_FILE);
+            let message = match store::write_synced(&marker, e.as_bytes()).await {
+                Ok(()) => format!("run {run_id} is not fully on disk, marked failed: {e}"),
+                Err(m) => {
+                    tracing::error!(run_id, "cannot mark the run failed: {m:#}");
+                    format!(
+                        "run {run_id} is not fully on disk and could not be marked failed \
+                         ({m:#}): {e}"
+                    )
+                }
+            };
             tracked.finish(RunState::Failed);
-            log.push(Event::Error {
-                message: format!("run {run_id} is not fully on disk, marked failed: {e}"),
-            });
+            log.push(Event::Error { message });
         }
     }
     log.close();

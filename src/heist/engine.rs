@@ -209,6 +209,20 @@ pub fn start<E: Executor>(
     start_with(exec, plan, sets, StartOptions::default())
 }
 
+/// [`start`], journaling into the run store at `runs_dir`.
+pub fn start_in<E: Executor>(
+    runs_dir: &std::path::Path,
+    exec: Arc<E>,
+    plan: Plan,
+    sets: Vec<(String, String)>,
+) -> anyhow::Result<Running> {
+    let opts = StartOptions {
+        runs_dir: runs_dir.to_path_buf(),
+        ..StartOptions::default()
+    };
+    start_with(exec, plan, sets, opts)
+}
+
 /// [`start`] for `opts.who`, journaled under `opts.runs_dir`.
 pub fn start_with<E: Executor>(
     exec: Arc<E>,

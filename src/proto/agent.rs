@@ -284,15 +284,22 @@ pub fn decode(f: &RawFrame) -> Decoded {
 mod tests {
     use super::*;
 
+    /// Encode `m` as a frame on the wire, read that frame back and decode it.
     fn roundtrip(m: AgentMsg) {
         let mut buf = Vec::new();
         m.encode_frame(9, &mut buf).expect("encode");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let mut wire = buf.as_slice();
+        let raw = rt
+            .block_on(frame::read_frame(&mut wire))
+            .expect("read the frame back")
+            .expect("one frame");
+        assert!(wire.is_empty(), "{} bytes after the frame", wire.len());
         let (k, payload) = m.encode();
-        let raw = RawFrame {
-            kind: k,
-            id: 9,
-            payload,
-        };
+        assert_eq!((raw.kind, raw.id), (k, 9), "{}", m.name());
+        assert_eq!(raw.payload, payload, "{}", m.name());
         assert_eq!(decode(&raw), Decoded::Msg { id: 9, msg: m });
     }
 

@@ -34,7 +34,7 @@ pub async fn agent(max_jobs: usize) -> Agent {
     r.read_exact(&mut marker).await.expect("marker");
     assert_eq!(marker, SYNC_MARKER, "the agent starts with its sync marker");
     let mut a = Agent { r, w, served, tmp };
-    match a.recv().await {
+    match a.reply().await {
         (0, AgentMsg::Hello(h)) => {
             assert_eq!(h.proto, PROTO_VERSION);
             assert_eq!(h.build, "test-build");
@@ -53,7 +53,8 @@ impl Agent {
             .expect("send");
     }
 
-    pub async fn recv(&mut self) -> (u64, AgentMsg) {
+    /// The next reply, within [`WAIT`].
+    pub async fn reply(&mut self) -> (u64, AgentMsg) {
         let f = tokio::time::timeout(WAIT, read_frame(&mut self.r))
             .await
             .expect("agent answers in time")
@@ -74,7 +75,7 @@ impl Agent {
     pub async fn collect(&mut self, id: u64) -> Done {
         let mut d = Done::default();
         loop {
-            let (got, msg) = self.recv().await;
+            let (got, msg) = self.reply().await;
             assert_eq!(got, id, "frame for another id: {msg:?}");
             match msg {
                 AgentMsg::Started { pid } => d.pid = pid,
@@ -122,33 +123,7 @@ pub fn kind_of(msg: AgentMsg) -> u16 {
     msg.encode().0
 }
 
-/// Live (non-zombie) processes whose process group is `pgid`.
-pub fn group_members(pgid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("gave up waiting: {what}");
+/// Wait (at most [`WAIT`]) until `cond` holds.
+pub async fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    crate::support::proc::wait_until_async(what, WAIT, cond).await;
 }

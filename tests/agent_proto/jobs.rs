@@ -7,6 +7,7 @@ use crew::proto::frame::{read_frame, write_frame};
 use tokio::io::AsyncReadExt;
 
 use super::harness::{agent, WAIT};
+use crate::support::agent::AgentProcess;
 
 fn run_with_env(command: &str, env: &[(&str, &str)]) -> AgentMsg {
     AgentMsg::Run(Run {
@@ -49,13 +50,13 @@ async fn jobs_get_the_agent_environment_with_request_overrides() {
 async fn a_command_with_a_nul_byte_is_an_error_and_the_agent_keeps_serving() {
     let mut a = agent(4).await;
     a.send(1, run_with_env("echo a\0b", &[])).await;
-    match a.recv().await {
+    match a.reply().await {
         (1, AgentMsg::Error { message }) => assert!(message.contains("NUL"), "{message}"),
         other => panic!("expected Error, got {other:?}"),
     }
     a.send(2, run_with_env("echo ok", &[("BAD\0KEY", "v")]))
         .await;
-    match a.recv().await {
+    match a.reply().await {
         (2, AgentMsg::Error { message }) => assert!(message.contains("BAD"), "{message}"),
         other => panic!("expected Error, got {other:?}"),
     }
@@ -66,50 +67,23 @@ async fn a_command_with_a_nul_byte_is_an_error_and_the_agent_keeps_serving() {
 #[tokio::test]
 async fn without_bash_in_path_each_job_gets_an_error_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_crew"))
-        .arg("agent")
-        .env("PATH", dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn crew agent");
-    let mut r = agent.stdout.take().expect("agent stdout");
-    let mut w = agent.stdin.take().expect("agent stdin");
-    let mut marker = vec![0u8; SYNC_MARKER.len()];
-    tokio::time::timeout(WAIT, r.read_exact(&mut marker))
-        .await
-        .expect("marker in time")
-        .expect("read marker");
-    let (kind, payload) = run_with_env("true", &[]).encode();
-    write_frame(&mut w, kind, 7, &payload)
-        .await
-        .expect("send Run");
-    let mut error = None;
-    for _ in 0..3 {
-        let f = tokio::time::timeout(WAIT, read_frame(&mut r))
-            .await
-            .expect("frame in time")
-            .expect("read frame")
-            .expect("agent still talking");
-        if let Decoded::Msg {
-            id: 7,
-            msg: AgentMsg::Error { message },
-        } = decode(&f)
-        {
-            error = Some(message);
-            break;
-        }
-    }
-    let error = error.expect("an Error for job 7");
+    let mut agent = AgentProcess::spawn(|c| {
+        c.env("PATH", dir.path());
+    })
+    .await;
+    agent.send(7, &run_with_env("true", &[])).await;
+    let error = agent
+        .find(3, |d| match d {
+            Decoded::Msg {
+                id: 7,
+                msg: AgentMsg::Error { message },
+            } => Some(message),
+            _ => None,
+        })
+        .await;
     assert!(error.contains("bash not found in PATH"), "{error}");
     assert!(error.contains(&*dir.path().to_string_lossy()), "{error}");
-    drop(w);
-    let status = tokio::time::timeout(WAIT, agent.wait())
-        .await
-        .expect("agent exits after EOF")
-        .expect("wait");
+    let status = agent.close_and_wait().await;
     assert!(status.success(), "{status}");
 }
 

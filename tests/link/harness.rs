@@ -20,13 +20,32 @@ pub struct Setup {
     pub _tmp: tempfile::TempDir,
 }
 
+/// Link options for tests: heartbeats far apart enough (10 s without a sign of life) that a
+/// loaded machine running many jobs never looks like a dead link. Tests of the heartbeat
+/// itself set their own.
 pub fn opts() -> LinkOptions {
     LinkOptions {
         expected_build: Some("test-build".into()),
         handshake_timeout: Duration::from_secs(10),
-        heartbeat_interval: Duration::from_millis(100),
-        heartbeat_misses: 3,
+        heartbeat_interval: Duration::from_secs(1),
+        heartbeat_misses: 10,
     }
+}
+
+/// Heartbeats every `ms` milliseconds, the link dead after three missed.
+pub fn quick_heartbeats(ms: u64) -> LinkOptions {
+    LinkOptions {
+        heartbeat_interval: Duration::from_millis(ms),
+        heartbeat_misses: 3,
+        ..opts()
+    }
+}
+
+/// The next event of `job`, within [`WAIT`].
+pub async fn next(job: &mut Job) -> Option<AgentMsg> {
+    tokio::time::timeout(WAIT, job.events.recv())
+        .await
+        .expect("job event in time")
 }
 
 /// An in-process agent whose output is preceded by `junk`, reached through a cuttable wire.
@@ -112,21 +131,4 @@ pub async fn drain(mut job: Job) -> Outcome {
 
 pub fn fake(bytes: Vec<u8>) -> impl AsyncRead + Unpin + Send + 'static {
     Cursor::new(bytes)
-}
-
-/// Live (non-zombie) processes in process group `pgid`, from /proc.
-pub fn live_group_members(pgid: u32) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        panic!("/proc is needed to check for leftover processes")
-    };
-    dir.flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| {
-            let Some(i) = stat.rfind(')') else {
-                return false;
-            };
-            let f: Vec<&str> = stat[i + 1..].split_whitespace().collect();
-            f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string()
-        })
-        .count()
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crew::model::{Host, Transport};
 
 use super::find_tool;
+use super::proc::Bounded;
 
 /// sshd accepts at most 16 ListenAddress lines per process.
 const PER_PROCESS: usize = 16;
@@ -61,8 +62,7 @@ fn keygen(path: &Path, comment: &str) {
     let out = Command::new(find_tool("ssh-keygen").expect("ssh-keygen installed"))
         .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
         .arg(path)
-        .output()
-        .expect("run ssh-keygen");
+        .output_within(Duration::from_secs(60));
     assert!(
         out.status.success(),
         "ssh-keygen failed: {}",
@@ -298,6 +298,7 @@ impl SshdFleet {
     fn kill_all(&mut self) {
         for c in &mut self.procs {
             let _ = c.kill();
+            // Reaps the SIGKILLed sshd (a KILL cannot be ignored).
             let _ = c.wait();
         }
         self.procs.clear();
@@ -327,6 +328,37 @@ impl SshdFleet {
             kex: None,
             agent_dir: self.dir.path().join("agents").display().to_string(),
         }
+    }
+
+    /// The `[defaults]` of a hosts.toml for this fleet: our login, the fleet's port, client
+    /// key, known_hosts and agent dir, and `ssh_config` (give an empty file to keep the
+    /// user's ~/.ssh/config out). Append `[[host]]` entries with the fleet's addresses.
+    pub fn inventory_defaults(&self, ssh_config: &Path) -> String {
+        format!(
+            "[defaults]\ntransport = \"ssh\"\nuser = {user:?}\nport = {port}\n\
+             identity_file = {key:?}\nidentities_only = true\nknown_hosts = {kh:?}\n\
+             agent_dir = {agents:?}\nconnect_timeout = \"20s\"\nssh_config = {cfg:?}\n",
+            user = super::proc::login(),
+            port = self.port,
+            key = self.client_key.display().to_string(),
+            kh = self.known_hosts.display().to_string(),
+            agents = self.agent_dir().display().to_string(),
+            cfg = ssh_config.display().to_string(),
+        )
+    }
+
+    /// Put this build's agent where the daemon installs it on the fleet's hosts
+    /// (`<agent dir>/agent-<build hash>`), as a host that ran crew before has it: tests whose
+    /// point is not the upload skip its cost (the upload has tests of its own).
+    pub fn preinstall_agent(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        static BUILD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let exe = Path::new(env!("CARGO_BIN_EXE_crew"));
+        let build =
+            BUILD.get_or_init(|| crew::paths::file_hash(exe).expect("hash the crew binary"));
+        let to = self.agent_dir().join(format!("agent-{build}"));
+        fs::copy(exe, &to).expect("copy the agent into place");
+        fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).expect("chmod the agent");
     }
 
     /// The fleet's hosts, ready to use.

@@ -47,7 +47,12 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let Some(v) = m.heist.view.as_ref() else {
         return empty(f, area, m, t);
     };
-    let grid_h = (v.hosts.len() as u16 + 4).min(area.height * 3 / 5).max(5);
+    // Borders, header and summary (two rows when it wraps) around one row per host.
+    let wraps = summary(v).0.chars().count() > usize::from(area.width.saturating_sub(2));
+    let frame = if wraps { 5 } else { 4 };
+    let grid_h = (v.hosts.len() as u16 + frame)
+        .min(area.height * 3 / 5)
+        .max(5);
     let parts = Layout::default()
         .direction(Direction::Vertical)
         .constraints([Constraint::Length(grid_h), Constraint::Min(3)])
@@ -123,7 +128,16 @@ fn grid(f: &mut Frame, area: Rect, m: &Model, v: &ViewModel, t: &Theme) {
         + 1;
     let fit = (usize::from(inner.width).saturating_sub(host_w) / col_w).max(1);
     let first_col = m.heist.col.saturating_sub(fit - 1);
-    let rows_fit = usize::from(inner.height).saturating_sub(2).max(1);
+    // The summary line wraps onto a second row rather than being cut at the pane's edge.
+    let (text, scope) = summary(v);
+    let summary_h: u16 = if text.chars().count() > usize::from(inner.width) {
+        2
+    } else {
+        1
+    };
+    let rows_fit = usize::from(inner.height)
+        .saturating_sub(1 + usize::from(summary_h))
+        .max(1);
     let first_row = m.heist.row.saturating_sub(rows_fit - 1);
     let mut lines = Vec::new();
     let mut header = vec![Span::styled(pad("host", host_w), t.get("heist.header"))];
@@ -145,15 +159,15 @@ fn grid(f: &mut Frame, area: Rect, m: &Model, v: &ViewModel, t: &Theme) {
         }
         lines.push(Line::from(spans));
     }
-    let (text, scope) = summary(v);
+    let summary_h = summary_h.min(inner.height);
     let summary_row = Rect {
-        y: inner.y + inner.height - 1,
-        height: 1,
+        y: inner.y + inner.height - summary_h,
+        height: summary_h,
         ..inner
     };
     f.render_widget(Paragraph::new(lines), inner);
     f.render_widget(
-        Paragraph::new(Line::from(Span::styled(text, t.get(scope)))),
+        Paragraph::new(Line::from(Span::styled(text, t.get(scope)))).wrap(Wrap { trim: true }),
         summary_row,
     );
 }

@@ -34,18 +34,42 @@ pub fn verdict_glyph(v: Option<Verdict>) -> (&'static str, &'static str) {
     }
 }
 
-pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
-    let title = Line::from(vec![
-        Span::styled(" Hosts ", t.get("ui.title")),
-        Span::styled(
-            format!(
-                "{} shown · {} marked · {} total ",
-                m.shown.len(),
-                m.marks.len(),
-                m.fleet.hosts.len()
-            ),
-            t.get("ui.dim"),
+/// The list's title: shown / marked / total, in the longest form that fits `width` columns
+/// (the border's corners excluded), so the total is never cut off.
+pub fn title_text(
+    shown: usize,
+    marked: usize,
+    total: usize,
+    width: usize,
+) -> (&'static str, String) {
+    let counts = [
+        (
+            " Hosts ",
+            format!("{shown} shown · {marked} marked · {total} total "),
         ),
+        (
+            " ",
+            format!("{shown} shown · {marked} marked · {total} total "),
+        ),
+        (" ", format!("{shown}/{total} shown · {marked} marked ")),
+        (" ", format!("{shown}/{total} · {marked}◆ ")),
+    ];
+    let fits = |(head, rest): &(&str, String)| head.chars().count() + rest.chars().count() <= width;
+    let last = counts.len() - 1;
+    let pick = counts.iter().position(fits).unwrap_or(last);
+    counts.into_iter().nth(pick).unwrap_or_default()
+}
+
+pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
+    let (head, counts) = title_text(
+        m.shown.len(),
+        m.marks.len(),
+        m.fleet.hosts.len(),
+        usize::from(area.width.saturating_sub(2)),
+    );
+    let title = Line::from(vec![
+        Span::styled(head, t.get("ui.title")),
+        Span::styled(counts, t.get("ui.dim")),
     ]);
     let b = block(title, m.focus == Focus::Hosts && !m.zoom, t);
     let inner = b.inner(area);

@@ -3,7 +3,7 @@
 
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::hosts::verdict_glyph;
@@ -117,7 +117,19 @@ fn pane(f: &mut Frame, area: Rect, m: &Model, run: &RunView, host: &str, focus: 
         .filter_map(|i| job.out.get(i))
         .map(|(s, b)| output_line(s, b, search, t))
         .collect();
-    if lines.is_empty() {
+    // A pane that says why a host failed (the error is its last line) or why it has no
+    // output wraps: the reason is read whole, not cut at the pane's edge. Following, the
+    // tail that fits is kept.
+    let placeholder = lines.is_empty();
+    let wrap = placeholder || matches!(job.state, JobState::Failed { .. });
+    if wrap && !placeholder && (run.follow || !is_focus) {
+        let w = usize::from(inner.width.max(1));
+        let rows = |l: &Line| l.width().div_ceil(w).max(1);
+        while lines.len() > 1 && lines.iter().map(rows).sum::<usize>() > h {
+            lines.remove(0);
+        }
+    }
+    if placeholder {
         let msg = match &job.state {
             JobState::Pending => "waiting for the host…".to_string(),
             JobState::Running => "running, no output yet".to_string(),
@@ -132,7 +144,13 @@ fn pane(f: &mut Frame, area: Rect, m: &Model, run: &RunView, host: &str, focus: 
         lines.insert(0, Line::from(Span::styled(note, t.get("ui.dim"))));
         lines.truncate(h);
     }
-    f.render_widget(Paragraph::new(lines), inner);
+    let text = Paragraph::new(lines);
+    let text = if wrap {
+        text.wrap(Wrap { trim: false })
+    } else {
+        text
+    };
+    f.render_widget(text, inner);
 }
 
 fn list_and_pane(f: &mut Frame, area: Rect, m: &Model, run: &RunView, focused: &str, t: &Theme) {

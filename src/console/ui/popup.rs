@@ -66,9 +66,24 @@ pub fn help(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let inner = b.inner(r);
     f.render_widget(b, r);
     let lines = help_lines(m, t);
-    let max = lines.len().saturating_sub(usize::from(inner.height));
+    // Long descriptions wrap (never cut at the edge); scrolling ends at the last row.
+    let w = usize::from(inner.width.max(1));
+    // (Word wrapping may take a row more than the width alone says.)
+    let rows: usize = lines
+        .iter()
+        .map(|l| match l.width() {
+            n if n <= w => 1,
+            n => n.div_ceil(w) + 1,
+        })
+        .sum();
+    let max = rows.saturating_sub(usize::from(inner.height));
     let scroll = m.help_scroll.min(max) as u16;
-    f.render_widget(Paragraph::new(lines).scroll((scroll, 0)), inner);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .scroll((scroll, 0)),
+        inner,
+    );
 }
 
 pub fn confirm(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {

@@ -12,9 +12,29 @@ use crew::heist::executor::Executor;
 use crew::heist::journal;
 use crew::heist::view_model::CellState;
 
-use super::{gone, hosts, run, scratch};
+use super::{gone, hosts, run, runs_dir, scratch};
 
 const LIMIT: Duration = Duration::from_secs(60);
+
+/// `$m!(a, b, …)` with every scenario of this file: each engine test file turns each into a
+/// test run with its executor.
+#[allow(unused_macros)]
+macro_rules! every_scenario {
+    ($m:ident) => {
+        $m!(
+            retry_then_succeeds,
+            rollback_only_where_the_failing_step_was_reached,
+            failed_wave_stops_later_waves,
+            accepted_exit_codes_and_continue,
+            captures_feed_later_steps,
+            timeout_kills_the_process_group,
+            ask_waits_for_the_operator,
+            journal_rebuilds_the_view
+        );
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use every_scenario;
 
 fn text(t: &str, local: bool) -> String {
     t.replace("@L", if local { "local = true" } else { "" })
@@ -88,26 +108,33 @@ pub async fn rollback_only_where_the_failing_step_was_reached<E: Executor>(
     local: bool,
 ) {
     let dir = scratch(&format!("rollback-{local}"));
-    // Waves of two: [w1 w2] complete; in [w3 w4] w3 fails `check` while w4 is still in `mark`
-    // (it waits for w3's failure); w5's wave never starts.
+    // Waves of two: [w1 w2] complete; in [w3 w4] w3 fails `check` while w4 is still in `mark`:
+    // w4 waits until the journal records that w3 is done (the engine has decided on the
+    // rollback by then), so the heist has stopped before w4 could start `check`. w5's wave
+    // never starts.
     let t = text(
         r#"
 [heist.rb]
 select = "*"
-params = ["dir"]
+params = ["dir", "runs"]
 batch = 2
 [[heist.rb.step]]
 name = "mark"
 @L
 run = '''
 if [ ${host} = w4 ]; then
-  for i in $(seq 100); do [ -e ${dir}/w3.failed ] && break; sleep 0.1; done; sleep 1
+  seen=
+  for i in $(seq 600); do
+    grep -h '"host_done"' ${runs}/heist-*-rb/journal.jsonl 2>/dev/null | grep -q '"host":"w3"' && { seen=1; break; }
+    sleep 0.05
+  done
+  [ -n "$seen" ] || touch ${dir}/w4.gave-up
 fi
 touch ${dir}/${host}.marked'''
 [[heist.rb.step]]
 name = "check"
 @L
-run = 'if [ ${host} = w3 ]; then touch ${dir}/w3.failed; exit 1; fi'
+run = 'if [ ${host} = w3 ]; then exit 1; fi'
 on_fail = { then = "rollback" }
 [[heist.rb.rollback]]
 name = "unmark"
@@ -121,17 +148,21 @@ run = "echo rolled >> ${dir}/${host}.notes"
 "#,
         local,
     );
-    let d = dir.display().to_string();
+    let (d, runs) = (dir.display().to_string(), runs_dir().display().to_string());
     let o = run(
         exec,
         &t,
         "rb",
         hosts(&["w1", "w2", "w3", "w4", "w5"]),
-        &[("dir", &d)],
+        &[("dir", &d), ("runs", &runs)],
         &[],
         LIMIT,
     )
     .await;
+    assert!(
+        !exists(&dir, "w4.gave-up"),
+        "w4 never saw w3's end in the journal under {runs}"
+    );
     assert_eq!(o.summary.outcome, HeistOutcome::RolledBack);
     assert!(!o.summary.ok());
     for h in ["w1", "w2", "w3"] {
@@ -449,12 +480,19 @@ run = "echo three"
     std::fs::write(crashed.join("journal.jsonl"), kept).expect("write");
     let v = journal::reconstruct(&crashed).expect("reconstruct crashed");
     assert!(v.interrupted);
-    let states: Vec<CellState> = v
-        .cells
+    let j1 = v
+        .hosts
         .iter()
-        .map(|row| row[v.hosts.iter().position(|h| h == "j1").unwrap_or(0)].state)
-        .collect();
-    assert!(states[0] == CellState::Ok, "{states:?}");
-    assert!(matches!(states[2], CellState::Pending), "{states:?}");
-    assert!(v.render_text().contains("INTERRUPTED"));
+        .position(|h| h == "j1")
+        .unwrap_or_else(|| panic!("j1 in the rebuilt view: {:?}", v.hosts));
+    let states: Vec<CellState> = v.cells.iter().map(|row| row[j1].state).collect();
+    // `one` done, `two` was running when the journal stopped (now interrupted), `three` never
+    // started.
+    assert_eq!(
+        states,
+        [CellState::Ok, CellState::Interrupted, CellState::Pending],
+        "j1's cells after the crash"
+    );
+    let shown = v.render_text();
+    assert!(shown.contains("INTERRUPTED"), "{shown}");
 }

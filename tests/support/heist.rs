@@ -1,7 +1,7 @@
-//! Shared harness for heist engine tests: run a heist text on hosts through an executor,
-//! collect every event, answer `ask`s with a scripted list, rebuild the view model.
-
-#![allow(dead_code)]
+//! The heist engine in-process: run a heist text on hosts through an executor, collect every
+//! event, answer `ask`s with a scripted list, rebuild the view model. The engine journals
+//! into a run store of its own (a temp dir for the test process), named explicitly: no
+//! `CREW_HOME` is set in the test process.
 
 pub mod scenarios;
 
@@ -16,23 +16,27 @@ use crew::heist::view_model::ViewModel;
 use crew::heist::{plan, validate};
 use crew::model::Host;
 
-/// One CREW_HOME (temp dir) for the whole test process.
-pub fn crew_home() -> &'static Path {
-    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
-    HOME.get_or_init(|| {
-        let d = tempfile::Builder::new()
+/// A temp dir for the whole test process: the engine's run store (`runs/`) and the tests'
+/// scratch directories (`scratch/`).
+fn root() -> &'static Path {
+    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        tempfile::Builder::new()
             .prefix("crew-heist-test")
             .tempdir()
-            .expect("temp dir");
-        std::env::set_var("CREW_HOME", d.path());
-        d
+            .expect("temp dir")
     })
     .path()
 }
 
+/// The run store the engine journals into.
+pub fn runs_dir() -> PathBuf {
+    root().join("runs")
+}
+
 /// A fresh scratch directory for one test's marker files.
 pub fn scratch(name: &str) -> PathBuf {
-    let d = crew_home()
+    let d = root()
         .join("scratch")
         .join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -70,7 +74,6 @@ pub async fn run<E: Executor>(
     answers: &[Choice],
     limit: Duration,
 ) -> Outcome {
-    crew_home();
     let defs = validate::load_str(text, Path::new("test.toml"))
         .unwrap_or_else(|e| panic!("heist text: {e}"));
     let def = defs.iter().find(|h| h.name == name).expect("heist by name");
@@ -79,11 +82,12 @@ pub async fn run<E: Executor>(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let plan = plan::build(def, None, &sets, hosts).unwrap_or_else(|e| panic!("plan: {e}"));
-    let mut running = engine::start(exec, plan, sets).expect("engine start");
+    let mut running = engine::start_in(&runs_dir(), exec, plan, sets).expect("engine start");
     let mut events = Vec::new();
     let mut view = ViewModel::default();
     let mut answers = answers.iter().copied();
     let mut asks = 0;
+    // Bounded as a whole: `limit` below.
     let collect = async {
         while let Some(ev) = running.events.recv().await {
             view.apply(&ev);
@@ -105,7 +109,10 @@ pub async fn run<E: Executor>(
     tokio::time::timeout(limit, collect)
         .await
         .expect("heist finished in time");
-    let summary = running.task.await.expect("engine task");
+    let summary = tokio::time::timeout(limit, running.task)
+        .await
+        .expect("the engine task ends after its last event")
+        .expect("engine task");
     Outcome {
         summary,
         events,
@@ -115,31 +122,14 @@ pub async fn run<E: Executor>(
     }
 }
 
-/// Processes whose command line contains `needle` (to prove a timeout killed them).
-pub fn processes_with(needle: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) && pid != std::process::id() {
-                found.push(pid);
-            }
-        }
-    }
-    found
-}
-
-/// Wait (bounded) until no process matches `needle`.
+/// Wait (bounded) until no process has `needle` on its command line.
 pub async fn gone(needle: &str, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
-        if processes_with(needle).is_empty() {
+        if super::processes_with(needle).is_empty() {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    processes_with(needle).is_empty()
+    super::processes_with(needle).is_empty()
 }
