@@ -9,6 +9,7 @@
 //! (per-job temp dirs inside one private dir per agent), `stdio` (stdin/stdout polled, not on
 //! the blocking pool), `files` (ReadFile / WriteFile), `info` (host facts).
 
+mod credit;
 mod exec;
 mod files;
 mod info;

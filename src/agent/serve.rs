@@ -10,19 +10,20 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::credit::Credit;
 use super::jobdir::JobDirs;
 use super::outbox::{self, Outbox};
 use super::shell::Shell;
 use super::{exec, files, info, AgentOptions};
-use crate::proto::agent::{decode, AgentMsg, Decoded, Hello, SYNC_MARKER};
+use crate::proto::agent::{decode, AgentMsg, Decoded, Hello, INITIAL_WINDOW, SYNC_MARKER};
 use crate::proto::frame::{RawFrame, HEADER, MAX_FRAME};
 use crate::proto::PROTO_VERSION;
 
 /// How long jobs get to report their `Exit` once the agent shuts down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// A running (or about to run) command, for `Kill`.
-#[derive(Debug, Default)]
+/// A running (or about to run) command, for `Kill` and `Credit`.
+#[derive(Debug)]
 pub(super) struct JobSlot {
     /// Process group of the command, once spawned.
     pub pgid: Option<i32>,
@@ -30,6 +31,19 @@ pub(super) struct JobSlot {
     pub pending: Option<i32>,
     /// The command has exited and is being reported; signals are ignored.
     pub finished: bool,
+    /// Output bytes the job may still send.
+    pub credit: Arc<Credit>,
+}
+
+impl Default for JobSlot {
+    fn default() -> Self {
+        JobSlot {
+            pgid: None,
+            pending: None,
+            finished: false,
+            credit: Arc::new(Credit::new(INITIAL_WINDOW)),
+        }
+    }
 }
 
 /// State shared by the frame loop and its tasks.
@@ -211,6 +225,12 @@ async fn dispatch(frame: &RawFrame, shared: &Arc<Shared>, outbox: &Outbox, tasks
             } else if !shared.signal(id, signal) {
                 let message = format!("no running job {id}");
                 reply(AgentMsg::Error { message }).await;
+            }
+        }
+        AgentMsg::Credit { bytes } => {
+            // A grant for a job that has ended meanwhile is normal: ignore it.
+            if let Some(slot) = shared.jobs().get(&id) {
+                slot.credit.grant(bytes);
             }
         }
         AgentMsg::Run(run) => {

@@ -26,6 +26,7 @@ pub fn opts() -> LinkOptions {
         handshake_timeout: Duration::from_secs(10),
         heartbeat_interval: Duration::from_millis(100),
         heartbeat_misses: 3,
+        ..LinkOptions::default()
     }
 }
 
