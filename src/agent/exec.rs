@@ -74,6 +74,10 @@ async fn run_inner(
     let pid = child.pid;
     // From here on the child is ours to reap: it never outlives this function unreaped.
     let (out, err) = (child.stdout, child.stderr);
+    if let Some(k) = &shared.keeper {
+        k.started(pid);
+    }
+    shared.dirs.mark(pid, id);
     let credit = {
         let mut jobs = shared.jobs();
         let slot = jobs.entry(id).or_default();
@@ -127,6 +131,10 @@ async fn run_inner(
         slot.pgid = None;
         slot.finished = true;
     }
+    if let Some(k) = &shared.keeper {
+        k.finished(pid);
+    }
+    shared.dirs.unmark(pid);
     // `exited` resolved: the child is a zombie, so this wait4 does not block. Only if waiting
     // on its pidfd failed may it still run; then a blocking thread waits.
     let (status, usage) = match reap(pid, libc::WNOHANG)? {

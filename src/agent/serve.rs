@@ -12,9 +12,10 @@ use tokio_util::task::TaskTracker;
 
 use super::credit::Credit;
 use super::jobdir::JobDirs;
+use super::keeper::Keeper;
 use super::outbox::{self, Outbox};
 use super::shell::Shell;
-use super::{exec, files, info, AgentOptions};
+use super::{exec, files, info, leftovers, AgentOptions};
 use crate::proto::agent::{decode, AgentMsg, Decoded, Hello, INITIAL_WINDOW, SYNC_MARKER};
 use crate::proto::frame::{RawFrame, HEADER, MAX_FRAME};
 use crate::proto::PROTO_VERSION;
@@ -54,6 +55,8 @@ pub(super) struct Shared {
     pub dirs: JobDirs,
     pub jobs: Mutex<HashMap<u64, JobSlot>>,
     pub permits: Arc<Semaphore>,
+    /// Kills the jobs' groups should this process die without doing so (`crew agent` only).
+    pub keeper: Option<Keeper>,
 }
 
 impl Shared {
@@ -99,6 +102,20 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    serve_kept(r, w, opts, None).await
+}
+
+/// [`serve`], telling `keeper` (when there is one) each job's process group.
+pub(super) async fn serve_kept<R, W>(
+    r: R,
+    w: W,
+    opts: AgentOptions,
+    keeper: Option<Keeper>,
+) -> anyhow::Result<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let mut preamble = SYNC_MARKER.to_vec();
     let hello = AgentMsg::Hello(Hello {
         proto: PROTO_VERSION,
@@ -114,6 +131,7 @@ where
         dirs: JobDirs::new(opts.tmp_root.clone().unwrap_or_else(std::env::temp_dir)),
         opts,
         jobs: Mutex::new(HashMap::new()),
+        keeper,
     });
     let tasks = TaskTracker::new();
     // Requests are small; a large WriteFile payload bypasses the buffer (read_exact into its
@@ -273,6 +291,28 @@ async fn dispatch(frame: &RawFrame, shared: &Arc<Shared>, outbox: &Outbox, tasks
             let outbox = outbox.clone();
             tasks.spawn(async move {
                 let m = files::read(req).await;
+                let _ = outbox.control(id, &m).await;
+                drop(permit);
+            });
+        }
+        AgentMsg::Reap => {
+            let Some(permit) = admit(shared, outbox, id).await else {
+                return;
+            };
+            let (shared, outbox) = (Arc::clone(shared), outbox.clone());
+            tasks.spawn(async move {
+                let root = shared.dirs.root().to_path_buf();
+                let own = shared.dirs.own();
+                let found =
+                    tokio::task::spawn_blocking(move || leftovers::reap(&root, own.as_deref()))
+                        .await
+                        .unwrap_or_else(|e| Err(io::Error::other(e)));
+                let m = match found {
+                    Ok(leftovers) => AgentMsg::Reaped { leftovers },
+                    Err(e) => AgentMsg::Error {
+                        message: format!("looking for leftovers: {e}"),
+                    },
+                };
                 let _ = outbox.control(id, &m).await;
                 drop(permit);
             });

@@ -22,7 +22,7 @@ pub use handshake::{preview, MAX_SKIP};
 use router::{Inner, Route};
 
 use crate::model::Info;
-use crate::proto::agent::{AgentMsg, FileData, ReadFile, Run, WriteFile};
+use crate::proto::agent::{AgentMsg, FileData, Leftover, ReadFile, Run, WriteFile};
 use crate::proto::PROTO_VERSION;
 
 /// Events buffered per job in its channel (at most 16 × 64 KiB of output); beyond that, up to
@@ -207,6 +207,15 @@ impl AgentLink {
         match self.request(AgentMsg::WriteFile(req)).await?.0 {
             AgentMsg::FileWritten { size, sha256 } => Ok((size, sha256)),
             other => Err(unexpected(other, "FileWritten")),
+        }
+    }
+
+    /// Have the agent kill and remove what dead agents of its user left on its host (their
+    /// jobs' process groups, their temp dirs); returns the groups it killed.
+    pub async fn reap(&self) -> Result<Vec<Leftover>, LinkError> {
+        match self.request(AgentMsg::Reap).await?.0 {
+            AgentMsg::Reaped { leftovers } => Ok(leftovers),
+            other => Err(unexpected(other, "Reaped")),
         }
     }
 
