@@ -97,6 +97,18 @@ pub fn pieces(bytes: &[u8], mut f: impl FnMut(Piece<'_>)) {
     }
 }
 
+/// Untrusted bytes as printable text: [`pieces`] joined, tabs kept. What `crew run` prints of
+/// host output, and what error messages show of a file's contents.
+pub fn visible(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    pieces(bytes, |p| match p {
+        Piece::Text(t) => out.push_str(t),
+        Piece::Tab => out.push('\t'),
+        Piece::Escaped(e) => out.push_str(&e),
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use crate::model::Stream;
-use crate::sanitize_class::{pieces, Piece};
 
 /// A line longer than this is cut and emitted in pieces (bounded memory per host).
 pub const MAX_LINE: usize = 64 * 1024;
@@ -14,13 +13,7 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// bytes become `\xNN`. The classification is [`crate::sanitize_class`] (shared with the
 /// console). Tabs are kept.
 pub fn sanitize(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    pieces(bytes, |p| match p {
-        Piece::Text(t) => out.push_str(t),
-        Piece::Tab => out.push('\t'),
-        Piece::Escaped(e) => out.push_str(&e),
-    });
-    out
+    crate::sanitize_class::visible(bytes)
 }
 
 /// Splits each host's streams into lines, keeping partial lines until their newline.
