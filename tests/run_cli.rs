@@ -290,3 +290,38 @@ fn outcome_selection_reruns_exactly_the_failed_hosts() {
         text(&none.stderr)
     );
 }
+
+#[test]
+fn fanout_0_and_timeout_0_are_usage_errors() {
+    let env = Env::new();
+    for (args, what) in [
+        (["--fanout", "0"], "--fanout"),
+        (["--timeout", "0"], "--timeout"),
+        (["--timeout", "0s"], "--timeout"),
+    ] {
+        let out = env.crew(&["run", args[0], args[1], "odd1", "--", "true"]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let err = text(&out.stderr);
+        assert!(err.contains(what), "{args:?}: {err}");
+    }
+    assert!(
+        !env.home().join("daemon.sock").exists(),
+        "no daemon for a usage error"
+    );
+    let ok = env.crew(&[
+        "run",
+        "--fanout",
+        "1",
+        "--timeout",
+        "1ms",
+        "odd1",
+        "--",
+        "true",
+    ]);
+    assert_ne!(ok.status.code(), Some(2), "{}", text(&ok.stderr));
+}
