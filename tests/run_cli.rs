@@ -325,3 +325,65 @@ fn fanout_0_and_timeout_0_are_usage_errors() {
     ]);
     assert_ne!(ok.status.code(), Some(2), "{}", text(&ok.stderr));
 }
+
+/// A throwaway user for one test, removed (with its home) when dropped.
+struct TempUser(String);
+
+impl TempUser {
+    /// None (with a note) where users cannot be made: not root, or no useradd. Under CI that
+    /// is a failure.
+    fn new() -> Option<TempUser> {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let name = format!("crewt{}", std::process::id());
+        let made = root
+            && Command::new("useradd")
+                .args(["--no-create-home", "--shell", "/bin/sh", &name])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !made {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI must be able to make a throwaway user (root and useradd)"
+            );
+            eprintln!("SKIPPED: cannot make a throwaway user (needs root and useradd)");
+            return None;
+        }
+        Some(TempUser(name))
+    }
+}
+
+impl Drop for TempUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn another_users_client_is_told_whose_daemon_it_is() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(user) = TempUser::new() else { return };
+    let env = Env::new();
+    let run = env.crew(&["run", "odd1", "--", "true"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let socket = env.home().join("daemon.sock");
+    assert!(socket.exists(), "the daemon runs");
+    // The other user can reach the socket's directory (not the point under test).
+    for d in [env.dir.path(), &env.home()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let out = Command::new("runuser")
+        .args(["-u", &user.0, "--", env!("CARGO_BIN_EXE_crew"), "status"])
+        .env("CREW_HOME", env.home())
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("runuser");
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    let want = format!("the daemon at {} belongs to uid 0", socket.display());
+    assert!(err.contains(&want), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+    // The daemon is unharmed and still ours.
+    let st = env.crew(&["status"]);
+    assert_eq!(st.status.code(), Some(0), "{}", text(&st.stderr));
+}
