@@ -387,3 +387,46 @@ fn another_users_client_is_told_whose_daemon_it_is() {
     let st = env.crew(&["status"]);
     assert_eq!(st.status.code(), Some(0), "{}", text(&st.stderr));
 }
+
+#[test]
+fn json_output_rebuilds_the_exact_bytes() {
+    let env = Env::new();
+    let events = |cmd: &str| -> Vec<serde_json::Value> {
+        let out = env.crew(&["run", "--json", "odd1", "--", cmd]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .filter(|e: &serde_json::Value| e["event"] == "stdout")
+            .collect()
+    };
+    let pieces = |ev: &[serde_json::Value]| -> Vec<(String, bool)> {
+        ev.iter()
+            .map(|e| {
+                let data = e["data"].as_str().expect("data").to_string();
+                (data, e["eol"].as_bool().expect("eol"))
+            })
+            .collect()
+    };
+    let without = events("printf 'x\\ny'");
+    let with = events("printf 'x\\ny\\n'");
+    assert_eq!(
+        pieces(&without),
+        [("x".to_string(), true), ("y".to_string(), false)]
+    );
+    assert_eq!(
+        pieces(&with),
+        [("x".to_string(), true), ("y".to_string(), true)]
+    );
+    // A line of 150 000 bytes and bytes that are not UTF-8.
+    let long = events("head -c 150000 /dev/zero | tr '\\0' a; printf '\\n\\377\\n'");
+    let total: usize = long
+        .iter()
+        .take_while(|e| e["eol"] == false)
+        .map(|e| e["data"].as_str().expect("data").len())
+        .sum();
+    let first_eol = long.iter().position(|e| e["eol"] == true).expect("an eol");
+    let last_piece = long[first_eol]["data"].as_str().expect("data").len();
+    assert_eq!(total + last_piece, 150_000, "one line, in marked pieces");
+    assert_eq!(long.last().expect("last")["bytes"], "/w==", "0xff exactly");
+}
