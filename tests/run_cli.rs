@@ -430,3 +430,88 @@ fn json_output_rebuilds_the_exact_bytes() {
     assert_eq!(total + last_piece, 150_000, "one line, in marked pieces");
     assert_eq!(long.last().expect("last")["bytes"], "/w==", "0xff exactly");
 }
+
+/// Live (non-zombie) processes in process group `pgid`.
+fn group_alive(pgid: u32) -> usize {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let Some(i) = stat.rfind(')') else {
+                return false;
+            };
+            let f: Vec<&str> = stat[i + 1..].split_whitespace().collect();
+            f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string()
+        })
+        .count()
+}
+
+/// Through the daemon: the agent's keeper kills the job's group at once, and the pool's Reap
+/// on reconnect would too (each alone makes this pass; without both the sleep survives).
+#[test]
+fn an_agent_killed_mid_run_is_lost_and_failed_and_leaves_no_process() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    let warm = env.crew(&["run", "odd1", "--", "true"]);
+    assert_eq!(warm.status.code(), Some(0), "{}", text(&warm.stderr));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crew"))
+        .args([
+            "--hosts",
+            &env.dir.path().join("hosts.toml").display().to_string(),
+            "run",
+            "--json",
+            "odd1",
+            "--",
+            "echo before; sleep 60; echo done",
+        ])
+        .env("CREW_HOME", env.home())
+        .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("crew run");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut pgid = None;
+    for line in lines.by_ref() {
+        let ev: serde_json::Value = serde_json::from_str(&line.expect("line")).expect("json");
+        if ev["event"] == "started" {
+            pgid = ev["pid"].as_u64().map(|p| p as u32);
+        }
+        if ev["event"] == "stdout" && ev["data"] == "before" {
+            break;
+        }
+    }
+    let pgid = pgid.expect("a started event");
+    let st = text(&env.crew(&["status"]).stdout);
+    let agent: i32 = st
+        .lines()
+        .find(|l| l.starts_with("odd1"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the agent's pid in {st}"));
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(agent, libc::SIGKILL) };
+    let rest: Vec<serde_json::Value> = lines
+        .map(|l| serde_json::from_str(&l.expect("line")).expect("json"))
+        .collect();
+    let status = child.wait().expect("crew run ends");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(1), "{err}");
+    let last = rest.last().expect("an event after the kill");
+    assert_eq!(
+        (&last["event"], &last["kind"], &last["verdict"]),
+        (&"error".into(), &"lost".into(), &"failed".into()),
+        "{last}"
+    );
+    assert!(err.contains("failed:      odd1 (1) — lost: odd1"), "{err}");
+    for _ in 0..250 {
+        if group_alive(pgid) == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the job's processes (group {pgid}) outlived the killed agent");
+}

@@ -28,6 +28,8 @@ pub struct Output<W: Write, E: Write> {
     gather: Gather,
     /// host → (verdict, why) once it ended.
     ended: HashMap<String, (Verdict, String)>,
+    /// The daemon could not write the run to the run store.
+    store_failed: bool,
     out: W,
     err: E,
 }
@@ -85,6 +87,7 @@ impl<W: Write, E: Write> Output<W, E> {
             split: Splitter::default(),
             gather: Gather::new(hosts),
             ended: HashMap::new(),
+            store_failed: false,
             out,
             err,
         }
@@ -201,6 +204,12 @@ impl<W: Write, E: Write> Output<W, E> {
         let _ = self.out.flush();
     }
 
+    /// The run could not be written to the run store: no host of it counts as ok (its result
+    /// is not on record), whatever its exit status.
+    pub fn store_failed(&mut self) {
+        self.store_failed = true;
+    }
+
     /// (host, verdict, why) for every host, in run order. `daemon` holds the daemon's own
     /// verdicts when the run finished; hosts that never ended count as `unended`.
     pub fn verdicts(
@@ -222,8 +231,15 @@ impl<W: Write, E: Write> Output<W, E> {
                     .cloned()
                     .unwrap_or((unended, "no result".to_string()));
                 let v = theirs.get(h.as_str()).copied().unwrap_or(mine);
-                let why = if v == Verdict::Ok { String::new() } else { why };
-                (h.clone(), v, why)
+                match v {
+                    Verdict::Ok if self.store_failed => (
+                        h.clone(),
+                        Verdict::Failed,
+                        "exit 0, but the run store could not be written".to_string(),
+                    ),
+                    Verdict::Ok => (h.clone(), v, String::new()),
+                    _ => (h.clone(), v, why),
+                }
             })
             .collect()
     }
@@ -241,6 +257,80 @@ impl<W: Write, E: Write> Output<W, E> {
 mod tests {
     use super::*;
     use base64::Engine as _;
+
+    fn exit0() -> HostEvent {
+        HostEvent::Exit {
+            exit: Exit {
+                code: Some(0),
+                signal: None,
+                wall_ms: 1,
+                user_ms: 0,
+                sys_ms: 0,
+                max_rss_kb: 0,
+                timed_out: false,
+            },
+            verdict: Verdict::Ok,
+        }
+    }
+
+    fn plain(mode: Mode, hosts: &[&str]) -> Output<Vec<u8>, Vec<u8>> {
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        let st = Style { color: false };
+        Output::new(mode, st, st, &hosts, Vec::new(), Vec::new())
+    }
+
+    #[test]
+    fn a_run_whose_store_failed_lists_no_host_under_ok() {
+        let mut o = plain(Mode::Lines, &["a1", "a2"]);
+        o.host_event("a1", exit0());
+        o.host_event("a2", exit0());
+        o.message("run store: writing runs/7/a1.out: No space left on device");
+        o.store_failed();
+        o.finish();
+        let v = o.verdicts(None, Verdict::Failed);
+        o.summary(&v);
+        let err = String::from_utf8(o.err).expect("utf8");
+        assert!(!err.contains("ok:"), "{err}");
+        assert!(
+            err.contains(
+                "failed:      a[1-2] (2) — exit 0, but the run store could not be written"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_host_lost_mid_run_is_kind_lost_and_failed_everywhere() {
+        let lost = || HostEvent::Failed {
+            kind: crate::model::ErrorKind::Lost,
+            message: "agent link closed: the agent closed its output".into(),
+        };
+        let mut o = plain(Mode::Json, &["n1", "n2"]);
+        o.host_event("n1", exit0());
+        o.host_event("n2", lost());
+        o.finish();
+        let daemon = [
+            ("n1".to_string(), Verdict::Ok),
+            ("n2".to_string(), Verdict::Failed),
+        ];
+        let v = o.verdicts(Some(&daemon), Verdict::Failed);
+        o.summary(&v);
+        let out = String::from_utf8(o.out.clone()).expect("utf8");
+        let ev: serde_json::Value =
+            serde_json::from_str(out.lines().last().expect("line")).expect("json");
+        assert_eq!(
+            (&ev["event"], &ev["kind"], &ev["verdict"]),
+            (&"error".into(), &"lost".into(), &"failed".into())
+        );
+        let err = String::from_utf8(o.err).expect("utf8");
+        assert_eq!(err, "ok:          n1 (1)\nfailed:      n2 (1) — lost: n2\n");
+        assert!(!err.contains("unreachable"), "{err}");
+        // Plain mode says the same on stderr.
+        let mut o = plain(Mode::Lines, &["n2"]);
+        o.host_event("n2", lost());
+        let err = String::from_utf8(o.err).expect("utf8");
+        assert!(err.starts_with("n2: lost: agent link closed"), "{err}");
+    }
 
     /// The `--json` lines of one host whose stdout arrives in `chunks`, then exits.
     fn json_of(chunks: &[&[u8]]) -> Vec<serde_json::Value> {

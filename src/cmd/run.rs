@@ -170,6 +170,7 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
                 }
                 Some(Event::Error { message }) => {
                     out.message(&message);
+                    out.store_failed();
                     store_failed = true;
                     break;
                 }
