@@ -451,6 +451,31 @@ fn group_alive(pgid: u32) -> usize {
 /// on reconnect would too (each alone makes this pass; without both the sleep survives).
 #[test]
 fn an_agent_killed_mid_run_is_lost_and_failed_and_leaves_no_process() {
+    agent_killed_mid_run(false);
+}
+
+/// Agent and keeper both killed: the daemon reconnects, the new agent's Reap kills the
+/// leftover and `crew status` says so.
+#[test]
+fn leftovers_of_a_dead_agent_and_keeper_are_reaped_on_reconnect() {
+    let env = agent_killed_mid_run(true);
+    let st = text(&env.crew(&["status"]).stdout);
+    let row = st.lines().find(|l| l.starts_with("odd1")).unwrap_or("");
+    assert!(
+        row.contains("killed 1 leftover process(es) in 1 group(s) of a dead agent"),
+        "{st}"
+    );
+}
+
+fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn agent_killed_mid_run(with_keeper: bool) -> Env {
     use std::io::{BufRead, BufReader};
     let env = Env::new();
     let warm = env.crew(&["run", "odd1", "--", "true"]);
@@ -490,8 +515,20 @@ fn an_agent_killed_mid_run_is_lost_and_failed_and_leaves_no_process() {
         .and_then(|l| l.split_whitespace().nth(3))
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("the agent's pid in {st}"));
+    let keeper = children_of(agent).into_iter().find(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "crew-keeper")
+    });
+    let keeper = keeper.expect("the agent's keeper");
     // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe { libc::kill(agent, libc::SIGKILL) };
+    unsafe {
+        if with_keeper {
+            libc::kill(keeper, libc::SIGSTOP);
+        }
+        libc::kill(agent, libc::SIGKILL);
+        if with_keeper {
+            libc::kill(keeper, libc::SIGKILL);
+        }
+    }
     let rest: Vec<serde_json::Value> = lines
         .map(|l| serde_json::from_str(&l.expect("line")).expect("json"))
         .collect();
@@ -507,9 +544,10 @@ fn an_agent_killed_mid_run_is_lost_and_failed_and_leaves_no_process() {
         "{last}"
     );
     assert!(err.contains("failed:      odd1 (1) — lost: odd1"), "{err}");
-    for _ in 0..250 {
+    // The pool reconnects after its first backoff; allow it a few seconds.
+    for _ in 0..500 {
         if group_alive(pgid) == 0 {
-            return;
+            return env;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
