@@ -28,11 +28,16 @@ impl Env {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("hosts.toml"), HOSTS).expect("hosts.toml");
         std::fs::create_dir(dir.path().join("home")).expect("home");
+        std::fs::create_dir(dir.path().join("tmp")).expect("tmp");
         Env { dir }
     }
 
     fn home(&self) -> PathBuf {
         self.dir.path().join("home")
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.dir.path().join("tmp")
     }
 
     fn crew(&self, args: &[&str]) -> Output {
@@ -44,6 +49,9 @@ impl Env {
             .args(args)
             .env("CREW_HOME", self.home())
             .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
+            // The daemon's local agents keep their dirs here: another test's agents (same
+            // user) would otherwise reap this test's dead agents' leftovers.
+            .env("TMPDIR", self.tmp())
             .env_remove("NO_COLOR")
             .current_dir(self.dir.path())
             .output()
@@ -227,6 +235,7 @@ fn ctrl_c_kills_the_run_and_still_prints_the_summary() {
         .args(["run", "node[1-2]", "--", "echo up; sleep 1000"])
         .env("CREW_HOME", env.home())
         .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
+        .env("TMPDIR", env.tmp())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -459,12 +468,28 @@ fn an_agent_killed_mid_run_is_lost_and_failed_and_leaves_no_process() {
 #[test]
 fn leftovers_of_a_dead_agent_and_keeper_are_reaped_on_reconnect() {
     let env = agent_killed_mid_run(true);
-    let st = text(&env.crew(&["status"]).stdout);
-    let row = st.lines().find(|l| l.starts_with("odd1")).unwrap_or("");
-    assert!(
-        row.contains("killed 1 leftover process(es) in 1 group(s) of a dead agent"),
-        "{st}"
-    );
+    // The note is set once the Reap's answer is in, just after the kill.
+    let want = "killed 1 leftover process(es) in 1 group(s) of a dead agent";
+    let mut st = String::new();
+    for _ in 0..100 {
+        st = text(&env.crew(&["status"]).stdout);
+        if st
+            .lines()
+            .any(|l| l.starts_with("odd1") && l.contains(want))
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log = std::fs::read_dir(env.home().join("logs"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    panic!("no leftover note in crew status: {st}\nlogs:\n{log}");
 }
 
 fn children_of(pid: i32) -> Vec<i32> {
@@ -492,6 +517,7 @@ fn agent_killed_mid_run(with_keeper: bool) -> Env {
         ])
         .env("CREW_HOME", env.home())
         .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
+        .env("TMPDIR", env.tmp())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -508,6 +534,17 @@ fn agent_killed_mid_run(with_keeper: bool) -> Env {
         }
     }
     let pgid = pgid.expect("a started event");
+    // bash forks its sleep after the echo: it must be there, or "none left" proves nothing.
+    for _ in 0..500 {
+        if group_alive(pgid) >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        group_alive(pgid) >= 2,
+        "bash and its sleep run in group {pgid}"
+    );
     let st = text(&env.crew(&["status"]).stdout);
     let agent: i32 = st
         .lines()

@@ -145,16 +145,19 @@ impl JobDirs {
     }
 }
 
-/// Create and lock `dir/lock` (held until the returned file is closed) and write `PID SID`.
+/// Create, lock and fill `dir/lock` (held until the returned file is closed): `PID SID`. It
+/// is made as `lock.new` and renamed once locked and written, so another agent never sees an
+/// unlocked `lock` of a live agent (it would take the dir for a dead agent's).
 fn take_lock(dir: &std::path::Path) -> io::Result<std::fs::File> {
     use std::io::Write;
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
+    let new = dir.join(format!("{LOCK}.new"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(dir.join(LOCK))?;
+        .open(&new)?;
     // SAFETY: flock on a descriptor we own; no memory involved.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(io::Error::last_os_error());
@@ -162,6 +165,7 @@ fn take_lock(dir: &std::path::Path) -> io::Result<std::fs::File> {
     // SAFETY: getsid(0) has no preconditions.
     let sid = unsafe { libc::getsid(0) };
     writeln!(f, "{} {sid}", std::process::id())?;
+    std::fs::rename(&new, dir.join(LOCK))?;
     Ok(f)
 }
 

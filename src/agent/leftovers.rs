@@ -5,8 +5,8 @@
 //! it died. A process counts as that job's leftover when it is in group PGID *and* in the dead
 //! agent's session (recorded in `lock`): a group number reused by an unrelated process since
 //! then is not touched. Leftovers get SIGKILL (the group, then each pid found), and the dead
-//! agent's dir goes. A dir without a lock (an agent still creating it, or an older build's) is
-//! left alone.
+//! agent's dir goes. A dir without a `lock` (an agent still creating it: `lock` appears only
+//! once locked; or an older build's) is left alone.
 
 use std::fs::File;
 use std::io;
@@ -106,8 +106,8 @@ fn dead_lock(dir: &Path) -> Option<(File, u32, u32)> {
     let text = std::fs::read_to_string(&path).ok()?;
     let mut it = text.split_whitespace().map(|v| v.parse::<u32>().ok());
     let (Some(Some(pid)), Some(Some(sid))) = (it.next(), it.next()) else {
-        // Locked and written in one go by its agent: unreadable means it died in between,
-        // before any job. Nothing to kill; the dir still goes.
+        // Written before it is renamed into place: unreadable only if tampered with.
+        // Nothing to kill; the dir still goes.
         return Some((f, 0, 0));
     };
     Some((f, pid, sid))
