@@ -244,16 +244,29 @@ async fn forward(
 ) {
     let threshold = (window / 2).max(1);
     let mut owed = 0u64;
-    while let Some(msg) = queue.recv().await {
+    let unlimited = |link: &Weak<Inner>| {
+        let link = link.clone();
+        async move {
+            if let Some(inner) = link.upgrade() {
+                inner.remove_route(id);
+                let _ = inner.send(id, &AgentMsg::Credit { bytes: u64::MAX }).await;
+            }
+        }
+    };
+    loop {
+        let msg = tokio::select! {
+            m = queue.recv() => m,
+            () = events.closed() => return unlimited(&link).await,
+        };
+        let Some(msg) = msg else { return };
         let n = match &msg {
             AgentMsg::Output { data, .. } => data.len() as u64,
             _ => 0,
         };
         let terminal = !matches!(msg, AgentMsg::Started { .. } | AgentMsg::Output { .. });
         if events.send(msg).await.is_err() {
-            if let (false, Some(inner)) = (terminal, link.upgrade()) {
-                inner.remove_route(id);
-                let _ = inner.send(id, &AgentMsg::Credit { bytes: u64::MAX }).await;
+            if !terminal {
+                unlimited(&link).await;
             }
             return;
         }
