@@ -97,9 +97,8 @@ pub fn pieces(bytes: &[u8], mut f: impl FnMut(Piece<'_>)) {
     }
 }
 
-/// Untrusted bytes made safe to print: valid UTF-8 is kept except control characters, which
-/// become visible stand-ins (C0 `^X`, DEL `^?`, C1 `\u{9b}`, bidi controls `<U+202E>`);
-/// invalid bytes become `\xNN`. Tabs are kept.
+/// Untrusted bytes as printable text: [`pieces`] joined, tabs kept. What `crew run` prints of
+/// host output, and what error messages show of a file's contents.
 pub fn visible(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     pieces(bytes, |p| match p {

@@ -358,6 +358,9 @@ async fn output_is_binary_safe_and_large_output_is_exact_under_backpressure() {
                 assert_eq!(stream, Stream::Stdout);
                 assert!(data.len() <= 64 * 1024);
                 h.update(&data);
+                // What was consumed may be sent again (the daemon's link grants likewise).
+                let bytes = data.len() as u64;
+                a.send(2, AgentMsg::Credit { bytes }).await;
                 n += data.len();
                 frames += 1;
                 if frames % 16 == 0 {
@@ -410,4 +413,45 @@ async fn input_eof_kills_running_jobs_and_ends_the_agent() {
     wait_until("nothing left behind", || group_members(pid).is_empty()).await;
     let left: Vec<_> = std::fs::read_dir(a.tmp.path()).expect("ls").collect();
     assert!(left.is_empty(), "the agent's temp dir is gone: {left:?}");
+}
+
+#[tokio::test]
+async fn a_job_sends_no_more_than_its_credit_and_others_go_on() {
+    use crew::proto::agent::INITIAL_WINDOW;
+    let mut a = agent(8).await;
+    // 3 MB of output, nothing granted beyond the initial window.
+    a.send(1, run_msg("head -c 3000000 /dev/zero", None)).await;
+    let (1, AgentMsg::Started { pid }) = a.reply().await else {
+        panic!("expected Started")
+    };
+    let mut got = 0u64;
+    while got < INITIAL_WINDOW {
+        match a.reply().await {
+            (1, AgentMsg::Output { data, .. }) => got += data.len() as u64,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, INITIAL_WINDOW, "exactly the initial window");
+    // Job 1 is held; job 2 runs to its end meanwhile, and nothing more of job 1 comes.
+    let d = a.run(2, "echo second").await;
+    assert_eq!(d.out, b"second\n");
+    assert!(
+        !group_members(pid).is_empty(),
+        "job 1 is blocked, not finished"
+    );
+    // A grant for a job that does not exist is ignored (no Error reply).
+    a.send(99, AgentMsg::Credit { bytes: 5 }).await;
+    a.send(1, AgentMsg::Credit { bytes: 1000 }).await;
+    let mut more = 0u64;
+    while more < 1000 {
+        match a.reply().await {
+            (1, AgentMsg::Output { data, .. }) => more += data.len() as u64,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(more, 1000, "exactly the grant");
+    a.send(1, AgentMsg::Credit { bytes: u64::MAX }).await;
+    let d = a.collect(1).await;
+    assert_eq!(got + more + d.out.len() as u64, 3_000_000, "nothing lost");
+    assert_eq!(d.exit().code, Some(0));
 }

@@ -126,3 +126,77 @@ fn crew_hosts_says_where_it_looked_for_hosts_toml() {
         )
     );
 }
+
+#[test]
+fn a_65536_character_address_does_not_panic_crew_hosts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let long = "a".repeat(65_536);
+    let ssh = write(dir.path(), "ssh_config", "");
+    let text = format!(
+        "[defaults]\nssh_config = {:?}\n[[host]]\nname = \"web1\"\naddress = \"{long}\"\nuser = \"{long}\"\n",
+        ssh.display().to_string()
+    );
+    let p = write(dir.path(), "hosts.toml", &text);
+    let (code, out, err) = crew_hosts(&["--hosts", &p.display().to_string()], &[]);
+    assert_eq!(code, 0, "stderr: {}", &err[..err.len().min(2000)]);
+    let row = out.lines().nth(1).expect("a row for web1");
+    assert!(row.starts_with("web1  "), "{}", &row[..40]);
+    assert!(row.contains(&long), "the address is shown whole");
+}
+
+#[test]
+fn a_host_name_over_255_bytes_is_refused_at_load_with_its_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "[[host]]\nname = \"ok\"\n\n[[host]]\nname = \"{}\"\n",
+        "n".repeat(256)
+    );
+    let p = write(dir.path(), "hosts.toml", &text);
+    let (code, _, err) = crew_hosts(&["--hosts", &p.display().to_string()], &[]);
+    assert_eq!(code, 2, "{err}");
+    let want = format!("{}:5:9: host name", p.display());
+    assert!(err.contains(&want), "{err}");
+    assert!(err.contains("256 bytes long; at most 255"), "{err}");
+    assert!(
+        err.len() < 300,
+        "the message does not repeat the whole name: {err}"
+    );
+    // 255 bytes is fine.
+    let text = format!("[[host]]\nname = \"{}\"\n", "n".repeat(255));
+    let p = write(dir.path(), "hosts.toml", &text);
+    let (code, _, err) = crew_hosts(&["--hosts", &p.display().to_string()], &[]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn inventory_errors_show_control_characters_visibly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        // U+009B (a C1 CSI) in a host name, NUL in a group name, ESC in a tag, a parse
+        // error in a file whose name holds ESC.
+        ("c1.toml", "[[host]]\nname = \"a\u{9b}b\"\n"),
+        (
+            "nul.toml",
+            "[groups]\n\"g\\u0000x\" = \"*\"\n[[host]]\nname = \"ok\"\n",
+        ),
+        (
+            "esc.toml",
+            "[[host]]\nname = \"ok\"\ntags = [\"a\\u001b[31mred\"]\n",
+        ),
+        ("bad\u{1b}[2J.toml", "[[host]\n"),
+    ];
+    for (file, text) in cases {
+        let p = write(dir.path(), file, text);
+        let (code, _, err) = crew_hosts(&["--hosts", &p.display().to_string()], &[]);
+        assert_eq!(code, 2, "{file}: {err}");
+        let raw: Vec<char> = err
+            .chars()
+            .filter(|c| (c.is_control() && *c != '\n') || ('\u{80}'..='\u{9f}').contains(c))
+            .collect();
+        assert!(raw.is_empty(), "{file}: raw {raw:?} in {err:?}");
+        assert!(
+            err.contains(":1:") || err.contains(":2:") || err.contains(":3:"),
+            "{err}"
+        );
+    }
+}

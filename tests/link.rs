@@ -337,3 +337,134 @@ async fn the_crew_agent_binary_behind_a_chatty_shell() {
     )
     .await;
 }
+
+/// The real `crew agent` binary on pipes, and a link to it.
+async fn binary_agent(envs: &[(&str, &str)]) -> (AgentLink, tokio::process::Child) {
+    let exe = env!("CARGO_BIN_EXE_crew");
+    let build = crew::paths::file_hash(std::path::Path::new(exe)).expect("hash");
+    let mut child = tokio::process::Command::new(exe)
+        .arg("agent")
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn crew agent");
+    let r = child.stdout.take().expect("stdout");
+    let w = child.stdin.take().expect("stdin");
+    let mut o = opts();
+    o.expected_build = Some(build);
+    let (link, _) = AgentLink::connect(r, w, o).await.expect("connect");
+    (link, child)
+}
+
+fn vm_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_consumer_holds_back_only_its_own_job() {
+    let (link, agent) = binary_agent(&[]).await;
+    let agent_pid = agent.id().expect("agent pid");
+    // Job A floods and its consumer reads nothing for now.
+    let a = link.start(run("seq 1 3000000")).await.expect("start A");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Job B on the same link starts, streams and exits meanwhile.
+    let t = std::time::Instant::now();
+    let b = tokio::time::timeout(
+        WAIT,
+        finish(link.start(run("seq 1 100000")).await.expect("B")),
+    )
+    .await
+    .expect("B finishes while A's consumer stalls");
+    let b_latency = t.elapsed();
+    let want_b: String = (1..=100_000).map(|i| format!("{i}\n")).collect();
+    assert!(b.out == want_b.as_bytes(), "B's output is whole");
+    assert_eq!(b.exit.expect("exit").code, Some(0));
+    let rss = vm_rss_kb(agent_pid);
+    eprintln!("second job {b_latency:?} with the first stalled; agent VmRSS {rss} kB");
+    assert!(rss < 64 * 1024, "agent RSS {rss} kB under a stalled flood");
+    // Now A's consumer reads: every byte is there, in order.
+    let o = finish(a).await;
+    let want_a: String = (1..=3_000_000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(o.out.len(), want_a.len());
+    assert!(o.out == want_a.as_bytes(), "A's output is exact");
+    assert_eq!(o.exit.expect("exit").code, Some(0));
+    assert!(!link.is_closed(), "{:?}", link.close_reason());
+}
+
+#[tokio::test]
+async fn a_dropped_job_does_not_block_its_command() {
+    let s = setup(b"", opts()).await.expect("connect");
+    let mut job = s
+        .link
+        .start(run("head -c 20000000 /dev/zero"))
+        .await
+        .expect("start");
+    let Some(AgentMsg::Started { pid }) = job.events.recv().await else {
+        panic!("expected Started")
+    };
+    // Nobody reads its output any more: the command must still run to its end.
+    drop(job);
+    for _ in 0..600 {
+        if group_members(pid).is_empty() {
+            assert!(!s.link.is_closed(), "{:?}", s.link.close_reason());
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the command of a dropped job stayed blocked");
+}
+
+#[tokio::test]
+async fn an_agent_sending_past_its_credit_loses_the_link() {
+    use crew::proto::agent::INITIAL_WINDOW;
+    let mut greeting = SYNC_MARKER.to_vec();
+    let hello = AgentMsg::Hello(Hello {
+        proto: PROTO_VERSION,
+        build: "test-build".into(),
+        pid: 1,
+    });
+    hello.encode_frame(0, &mut greeting).expect("encode");
+    let (mut ours, theirs): (DuplexStream, DuplexStream) = tokio::io::duplex(1 << 20);
+    tokio::io::AsyncWriteExt::write_all(&mut ours, &greeting)
+        .await
+        .expect("greet");
+    let (r, w) = tokio::io::split(theirs);
+    let mut o = opts();
+    o.job_window = INITIAL_WINDOW;
+    let (link, _) = AgentLink::connect(r, w, o).await.expect("connect");
+    let job = link.start(run("flood")).await.expect("start");
+    // A rogue agent: 64 KiB chunks, one more than the window allows.
+    let mut frames = Vec::new();
+    AgentMsg::Started { pid: 2 }
+        .encode_frame(job.id, &mut frames)
+        .expect("encode");
+    for _ in 0..=(INITIAL_WINDOW / 65536) {
+        AgentMsg::Output {
+            stream: Stream::Stdout,
+            data: serde_bytes::ByteBuf::from(vec![b'x'; 65536]),
+        }
+        .encode_frame(job.id, &mut frames)
+        .expect("encode");
+    }
+    tokio::io::AsyncWriteExt::write_all(&mut ours, &frames)
+        .await
+        .expect("flood");
+    tokio::time::timeout(WAIT, link.closed())
+        .await
+        .expect("the link is closed");
+    let reason = link.close_reason().expect("reason");
+    assert!(reason.contains("credit"), "{reason}");
+    let o = drain(job).await;
+    assert_eq!(
+        o.out.len() as u64,
+        INITIAL_WINDOW,
+        "what was within credit arrives"
+    );
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crew::model::Verdict;
 use crew::store::{read_run, HostRecord};
 use support::cli::{local_hosts, CliEnv};
-use support::proc::{alive, marker, sleeps_with, wait_until};
+use support::proc::{alive, marker, sleeps_with, wait_until, Bounded};
 use support::pty::{Io, PtyChild};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -434,4 +434,229 @@ fn fanout_limits_how_many_hosts_run_at_once() {
     let run = read_run(env.plain_runs().last().expect("run")).expect("run");
     assert_eq!(run.meta.fanout, Some(2));
     assert_eq!(run.hosts.len(), 4);
+}
+
+/// The fleet most tests here use: three `role=app` nodes and `odd1`.
+fn app_env() -> CliEnv {
+    CliEnv::new(&local_hosts(&[
+        ("node[1-3]", &["role=app"]),
+        ("odd1", &["role=odd"]),
+    ]))
+}
+
+#[test]
+fn fanout_0_and_timeout_0_are_usage_errors() {
+    let env = app_env();
+    for (args, what) in [
+        (["--fanout", "0"], "--fanout"),
+        (["--timeout", "0"], "--timeout"),
+        (["--timeout", "0s"], "--timeout"),
+    ] {
+        let out = env.crew(&["run", args[0], args[1], "odd1", "--", "true"]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let err = text(&out.stderr);
+        assert!(err.contains(what), "{args:?}: {err}");
+    }
+    assert!(
+        !env.home().join("daemon.sock").exists(),
+        "no daemon for a usage error"
+    );
+    let ok = env.crew(&[
+        "run",
+        "--fanout",
+        "1",
+        "--timeout",
+        "1ms",
+        "odd1",
+        "--",
+        "true",
+    ]);
+    assert_ne!(ok.status.code(), Some(2), "{}", text(&ok.stderr));
+}
+
+#[test]
+fn another_users_client_is_told_whose_daemon_it_is() {
+    use std::os::unix::fs::PermissionsExt;
+    if !support::require_root("another_users_client_is_told_whose_daemon_it_is") {
+        return;
+    }
+    let user = support::os::ThrowawayUser::create();
+    let env = app_env();
+    let run = env.crew(&["run", "odd1", "--", "true"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let socket = env.home().join("daemon.sock");
+    assert!(socket.exists(), "the daemon runs");
+    // The other user can reach the socket's directory (not the point under test).
+    for d in [env.path().to_path_buf(), env.home()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let out = std::process::Command::new("runuser")
+        .args(["-u", &user.name, "--", env!("CARGO_BIN_EXE_crew"), "status"])
+        .env("CREW_HOME", env.home())
+        .env("HOME", "/nonexistent")
+        .output_within(WAIT);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    let want = format!("the daemon at {} belongs to uid 0", socket.display());
+    assert!(err.contains(&want), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+    // The daemon is unharmed and still ours.
+    let st = env.crew(&["status"]);
+    assert_eq!(st.status.code(), Some(0), "{}", text(&st.stderr));
+}
+
+#[test]
+fn json_output_rebuilds_the_exact_bytes() {
+    let env = app_env();
+    let events = |cmd: &str| -> Vec<serde_json::Value> {
+        let out = env.crew(&["run", "--json", "odd1", "--", cmd]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .filter(|e: &serde_json::Value| e["event"] == "stdout")
+            .collect()
+    };
+    let pieces = |ev: &[serde_json::Value]| -> Vec<(String, bool)> {
+        ev.iter()
+            .map(|e| {
+                let data = e["data"].as_str().expect("data").to_string();
+                (data, e["eol"].as_bool().expect("eol"))
+            })
+            .collect()
+    };
+    let without = events("printf 'x\\ny'");
+    let with = events("printf 'x\\ny\\n'");
+    assert_eq!(
+        pieces(&without),
+        [("x".to_string(), true), ("y".to_string(), false)]
+    );
+    assert_eq!(
+        pieces(&with),
+        [("x".to_string(), true), ("y".to_string(), true)]
+    );
+    // A line of 150 000 bytes and bytes that are not UTF-8.
+    let long = events("head -c 150000 /dev/zero | tr '\\0' a; printf '\\n\\377\\n'");
+    let total: usize = long
+        .iter()
+        .take_while(|e| e["eol"] == false)
+        .map(|e| e["data"].as_str().expect("data").len())
+        .sum();
+    let first_eol = long.iter().position(|e| e["eol"] == true).expect("an eol");
+    let last_piece = long[first_eol]["data"].as_str().expect("data").len();
+    assert_eq!(total + last_piece, 150_000, "one line, in marked pieces");
+    assert_eq!(long.last().expect("last")["bytes"], "/w==", "0xff exactly");
+}
+
+/// Through the daemon: the agent's keeper kills the job's group at once, and the pool's Reap
+/// on reconnect would too (each alone makes this pass; without both the sleep survives).
+#[test]
+fn an_agent_killed_mid_run_is_lost_and_failed_and_leaves_no_process() {
+    agent_killed_mid_run(false);
+}
+
+/// Agent and keeper both killed: the daemon reconnects, the new agent's Reap kills the
+/// leftover and `crew status` says so.
+#[test]
+fn leftovers_of_a_dead_agent_and_keeper_are_reaped_on_reconnect() {
+    let env = agent_killed_mid_run(true);
+    // The note is set once the Reap's answer is in, just after the kill.
+    let want = "killed 1 leftover process(es) in 1 group(s) of a dead agent";
+    wait_until("the leftover note in crew status", WAIT, || {
+        text(&env.crew(&["status"]).stdout)
+            .lines()
+            .any(|l| l.starts_with("odd1") && l.contains(want))
+    });
+}
+
+fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn agent_killed_mid_run(with_keeper: bool) -> CliEnv {
+    let env = app_env();
+    let warm = env.crew(&["run", "odd1", "--", "true"]);
+    assert_eq!(warm.status.code(), Some(0), "{}", text(&warm.stderr));
+    let mut child = env
+        .command(&[
+            "run",
+            "--json",
+            "odd1",
+            "--",
+            "echo before; sleep 60; echo done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("crew run");
+    let mut lines = support::proc::Lines::new(child.stdout.take().expect("stdout"));
+    let err_reader = child.stderr.take().expect("stderr");
+    let deadline = Instant::now() + WAIT;
+    let mut pgid = None;
+    while let Some(line) = lines.next_before(deadline, "the job's first line") {
+        let ev: serde_json::Value = serde_json::from_str(&line).expect("json");
+        if ev["event"] == "started" {
+            pgid = ev["pid"].as_u64().map(|p| p as u32);
+        }
+        if ev["event"] == "stdout" && ev["data"] == "before" {
+            break;
+        }
+    }
+    let pgid = pgid.expect("a started event");
+    // bash forks its sleep after the echo: it must be there, or "none left" proves nothing.
+    wait_until("bash and its sleep in the job's group", WAIT, || {
+        support::group_members(pgid).len() >= 2
+    });
+    let st = text(&env.crew(&["status"]).stdout);
+    let agent: i32 = st
+        .lines()
+        .find(|l| l.starts_with("odd1"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the agent's pid in {st}"));
+    let keeper = children_of(agent)
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "crew-keeper")
+        })
+        .expect("the agent's keeper");
+    // SAFETY: kill(2) on pids read from /proc and `crew status` just now.
+    unsafe {
+        if with_keeper {
+            libc::kill(keeper, libc::SIGSTOP);
+        }
+        libc::kill(agent, libc::SIGKILL);
+        if with_keeper {
+            libc::kill(keeper, libc::SIGKILL);
+        }
+    }
+    let rest = lines.rest(WAIT, "crew run's last events");
+    let status = support::proc::wait_within(&mut child, WAIT, "crew run");
+    let mut err = String::new();
+    let mut err_reader = err_reader;
+    std::io::Read::read_to_string(&mut err_reader, &mut err).expect("stderr");
+    assert_eq!(status.code(), Some(1), "{err}");
+    let last: serde_json::Value =
+        serde_json::from_str(rest.lines().last().expect("an event after the kill")).expect("json");
+    assert_eq!(
+        (&last["event"], &last["kind"], &last["verdict"]),
+        (&"error".into(), &"lost".into(), &"failed".into()),
+        "{last}"
+    );
+    assert!(err.contains("failed:      odd1 (1) — lost: odd1"), "{err}");
+    // The pool reconnects after its first backoff; allow it a few seconds.
+    wait_until("the job's processes gone", WAIT, || {
+        support::group_members(pgid).is_empty()
+    });
+    env
 }

@@ -5,14 +5,16 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncReadExt, Interest};
+use tokio::io::Interest;
 use tokio::net::unix::pipe;
 use tokio::time::sleep_until;
 
+use super::credit::Credit;
 use super::outbox::Outbox;
 use super::serve::Shared;
 use crate::model::{Exit, Stream};
@@ -72,21 +74,26 @@ async fn run_inner(
     let pid = child.pid;
     // From here on the child is ours to reap: it never outlives this function unreaped.
     let (out, err) = (child.stdout, child.stderr);
-    {
+    if let Some(k) = &shared.keeper {
+        k.started(pid);
+    }
+    shared.dirs.mark(pid, id);
+    let credit = {
         let mut jobs = shared.jobs();
         let slot = jobs.entry(id).or_default();
         slot.pgid = Some(pid);
         if let Some(sig) = slot.pending.take() {
             signal_group(pid, sig);
         }
-    }
+        Arc::clone(&slot.credit)
+    };
     let _ = outbox
         .data(id, &AgentMsg::Started { pid: pid as u32 })
         .await;
 
     let pumps = async {
-        let a = pump(out, id, Stream::Stdout, outbox);
-        let b = pump(err, id, Stream::Stderr, outbox);
+        let a = pump(out, id, Stream::Stdout, outbox, &credit);
+        let b = pump(err, id, Stream::Stderr, outbox, &credit);
         let _ = tokio::join!(a, b);
     };
     tokio::pin!(pumps);
@@ -124,6 +131,10 @@ async fn run_inner(
         slot.pgid = None;
         slot.finished = true;
     }
+    if let Some(k) = &shared.keeper {
+        k.finished(pid);
+    }
+    shared.dirs.unmark(pid);
     // `exited` resolved: the child is a zombie, so this wait4 does not block. Only if waiting
     // on its pidfd failed may it still run; then a blocking thread waits.
     let (status, usage) = match reap(pid, libc::WNOHANG)? {
@@ -228,9 +239,11 @@ fn reap(pid: i32, flags: i32) -> io::Result<Option<(i32, libc::rusage)>> {
     }
 }
 
-/// Copy one pipe into `Output` frames until EOF. Waits whenever the data lane is full.
-async fn pump(fd: OwnedFd, id: u64, stream: Stream, outbox: &Outbox) {
-    let mut rx = match pipe::Receiver::from_owned_fd(fd) {
+/// Copy one pipe into `Output` frames until EOF, within the job's credit. Waits whenever the
+/// credit is used up or the data lane is full; meanwhile the pipe is not read, so the command
+/// blocks on write.
+async fn pump(fd: OwnedFd, id: u64, stream: Stream, outbox: &Outbox, credit: &Credit) {
+    let rx = match pipe::Receiver::from_owned_fd(fd) {
         Ok(rx) => rx,
         Err(e) => {
             tracing::warn!("job {id}: cannot watch its {stream:?}: {e}");
@@ -249,17 +262,48 @@ async fn pump(fd: OwnedFd, id: u64, stream: Stream, outbox: &Outbox) {
     let mut want = FIRST_READ;
     let mut writer_alive = true;
     loop {
-        let mut buf = Vec::with_capacity(head + want);
+        // Readable first, then credit: a pump never holds credit while it waits for data (the
+        // other stream of the job may need it). Between `take` and `try_read_buf` nothing else
+        // runs on this task, and a read never exceeds what was taken.
+        if let Err(e) = rx.readable().await {
+            tracing::warn!("job {id}: waiting on its {stream:?}: {e}");
+            return;
+        }
+        if writer_alive {
+            credit.ready().await;
+        }
+        let allow = match writer_alive {
+            true => credit.take(want),
+            false => want,
+        };
+        if allow == 0 {
+            continue; // another stream of the job took the credit first
+        }
+        let mut buf = Vec::with_capacity(head + allow);
         buf.resize(head, 0);
-        let n = match rx.read_buf(&mut buf).await {
+        let read = rx.try_read_buf(&mut buf);
+        let n = match read {
             Ok(0) => return,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if writer_alive {
+                    credit.give_back(allow);
+                }
+                continue;
+            }
             Err(e) => {
                 tracing::warn!("job {id}: reading its {stream:?}: {e}");
                 return;
             }
         };
+        if writer_alive {
+            credit.give_back(allow - n);
+        }
         if n >= want {
             want = (want * 2).min(CHUNK);
         }

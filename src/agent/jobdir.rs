@@ -4,6 +4,10 @@
 //! (mode 0700, made under the temp root on the first job), so creating and removing them only
 //! locks that directory, not the temp root every agent on the machine shares; an emptied job
 //! dir goes with one `rmdir`. The agent dir is removed when the agent stops.
+//!
+//! State for whoever finds the dir after the agent died without removing it (see
+//! `leftovers`): `lock` is held (flock) by the agent for its whole life and says `PID SID`;
+//! `pg-PGID` (a symlink to `job-ID`) exists while job ID's process group PGID runs.
 
 use std::fs::{DirBuilder, Permissions};
 use std::io;
@@ -13,8 +17,21 @@ use std::sync::{Mutex, PoisonError};
 
 pub(super) struct JobDirs {
     root: PathBuf,
-    agent: Mutex<Option<tempfile::TempDir>>,
+    agent: Mutex<Option<AgentDir>>,
 }
+
+/// The agent's own dir and its lock (held while the file stays open).
+struct AgentDir {
+    dir: tempfile::TempDir,
+    _lock: std::fs::File,
+}
+
+/// Name of the lock file in an agent's dir.
+pub(super) const LOCK: &str = "lock";
+/// Prefix of a running job's process-group marker in an agent's dir.
+pub(super) const PG_PREFIX: &str = "pg-";
+/// Prefix of every agent's dir in the temp root.
+pub(super) const AGENT_PREFIX: &str = "crew-agent-";
 
 impl JobDirs {
     /// Job dirs will live in a new private dir under `root` (made on first use).
@@ -28,11 +45,11 @@ impl JobDirs {
     /// The agent's own dir, made now if need be (and again if making it failed before).
     fn agent_dir(&self) -> io::Result<PathBuf> {
         let mut agent = self.agent.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(dir) = agent.as_ref() {
-            return Ok(dir.path().to_path_buf());
+        if let Some(a) = agent.as_ref() {
+            return Ok(a.dir.path().to_path_buf());
         }
         let dir = tempfile::Builder::new()
-            .prefix(&format!("crew-agent-{}-", std::process::id()))
+            .prefix(&format!("{AGENT_PREFIX}{}-", std::process::id()))
             .permissions(Permissions::from_mode(0o700))
             .tempdir_in(&self.root)
             .map_err(|e| {
@@ -40,8 +57,45 @@ impl JobDirs {
                 io::Error::new(e.kind(), format!("creating the agent's dir in {root}: {e}"))
             })?;
         let path = dir.path().to_path_buf();
-        *agent = Some(dir);
+        let lock = take_lock(&path).map_err(|e| {
+            io::Error::new(e.kind(), format!("locking {}/{LOCK}: {e}", path.display()))
+        })?;
+        *agent = Some(AgentDir { dir, _lock: lock });
         Ok(path)
+    }
+
+    /// The temp root the agent dirs live in.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
+    /// This agent's dir, if made.
+    pub fn own(&self) -> Option<PathBuf> {
+        let agent = self.agent.lock().unwrap_or_else(PoisonError::into_inner);
+        agent.as_ref().map(|a| a.dir.path().to_path_buf())
+    }
+
+    /// Note that job `id` runs in process group `pgid` (for a later agent, should this one die
+    /// without cleaning up). Failing to is logged, not fatal.
+    pub fn mark(&self, pgid: i32, id: u64) {
+        let Some(dir) = self.own() else { return };
+        let link = dir.join(format!("{PG_PREFIX}{pgid}"));
+        let target = format!("job-{id}");
+        let made = match std::os::unix::fs::symlink(&target, &link) {
+            // A stale marker of a reused pgid (its unmark failed).
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => std::fs::remove_file(&link)
+                .and_then(|()| std::os::unix::fs::symlink(&target, &link)),
+            other => other,
+        };
+        if let Err(e) = made {
+            tracing::debug!("marking job {id}'s group {pgid}: {e}");
+        }
+    }
+
+    /// Job process group `pgid` is done.
+    pub fn unmark(&self, pgid: i32) {
+        let Some(dir) = self.own() else { return };
+        let _ = std::fs::remove_file(dir.join(format!("{PG_PREFIX}{pgid}")));
     }
 
     /// A fresh empty dir for job `id`.
@@ -82,13 +136,37 @@ impl JobDirs {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(dir) = dir {
+        if let Some(AgentDir { dir, _lock }) = dir {
             let path = dir.path().to_path_buf();
             if let Err(e) = dir.close() {
                 tracing::warn!("removing the agent's temp dir {}: {e}", path.display());
             }
         }
     }
+}
+
+/// Create, lock and fill `dir/lock` (held until the returned file is closed): `PID SID`. It
+/// is made as `lock.new` and renamed once locked and written, so another agent never sees an
+/// unlocked `lock` of a live agent (it would take the dir for a dead agent's).
+fn take_lock(dir: &std::path::Path) -> io::Result<std::fs::File> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let new = dir.join(format!("{LOCK}.new"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&new)?;
+    // SAFETY: flock on a descriptor we own; no memory involved.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: getsid(0) has no preconditions.
+    let sid = unsafe { libc::getsid(0) };
+    writeln!(f, "{} {sid}", std::process::id())?;
+    std::fs::rename(&new, dir.join(LOCK))?;
+    Ok(f)
 }
 
 #[cfg(test)]

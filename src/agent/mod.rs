@@ -9,10 +9,13 @@
 //! (per-job temp dirs inside one private dir per agent), `stdio` (stdin/stdout polled, not on
 //! the blocking pool), `files` (ReadFile / WriteFile), `info` (host facts).
 
+mod credit;
 mod exec;
 mod files;
 mod info;
 mod jobdir;
+mod keeper;
+mod leftovers;
 mod outbox;
 mod serve;
 mod shell;
@@ -51,7 +54,18 @@ impl Default for AgentOptions {
 
 /// Serve the agent protocol on stdin/stdout until stdin closes.
 pub fn run_stdio() -> anyhow::Result<i32> {
+    // Before any thread exists (the runtime's, the logger's).
+    let keeper = match keeper::Keeper::spawn() {
+        Ok(k) => Some(k),
+        Err(e) => {
+            eprintln!("crew agent: no keeper process ({e}); jobs may outlive a killed agent");
+            None
+        }
+    };
     crate::logging::to_stderr();
+    if let Some(k) = &keeper {
+        tracing::debug!("keeper process {}", k.pid());
+    }
     // No signal or process driver: the agent reaps its jobs itself (pidfd + wait4), so it
     // needs neither their socketpair nor their handlers.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -60,7 +74,11 @@ pub fn run_stdio() -> anyhow::Result<i32> {
         .build()?;
     let (res, restore) = rt.block_on(async {
         let (input, output, restore) = stdio::open();
-        (serve(input, output, AgentOptions::default()).await, restore)
+        let opts = AgentOptions::default();
+        (
+            serve::serve_kept(input, output, opts, keeper).await,
+            restore,
+        )
     });
     // A stdin reader thread (tty or file stdin) may still sit in a blocking read; do not wait
     // for it forever.

@@ -10,19 +10,21 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::credit::Credit;
 use super::jobdir::JobDirs;
+use super::keeper::Keeper;
 use super::outbox::{self, Outbox};
 use super::shell::Shell;
-use super::{exec, files, info, AgentOptions};
-use crate::proto::agent::{decode, AgentMsg, Decoded, Hello, SYNC_MARKER};
+use super::{exec, files, info, leftovers, AgentOptions};
+use crate::proto::agent::{decode, AgentMsg, Decoded, Hello, INITIAL_WINDOW, SYNC_MARKER};
 use crate::proto::frame::{RawFrame, HEADER, MAX_FRAME};
 use crate::proto::PROTO_VERSION;
 
 /// How long jobs get to report their `Exit` once the agent shuts down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// A running (or about to run) command, for `Kill`.
-#[derive(Debug, Default)]
+/// A running (or about to run) command, for `Kill` and `Credit`.
+#[derive(Debug)]
 pub(super) struct JobSlot {
     /// Process group of the command, once spawned.
     pub pgid: Option<i32>,
@@ -30,6 +32,19 @@ pub(super) struct JobSlot {
     pub pending: Option<i32>,
     /// The command has exited and is being reported; signals are ignored.
     pub finished: bool,
+    /// Output bytes the job may still send.
+    pub credit: Arc<Credit>,
+}
+
+impl Default for JobSlot {
+    fn default() -> Self {
+        JobSlot {
+            pgid: None,
+            pending: None,
+            finished: false,
+            credit: Arc::new(Credit::new(INITIAL_WINDOW)),
+        }
+    }
 }
 
 /// State shared by the frame loop and its tasks.
@@ -40,6 +55,8 @@ pub(super) struct Shared {
     pub dirs: JobDirs,
     pub jobs: Mutex<HashMap<u64, JobSlot>>,
     pub permits: Arc<Semaphore>,
+    /// Kills the jobs' groups should this process die without doing so (`crew agent` only).
+    pub keeper: Option<Keeper>,
 }
 
 impl Shared {
@@ -85,6 +102,20 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    serve_kept(r, w, opts, None).await
+}
+
+/// [`serve`], telling `keeper` (when there is one) each job's process group.
+pub(super) async fn serve_kept<R, W>(
+    r: R,
+    w: W,
+    opts: AgentOptions,
+    keeper: Option<Keeper>,
+) -> anyhow::Result<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let mut preamble = SYNC_MARKER.to_vec();
     let hello = AgentMsg::Hello(Hello {
         proto: PROTO_VERSION,
@@ -100,6 +131,7 @@ where
         dirs: JobDirs::new(opts.tmp_root.clone().unwrap_or_else(std::env::temp_dir)),
         opts,
         jobs: Mutex::new(HashMap::new()),
+        keeper,
     });
     let tasks = TaskTracker::new();
     // Requests are small; a large WriteFile payload bypasses the buffer (read_exact into its
@@ -213,6 +245,12 @@ async fn dispatch(frame: &RawFrame, shared: &Arc<Shared>, outbox: &Outbox, tasks
                 reply(AgentMsg::Error { message }).await;
             }
         }
+        AgentMsg::Credit { bytes } => {
+            // A grant for a job that has ended meanwhile is normal: ignore it.
+            if let Some(slot) = shared.jobs().get(&id) {
+                slot.credit.grant(bytes);
+            }
+        }
         AgentMsg::Run(run) => {
             let Some(permit) = admit(shared, outbox, id).await else {
                 return;
@@ -253,6 +291,28 @@ async fn dispatch(frame: &RawFrame, shared: &Arc<Shared>, outbox: &Outbox, tasks
             let outbox = outbox.clone();
             tasks.spawn(async move {
                 let m = files::read(req).await;
+                let _ = outbox.control(id, &m).await;
+                drop(permit);
+            });
+        }
+        AgentMsg::Reap => {
+            let Some(permit) = admit(shared, outbox, id).await else {
+                return;
+            };
+            let (shared, outbox) = (Arc::clone(shared), outbox.clone());
+            tasks.spawn(async move {
+                let root = shared.dirs.root().to_path_buf();
+                let own = shared.dirs.own();
+                let found =
+                    tokio::task::spawn_blocking(move || leftovers::reap(&root, own.as_deref()))
+                        .await
+                        .unwrap_or_else(|e| Err(io::Error::other(e)));
+                let m = match found {
+                    Ok(leftovers) => AgentMsg::Reaped { leftovers },
+                    Err(e) => AgentMsg::Error {
+                        message: format!("looking for leftovers: {e}"),
+                    },
+                };
                 let _ = outbox.control(id, &m).await;
                 drop(permit);
             });

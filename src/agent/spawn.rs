@@ -239,8 +239,9 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
             if libc::sigaction(sig, ptr::null(), &mut sa) != 0 {
                 continue; // not a signal, or one of libc's internal ones
             }
-            let caught = sa.sa_sigaction != libc::SIG_DFL && sa.sa_sigaction != libc::SIG_IGN;
-            if caught || sig == libc::SIGPIPE {
+            // Caught and ignored ones alike: a daemon started under `nohup` must not hand its
+            // jobs an ignored SIGHUP or SIGINT; a job starts with the dispositions ssh gives.
+            if sa.sa_sigaction != libc::SIG_DFL || sig == libc::SIGPIPE {
                 let mut dfl: libc::sigaction = std::mem::zeroed();
                 dfl.sa_sigaction = libc::SIG_DFL;
                 libc::sigaction(sig, &dfl, ptr::null_mut());

@@ -120,8 +120,10 @@ async fn write(writer: &Writer, id: u64, req: &Request) -> anyhow::Result<()> {
 }
 
 impl Client {
-    /// Connect to the daemon at `socket`; `Ok(None)` when nobody answers there.
+    /// Connect to the daemon at `socket`; `Ok(None)` when nobody answers there. A socket of
+    /// another user is an error saying whose it is (its daemon would refuse us).
     pub async fn connect_at(socket: &Path) -> anyhow::Result<Option<Client>> {
+        check_owner(socket)?;
         let stream = match tokio::time::timeout(ANSWER_WAIT, UnixStream::connect(socket)).await {
             Ok(Ok(s)) => s,
             Ok(Err(_)) | Err(_) => return Ok(None),
@@ -293,6 +295,31 @@ impl Client {
             socket.display(),
             ANSWER_WAIT.as_secs()
         )
+    }
+}
+
+/// A daemon serves only its own user (it refuses others' connections): say so before
+/// connecting instead of failing on a closed connection.
+fn check_owner(socket: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(socket) {
+        Ok(m) => {
+            // SAFETY: getuid has no preconditions.
+            let ours = unsafe { libc::getuid() };
+            if m.uid() != ours {
+                bail!(
+                    "the daemon at {} belongs to uid {}, and you are uid {ours}; each user has \
+                     their own daemon (set CREW_HOME to a directory of yours)",
+                    socket.display(),
+                    m.uid()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            bail!("cannot reach the daemon at {}: {e}", socket.display())
+        }
+        Err(_) => Ok(()),
     }
 }
 

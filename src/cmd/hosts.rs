@@ -76,16 +76,17 @@ pub fn table(hosts: &[&Host]) -> String {
     }
     let mut s = String::new();
     for r in std::iter::once(&header).chain(rows.iter()) {
-        let line = format!(
-            "{:w0$}  {:w1$}  {:w2$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        );
+        // Padded by hand: a format width is limited to u16 (a 65 536-character name would
+        // panic in `format!`).
+        let mut line = String::new();
+        for (c, w) in r.iter().zip(widths) {
+            line.push_str(c);
+            line.extend(std::iter::repeat_n(
+                ' ',
+                w.saturating_sub(c.chars().count()) + 2,
+            ));
+        }
+        line.push_str(&r[3]);
         s.push_str(line.trim_end());
         s.push('\n');
     }

@@ -41,8 +41,31 @@ pub struct Output<W: Write, E: Write> {
     gather: Gather,
     /// host → (verdict, why) once it ended.
     ended: HashMap<String, (Verdict, String)>,
+    /// The daemon could not write the run to the run store.
+    store_failed: bool,
     out: W,
     err: E,
+}
+
+/// A `--json` output event: `data` is the line's text without its newline; `eol` says whether
+/// a newline followed (false: a piece of a line longer than the split limit, continued by the
+/// next event of the stream, or the stream's last bytes, which had no newline). When the bytes
+/// are not UTF-8, `data` shows them with U+FFFD and `bytes` carries them exactly (base64).
+pub fn json_line(host: &str, stream: Stream, line: &[u8], eol: bool) -> serde_json::Value {
+    use base64::Engine as _;
+    let event = match stream {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+    };
+    match String::from_utf8_lossy(line) {
+        std::borrow::Cow::Borrowed(text) => serde_json::json!({
+            "host": host, "event": event, "data": text, "eol": eol,
+        }),
+        std::borrow::Cow::Owned(text) => serde_json::json!({
+            "host": host, "event": event, "data": text, "eol": eol,
+            "bytes": base64::engine::general_purpose::STANDARD.encode(line),
+        }),
+    }
 }
 
 /// `exit 3`, `signal 9`, with `timed out` when the command's timeout killed it.
@@ -77,12 +100,14 @@ impl<W: Write, E: Write> Output<W, E> {
             split: Splitter::default(),
             gather: Gather::new(hosts),
             ended: HashMap::new(),
+            store_failed: false,
             out,
             err,
         }
     }
 
-    fn line(&mut self, host: &str, stream: Stream, line: &[u8]) {
+    /// One line (`eol`) or piece of a line (see [`super::render::LinePiece`]).
+    fn line(&mut self, host: &str, stream: Stream, line: &[u8], eol: bool) {
         let _ = match self.mode {
             Mode::Lines => writeln!(
                 self.out,
@@ -90,13 +115,7 @@ impl<W: Write, E: Write> Output<W, E> {
                 host_line(self.style, host, self.width, stream, line)
             ),
             Mode::Json => {
-                let event = match stream {
-                    Stream::Stdout => "stdout",
-                    Stream::Stderr => "stderr",
-                };
-                let v = serde_json::json!({
-                    "host": host, "event": event, "data": String::from_utf8_lossy(line),
-                });
+                let v = json_line(host, stream, line, eol);
                 writeln!(self.out, "{v}")
             }
             Mode::Gather => Ok(()),
@@ -105,7 +124,7 @@ impl<W: Write, E: Write> Output<W, E> {
 
     fn flush_partial(&mut self, host: &str) {
         for (stream, data) in self.split.take(host) {
-            self.line(host, stream, &data);
+            self.line(host, stream, &data, false);
         }
     }
 
@@ -128,8 +147,8 @@ impl<W: Write, E: Write> Output<W, E> {
                     self.gather.output(host, stream, &data);
                     return;
                 }
-                for line in self.split.push(host, stream, &data) {
-                    self.line(host, stream, &line);
+                for (line, eol) in self.split.push(host, stream, &data) {
+                    self.line(host, stream, &line, eol);
                 }
             }
             HostEvent::Exit { exit: e, verdict } => {
@@ -198,6 +217,12 @@ impl<W: Write, E: Write> Output<W, E> {
         let _ = self.out.flush();
     }
 
+    /// The run could not be written to the run store: no host of it counts as ok (its result
+    /// is not on record), whatever its exit status.
+    pub fn store_failed(&mut self) {
+        self.store_failed = true;
+    }
+
     /// (host, verdict, why) for every host, in run order. `daemon` holds the daemon's own
     /// verdicts when the run finished; hosts that never ended count as `unended`.
     pub fn verdicts(
@@ -219,8 +244,15 @@ impl<W: Write, E: Write> Output<W, E> {
                     .cloned()
                     .unwrap_or((unended, "no result".to_string()));
                 let v = theirs.get(h.as_str()).copied().unwrap_or(mine);
-                let why = if v == Verdict::Ok { String::new() } else { why };
-                (h.clone(), v, why)
+                match v {
+                    Verdict::Ok if self.store_failed => (
+                        h.clone(),
+                        Verdict::Failed,
+                        "exit 0, but the run store could not be written".to_string(),
+                    ),
+                    Verdict::Ok => (h.clone(), v, String::new()),
+                    _ => (h.clone(), v, why),
+                }
             })
             .collect()
     }
@@ -231,5 +263,215 @@ impl<W: Write, E: Write> Output<W, E> {
         let text = super::gather::summary(self.err_style, verdicts);
         let _ = self.err.write_all(text.as_bytes());
         let _ = self.err.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn exit0() -> HostEvent {
+        HostEvent::Exit {
+            exit: Exit {
+                code: Some(0),
+                signal: None,
+                wall_ms: 1,
+                user_ms: 0,
+                sys_ms: 0,
+                max_rss_kb: 0,
+                timed_out: false,
+            },
+            verdict: Verdict::Ok,
+        }
+    }
+
+    fn plain(mode: Mode, hosts: &[&str]) -> Output<Vec<u8>, Vec<u8>> {
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        let st = Style { color: false };
+        Output::new(mode, st, st, &hosts, Vec::new(), Vec::new())
+    }
+
+    #[test]
+    fn a_run_whose_store_failed_lists_no_host_under_ok() {
+        let mut o = plain(Mode::Lines, &["a1", "a2"]);
+        o.host_event("a1", exit0());
+        o.host_event("a2", exit0());
+        o.message("run store: writing runs/7/a1.out: No space left on device");
+        o.store_failed();
+        o.finish();
+        let v = o.verdicts(None, Verdict::Failed);
+        o.summary(&v);
+        let err = String::from_utf8(o.err).expect("utf8");
+        assert!(!err.contains("ok:"), "{err}");
+        assert!(
+            err.contains(
+                "failed:      a[1-2] (2) — exit 0, but the run store could not be written"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_host_lost_mid_run_is_kind_lost_and_failed_everywhere() {
+        let lost = || HostEvent::Failed {
+            kind: crate::model::ErrorKind::Lost,
+            message: "agent link closed: the agent closed its output".into(),
+        };
+        let mut o = plain(Mode::Json, &["n1", "n2"]);
+        o.host_event("n1", exit0());
+        o.host_event("n2", lost());
+        o.finish();
+        let daemon = [
+            ("n1".to_string(), Verdict::Ok),
+            ("n2".to_string(), Verdict::Failed),
+        ];
+        let v = o.verdicts(Some(&daemon), Verdict::Failed);
+        o.summary(&v);
+        let out = String::from_utf8(o.out.clone()).expect("utf8");
+        let ev: serde_json::Value =
+            serde_json::from_str(out.lines().last().expect("line")).expect("json");
+        assert_eq!(
+            (&ev["event"], &ev["kind"], &ev["verdict"]),
+            (&"error".into(), &"lost".into(), &"failed".into())
+        );
+        let err = String::from_utf8(o.err).expect("utf8");
+        assert_eq!(err, "ok:          n1 (1)\nfailed:      n2 (1) — lost: n2\n");
+        assert!(!err.contains("unreachable"), "{err}");
+        // Plain mode says the same on stderr.
+        let mut o = plain(Mode::Lines, &["n2"]);
+        o.host_event("n2", lost());
+        let err = String::from_utf8(o.err).expect("utf8");
+        assert!(err.starts_with("n2: lost: agent link closed"), "{err}");
+    }
+
+    /// The `--json` lines of one host whose stdout arrives in `chunks`, then exits.
+    fn json_of(chunks: &[&[u8]]) -> Vec<serde_json::Value> {
+        let hosts = vec!["h".to_string()];
+        let st = Style { color: false };
+        let mut o = Output::new(Mode::Json, st, st, &hosts, Vec::new(), Vec::new());
+        for c in chunks {
+            o.host_event(
+                "h",
+                HostEvent::Output {
+                    stream: Stream::Stdout,
+                    data: c.to_vec(),
+                },
+            );
+        }
+        o.host_event(
+            "h",
+            HostEvent::Exit {
+                exit: Exit {
+                    code: Some(0),
+                    signal: None,
+                    wall_ms: 1,
+                    user_ms: 0,
+                    sys_ms: 0,
+                    max_rss_kb: 0,
+                    timed_out: false,
+                },
+                verdict: Verdict::Ok,
+            },
+        );
+        o.finish();
+        String::from_utf8(o.out)
+            .expect("JSON is UTF-8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
+    /// What a consumer of `--json` rebuilds: each piece's bytes, a newline after `eol` ones.
+    fn rebuilt(events: &[serde_json::Value]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in events.iter().filter(|e| e["event"] == "stdout") {
+            match e["bytes"].as_str() {
+                Some(b) => out.extend(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b)
+                        .expect("base64"),
+                ),
+                None => out.extend(e["data"].as_str().expect("data").as_bytes()),
+            }
+            if e["eol"].as_bool().expect("eol") {
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn json_tells_a_last_line_without_newline_from_one_with() {
+        let a = json_of(&[b"x\ny"]);
+        let b = json_of(&[b"x\ny\n"]);
+        assert_ne!(a, b);
+        assert_eq!(rebuilt(&a), b"x\ny");
+        assert_eq!(rebuilt(&b), b"x\ny\n");
+        assert_eq!(a[1]["data"], "y");
+        assert_eq!(a[1]["eol"], false);
+        assert_eq!(b[1]["eol"], true);
+        assert!(a[1].get("bytes").is_none(), "UTF-8 needs no bytes field");
+    }
+
+    #[test]
+    fn json_keeps_a_long_line_split_across_chunks_exact_and_marked() {
+        // One line of 200 000 bytes in three chunks, then a short one.
+        let long: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut all = long.clone();
+        all.extend_from_slice(b"\nend\n");
+        let (p1, rest) = all.split_at(70_000);
+        let (p2, p3) = rest.split_at(70_000);
+        let ev = json_of(&[p1, p2, p3]);
+        let outs: Vec<&serde_json::Value> = ev.iter().filter(|e| e["event"] == "stdout").collect();
+        // Pieces of MAX_LINE marked continued, the last piece of the line with eol.
+        let pieces = 200_000usize.div_ceil(super::super::render::MAX_LINE);
+        assert_eq!(outs.len(), pieces + 1, "{} events", outs.len());
+        for e in &outs[..pieces - 1] {
+            assert_eq!(e["eol"], false);
+        }
+        assert_eq!(outs[pieces - 1]["eol"], true);
+        assert_eq!(outs[pieces]["data"], "end");
+        assert_eq!(rebuilt(&ev), all);
+    }
+
+    #[test]
+    fn json_rebuilds_any_bytes_in_any_chunking() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200 {
+            let len = (next() % 3000) as usize;
+            // Mostly text and newlines, some invalid UTF-8 and control bytes.
+            let data: Vec<u8> = (0..len)
+                .map(|_| match next() % 10 {
+                    0 => b'\n',
+                    1 => (next() % 256) as u8,
+                    2 => b'\r',
+                    _ => b'a' + (next() % 26) as u8,
+                })
+                .collect();
+            let mut chunks = Vec::new();
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let n = ((next() % 700) as usize + 1).min(rest.len());
+                chunks.push(&rest[..n]);
+                rest = &rest[n..];
+            }
+            let ev = json_of(&chunks);
+            assert_eq!(rebuilt(&ev), data);
+            for e in ev.iter().filter(|e| e["event"] == "stdout") {
+                if let Some(b) = e["bytes"].as_str() {
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(b)
+                        .expect("base64");
+                    assert!(std::str::from_utf8(&raw).is_err(), "bytes only when needed");
+                }
+            }
+        }
     }
 }

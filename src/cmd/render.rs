@@ -18,22 +18,39 @@ pub struct Splitter {
     partial: HashMap<(String, Stream), Vec<u8>>,
 }
 
+/// One piece of a host's stream: a line without its newline (`eol`), or a piece of a line
+/// without one (`!eol`: a line longer than [`MAX_LINE`] is cut into several, and what is
+/// pending when the host ends has none). The pieces with a newline added after each `eol` one
+/// are the stream's exact bytes.
+pub type LinePiece = (Vec<u8>, bool);
+
 impl Splitter {
-    /// Complete lines (without the newline) in `data`, after what was pending.
-    pub fn push(&mut self, host: &str, stream: Stream, data: &[u8]) -> Vec<Vec<u8>> {
-        let buf = self.partial.entry((host.to_string(), stream)).or_default();
-        let mut lines = Vec::new();
-        for &b in data {
-            if b == b'\n' {
-                lines.push(std::mem::take(buf));
-            } else {
-                buf.push(b);
-                if buf.len() >= MAX_LINE {
-                    lines.push(std::mem::take(buf));
+    /// Complete lines in `data`, after what was pending (and pieces of lines that reached
+    /// [`MAX_LINE`]).
+    pub fn push(&mut self, host: &str, stream: Stream, data: &[u8]) -> Vec<LinePiece> {
+        let key = (host.to_string(), stream);
+        let buf = self.partial.entry(key).or_default();
+        let mut out = Vec::new();
+        let mut rest = data;
+        while !rest.is_empty() {
+            let room = MAX_LINE.saturating_sub(buf.len()).max(1);
+            let window = &rest[..rest.len().min(room)];
+            match window.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    buf.extend_from_slice(&window[..i]);
+                    out.push((std::mem::take(buf), true));
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    buf.extend_from_slice(window);
+                    rest = &rest[window.len()..];
+                    if buf.len() >= MAX_LINE {
+                        out.push((std::mem::take(buf), false));
+                    }
                 }
             }
         }
-        lines
+        out
     }
 
     /// Unterminated lines of `host` (stdout first), removed from the splitter.
@@ -140,11 +157,17 @@ mod tests {
         let mut s = Splitter::default();
         assert_eq!(
             s.push("a", Stream::Stdout, b"one\ntw"),
-            vec![b"one".to_vec()]
+            vec![(b"one".to_vec(), true)]
         );
         assert!(s.push("b", Stream::Stdout, b"x").is_empty());
-        assert_eq!(s.push("a", Stream::Stderr, b"e\n"), vec![b"e".to_vec()]);
-        assert_eq!(s.push("a", Stream::Stdout, b"o\n"), vec![b"two".to_vec()]);
+        assert_eq!(
+            s.push("a", Stream::Stderr, b"e\n"),
+            vec![(b"e".to_vec(), true)]
+        );
+        assert_eq!(
+            s.push("a", Stream::Stdout, b"o\n"),
+            vec![(b"two".to_vec(), true)]
+        );
         assert_eq!(s.hosts(), vec!["b".to_string()]);
         assert_eq!(s.take("b"), vec![(Stream::Stdout, b"x".to_vec())]);
         assert!(s.take("b").is_empty());

@@ -33,15 +33,23 @@ pub struct RunArgs {
     /// Print JSON lines (one event per line).
     #[arg(long)]
     pub json: bool,
-    /// Per-host command timeout (e.g. `30s`, `2m`).
-    #[arg(long, value_parser = crate::duration::parse)]
+    /// Per-host command timeout (e.g. `30s`, `2m`; more than zero).
+    #[arg(long, value_parser = positive_duration)]
     pub timeout: Option<std::time::Duration>,
-    /// Max hosts running at once.
-    #[arg(long)]
+    /// Max hosts running at once (at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub fanout: Option<u32>,
     /// Accept and remember host keys never seen before.
     #[arg(long)]
     pub accept_new_host_keys: bool,
+}
+
+/// A duration that is not zero (a zero timeout would time every host out at once).
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match crate::duration::parse(s)? {
+        d if d.is_zero() => Err("must be more than zero".into()),
+        d => Ok(d),
+    }
 }
 
 /// After Ctrl-C: how long a TERM gets before KILL, and how long KILL gets before we stop
@@ -203,6 +211,9 @@ pub async fn follow(
                 }
                 Some(Event::Error { message: m }) => {
                     message(&mut out, &m);
+                    if let Some(o) = out.as_mut() {
+                        o.store_failed();
+                    }
                     store_failed = true;
                     break;
                 }

@@ -245,6 +245,7 @@ impl Pool {
                     let generation = slot.info().connected(pid, agentless);
                     if let Conn::Agent(link) = &conn {
                         self.watch(slot.clone(), link.clone(), generation, accept_new);
+                        reap_leftovers(slot.clone(), link.clone());
                     }
                     *live = Some(Live {
                         conn: conn.clone(),
@@ -386,6 +387,41 @@ impl Pool {
         });
         tokio::spawn(task);
     }
+}
+
+/// Have a new agent kill what a dead one left running on its host (a previous agent killed
+/// with its keeper, or by a crash of the host's session); say so in the log and the host's
+/// status note. In the background: jobs need not wait for it.
+fn reap_leftovers(slot: Arc<Slot>, link: AgentLink) {
+    tokio::spawn(async move {
+        let found = match link.reap().await {
+            Ok(found) => found,
+            Err(e) => return tracing::warn!(host = %slot.key, "looking for leftovers: {e}"),
+        };
+        if found.is_empty() {
+            return;
+        }
+        for l in &found {
+            let procs: Vec<String> = l
+                .processes
+                .iter()
+                .map(|(pid, comm)| format!("{pid} {}", comm.escape_debug()))
+                .collect();
+            tracing::warn!(
+                host = %slot.key,
+                "killed process group {} of job {} left by dead agent {}: {}",
+                l.pgid,
+                l.job,
+                l.agent_pid,
+                procs.join(", ")
+            );
+        }
+        let n: usize = found.iter().map(|l| l.processes.len()).sum();
+        slot.info().note = Some(format!(
+            "killed {n} leftover process(es) in {} group(s) of a dead agent",
+            found.len()
+        ));
+    });
 }
 
 /// Agent installs/starts at once: 2 per core, at least 8, at most 32.

@@ -28,29 +28,39 @@ pub struct Inventory {
 }
 
 /// Why an inventory could not be loaded. `Display` gives `file:line:col: message` when the
-/// problem is at a place in a file.
+/// problem is at a place in a file. Messages quote the file's contents, which may hold control
+/// characters (an escape sequence, NUL, U+009B): they are shown as visible stand-ins, as
+/// `crew run` shows host output, never raw.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}", shown(path))]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}:{line}:{col}: {message}", path.display())]
+    #[error("{}:{line}:{col}: {}", shown(path), visible(message))]
     At {
         path: PathBuf,
         line: usize,
         col: usize,
         message: String,
     },
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {}", shown(path), visible(message))]
     SshConfig { path: PathBuf, message: String },
     #[error("no hosts.toml found; looked for {}", list(looked))]
     NotFound { looked: Vec<PathBuf> },
 }
 
+fn visible(text: &str) -> String {
+    crate::sanitize_class::visible(text.as_bytes())
+}
+
+fn shown(path: &Path) -> String {
+    crate::sanitize_class::visible(path.as_os_str().as_encoded_bytes())
+}
+
 fn list(paths: &[PathBuf]) -> String {
-    let v: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let v: Vec<String> = paths.iter().map(|p| shown(p)).collect();
     v.join(", ")
 }
 

@@ -69,6 +69,17 @@ fn expand_entry(
     let names = nodeset(name, src)?;
     let name_at = src.string_body(name.span().start);
     for n in &names {
+        // Host names name files and dirs in the run store: at most one file name's length.
+        if n.len() > MAX_NAME {
+            let head: String = n.chars().take(32).collect();
+            return Err(src.error(
+                name_at,
+                format!(
+                    "host name {head:?}… is {} bytes long; at most {MAX_NAME} are allowed",
+                    n.len()
+                ),
+            ));
+        }
         if let Some(c) = n
             .chars()
             .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.')))
@@ -111,6 +122,9 @@ fn expand_entry(
     }
     Ok(())
 }
+
+/// Longest host name in bytes (a file name on Linux).
+pub(crate) const MAX_NAME: usize = 255;
 
 fn nodeset(v: &Spanned<String>, src: &Source<'_>) -> Result<Vec<String>, InventoryError> {
     crate::nodeset::expand(v.get_ref()).map_err(|e| {

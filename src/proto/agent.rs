@@ -8,6 +8,13 @@
 //!
 //! Before the first frame the agent writes [`SYNC_MARKER`] on stdout so the daemon can skip
 //! whatever a login shell printed first (a banner, a chatty `.bashrc`).
+//!
+//! Flow control (per job, as SSH channels and HTTP/2 streams do): the agent sends at most
+//! [`INITIAL_WINDOW`] bytes of a job's `Output` (stdout and stderr together) plus whatever the
+//! daemon granted since with `Credit` frames for that job's id. `Started`, `Exit` and `Error`
+//! are not counted. A job whose credit is used up stops reading its pipes (its command blocks on
+//! write); other jobs on the link go on. `Credit` for a job that has ended is ignored; a grant
+//! of `u64::MAX` lifts the limit for the job (the daemon stopped listening to it).
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -17,6 +24,9 @@ use crate::model::{Exit, Info, Stream};
 
 /// Written by the agent before its `Hello`; the daemon discards everything before it.
 pub const SYNC_MARKER: &[u8] = b"\x00\x00CREW-AGENT-SYNC\x00\x00";
+
+/// Output bytes the agent may send for a job before the daemon's first `Credit` for it.
+pub const INITIAL_WINDOW: u64 = 256 * 1024;
 
 /// Where `marker` ([`SYNC_MARKER`], or the daemon's helper-output markers) first starts in
 /// `hay`. The one marker search of the daemon's link and SSH layers. An empty marker is at 0.
@@ -70,6 +80,20 @@ pub struct WriteFile {
     pub sha256: String,
 }
 
+/// One process group of a dead agent's job that was still running when a newer agent looked
+/// (see `Reap`); it has been sent SIGKILL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftover {
+    /// Pid of the agent that started the job (gone now).
+    pub agent_pid: u32,
+    /// The job's request id on that agent's link.
+    pub job: u64,
+    /// The job's process group.
+    pub pgid: u32,
+    /// Live members found: pid and command name (`/proc/PID/comm`, untrusted text).
+    pub processes: Vec<(u32, String)>,
+}
+
 /// Every message of the daemon↔agent protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentMsg {
@@ -79,19 +103,43 @@ pub enum AgentMsg {
     Pong,
     // daemon → agent
     Run(Run),
-    Kill { signal: i32 },
+    Kill {
+        signal: i32,
+    },
     InfoRequest,
     ReadFile(ReadFile),
     WriteFile(WriteFile),
+    /// More output bytes the agent may send for the job of this frame's id.
+    Credit {
+        bytes: u64,
+    },
+    /// Find the leftovers of dead agents of this user on this host (process groups of their
+    /// jobs still running, their temp dirs), kill and remove them; answered by `Reaped`.
+    Reap,
     // agent → daemon
-    Started { pid: u32 },
-    Output { stream: Stream, data: ByteBuf },
+    Started {
+        pid: u32,
+    },
+    Output {
+        stream: Stream,
+        data: ByteBuf,
+    },
     Exit(Exit),
     Info(Info),
     FileData(FileData),
-    FileWritten { size: u64, sha256: String },
-    Refused { reason: String },
-    Error { message: String },
+    FileWritten {
+        size: u64,
+        sha256: String,
+    },
+    Refused {
+        reason: String,
+    },
+    Error {
+        message: String,
+    },
+    Reaped {
+        leftovers: Vec<Leftover>,
+    },
 }
 
 /// The result of decoding a frame: a message, or a description of why it is not one.
@@ -110,6 +158,8 @@ mod kind {
     pub const INFO_REQUEST: u16 = 12;
     pub const READ_FILE: u16 = 13;
     pub const WRITE_FILE: u16 = 14;
+    pub const CREDIT: u16 = 15;
+    pub const REAP: u16 = 16;
     pub const STARTED: u16 = 20;
     pub const OUTPUT_STDOUT: u16 = 21;
     pub const OUTPUT_STDERR: u16 = 22;
@@ -119,6 +169,7 @@ mod kind {
     pub const FILE_WRITTEN: u16 = 26;
     pub const REFUSED: u16 = 27;
     pub const ERROR: u16 = 28;
+    pub const REAPED: u16 = 29;
 }
 
 #[derive(Serialize, Deserialize)]
@@ -133,6 +184,14 @@ struct WrittenBody {
 #[derive(Serialize, Deserialize)]
 struct ReasonBody {
     text: String,
+}
+#[derive(Serialize, Deserialize)]
+struct CreditBody {
+    bytes: u64,
+}
+#[derive(Serialize, Deserialize)]
+struct ReapedBody {
+    leftovers: Vec<Leftover>,
 }
 #[derive(Serialize, Deserialize)]
 struct StartedBody {
@@ -157,6 +216,8 @@ impl AgentMsg {
             AgentMsg::InfoRequest => (INFO_REQUEST, Vec::new()),
             AgentMsg::ReadFile(r) => (READ_FILE, pc(r)),
             AgentMsg::WriteFile(w) => (WRITE_FILE, pc(w)),
+            AgentMsg::Credit { bytes } => (CREDIT, pc(&CreditBody { bytes: *bytes })),
+            AgentMsg::Reap => (REAP, Vec::new()),
             AgentMsg::Started { pid } => (STARTED, pc(&StartedBody { pid: *pid })),
             // Output is the hot path: raw bytes, no serialisation.
             AgentMsg::Output {
@@ -189,6 +250,12 @@ impl AgentMsg {
                     text: message.clone(),
                 }),
             ),
+            AgentMsg::Reaped { leftovers } => (
+                REAPED,
+                pc(&ReapedBody {
+                    leftovers: leftovers.clone(),
+                }),
+            ),
         }
     }
 
@@ -209,6 +276,9 @@ impl AgentMsg {
             AgentMsg::InfoRequest => "InfoRequest",
             AgentMsg::ReadFile(_) => "ReadFile",
             AgentMsg::WriteFile(_) => "WriteFile",
+            AgentMsg::Credit { .. } => "Credit",
+            AgentMsg::Reap => "Reap",
+            AgentMsg::Reaped { .. } => "Reaped",
             AgentMsg::Started { .. } => "Started",
             AgentMsg::Output { .. } => "Output",
             AgentMsg::Exit(_) => "Exit",
@@ -250,6 +320,11 @@ pub fn decode(f: &RawFrame) -> Decoded {
         INFO_REQUEST => empty(p, AgentMsg::InfoRequest),
         READ_FILE => body(p).map(AgentMsg::ReadFile),
         WRITE_FILE => body(p).map(AgentMsg::WriteFile),
+        CREDIT => body::<CreditBody>(p).map(|b| AgentMsg::Credit { bytes: b.bytes }),
+        REAP => empty(p, AgentMsg::Reap),
+        REAPED => body::<ReapedBody>(p).map(|b| AgentMsg::Reaped {
+            leftovers: b.leftovers,
+        }),
         STARTED => body::<StartedBody>(p).map(|b| AgentMsg::Started { pid: b.pid }),
         OUTPUT_STDOUT => Ok(AgentMsg::Output {
             stream: Stream::Stdout,
@@ -365,6 +440,16 @@ mod tests {
         });
         roundtrip(AgentMsg::Error {
             message: "bad".into(),
+        });
+        roundtrip(AgentMsg::Credit { bytes: u64::MAX });
+        roundtrip(AgentMsg::Reap);
+        roundtrip(AgentMsg::Reaped {
+            leftovers: vec![Leftover {
+                agent_pid: 5,
+                job: 3,
+                pgid: 77,
+                processes: vec![(78, "sleep".into())],
+            }],
         });
     }
 

@@ -29,6 +29,7 @@ pub fn opts() -> LinkOptions {
         handshake_timeout: Duration::from_secs(10),
         heartbeat_interval: Duration::from_secs(1),
         heartbeat_misses: 10,
+        ..LinkOptions::default()
     }
 }
 

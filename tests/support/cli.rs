@@ -57,7 +57,7 @@ impl CliEnv {
     pub fn new(hosts_toml: &str) -> CliEnv {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("hosts.toml"), hosts_toml).expect("hosts.toml");
-        for d in ["heists", "home", "config"] {
+        for d in ["heists", "home", "config", "tmp"] {
             std::fs::create_dir_all(dir.path().join(d)).expect("env dir");
         }
         CliEnv { dir }
@@ -86,6 +86,9 @@ impl CliEnv {
     /// `crew --hosts <hosts.toml> ARGS…` in the env's dir, not yet started.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = crew_command(&self.home(), &self.dir.path().join("config"));
+        // The daemon's local agents keep their dirs here: another test's agents (same user)
+        // would otherwise reap this test's dead agents' leftovers.
+        c.env("TMPDIR", self.dir.path().join("tmp"));
         c.arg("--hosts")
             .arg(self.hosts_file())
             .args(args)

@@ -1,8 +1,9 @@
 //! The daemon's side of the agent protocol: one [`AgentLink`] per agent process.
 //!
-//! A link owns one reader task (routes frames by request id to per-job bounded channels, so a
-//! slow consumer slows the agent down instead of losing output), one writer task and one
-//! heartbeat task. Requests carry ids allocated here; replies may arrive in any order. When the
+//! A link owns one reader task (routes frames by request id; it never waits for a job's
+//! consumer), one forwarder task per job (feeds the job's bounded channel and grants the agent
+//! credit for that job as its consumer reads: a slow consumer slows its own job only, and no
+//! output is lost), one writer task and one heartbeat task. Requests carry ids allocated here; replies may arrive in any order. When the
 //! link dies (EOF, I/O error, missed heartbeats, [`AgentLink::close`]) every pending job's events
 //! end without a terminal message, [`AgentLink::close_reason`] says why and
 //! [`AgentLink::closed`] resolves.
@@ -21,12 +22,16 @@ pub use handshake::{preview, MAX_SKIP};
 use router::{Inner, Route};
 
 use crate::model::Info;
-use crate::proto::agent::{AgentMsg, FileData, ReadFile, Run, WriteFile};
+use crate::proto::agent::{AgentMsg, FileData, Leftover, ReadFile, Run, WriteFile};
 use crate::proto::PROTO_VERSION;
 
-/// Events buffered per job (at most 16 × 64 KiB of output) before the reader waits for the
-/// job's consumer.
+/// Events buffered per job in its channel (at most 16 × 64 KiB of output); beyond that, up to
+/// the job's credit window waits in the link's queue for the job.
 pub const JOB_QUEUE: usize = 16;
+
+/// Output bytes of one job the agent may send ahead of its consumer (default of
+/// [`LinkOptions::job_window`]).
+pub const JOB_WINDOW: u64 = 1024 * 1024;
 
 /// How a link is checked at start-up and kept alive.
 /// Longest wait for the reply to one request (Info, ReadFile, WriteFile, Ping).
@@ -42,6 +47,8 @@ pub struct LinkOptions {
     pub heartbeat_interval: Duration,
     /// The link is declared dead after this many heartbeats without any sign of life.
     pub heartbeat_misses: u32,
+    /// Per-job credit window in bytes (at least the protocol's initial window).
+    pub job_window: u64,
 }
 
 impl Default for LinkOptions {
@@ -51,6 +58,7 @@ impl Default for LinkOptions {
             handshake_timeout: Duration::from_secs(15),
             heartbeat_interval: Duration::from_secs(5),
             heartbeat_misses: 3,
+            job_window: JOB_WINDOW,
         }
     }
 }
@@ -159,8 +167,15 @@ impl AgentLink {
     pub async fn start(&self, run: Run) -> Result<Job, LinkError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
-        self.inner.add_route(id, Route::Job(tx))?;
-        if let Err(e) = self.inner.send(id, &AgentMsg::Run(run)).await {
+        let extra = self.inner.add_job(id, tx)?;
+        let mut sent = self.inner.send(id, &AgentMsg::Run(run)).await;
+        if sent.is_ok() && extra > 0 {
+            sent = self
+                .inner
+                .send(id, &AgentMsg::Credit { bytes: extra })
+                .await;
+        }
+        if let Err(e) = sent {
             self.inner.remove_route(id);
             return Err(e);
         }
@@ -192,6 +207,15 @@ impl AgentLink {
         match self.request(AgentMsg::WriteFile(req)).await?.0 {
             AgentMsg::FileWritten { size, sha256 } => Ok((size, sha256)),
             other => Err(unexpected(other, "FileWritten")),
+        }
+    }
+
+    /// Have the agent kill and remove what dead agents of its user left on its host (their
+    /// jobs' process groups, their temp dirs); returns the groups it killed.
+    pub async fn reap(&self) -> Result<Vec<Leftover>, LinkError> {
+        match self.request(AgentMsg::Reap).await?.0 {
+            AgentMsg::Reaped { leftovers } => Ok(leftovers),
+            other => Err(unexpected(other, "Reaped")),
         }
     }
 

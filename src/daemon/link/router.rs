@@ -1,7 +1,16 @@
-//! The link's tasks: reader (routes frames by id), writer, heartbeat; and its shutdown.
+//! The link's tasks: reader (routes frames by id), writer, heartbeat, one forwarder per job;
+//! and the link's shutdown.
+//!
+//! Flow control: the reader never waits for a job's consumer. It appends the job's messages to
+//! the job's queue, which the agent cannot overfill: it sends a job's output only within the
+//! credit granted for that job (the protocol's initial window plus `Credit` frames). The job's
+//! forwarder moves messages from that queue into the job's bounded channel as its consumer
+//! reads, and grants the agent as much credit as it forwarded. A consumer that stops reading
+//! stops its own job only; an agent that sends past its credit breaks the protocol and loses
+//! the link.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -11,17 +20,23 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{LinkError, LinkOptions};
-use crate::proto::agent::{decode, AgentMsg, Decoded};
+use crate::proto::agent::{decode, AgentMsg, Decoded, INITIAL_WINDOW};
 use crate::proto::frame::read_frame;
 
 /// Frames waiting for the writer.
 const OUT_QUEUE: usize = 256;
 
 pub(super) enum Route {
-    /// A command: every message goes to its bounded channel.
-    Job(mpsc::Sender<AgentMsg>),
+    /// A command: every message goes to its forwarder.
+    Job(JobRoute),
     /// A single-reply request (info, files, ping).
     Reply(oneshot::Sender<AgentMsg>),
+}
+
+pub(super) struct JobRoute {
+    queue: mpsc::UnboundedSender<AgentMsg>,
+    /// Output bytes the agent may still send for this job.
+    budget: u64,
 }
 
 #[derive(Default)]
@@ -40,8 +55,8 @@ pub(super) struct Inner {
     epoch: Instant,
     /// Milliseconds since `epoch` at which the last frame arrived.
     last_rx: AtomicU64,
-    /// The reader is waiting for a slow job consumer (the agent is alive, we are slow).
-    delivering: AtomicBool,
+    /// Credit per job: the agent's initial window plus what the link grants up front.
+    window: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,7 +79,7 @@ where
         tasks: Mutex::new(Vec::new()),
         epoch: Instant::now(),
         last_rx: AtomicU64::new(0),
-        delivering: AtomicBool::new(false),
+        window: opts.job_window.max(INITIAL_WINDOW),
     });
     let weak = Arc::downgrade(&inner);
     let reader = tokio::spawn(read_loop(r, weak.clone()));
@@ -109,6 +124,37 @@ impl Inner {
         lock(&self.routes).map.remove(&id);
     }
 
+    /// Route job `id` through a new forwarder into `events`; returns the extra credit to grant
+    /// the agent right after `Run` (the link's window beyond the protocol's initial one).
+    pub fn add_job(
+        self: &Arc<Self>,
+        id: u64,
+        events: mpsc::Sender<AgentMsg>,
+    ) -> Result<u64, LinkError> {
+        let (queue, rx) = mpsc::unbounded_channel();
+        self.add_route(
+            id,
+            Route::Job(JobRoute {
+                queue,
+                budget: self.window,
+            }),
+        )?;
+        tokio::spawn(forward(Arc::downgrade(self), id, rx, events, self.window));
+        Ok(self.window - INITIAL_WINDOW)
+    }
+
+    /// Let the agent send `bytes` more of job `id`'s output.
+    async fn grant(&self, id: u64, bytes: u64) {
+        {
+            let mut routes = lock(&self.routes);
+            let Some(Route::Job(job)) = routes.map.get_mut(&id) else {
+                return; // ended meanwhile
+            };
+            job.budget = job.budget.saturating_add(bytes);
+        }
+        let _ = self.send(id, &AgentMsg::Credit { bytes }).await;
+    }
+
     /// Queue one message for the agent.
     pub async fn send(&self, id: u64, msg: &AgentMsg) -> Result<(), LinkError> {
         let mut frame = Vec::new();
@@ -142,37 +188,99 @@ impl Inner {
         }
     }
 
-    /// Hand one message from the agent to whoever waits for request `id`.
-    async fn route(&self, id: u64, msg: AgentMsg) {
+    /// Hand one message from the agent to whoever waits for request `id`. Never waits.
+    fn route(&self, id: u64, msg: AgentMsg) {
         let terminal = !matches!(msg, AgentMsg::Started { .. } | AgentMsg::Output { .. });
-        let target = {
-            let mut routes = lock(&self.routes);
-            if terminal {
-                routes.map.remove(&id)
-            } else {
-                match routes.map.get(&id) {
-                    Some(Route::Job(tx)) => Some(Route::Job(tx.clone())),
-                    _ => None,
+        let mut routes = lock(&self.routes);
+        if terminal {
+            match routes.map.remove(&id) {
+                Some(Route::Job(job)) => {
+                    let _ = job.queue.send(msg);
                 }
+                Some(Route::Reply(tx)) => {
+                    let _ = tx.send(msg);
+                }
+                None if id != 0 => {
+                    tracing::debug!("agent sent {} for unknown request {id}", msg.name())
+                }
+                None => {}
             }
+            return;
+        }
+        let Some(Route::Job(job)) = routes.map.get_mut(&id) else {
+            // A job nobody listens to any more (it was granted unlimited credit) or a
+            // confused agent.
+            tracing::debug!("agent sent {} for no running job {id}", msg.name());
+            return;
         };
-        match target {
-            Some(Route::Job(tx)) => {
-                self.delivering.store(true, Ordering::Relaxed);
-                let gone = tx.send(msg).await.is_err();
-                self.delivering.store(false, Ordering::Relaxed);
-                if gone && !terminal {
-                    // Nobody listens to this job any more; stop routing its output.
-                    self.remove_route(id);
-                }
+        if let AgentMsg::Output { data, .. } = &msg {
+            let n = data.len() as u64;
+            if n > job.budget {
+                let budget = job.budget;
+                drop(routes);
+                self.close(format!(
+                    "the agent sent {n} bytes of job {id}'s output with {budget} bytes of credit"
+                ));
+                return;
             }
-            Some(Route::Reply(tx)) => {
-                let _ = tx.send(msg);
+            job.budget -= n;
+        }
+        if job.queue.send(msg).is_err() {
+            routes.map.remove(&id);
+        }
+    }
+}
+
+/// Move job `id`'s messages from the reader's queue into the consumer's bounded channel, and
+/// grant the agent credit for what the consumer took in. Ends after the terminal message, when
+/// the link dies (the queue closes once drained), or when the consumer goes away (the job then
+/// gets unlimited credit, and its output is dropped as it arrives: the agent must not block).
+async fn forward(
+    link: Weak<Inner>,
+    id: u64,
+    mut queue: mpsc::UnboundedReceiver<AgentMsg>,
+    events: mpsc::Sender<AgentMsg>,
+    window: u64,
+) {
+    let threshold = (window / 2).max(1);
+    let mut owed = 0u64;
+    let unlimited = |link: &Weak<Inner>| {
+        let link = link.clone();
+        async move {
+            if let Some(inner) = link.upgrade() {
+                inner.remove_route(id);
+                let _ = inner.send(id, &AgentMsg::Credit { bytes: u64::MAX }).await;
             }
-            None if id != 0 => {
-                tracing::debug!("agent sent {} for unknown request {id}", msg.name())
+        }
+    };
+    loop {
+        let msg = tokio::select! {
+            m = queue.recv() => m,
+            () = events.closed() => return unlimited(&link).await,
+        };
+        let Some(msg) = msg else { return };
+        let n = match &msg {
+            AgentMsg::Output { data, .. } => data.len() as u64,
+            _ => 0,
+        };
+        let terminal = !matches!(msg, AgentMsg::Started { .. } | AgentMsg::Output { .. });
+        if events.send(msg).await.is_err() {
+            if !terminal {
+                unlimited(&link).await;
             }
-            None => {}
+            return;
+        }
+        if terminal {
+            return;
+        }
+        owed += n;
+        // Grant when the consumer has taken in half the window (as OpenSSH does for channel
+        // windows): one small frame per half window, and the agent never runs dry while the
+        // consumer keeps up.
+        if owed >= threshold {
+            let Some(inner) = link.upgrade() else { return };
+            inner.grant(id, owed).await;
+            owed = 0;
         }
     }
 }
@@ -207,11 +315,11 @@ async fn read_loop<R: AsyncRead + Unpin>(r: R, link: Weak<Inner>) {
                 msg: AgentMsg::Hello(_) | AgentMsg::Pong,
                 id: 0,
             } => {}
-            Decoded::Msg { id, msg } => inner.route(id, msg).await,
+            Decoded::Msg { id, msg } => inner.route(id, msg),
             Decoded::Invalid { id, kind, reason } => {
                 tracing::warn!("malformed frame from the agent (kind {kind}, id {id}): {reason}");
                 let message = format!("malformed reply from the agent (kind {kind}): {reason}");
-                inner.route(id, AgentMsg::Error { message }).await;
+                inner.route(id, AgentMsg::Error { message });
             }
         }
     };
@@ -265,8 +373,7 @@ async fn heartbeat(link: Weak<Inner>, every: Duration, max_misses: u32) {
             return;
         }
         if let Some(t) = sent_at {
-            let alive = inner.last_rx.load(Ordering::Relaxed) >= t
-                || inner.delivering.load(Ordering::Relaxed);
+            let alive = inner.last_rx.load(Ordering::Relaxed) >= t;
             if alive {
                 misses = 0;
             } else {
