@@ -14,6 +14,25 @@ pub struct Cli {
     #[arg(long = "hosts", global = true, env = "CREW_HOSTS")]
     pub hosts: Option<PathBuf>,
 
+    /// A remote daemon, `https://HOST:PORT` (token from CREW_TOKEN or CREW_TOKEN_FILE).
+    #[arg(
+        long = "daemon",
+        global = true,
+        env = "CREW_DAEMON",
+        value_name = "URL"
+    )]
+    pub daemon: Option<String>,
+
+    /// The remote daemon's certificate fingerprint (SHA-256, as `crew status` shows it);
+    /// else the one remembered in <config dir>/crew/known_daemons, learned on first use.
+    #[arg(
+        long,
+        global = true,
+        env = "CREW_DAEMON_FINGERPRINT",
+        value_name = "SHA256"
+    )]
+    pub fingerprint: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -40,6 +59,9 @@ pub enum Command {
     Status,
     /// The resident daemon (started on demand; `crew daemon stop` stops it).
     Daemon(cmd::daemon::DaemonArgs),
+    /// The HTTPS API's bearer tokens.
+    #[command(subcommand)]
+    Token(cmd::token::TokenCmd),
     /// The agent: speaks frames on stdin/stdout (started by the daemon on each host).
     Agent,
 }
@@ -70,6 +92,13 @@ impl ConsoleArgs {
 /// Run the command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let hosts = cli.hosts.clone();
+    // Every client command talks to the remote daemon when one is named (the daemon and the
+    // agent themselves never do).
+    let serves = matches!(&cli.command, Some(Command::Agent) | Some(Command::Token(_)))
+        || matches!(&cli.command, Some(Command::Daemon(a)) if a.action.is_none());
+    if let (Some(url), false) = (cli.daemon.as_deref().filter(|u| !u.is_empty()), serves) {
+        crate::client::remote::configure(url, cli.fingerprint.as_deref())?;
+    }
     // Commands that act on hosts or runs say who the operator is where the daemon asks.
     let acts = matches!(
         &cli.command,
@@ -91,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Attach(args)) => cmd::runs::attach(args),
         Some(Command::Status) => cmd::status::run(),
         Some(Command::Daemon(args)) => cmd::daemon::run(args),
+        Some(Command::Token(c)) => cmd::token::run(c),
         Some(Command::Agent) => crate::agent::run_stdio(),
     }
 }

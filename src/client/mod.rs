@@ -4,5 +4,6 @@
 
 mod conn;
 pub mod facts;
+pub mod remote;
 
 pub use conn::{identify, operator, Client, Sender};

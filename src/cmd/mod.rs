@@ -10,3 +10,4 @@ pub mod render;
 pub mod run;
 pub mod runs;
 pub mod status;
+pub mod token;

@@ -8,7 +8,7 @@ use super::gather::Gather;
 use super::render::{host_line, sanitize, Splitter, Style};
 use crate::model::Verdict;
 use crate::model::{Exit, Stream};
-use crate::proto::daemon::HostEvent;
+use crate::proto::daemon::{host_event_json, output_json, HostEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -89,16 +89,7 @@ impl<W: Write, E: Write> Output<W, E> {
                 "{}",
                 host_line(self.style, host, self.width, stream, line)
             ),
-            Mode::Json => {
-                let event = match stream {
-                    Stream::Stdout => "stdout",
-                    Stream::Stderr => "stderr",
-                };
-                let v = serde_json::json!({
-                    "host": host, "event": event, "data": String::from_utf8_lossy(line),
-                });
-                writeln!(self.out, "{v}")
-            }
+            Mode::Json => writeln!(self.out, "{}", output_json(host, stream, line)),
             Mode::Gather => Ok(()),
         };
     }
@@ -115,14 +106,18 @@ impl<W: Write, E: Write> Output<W, E> {
 
     /// One event of one host.
     pub fn host_event(&mut self, host: &str, ev: HostEvent) {
-        match ev {
-            HostEvent::Started { pid, agentless } => {
-                if self.mode == Mode::Json {
-                    self.json(serde_json::json!({
-                        "host": host, "event": "started", "pid": pid, "agentless": agentless,
-                    }));
+        if self.mode == Mode::Json {
+            match &ev {
+                HostEvent::Started { .. } => self.json(host_event_json(host, &ev)),
+                HostEvent::Exit { .. } | HostEvent::Failed { .. } => {
+                    self.flush_partial(host);
+                    self.json(host_event_json(host, &ev));
                 }
+                HostEvent::Output { .. } => {}
             }
+        }
+        match ev {
+            HostEvent::Started { .. } => {}
             HostEvent::Output { stream, data } => {
                 if self.mode == Mode::Gather {
                     self.gather.output(host, stream, &data);
@@ -135,12 +130,6 @@ impl<W: Write, E: Write> Output<W, E> {
             HostEvent::Exit { exit: e, verdict } => {
                 self.flush_partial(host);
                 let why = describe_exit(&e);
-                if self.mode == Mode::Json {
-                    self.json(serde_json::json!({
-                        "host": host, "event": "exit", "code": e.code, "signal": e.signal,
-                        "wall_ms": e.wall_ms, "timed_out": e.timed_out, "verdict": verdict.as_str(),
-                    }));
-                }
                 self.gather.ending(host, why);
                 // The summary's category already says "timed out".
                 let why = describe_exit(&Exit {
@@ -152,10 +141,7 @@ impl<W: Write, E: Write> Output<W, E> {
             HostEvent::Failed { kind, message } => {
                 self.flush_partial(host);
                 match self.mode {
-                    Mode::Json => self.json(serde_json::json!({
-                        "host": host, "event": "error", "kind": kind.as_str(), "message": message,
-                        "verdict": Verdict::from_error(kind).as_str(),
-                    })),
+                    Mode::Json => {}
                     Mode::Lines | Mode::Gather => {
                         let _ = self.out.flush();
                         let text = format!("{host}: {}: {message}", kind.as_str());
