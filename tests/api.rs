@@ -1073,6 +1073,15 @@ fn the_remote_client_gives_the_same_output_as_the_local_socket() {
     );
     assert_ne!(code, Some(0));
     assert!(err.contains("REFUSED"), "{err}");
+    // Learned, then changed: refused, naming the line that remembered it.
+    let known_file = api.path().join("cfg/known_daemons");
+    std::fs::write(&known_file, known.replace(&api.fingerprint, &wrong)).expect("rewrite");
+    let (code, _, err) = api.crew(&["runs"], &remote);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("REFUSED") && err.contains("known_daemons:1"),
+        "{err}"
+    );
     assert!(api.audited("heist started", "", "token:remote"));
 }
 
@@ -1301,4 +1310,68 @@ async fn the_web_view_shows_hosts_and_live_output_escaped_and_the_heist_grid() {
     }
     assert_eq!(grid.matches("cell ok").count(), 4, "{grid}");
     assert!(dom.contains("hello from h1"), "{dom}");
+}
+
+#[test]
+fn the_console_works_against_a_remote_daemon() {
+    if !require_tool("tmux") {
+        return;
+    }
+    let api = Api::start(&local_hosts(3));
+    let token = api.token("console", "heist");
+    let exe = env!("CARGO_BIN_EXE_crew");
+    let hosts = api.path().join("hosts.toml");
+    let url = api.url("");
+    let fp = api.fingerprint.clone();
+    // Its own CREW_HOME: no local daemon to fall back on.
+    let s = support::tmux::Session::start(
+        format!("crew-api-console-{}", std::process::id()),
+        140,
+        36,
+        |home| {
+            format!(
+                "env CREW_HOME='{}' CREW_CONFIG_DIR='{}' CREW_DAEMON='{url}' CREW_TOKEN='{token}' \
+                 CREW_DAEMON_FINGERPRINT='{fp}' '{exe}' --hosts '{}'; echo \"EXITED $?\"; sleep 60",
+                home.display(),
+                home.join("config").display(),
+                hosts.display()
+            )
+        },
+    );
+    s.wait_for("Hosts 3 shown", 30);
+    s.keys(&[":"]);
+    s.text("echo remote-$((6*7))");
+    s.keys(&["Enter"]);
+    let screen = s.wait_for("run #1 done", 60);
+    assert!(screen.contains("remote-42"), "{screen}");
+    assert!(screen.contains("3 ok"), "{screen}");
+    // A heist from the picker runs in the remote daemon, from its own heists.
+    s.keys(&["h"]);
+    s.wait("the picker lists the heists", 20, |t| t.contains("hello"));
+    for _ in 0..10 {
+        if s.screen().contains("heist hello (") {
+            break;
+        }
+        s.keys(&["j"]);
+    }
+    s.wait_for("heist hello (", 10);
+    s.keys(&["Enter"]);
+    let screen = s.wait("the heist's end", 60, |t| t.contains("heist completed:"));
+    assert!(screen.contains("3 completed"), "{screen}");
+    s.keys(&["q"]);
+    s.wait_for("EXITED 0", 10);
+    assert!(
+        !s.home().join("daemon.sock").exists(),
+        "no local daemon was started"
+    );
+    let runs: Vec<Value> = api
+        .audit()
+        .into_iter()
+        .filter(|l| l["who"] == "token:console")
+        .collect();
+    assert!(
+        runs.iter().any(|l| l["command"] == "echo remote-$((6*7))"),
+        "{runs:?}"
+    );
+    assert!(api.audited("heist started", "", "token:console"));
 }

@@ -426,7 +426,11 @@ fn tracked_json(t: &Tracked) -> Value {
     let info = t.info();
     let status = t.status();
     let mut out = info_json(&info);
-    let entries = t.log.entries(0, usize::MAX);
+    // A run's host names are in its first entry; a heist's view needs all of them.
+    let entries = match t.kind {
+        RunKind::Run => t.log.entries(0, 1),
+        RunKind::Heist => t.log.entries(0, usize::MAX),
+    };
     match t.kind {
         RunKind::Run => {
             let names: Vec<String> = entries
@@ -467,7 +471,7 @@ fn tracked_json(t: &Tracked) -> Value {
             out["view"] = serde_json::to_value(&vm).unwrap_or(Value::Null);
         }
     }
-    out["events"] = entries.len().into();
+    out["events"] = t.log.len().into();
     out
 }
 
