@@ -178,13 +178,19 @@ async fn stored(d: &Daemon, run: &str, from: usize, tx: mpsc::Sender<sse::Event>
 
 /// A heist's state from its `finished` event's JSON.
 fn heist_state(json: &str) -> Option<&'static str> {
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    if v.get("event")?.as_str()? != "finished" {
-        return None;
+    match serde_json::from_str::<HeistEvent>(json).ok()? {
+        HeistEvent::Finished { summary } => Some(summary_state(&summary)),
+        _ => None,
     }
-    Some(match v.pointer("/summary/outcome")?.as_str()? {
-        "completed" => "ok",
-        "interrupted" => "interrupted",
-        _ => "failed",
-    })
+}
+
+/// `ok` (completed on every host), `interrupted` or `failed`, as `crew runs` says it.
+pub fn summary_state(s: &crate::heist::events::HeistSummary) -> &'static str {
+    if s.ok() {
+        "ok"
+    } else if s.outcome == crate::heist::events::Outcome::Interrupted {
+        "interrupted"
+    } else {
+        "failed"
+    }
 }

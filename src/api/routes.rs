@@ -521,12 +521,10 @@ fn stored_json(root: &std::path::Path, id: &str) -> Result<Value, ApiError> {
     let vm = crate::heist::journal::reconstruct(&dir)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
     let meta = crate::heist::journal::read_meta(&dir).ok();
-    let state = match &vm.summary {
-        Some(s) if s.ok() => "ok",
-        Some(s) if s.outcome == crate::heist::events::Outcome::Interrupted => "interrupted",
-        Some(_) => "failed",
-        None => "interrupted",
-    };
+    let state = vm
+        .summary
+        .as_ref()
+        .map_or("interrupted", super::events::summary_state);
     let list: Vec<Value> = vm
         .hosts
         .iter()

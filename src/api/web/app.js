@@ -238,7 +238,7 @@ function route() {
 async function daemonLine() {
   try {
     const s = await api("/api/v1/status");
-    $("daemon").textContent = `daemon pid ${s.pid}, ${s.runs_active} running`;
+    $("daemon").textContent = `daemon pid ${s.pid}, up ${Math.round(s.uptime_s / 60)} min, ${s.hosts.length} hosts connected`;
   } catch (e) { fail(e); }
 }
 
