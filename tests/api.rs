@@ -1179,22 +1179,37 @@ fn processes(needle: &str) -> Vec<u32> {
     out
 }
 
-/// Debian's chromium, headless, pinned to the daemon's certificate: the DOM after the page
-/// has run (`--dump-dom`; virtual time waits for the page's network, so a live stream is
-/// read to its end).
-fn chromium_dom(cert: &Path, url: &str) -> String {
-    let spki = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "openssl x509 -in {} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
-            cert.display()
-        ))
-        .output()
-        .expect("openssl");
-    let spki = String::from_utf8_lossy(&spki.stdout).trim().to_string();
-    let profile = tempfile::tempdir().expect("profile dir");
-    let child = Command::new("chromium")
-        .args([
+/// Debian's chromium, headless, pinned to the daemon's certificate (its SPKI hash), driven
+/// over the DevTools protocol on a pipe (`--remote-debugging-pipe`: JSON messages ending in
+/// NUL, chromium reads fd 3 and writes fd 4), so a test watches one page change over time.
+struct Chrome {
+    child: Child,
+    to: std::io::PipeWriter,
+    rx: mpsc::Receiver<Value>,
+    next: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Chrome {
+    fn start(cert: &Path) -> Chrome {
+        use std::os::fd::AsRawFd as _;
+        use std::os::unix::process::CommandExt as _;
+        let spki = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "openssl x509 -in {} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+                cert.display()
+            ))
+            .output()
+            .expect("openssl");
+        let spki = String::from_utf8_lossy(&spki.stdout).trim().to_string();
+        assert!(!spki.is_empty(), "no SPKI hash of {}", cert.display());
+        let profile = tempfile::tempdir().expect("profile dir");
+        let (their_in, to) = std::io::pipe().expect("pipe");
+        let (from, their_out) = std::io::pipe().expect("pipe");
+        let (fd_in, fd_out) = (their_in.as_raw_fd(), their_out.as_raw_fd());
+        let mut cmd = Command::new("chromium");
+        cmd.args([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
@@ -1202,21 +1217,127 @@ fn chromium_dom(cert: &Path, url: &str) -> String {
             "--disable-component-update",
             "--disable-sync",
             "--no-first-run",
-            "--dump-dom",
-            "--virtual-time-budget=15000",
+            "--remote-debugging-pipe",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--ignore-certificate-errors-spki-list={spki}"))
-        .arg(url)
+        .arg("about:blank")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start chromium");
-    let (code, out, err) = finish(child, Duration::from_secs(90));
-    assert_eq!(code, Some(0), "chromium: {err}");
-    out
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        // SAFETY: between fork and exec only dup2 and fcntl (async-signal-safe) on fds this
+        // process owns; nothing is allocated.
+        unsafe {
+            cmd.pre_exec(move || {
+                for (fd, want) in [(fd_in, 3), (fd_out, 4)] {
+                    if libc::dup2(fd, want) < 0 || libc::fcntl(want, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("start chromium");
+        drop((their_in, their_out));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(from);
+            loop {
+                let mut msg = Vec::new();
+                match r.read_until(0, &mut msg) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        msg.pop();
+                        if let Ok(v) = serde_json::from_slice::<Value>(&msg) {
+                            if tx.send(v).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Chrome {
+            child,
+            to,
+            rx,
+            next: 1,
+            _profile: profile,
+        }
+    }
+
+    /// One DevTools call (on a page's session, or the browser's); its result.
+    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        use std::io::Write as _;
+        let id = self.next;
+        self.next += 1;
+        let mut msg = json!({ "id": id, "method": method, "params": params });
+        if let Some(s) = session {
+            msg["sessionId"] = s.into();
+        }
+        let mut bytes = msg.to_string().into_bytes();
+        bytes.push(0);
+        self.to.write_all(&bytes).expect("write to chromium");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self
+                .rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("chromium did not answer {method} within 30s"));
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// Open `url` in a new tab; its session.
+    fn open(&mut self, url: &str) -> String {
+        let t = self.call(None, "Target.createTarget", json!({ "url": url }));
+        let target = t["targetId"].as_str().expect("target id").to_string();
+        let a = self.call(
+            None,
+            "Target.attachToTarget",
+            json!({ "targetId": target, "flatten": true }),
+        );
+        a["sessionId"].as_str().expect("session id").to_string()
+    }
+
+    /// Evaluate a JS expression that returns a JSON string; the parsed value.
+    fn eval(&mut self, session: &str, expr: &str) -> Value {
+        let r = self.call(
+            Some(session),
+            "Runtime.evaluate",
+            json!({ "expression": expr, "returnByValue": true }),
+        );
+        let text = r["result"]["value"].as_str().unwrap_or("null").to_string();
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
 }
+
+impl Drop for Chrome {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the web view shows of a run, read from its DOM.
+const SNAPSHOT: &str = r##"JSON.stringify({
+  title: document.title,
+  state: (document.getElementById("run-state") || {}).textContent,
+  pwn: !!document.getElementById("pwn"),
+  scripts: document.scripts.length,
+  url: location.href,
+  panes: [...document.querySelectorAll(".host")].map((p) => ({
+    host: p.dataset.host,
+    verdict: p.querySelector(".verdict").textContent,
+    out: p.querySelector("pre.out").textContent,
+    html: p.querySelector("pre.out").innerHTML,
+  })),
+  grid: [...document.querySelectorAll("#grid tr")].map((r) => [...r.children].map((c) => c.textContent)),
+})"##;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_view_shows_hosts_and_live_output_escaped_and_the_heist_grid() {
@@ -1246,7 +1367,7 @@ async fn the_web_view_shows_hosts_and_live_output_escaped_and_the_heist_grid() {
     );
 
     // A run still going when the page opens: its later output arrives through the stream.
-    let cmd = "echo first-line; sleep 2; echo '<script>document.title=\"pwned\"</script><b id=\"pwn\">bold</b>'; echo last-line";
+    let cmd = "echo first-line; sleep 5; echo '<script>document.title=\"pwned\"</script><b id=\"pwn\">bold</b>'; echo last-line";
     let (s, v) = post(
         &c,
         &api.url("/api/v1/runs"),
@@ -1256,60 +1377,111 @@ async fn the_web_view_shows_hosts_and_live_output_escaped_and_the_heist_grid() {
     .await;
     assert_eq!(s, 201, "{v}");
     let run = v["id"].as_str().expect("id").to_string();
-    let (_, now) = get(&c, &api.url(&format!("/api/v1/runs/{run}")), &wall).await;
-    assert_eq!(
-        now["state"], "running",
-        "the page opens while the run goes on"
-    );
-    let url = api.url(&format!("/#token={wall}&run={run}"));
-    let cert = api.cert_pem();
-    let dom = tokio::task::spawn_blocking(move || chromium_dom(&cert, &url))
-        .await
-        .expect("chromium task");
-    for host in ["h1", "h2"] {
-        assert!(
-            dom.contains(&format!("data-host=\"{host}\"")),
-            "{host} pane:\n{dom}"
-        );
-    }
-    assert!(
-        dom.contains("first-line") && dom.contains("last-line"),
-        "{dom}"
-    );
-    assert!(
-        dom.contains("verdict ok"),
-        "verdicts filled in live:\n{dom}"
-    );
-    // Host output is text, never markup.
-    assert!(dom.contains("&lt;script&gt;document.title"), "{dom}");
-    assert!(dom.contains("&lt;b id=\"pwn\"&gt;"), "{dom}");
-    assert!(
-        !dom.contains("<b id=\"pwn\">"),
-        "host output became markup:\n{dom}"
-    );
-    assert!(!dom.contains("<title>pwned"), "{dom}");
-    assert!(!dom.contains(&wall), "the token left the URL");
-
-    // A heist: steps × hosts.
     let (s, v) = post(&c, &api.url("/api/v1/heists/hello/runs"), &ops, json!({})).await;
     assert_eq!(s, 201, "{v}");
-    let id = v["id"].as_str().expect("id").to_string();
-    wait_over(&api, &c, &wall, &id).await;
-    let url = api.url(&format!("/#token={wall}&run={id}"));
+    let heist = v["id"].as_str().expect("id").to_string();
+    let run_url = api.url(&format!("/#token={wall}&run={run}"));
+    let heist_url = api.url(&format!("/#token={wall}&run={heist}"));
     let cert = api.cert_pem();
-    let dom = tokio::task::spawn_blocking(move || chromium_dom(&cert, &url))
-        .await
-        .expect("chromium task");
-    let grid = dom
-        .split("id=\"grid\"")
-        .nth(1)
-        .and_then(|g| g.split("</table>").next())
-        .unwrap_or_else(|| panic!("no grid:\n{dom}"));
-    for word in ["greet", "kernel", "h1", "h2"] {
-        assert!(grid.contains(word), "{word} in the grid:\n{grid}");
+    let (progress, done, grid) =
+        tokio::task::spawn_blocking(move || web_view_snapshots(&cert, &run_url, &heist_url))
+            .await
+            .expect("chromium task");
+    // In progress: both hosts' panes with the first line, not the last, no verdict yet.
+    assert_eq!(progress["state"], "running", "{progress}");
+    for p in progress["panes"].as_array().expect("panes") {
+        assert_eq!(p["verdict"], "", "{p}");
+        assert!(!p["out"].as_str().unwrap_or_default().contains("last-line"));
     }
-    assert_eq!(grid.matches("cell ok").count(), 4, "{grid}");
-    assert!(dom.contains("hello from h1"), "{dom}");
+    // Then, on the same page: the rest of the output and the verdicts.
+    assert_eq!(done["state"], "ok", "{done}");
+    let panes = done["panes"].as_array().expect("panes");
+    assert_eq!(panes.len(), 2, "{done}");
+    for p in panes {
+        assert_eq!(p["verdict"], "ok", "{p}");
+        let out = p["out"].as_str().unwrap_or_default();
+        assert!(
+            out.starts_with("first-line\n") && out.ends_with("last-line\n"),
+            "{p}"
+        );
+        // Host output is text, never markup.
+        assert!(out.contains("<script>document.title"), "{p}");
+        assert!(
+            p["html"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("&lt;b id=\"pwn\"&gt;"),
+            "{p}"
+        );
+    }
+    assert_eq!(done["pwn"], false, "host output became markup: {done}");
+    assert_eq!(done["title"], "crew", "{done}");
+    assert_eq!(done["scripts"], 1, "only the page's own script: {done}");
+    assert!(
+        !done["url"].as_str().unwrap_or_default().contains(&wall),
+        "the token left the URL"
+    );
+    // A heist: steps × hosts, every cell ok.
+    let rows: Vec<String> = grid
+        .as_array()
+        .expect("grid")
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(rows.len(), 3, "a header and two steps: {rows:?}");
+    assert!(rows[0].contains("h1") && rows[0].contains("h2"), "{rows:?}");
+    assert!(rows[1].starts_with("[\"greet\",\"ok\",\"ok\"]"), "{rows:?}");
+    assert!(
+        rows[2].starts_with("[\"kernel\",\"ok\",\"ok\"]"),
+        "{rows:?}"
+    );
+}
+
+/// Open the run's page while it goes on: its snapshot in progress (first line shown, last
+/// not yet), then once over; then the heist's page and its grid.
+fn web_view_snapshots(cert: &Path, run_url: &str, heist_url: &str) -> (Value, Value, Value) {
+    let mut chrome = Chrome::start(cert);
+    let page = chrome.open(run_url);
+    let deadline = Instant::now() + WAIT;
+    let mut progress = None;
+    let done = loop {
+        let v = chrome.eval(&page, SNAPSHOT);
+        let panes = v["panes"].as_array().cloned().unwrap_or_default();
+        let has = |w: &str| {
+            panes.len() == 2
+                && panes
+                    .iter()
+                    .all(|p| p["out"].as_str().unwrap_or_default().contains(w))
+        };
+        if progress.is_none() && has("first-line") && !has("last-line") {
+            progress = Some(v.clone());
+        }
+        if has("last-line") && panes.iter().all(|p| p["verdict"] == "ok") && v["state"] == "ok" {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page never showed the run's end: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let progress = progress.unwrap_or_else(|| {
+        panic!("the page never showed the run in progress (first line, not the last): {done}")
+    });
+    // The heist, watched in a new tab.
+    let page = chrome.open(heist_url);
+    let deadline = Instant::now() + WAIT;
+    let grid = loop {
+        let v = chrome.eval(&page, SNAPSHOT);
+        let grid = v["grid"].clone();
+        let oks = grid.to_string().matches("\"ok\"").count();
+        if oks == 4 && v["state"] == "ok" {
+            break grid;
+        }
+        assert!(Instant::now() < deadline, "the grid never filled: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (progress, done, grid)
 }
 
 #[test]
