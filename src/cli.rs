@@ -55,8 +55,14 @@ pub enum Command {
     Runs(cmd::runs::RunsArgs),
     /// Follow a run or heist from its beginning (what already happened, then live).
     Attach(cmd::runs::AttachArgs),
+    /// An interactive shell (or one command) on a host, over the pooled connection.
+    Shell(cmd::shell::ShellArgs),
     /// Show the daemon and its host pool.
     Status,
+    /// Print the shell code that registers crew's completions (bash, zsh, fish).
+    Completions(cmd::completion::CompletionsArgs),
+    /// Print the manual page (roff; `crew man | man -l -`).
+    Man,
     /// The resident daemon (started on demand; `crew daemon stop` stops it).
     Daemon(cmd::daemon::DaemonArgs),
     /// The HTTPS API's bearer tokens.
@@ -92,11 +98,16 @@ impl ConsoleArgs {
 /// Run the command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let hosts = cli.hosts.clone();
-    // Every client command talks to the remote daemon when one is named (the daemon and the
-    // agent themselves never do).
-    let serves = matches!(&cli.command, Some(Command::Agent) | Some(Command::Token(_)))
-        || matches!(&cli.command, Some(Command::Daemon(a)) if a.action.is_none());
-    if let (Some(url), false) = (cli.daemon.as_deref().filter(|u| !u.is_empty()), serves) {
+    // Every client command talks to the remote daemon when one is named (the daemon, the
+    // agent and the commands that need no daemon never do).
+    let local_only = matches!(
+        &cli.command,
+        Some(Command::Agent)
+            | Some(Command::Token(_))
+            | Some(Command::Completions(_))
+            | Some(Command::Man)
+    ) || matches!(&cli.command, Some(Command::Daemon(a)) if a.action.is_none());
+    if let (Some(url), false) = (cli.daemon.as_deref().filter(|u| !u.is_empty()), local_only) {
         crate::client::remote::configure(url, cli.fingerprint.as_deref())?;
     }
     // Commands that act on hosts or runs say who the operator is where the daemon asks.
@@ -105,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         None | Some(Command::Console(_))
             | Some(Command::Run(_))
             | Some(Command::Attach(_))
+            | Some(Command::Shell(_))
             | Some(Command::Heist(cmd::heist::HeistCmd::Run(_)))
     );
     if acts {
@@ -118,7 +130,13 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Heist(c)) => cmd::heist::run(hosts, c),
         Some(Command::Runs(args)) => cmd::runs::runs(args),
         Some(Command::Attach(args)) => cmd::runs::attach(args),
+        Some(Command::Shell(args)) => cmd::shell::run(hosts, args),
         Some(Command::Status) => cmd::status::run(),
+        Some(Command::Completions(args)) => cmd::completion::completions(args),
+        Some(Command::Man) => {
+            use clap::CommandFactory as _;
+            cmd::completion::man(Cli::command())
+        }
         Some(Command::Daemon(args)) => cmd::daemon::run(args),
         Some(Command::Token(c)) => cmd::token::run(c),
         Some(Command::Agent) => crate::agent::run_stdio(),

@@ -97,6 +97,19 @@ pub fn pieces(bytes: &[u8], mut f: impl FnMut(Piece<'_>)) {
     }
 }
 
+/// Untrusted bytes made safe to print: valid UTF-8 is kept except control characters, which
+/// become visible stand-ins (C0 `^X`, DEL `^?`, C1 `\u{9b}`, bidi controls `<U+202E>`);
+/// invalid bytes become `\xNN`. Tabs are kept.
+pub fn visible(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    pieces(bytes, |p| match p {
+        Piece::Text(t) => out.push_str(t),
+        Piece::Tab => out.push('\t'),
+        Piece::Escaped(e) => out.push_str(&e),
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -214,9 +214,15 @@ address = "10.9.9.9"
     assert_eq!(w1.user.as_deref(), Some("sshuser"));
     assert_eq!(w1.port, 2200);
     assert_eq!(w1.identity_files, [ssh.join("web_key")]);
+    // UserKnownHostsFile, then the global files ssh also checks (GlobalKnownHostsFile unset).
     assert_eq!(
         w1.known_hosts,
-        [ssh.join("kh_all"), PathBuf::from("/etc/other_kh")]
+        [
+            ssh.join("kh_all"),
+            PathBuf::from("/etc/other_kh"),
+            PathBuf::from("/etc/ssh/ssh_known_hosts"),
+            PathBuf::from("/etc/ssh/ssh_known_hosts2")
+        ]
     );
     assert_eq!(w1.connect_timeout_ms, 10_000);
 

@@ -245,6 +245,14 @@ impl Client {
 
     /// Send a request; the receiver yields its events and ends after the final one.
     pub async fn request(&self, req: Request) -> anyhow::Result<mpsc::Receiver<Event>> {
+        Ok(self.request_with_id(req).await?.1)
+    }
+
+    /// [`Client::request`], with the request's id (later requests may name it: shell input).
+    pub async fn request_with_id(
+        &self,
+        req: Request,
+    ) -> anyhow::Result<(u64, mpsc::Receiver<Event>)> {
         let req = if self.remote { req.for_remote() } else { req };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
@@ -259,7 +267,7 @@ impl Client {
                 .remove(&id);
             return Err(e);
         }
-        Ok(rx)
+        Ok((id, rx))
     }
 
     /// Send a request whose answer we do not wait for (e.g. `Kill`).

@@ -5,5 +5,6 @@
 mod conn;
 pub mod facts;
 pub mod remote;
+pub mod shell;
 
 pub use conn::{identify, operator, Client, Sender};

@@ -12,6 +12,7 @@ use crate::pick::{self, NoFacts};
 #[derive(Debug, Args, Clone)]
 pub struct HostsArgs {
     /// Selection expression; all hosts when omitted.
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(super::completion::selection_candidates))]
     pub selection: Option<String>,
 }
 

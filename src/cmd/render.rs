@@ -4,24 +4,13 @@
 use std::collections::HashMap;
 
 use crate::model::Stream;
-use crate::sanitize_class::{pieces, Piece};
 
 /// A line longer than this is cut and emitted in pieces (bounded memory per host).
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// Make untrusted bytes safe to print: valid UTF-8 is kept except control characters, which
-/// become visible stand-ins (C0 `^X`, DEL `^?`, C1 `\u{9b}`, bidi controls `<U+202E>`); invalid
-/// bytes become `\xNN`. The classification is [`crate::sanitize_class`] (shared with the
-/// console). Tabs are kept.
-pub fn sanitize(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    pieces(bytes, |p| match p {
-        Piece::Text(t) => out.push_str(t),
-        Piece::Tab => out.push('\t'),
-        Piece::Escaped(e) => out.push_str(&e),
-    });
-    out
-}
+/// Make untrusted bytes safe to print (see [`crate::sanitize_class::visible`], shared with
+/// the console and the client).
+pub use crate::sanitize_class::visible as sanitize;
 
 /// Splits each host's streams into lines, keeping partial lines until their newline.
 #[derive(Default)]

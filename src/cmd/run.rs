@@ -22,6 +22,7 @@ use crate::proto::daemon::{Event, Request, RunRequest};
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
     /// Selection expression (e.g. `role=web & !canary`, `web[01-05]`, `@frontend`).
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(super::completion::selection_candidates))]
     pub selection: String,
     /// The command, after `--`.
     #[arg(last = true, required = true, num_args = 1..)]

@@ -43,6 +43,8 @@ pub enum Action {
     Filter,
     Command,
     Search,
+    /// A shell on the focused host.
+    Shell,
     SearchNext,
     SearchPrev,
     ToggleFollow,
@@ -129,6 +131,12 @@ pub enum Action {
     HeistAttached {
         run_id: String,
         run_dir: String,
+    },
+    /// A shell the operator opened has ended (its exit status, or why there was none).
+    #[serde(skip)]
+    ShellEnded {
+        host: String,
+        result: Result<i32, String>,
     },
     /// The runs and heists the daemon holds.
     #[serde(skip)]

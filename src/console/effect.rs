@@ -66,6 +66,9 @@ pub enum Effect {
         run: String,
         kill: bool,
     },
+    /// Suspend the screen for an interactive shell on this host (the event loop runs it: it
+    /// owns the terminal).
+    Shell(Host),
     /// Save a command as a heist beside this hosts.toml (answers `Action::HeistSaved`).
     SaveHeist {
         hosts_file: PathBuf,
@@ -154,6 +157,12 @@ impl Executor {
                 }
             }
             Effect::InterruptHeist { run, kill } => self.send(Request::Interrupt { run, kill }),
+            Effect::Shell(host) => {
+                tracing::error!(
+                    "a shell on {} reached the executor; the event loop runs shells",
+                    host.name
+                );
+            }
             Effect::SaveHeist { hosts_file, req } => {
                 tokio::task::spawn_blocking(move || {
                     let r = heists::save_heist(&hosts_file, &req)

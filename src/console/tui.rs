@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::action::Action;
 use super::app::Model;
-use super::effect::Executor;
+use super::effect::{Effect, Executor};
 use super::keymap::{Key, KeyCode};
 use super::theme::Theme;
 use super::ui;
@@ -41,6 +41,14 @@ fn restore() {
 }
 
 impl TerminalGuard {
+    /// Take the terminal back after something else had it (a shell).
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        terminal::enable_raw_mode()?;
+        execute!(stdout(), EnterAlternateScreen, cursor::Hide)?;
+        self.terminal.clear()?;
+        Ok(())
+    }
+
     pub fn enter() -> anyhow::Result<TerminalGuard> {
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
@@ -154,10 +162,40 @@ pub async fn run(
         // The Model's clock advances after every batch (durations, the diff's pacing).
         effects.extend(model.update(Action::Tick(start.elapsed().as_millis() as u64)));
         for e in effects {
-            exec.execute(e);
+            match e {
+                Effect::Shell(host) => {
+                    // The shell owns the terminal until it exits: stop reading keys, give the
+                    // screen back, run it, then take the screen again and redraw. Runs go on
+                    // meanwhile; their events wait in `rx`.
+                    drop(events);
+                    restore();
+                    let accept = model.settings.accept_new_host_keys;
+                    let name = host.name.clone();
+                    let result = shell(host, accept).await;
+                    guard.resume()?;
+                    events = EventStream::new();
+                    model.update(Action::ShellEnded { host: name, result });
+                }
+                e => exec.execute(e),
+            }
         }
         dirty = true;
     }
     drop(guard);
     Ok(())
+}
+
+/// An interactive session on `host` through the daemon, on the real terminal.
+async fn shell(host: crate::model::Host, accept: bool) -> Result<i32, String> {
+    use std::io::Write as _;
+    let name = host.name.clone();
+    println!("crew: shell on {name} (exit it to return to the console)\r");
+    let client = crate::client::Client::connect_or_spawn()
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let r = crate::client::shell::interactive(&client, host, None, accept)
+        .await
+        .map_err(|e| format!("{e:#}"));
+    let _ = std::io::stdout().flush();
+    r
 }

@@ -18,6 +18,7 @@ pub mod registry;
 pub mod run;
 pub mod runlog;
 pub mod server;
+mod shell;
 pub mod ssh;
 
 use std::os::unix::fs::PermissionsExt;

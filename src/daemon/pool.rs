@@ -147,6 +147,24 @@ impl Pool {
         })
     }
 
+    /// The host's pooled SSH connection (connecting as for a run when there is none yet),
+    /// with a lease that keeps it counted as busy; None for a `local` host.
+    pub async fn ssh(
+        &self,
+        host: &Host,
+        accept_new: bool,
+    ) -> Result<(Lease, Option<Arc<SshSession>>), HostError> {
+        let lease = self.acquire(host, accept_new).await?;
+        let ssh = lease
+            .slot
+            .live
+            .lock()
+            .await
+            .as_ref()
+            .and_then(|l| l.ssh.clone());
+        Ok((lease, ssh))
+    }
+
     /// Agent facts for `host`, cached per connection.
     pub async fn facts(&self, host: &Host, accept_new: bool) -> Result<Info, HostError> {
         let slot = self.slot(host);

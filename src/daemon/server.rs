@@ -15,7 +15,8 @@ use super::audit;
 use super::inflight::Runs;
 use super::pool::{link_error, Conn, Pool};
 use super::registry::{Control, Registry};
-use super::{follow, heist, run, DaemonOptions};
+use super::ssh::shell::ShellIn;
+use super::{follow, heist, run, shell, DaemonOptions};
 use crate::model::{ErrorKind, Host, HostError};
 use crate::proto::agent::{ReadFile, WriteFile};
 use crate::proto::daemon::{self as dp, Event, FileOp, FileResult, Request, StatusReport};
@@ -159,6 +160,11 @@ impl Sink {
         let _ = self.tx.send((self.id, e)).await;
     }
 
+    /// The id of the request these events answer.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Queue an event; false once the client is gone.
     pub async fn deliver(&self, e: Event) -> bool {
         self.tx.send((self.id, e)).await.is_ok()
@@ -262,6 +268,8 @@ where
     W: AsyncWrite + Send + Unpin + 'static,
 {
     let guard = d.client_guard();
+    // Shells this connection has open (closed when it goes).
+    let mut shells = shell::Shells::default();
     let (tx, rx) = mpsc::channel::<(u64, Event)>(CLIENT_QUEUE);
     let writer = tokio::spawn(write_events(wr, rx));
     loop {
@@ -283,7 +291,7 @@ where
             tx: tx.clone(),
         };
         match dp::decode_request(&f) {
-            Ok(req) => dispatch(&d, &mut caller, req, sink).await,
+            Ok(req) => dispatch(&d, &mut caller, &mut shells, req, sink).await,
             Err(message) => sink.send(Event::Error { message }).await,
         }
     }
@@ -327,6 +335,7 @@ fn acts(req: &Request) -> bool {
             | Request::Interrupt { .. }
             | Request::Kill { .. }
             | Request::File { .. }
+            | Request::Shell(_)
     )
 }
 
@@ -344,7 +353,12 @@ pub fn needs(d: &Daemon, req: &Request) -> Scope {
             _ => Scope::Run,
         },
         Request::Heist(_) | Request::Answer { .. } => Scope::Heist,
-        Request::Stop => Scope::Admin,
+        // An interactive shell: what is typed is not audited (only who opened it where), so
+        // it takes the top scope. Input to it needs nothing more: shells are per connection.
+        Request::Shell(_) | Request::Stop => Scope::Admin,
+        Request::ShellInput { .. } | Request::ShellResize { .. } | Request::ShellEof { .. } => {
+            Scope::Read
+        }
     }
 }
 
@@ -379,6 +393,15 @@ async fn from_remote(d: &Daemon, caller: &Caller, req: Request) -> Result<Reques
             op,
             accept_new_host_keys: accept_new_host_keys && admin,
         },
+        Request::Shell(mut r) => {
+            r.host = own_hosts(d, std::slice::from_ref(&r.host))
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| format!("no host {} in the daemon's inventory", r.host.name))?;
+            r.accept_new_host_keys &= admin;
+            Request::Shell(r)
+        }
         Request::Heist(mut r) => {
             if r.inventory.is_some() || r.file.is_some() {
                 return Err(
@@ -427,7 +450,13 @@ pub async fn own_inventory(d: &Daemon) -> Result<crate::inventory::Inventory, St
     .map_err(|e| format!("reading the inventory: {e}"))?
 }
 
-async fn dispatch(d: &Arc<Daemon>, caller: &mut Caller, req: Request, sink: Sink) {
+async fn dispatch(
+    d: &Arc<Daemon>,
+    caller: &mut Caller,
+    shells: &mut shell::Shells,
+    req: Request,
+    sink: Sink,
+) {
     let need = needs(d, &req);
     if caller.scope < need {
         let message = format!(
@@ -593,6 +622,19 @@ async fn dispatch(d: &Arc<Daemon>, caller: &mut Caller, req: Request, sink: Sink
                 sink.send(Event::FileDone(r)).await
             });
         }
+        Request::Shell(r) => {
+            let who = caller.who.clone();
+            shell::open(d, shells, &who, r, sink).await
+        }
+        Request::ShellInput { shell, data } => {
+            shells.input(shell, ShellIn::Data(data)).await;
+        }
+        Request::ShellResize { shell, cols, rows } => {
+            shells.input(shell, ShellIn::Resize { cols, rows }).await;
+        }
+        Request::ShellEof { shell } => {
+            shells.input(shell, ShellIn::Eof).await;
+        }
         Request::Stop => {
             tracing::info!(who = %caller.who, "stop requested");
             if caller.remote {
@@ -617,6 +659,10 @@ fn request_name(req: &Request) -> &'static str {
         Request::Status => "status",
         Request::Facts { .. } => "facts",
         Request::File { .. } => "file",
+        Request::Shell(_) => "shell",
+        Request::ShellInput { .. } => "shell input",
+        Request::ShellResize { .. } => "shell resize",
+        Request::ShellEof { .. } => "shell eof",
         Request::Stop => "stop",
     }
 }

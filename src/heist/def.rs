@@ -159,4 +159,7 @@ pub struct HeistDef {
     pub steps: Vec<StepDef>,
     pub rollback: Vec<StepDef>,
     pub profiles: BTreeMap<String, ProfileDef>,
+    /// An `ask` nobody answers within this decides `ask_default` (None: it waits).
+    pub ask_timeout: Option<std::time::Duration>,
+    pub ask_default: super::events::Choice,
 }

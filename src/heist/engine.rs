@@ -118,10 +118,18 @@ impl<E: Executor> Ctx<E> {
         })
         .await;
         let mut halt = self.halt.subscribe();
+        let timeout = async {
+            match self.plan.heist.ask_timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
         let choice = tokio::select! {
             c = rx => c.ok(),
             _ = halt.wait_for(Option::is_some), if watch_halt => None,
             _ = self.until_interrupted() => None,
+            // Nobody answered in time: the heist file's default decides.
+            _ = timeout => Some(self.plan.heist.ask_default),
         };
         if let Ok(mut asks) = self.asks.lock() {
             asks.remove(&ask_id);

@@ -8,6 +8,8 @@
 //! batch = "25%"                 # or a count: batch = 2
 //! vars = { branch = "main" }
 //! params = ["ticket"]          # must be given: --set ticket=… (or by the profile)
+//! ask_timeout = "30m"          # an unanswered `ask` decides `ask_default` after this
+//! ask_default = "abort"        # advance | retry | rollback | abort (default abort)
 //!
 //! [[heist.deploy.step]]
 //! name = "pull"
@@ -61,6 +63,12 @@ pub struct RawHeist {
     pub rollback: Vec<RawStep>,
     #[serde(default)]
     pub profile: BTreeMap<Spanned<String>, RawProfile>,
+    /// How long an `ask` waits for an answer before `ask_default` decides (none: forever).
+    #[serde(default)]
+    pub ask_timeout: Option<Spanned<String>>,
+    /// What an unanswered ask decides after `ask_timeout`: advance, retry, rollback, abort.
+    #[serde(default)]
+    pub ask_default: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -195,6 +195,34 @@ impl Checker<'_> {
                 steps.push(step);
             }
         }
+        let ask_timeout = h
+            .ask_timeout
+            .as_ref()
+            .and_then(|t| self.duration(t, "ask_timeout"));
+        let ask_default = match &h.ask_default {
+            None => super::events::Choice::Abort,
+            Some(c) => match super::events::Choice::parse(c.get_ref()) {
+                Some(choice) => choice,
+                None => {
+                    self.err(
+                        c.span().start,
+                        format!(
+                            "ask_default: `{}` is not a decision: advance, retry, rollback or abort",
+                            c.get_ref()
+                        ),
+                    );
+                    super::events::Choice::Abort
+                }
+            },
+        };
+        if ask_default == super::events::Choice::Retry && ask_timeout.is_some() {
+            if let Some(c) = &h.ask_default {
+                self.err(
+                    c.span().start,
+                    "ask_default: `retry` would ask again and again; pick advance, rollback or abort",
+                );
+            }
+        }
         let mut rollback = Vec::new();
         for raw in h.rollback {
             if let Some(step) = self.step(raw, &defined, Some(&steps)) {
@@ -212,6 +240,8 @@ impl Checker<'_> {
             steps,
             rollback,
             profiles,
+            ask_timeout,
+            ask_default,
         })
     }
 

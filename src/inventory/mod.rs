@@ -1,14 +1,15 @@
 //! The inventory: hosts.toml, resolved against `~/.ssh/config`.
 //!
 //! Precedence for every setting: the `[[host]]` entry, then `[defaults]`, then the
-//! ssh_config (`[defaults] ssh_config`, else `$CREW_SSH_CONFIG`, else `~/.ssh/config`),
-//! then built-in defaults (port 22, the standard key files that exist, `~/.ssh/known_hosts`
-//! and `/etc/ssh/ssh_known_hosts`, 10 s connect timeout).
+//! ssh_config (`[defaults] ssh_config`, else `$CREW_SSH_CONFIG`, else `~/.ssh/config` then
+//! `/etc/ssh/ssh_config`; resolved as `ssh -G` does, see [`ssh_config`]), then built-in
+//! defaults (port 22, the standard key files that exist, OpenSSH's known_hosts files,
+//! 10 s connect timeout).
 
 mod raw;
 mod resolve;
 mod settings;
-mod ssh_config;
+pub mod ssh_config;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use toml::Spanned;
 
 use super::raw::{RawFile, RawSettings};
 use super::settings::{local_path, Settings};
-use super::ssh_config::SshFile;
+use super::ssh_config::{IdentityAgent, SshFile};
 use super::{InventoryError, Source};
 use crate::model::{Host, Transport};
 
@@ -143,9 +143,9 @@ fn build(
         return Ok(h);
     }
     let file = ssh.get(src)?;
-    let p = file.query(name);
+    let mut p = file.query(name);
     let mut identity_files = s.identity_files.clone().unwrap_or_default();
-    for f in p.identity_files {
+    for f in std::mem::take(&mut p.identity_files) {
         if !identity_files.contains(&f) {
             identity_files.push(f);
         }
@@ -153,6 +153,10 @@ fn build(
     if identity_files.is_empty() {
         identity_files = file.standard_identities();
     }
+    let known_hosts = s
+        .known_hosts
+        .clone()
+        .unwrap_or_else(|| file.known_hosts(&p));
     Ok(Host {
         name: name.to_string(),
         address: address.or(p.host_name).unwrap_or_else(|| name.to_string()),
@@ -162,17 +166,26 @@ fn build(
         tags: s.tags.clone(),
         identity_files,
         identities_only: s.identities_only.or(p.identities_only).unwrap_or(false),
-        known_hosts: s
-            .known_hosts
-            .clone()
-            .or(p.known_hosts)
-            .unwrap_or_else(|| file.standard_known_hosts()),
+        known_hosts,
         identity_agent: s
             .identity_agent
             .clone()
-            .or_else(|| p.identity_agent.flatten()),
+            .or_else(|| p.identity_agent.and_then(IdentityAgent::socket)),
+        // A hosts.toml jump replaces whatever proxy the ssh config names.
+        proxy_command: p.proxy_command.filter(|_| s.proxy_jump.is_none()),
         proxy_jump: s.proxy_jump.clone().or(p.proxy_jump),
-        connect_timeout_ms: connect_timeout_ms(s.connect_timeout.or(p.connect_timeout)),
+        certificate_files: p.certificate_files,
+        strict_host_key_checking: p.strict_host_key_checking,
+        server_alive_interval_s: p
+            .server_alive_interval
+            .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+        server_alive_count_max: p.server_alive_count_max.unwrap_or(3),
+        ssh_config_notes: p.notes,
+        // `ConnectTimeout 0` is ssh's "no timeout": crew keeps its own bound.
+        connect_timeout_ms: connect_timeout_ms(
+            s.connect_timeout
+                .or(p.connect_timeout.filter(|d| !d.is_zero())),
+        ),
         kex: p.kex,
         agent_dir,
     })
@@ -218,13 +231,10 @@ impl SshSource {
                 message: format!("(from $CREW_SSH_CONFIG) {message}"),
             });
         }
-        // ~/.ssh/config is optional.
-        match dirs::home_dir().map(|h| h.join(".ssh/config")) {
-            Some(path) if path.exists() => {
-                SshFile::load(&path).map_err(|message| InventoryError::SshConfig { path, message })
-            }
-            _ => Ok(SshFile::empty()),
-        }
+        // ~/.ssh/config is optional; /etc/ssh/ssh_config follows it, as for `ssh`.
+        let user = dirs::home_dir().map(|h| h.join(".ssh/config"));
+        SshFile::load_default(user.as_deref())
+            .map_err(|(path, message)| InventoryError::SshConfig { path, message })
     }
 }
 

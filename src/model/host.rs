@@ -14,6 +14,20 @@ pub enum Transport {
     Local,
 }
 
+/// ssh_config `StrictHostKeyChecking`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrictHostKeyChecking {
+    /// `yes`: only known keys.
+    Yes,
+    /// `no` / `off`: unknown keys are added, changed keys refused.
+    No,
+    /// `ask` (OpenSSH's default).
+    Ask,
+    /// `accept-new`: unknown keys are added.
+    AcceptNew,
+}
+
 /// One host after hosts.toml defaults, per-host overrides and `~/.ssh/config` are applied.
 /// This is what clients send to the daemon, so it carries no unresolved references.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -36,11 +50,26 @@ pub struct Host {
     pub known_hosts: Vec<PathBuf>,
     /// ssh-agent socket; `None` means `$SSH_AUTH_SOCK`.
     pub identity_agent: Option<PathBuf>,
-    /// ProxyJump as written in ssh_config or hosts.toml (parsed, reported; see README).
+    /// ProxyJump as written in hosts.toml, else as `ssh -G` prints ssh_config's (parsed,
+    /// reported; see README).
     pub proxy_jump: Option<String>,
+    /// ssh_config ProxyCommand as written (`%h`, `%p`, `%r` not yet expanded); `None` when
+    /// unset, `none`, or a ProxyJump came first.
+    pub proxy_command: Option<String>,
+    /// ssh_config CertificateFile, expanded.
+    pub certificate_files: Vec<PathBuf>,
+    /// ssh_config StrictHostKeyChecking; `None` when unset.
+    pub strict_host_key_checking: Option<StrictHostKeyChecking>,
+    /// ssh_config ServerAliveInterval in seconds (0: off, OpenSSH's default).
+    pub server_alive_interval_s: u32,
+    /// ssh_config ServerAliveCountMax (OpenSSH's default: 3).
+    pub server_alive_count_max: u32,
+    /// What crew could not resolve as `ssh` would for this host (a `Match exec`, a DNS
+    /// lookup for canonicalisation), each naming the ssh_config line.
+    pub ssh_config_notes: Vec<String>,
     pub connect_timeout_ms: u64,
-    /// Key exchanges to offer, best first: ssh_config `KexAlgorithms` as resolved by
-    /// ssh2-config; `None` means crew's own order (`daemon::ssh` `KEX_ORDER`).
+    /// Key exchanges to offer, best first: ssh_config `KexAlgorithms` as OpenSSH resolves
+    /// it; `None` means crew's own order (`daemon::ssh` `KEX_ORDER`).
     pub kex: Option<Vec<String>>,
     /// Directory on the host where the agent executable is installed (`~` allowed).
     pub agent_dir: String,
@@ -61,6 +90,12 @@ impl Host {
             known_hosts: Vec::new(),
             identity_agent: None,
             proxy_jump: None,
+            proxy_command: None,
+            certificate_files: Vec::new(),
+            strict_host_key_checking: None,
+            server_alive_interval_s: 0,
+            server_alive_count_max: 3,
+            ssh_config_notes: Vec::new(),
             connect_timeout_ms: 10_000,
             kex: None,
             agent_dir: "~/.cache/crew".to_string(),

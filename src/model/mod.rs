@@ -9,7 +9,7 @@ mod job;
 mod origin;
 mod verdict;
 
-pub use host::{Host, Transport};
+pub use host::{Host, StrictHostKeyChecking, Transport};
 pub use job::{Exit, Info, Stream};
 pub use origin::RunOrigin;
 pub use verdict::{ErrorKind, HostError, Verdict};

@@ -21,6 +21,8 @@ pub const REQUEST: u16 = 1;
 pub const UPGRADE: &str = "crew-v1";
 pub const EVENT: u16 = 2;
 
+// A Request only lives between the socket and its handler; `File` carries a whole Host.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     Hello {
@@ -44,6 +46,19 @@ pub enum Request {
         ask_id: u64,
         choice: String,
     },
+    /// An interactive shell (or `command`) on a host, with a PTY, over the pooled connection.
+    /// Its output comes back as `ShellOutput` events on this request, then `ShellExit`.
+    Shell(ShellRequest),
+    /// Keystrokes for the shell opened by request `shell` (its request id) on this connection.
+    ShellInput {
+        shell: u64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The operator's terminal changed size.
+    ShellResize { shell: u64, cols: u16, rows: u16 },
+    /// No more input (stdin ended).
+    ShellEof { shell: u64 },
     /// Stop a heist as Ctrl-C does (nothing more starts; the steps in flight get TERM, then
     /// KILL 3 s later), or at once with KILL (`kill`, a second Ctrl-C). For a plain run: the
     /// same to its jobs.
@@ -117,6 +132,19 @@ pub struct HeistRequest {
     pub accept_new_host_keys: bool,
     /// Start it and answer with its id only.
     pub detach: bool,
+}
+
+/// An interactive session on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShellRequest {
+    pub host: Host,
+    /// `TERM` for the remote side.
+    pub term: String,
+    pub cols: u16,
+    pub rows: u16,
+    /// Run this instead of a login shell (`crew shell HOST -- COMMAND`).
+    pub command: Option<String>,
+    pub accept_new_host_keys: bool,
 }
 
 /// What a run or heist is, for `crew runs` and the console's list.
@@ -302,6 +330,16 @@ pub enum Event {
         run: String,
     },
     Runs(Vec<RunInfo>),
+    /// The shell's bytes, for the operator's terminal as they are.
+    ShellOutput {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The shell (or command) ended: its exit status, or the signal that ended it.
+    ShellExit {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -329,6 +367,7 @@ impl Event {
                 | Event::Accepted { .. }
                 | Event::Heist { .. }
                 | Event::HeistOutput { .. }
+                | Event::ShellOutput { .. }
         )
     }
 }

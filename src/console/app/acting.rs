@@ -30,6 +30,43 @@ impl Model {
         }
     }
 
+    /// The host a shell opens on: the focused step-view cell's, the selected group's first,
+    /// the focused output pane's, else the host list's cursor.
+    pub fn shell_target(&self) -> Option<String> {
+        if self.view == View::Heist {
+            if let Some(v) = self.heist.view.as_ref() {
+                return v.hosts.get(self.heist.row).cloned();
+            }
+        }
+        if self.focus == Focus::Output {
+            if let Some(run) = self.run.as_ref() {
+                if self.view == View::Gathered {
+                    let groups = run.gather.groups();
+                    return groups.get(run.group)?.hosts.first().cloned();
+                }
+                return self.focused_host().map(str::to_string);
+            }
+        }
+        self.cursor_host().map(str::to_string)
+    }
+
+    pub(super) fn shell(&mut self) -> Vec<Effect> {
+        if self.settings.read_only {
+            self.error("read-only console: refusing to open a shell (started with --read-only)");
+            return Vec::new();
+        }
+        let Some(name) = self.shell_target() else {
+            self.error("no host to open a shell on");
+            return Vec::new();
+        };
+        let Some(host) = self.fleet.host(&name).cloned() else {
+            self.error(format!("{name} is not in the inventory"));
+            return Vec::new();
+        };
+        self.info(format!("shell on {name}; exit to come back"));
+        vec![Effect::Shell(host)]
+    }
+
     pub(super) fn toggle_mark(&mut self) {
         if self.view == View::Gathered && self.focus == Focus::Output {
             if let Some(run) = self.run.as_ref() {

@@ -202,6 +202,11 @@ impl Model {
             Action::Filter => self.mode = Mode::Filter,
             Action::Command => self.mode = Mode::Command,
             Action::Search => self.mode = Mode::Search,
+            Action::Shell => return self.shell(),
+            Action::ShellEnded { host, result } => match result {
+                Ok(code) => self.info(format!("back from {host} (the shell exited {code})")),
+                Err(e) => self.error(format!("shell on {host}: {e}")),
+            },
             Action::SearchNext => self.search_step(true),
             Action::SearchPrev => self.search_step(false),
             Action::ToggleFollow => {

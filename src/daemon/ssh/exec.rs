@@ -65,7 +65,7 @@ pub fn command_line(run: &Run) -> String {
     line
 }
 
-fn signal_number(s: &Sig) -> i32 {
+pub(super) fn signal_number(s: &Sig) -> i32 {
     match s {
         Sig::HUP => 1,
         Sig::INT => 2,

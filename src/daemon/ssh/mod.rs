@@ -9,6 +9,7 @@ mod exec;
 mod install;
 pub mod known_hosts;
 mod marker;
+pub mod shell;
 mod stream;
 
 use std::path::PathBuf;
