@@ -181,7 +181,7 @@ pub enum Scope {
     Run,
     /// Also start heists, answer their asks, interrupt them.
     Heist,
-    /// Also stop the daemon, accept new host keys.
+    /// Also open interactive shells (`crew shell`), stop the daemon, accept new host keys.
     Admin,
 }
 
