@@ -33,6 +33,11 @@ pub fn stop() -> anyhow::Result<i32> {
             return Ok(0);
         };
         let pid = client.daemon_pid;
+        if client.remote {
+            client.stop_and_wait(&crate::paths::socket()).await?;
+            println!("daemon {pid} asked to stop");
+            return Ok(0);
+        }
         client.stop_and_wait(&crate::paths::socket()).await?;
         println!("daemon {pid} stopped");
         Ok(0)
@@ -61,6 +66,13 @@ pub fn table(r: &StatusReport) -> String {
         r.runs_total,
         r.hosts.len()
     );
+    if let Some(api) = &r.api {
+        let _ = writeln!(
+            out,
+            "api {}  certificate sha256 {}",
+            api.url, api.fingerprint
+        );
+    }
     if r.hosts.is_empty() {
         return out;
     }

@@ -181,9 +181,9 @@ pub async fn answer(
 }
 
 /// Agent facts for the picker, straight from the pool.
-struct PoolFacts {
-    d: Arc<Daemon>,
-    accept: bool,
+pub struct PoolFacts {
+    pub d: Arc<Daemon>,
+    pub accept: bool,
 }
 
 impl FactSource for PoolFacts {

@@ -70,17 +70,28 @@ pub async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Resu
     // What can be checked here is checked here (exit 2 before anything runs); the daemon
     // picks, plans and runs the heist.
     let sets = plan::parse_sets(&args.set)?;
-    let inventory = std::path::absolute(Inventory::find_default(hosts)?)?;
-    let file = match &args.file.file {
-        Some(f) => Some(std::path::absolute(f)?),
-        None => None,
-    };
     let client = Client::connect_or_spawn().await?;
+    // A remote daemon uses its own inventory and heists.
+    let (inventory, file) = if client.remote {
+        if args.file.file.is_some() {
+            anyhow::bail!(
+                "--file names a file on this machine; a remote daemon runs its own heists"
+            );
+        }
+        (None, None)
+    } else {
+        let inventory = std::path::absolute(Inventory::find_default(hosts)?)?;
+        let file = match &args.file.file {
+            Some(f) => Some(std::path::absolute(f)?),
+            None => None,
+        };
+        (Some(inventory), file)
+    };
     let req = HeistRequest {
         name: args.name.clone(),
         profile: args.profile.clone(),
         vars: sets,
-        inventory: Some(inventory),
+        inventory,
         file,
         accept_new_host_keys: args.accept_new_host_keys,
         detach: args.detach,
