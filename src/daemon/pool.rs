@@ -88,6 +88,8 @@ struct Inner {
     starts: Semaphore,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     shutdown: CancellationToken,
+    /// Connections to jump hosts, each shared by all hosts behind it.
+    bastions: ssh::Bastions,
 }
 
 #[derive(Clone)]
@@ -117,6 +119,7 @@ impl Pool {
             cfg,
             slots: Mutex::new(HashMap::new()),
             shutdown,
+            bastions: ssh::Bastions::default(),
         }))
     }
 
@@ -284,6 +287,7 @@ impl Pool {
                     keepalive: cfg.keepalive,
                     agent_exe: cfg.agent_exe.clone(),
                     agent_build: cfg.agent_build.clone(),
+                    bastions: self.0.bastions.clone(),
                 };
                 let session = Arc::new(ssh::connect(host, &opts).await.map_err(ssh_error)?);
                 slot.info().set(State::Installing, None);

@@ -317,6 +317,7 @@ impl SshdFleet {
             known_hosts: vec![self.known_hosts.clone()],
             identity_agent: None,
             proxy_jump: None,
+            jumps: Vec::new(),
             proxy_command: None,
             certificate_files: Vec::new(),
             strict_host_key_checking: None,
