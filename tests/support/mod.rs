@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod netns;
 pub mod sshd;
 pub mod tmux;
 
