@@ -107,11 +107,9 @@ impl client::Handler for Client {
     ) -> Result<bool, Self::Error> {
         let key = match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => key,
-            PublicKeyOrCertificate::Certificate(_) => {
-                return Err(SshError::HostKey(format!(
-                    "{}: host certificates are not supported; configure a plain host key",
-                    known_hosts::lookup_name(&self.address, self.port)
-                )))
+            PublicKeyOrCertificate::Certificate(cert) => {
+                super::host_cert::verify(&self.known_hosts, &self.address, self.port, cert).await?;
+                return Ok(true);
             }
         };
         known_hosts::verify(
@@ -149,7 +147,9 @@ impl client::Handler for Client {
     }
 }
 
-fn config(opts: &SshOptions, kex: Cow<'static, [kex::Name]>) -> client::Config {
+/// `certificates`: offer the host certificate algorithms first (an `@cert-authority` line
+/// covers this host).
+fn config(opts: &SshOptions, kex: Cow<'static, [kex::Name]>, certificates: bool) -> client::Config {
     client::Config {
         keepalive_interval: Some(opts.keepalive),
         keepalive_max: 3,
@@ -159,6 +159,11 @@ fn config(opts: &SshOptions, kex: Cow<'static, [kex::Name]>) -> client::Config {
         nodelay: true,
         preferred: russh::Preferred {
             kex,
+            host_key_certificates: if certificates {
+                russh::Preferred::DEFAULT.key.clone()
+            } else {
+                Cow::Borrowed(&[])
+            },
             ..russh::Preferred::DEFAULT
         },
         ..client::Config::default()
@@ -246,9 +251,10 @@ pub(super) async fn connect_via(
         (None, Some(_)) => " (through its ProxyCommand)".to_string(),
         (None, None) => String::new(),
     };
+    let certificates = super::host_cert::wanted(&host.known_hosts, &host.address, host.port).await;
     let handshake = timeout_at(
         deadline,
-        client::connect_stream(Arc::new(config(opts, kex)), stream, handler),
+        client::connect_stream(Arc::new(config(opts, kex, certificates)), stream, handler),
     )
     .await;
     let mut handle = match handshake {

@@ -233,7 +233,10 @@ mod tests {
     fn chains_differ_by_every_hop_and_the_way_there() {
         let a = hop("a", "u", "10.0.0.1", 22);
         let b = hop("b", "u", "10.0.0.2", 22);
-        assert_eq!(chain_key(&b, std::slice::from_ref(&a)), "u@10.0.0.1:22 > u@10.0.0.2:22");
+        assert_eq!(
+            chain_key(&b, std::slice::from_ref(&a)),
+            "u@10.0.0.1:22 > u@10.0.0.2:22"
+        );
         assert_ne!(chain_key(&b, std::slice::from_ref(&a)), chain_key(&b, &[]));
         assert_ne!(
             chain_key(&b, &[]),

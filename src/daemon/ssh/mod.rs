@@ -6,6 +6,7 @@ mod capture;
 mod connect;
 mod error;
 mod exec;
+mod host_cert;
 mod install;
 mod jump;
 pub mod known_hosts;
