@@ -47,6 +47,14 @@ pub struct RunArgs {
     /// Accept and remember host keys never seen before.
     #[arg(long)]
     pub accept_new_host_keys: bool,
+    /// Run through sudo on each host (as root, or `--sudo-user`). The password is asked once
+    /// (no echo; or from `$CREW_ASKPASS`); a privileged agent per host is started once and
+    /// reused by later `--sudo` runs. Empty answer: NOPASSWD.
+    #[arg(long)]
+    pub sudo: bool,
+    /// The user sudo runs the command as (implies `--sudo`).
+    #[arg(long, value_name = "USER")]
+    pub sudo_user: Option<String>,
 }
 
 /// After Ctrl-C: how long a TERM gets before KILL, and how long KILL gets before we stop
@@ -128,6 +136,15 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
         return Ok(2);
     }
     let hosts = picked.hosts;
+    let sudo = match (&args.sudo_user, args.sudo) {
+        (None, false) => None,
+        (user, _) => {
+            let user = user.clone().unwrap_or_else(|| "root".to_string());
+            let why = format!("{} host(s)", hosts.len());
+            let password = super::askpass::ask(&user, &why)?;
+            Some(crate::model::Sudo { user, password })
+        }
+    };
     let client = facts.into_client();
     let client = match client {
         Some(c) => c,
@@ -145,6 +162,7 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
         // The daemon records who asked, from the connection.
         who: String::new(),
         origin: RunOrigin::Command,
+        sudo,
     };
     let mode = Mode::of(args.json, args.gather);
     let rx = client.request(Request::Run(req)).await?;

@@ -61,6 +61,13 @@ pub struct RawHeist {
     pub rollback: Vec<RawStep>,
     #[serde(default)]
     pub profile: BTreeMap<Spanned<String>, RawProfile>,
+    /// The default for every step.
+    /// Steps run through sudo on the host (as `become_user`, default root).
+    #[serde(default, rename = "become")]
+    pub become_: Option<Spanned<bool>>,
+    /// The user sudo runs as (implies `become = true`).
+    #[serde(default)]
+    pub become_user: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +134,12 @@ pub struct RawStep {
     /// Rollback steps only: the step this one undoes.
     #[serde(default)]
     pub undo: Option<Spanned<String>>,
+    /// Run through sudo on the host (as `become_user`, default root).
+    #[serde(default, rename = "become")]
+    pub become_: Option<Spanned<bool>>,
+    /// The user sudo runs as (implies `become = true`).
+    #[serde(default)]
+    pub become_user: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

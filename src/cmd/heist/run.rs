@@ -75,6 +75,21 @@ pub async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Resu
         Some(f) => Some(std::path::absolute(f)?),
         None => None,
     };
+    // A heist with `become` steps: the password is asked here, once, before it starts.
+    let sudo_password = {
+        let (files, looked) = locate::heist_files(file.as_deref(), Some(&inventory));
+        match locate::find(&args.name, &files, &looked) {
+            Ok(h) if h.needs_sudo() => crate::cmd::askpass::ask(
+                h.steps
+                    .iter()
+                    .chain(&h.rollback)
+                    .find_map(|s| s.become_user.as_deref())
+                    .unwrap_or("root"),
+                &format!("heist {}", h.name),
+            )?,
+            _ => None,
+        }
+    };
     let client = Client::connect_or_spawn().await?;
     let req = HeistRequest {
         name: args.name.clone(),
@@ -84,6 +99,7 @@ pub async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Resu
         file,
         accept_new_host_keys: args.accept_new_host_keys,
         detach: args.detach,
+        sudo_password,
     };
     let mut rx = client.request(Request::Heist(req)).await?;
     let run = match rx.recv().await {

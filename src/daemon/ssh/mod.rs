@@ -13,6 +13,7 @@ pub mod known_hosts;
 mod marker;
 mod proxy;
 mod stream;
+mod sudo;
 
 use std::path::PathBuf;
 use std::sync::Arc;
