@@ -527,6 +527,53 @@ fn sudo_nopasswd_password_wrong_password_not_in_sudoers_requiretty() {
         "bytes through the PTY arrived changed"
     );
 
+    // A heist with `become` (and one step that opts out), in a daemon of its own: the
+    // password is asked once (askpass) for the whole heist.
+    let heists = m.dir.path().join("heists");
+    std::fs::create_dir_all(&heists).expect("heists dir");
+    std::fs::write(
+        heists.join("rooty.toml"),
+        "[heist.rooty]\nselect = \"pw\"\nbecome = true\n\n\
+         [[heist.rooty.step]]\nname = \"as-root\"\nrun = \"id -u\"\n\n\
+         [[heist.rooty.step]]\nname = \"as-me\"\nbecome = false\nrun = \"id -un\"\n",
+    )
+    .expect("heist file");
+    let home2 = m.dir.path().join("crewhome2");
+    let out = bounded(
+        Command::new(env!("CARGO_BIN_EXE_crew"))
+            .arg("--hosts")
+            .arg(m.dir.path().join("hosts.toml"))
+            .args(["heist", "run", "rooty", "--json"])
+            .env("CREW_HOME", &home2)
+            .env("CREW_CONFIG_DIR", m.dir.path().join("crewcfg"))
+            .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
+            .env("CREW_ASKPASS", &good)
+            .env("CREW_LOG", "debug"),
+        Duration::from_secs(90),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let results: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "step_finished")
+        .map(|v| v["result"]["stdout"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        results,
+        ["0\n".to_string(), format!("{}\n", m.user("pw"))],
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let _ = bounded(
+        Command::new(env!("CARGO_BIN_EXE_crew"))
+            .args(["daemon", "stop"])
+            .env("CREW_HOME", &home2),
+        Duration::from_secs(30),
+    );
+    let files = files_containing(&home2, password.as_bytes());
+    assert!(files.is_empty(), "the password is in {files:?}");
+
     stop.store(true, Ordering::Relaxed);
     let (seen, rounds) = watcher.join().expect("watcher");
     assert!(rounds > 10, "the process watcher ran ({rounds} rounds)");
