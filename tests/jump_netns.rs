@@ -153,6 +153,7 @@ fn build() -> Net {
              Host deep\n  HostName {t0}\n  ProxyJump bastion,bastion2\n\
              Host gone*\n  HostName {t0}\n  ProxyJump deadbastion\n\
              Host deadbastion\n  HostName {BASTION}\n  Port 2299\n\
+             Host blackhole\n  HostName 10.202.0.250\n  ProxyJump bastion\n  ConnectTimeout 1\n\
              Host viaproxy\n  HostName {t1}\n  ProxyCommand {ssh} -F {dd}/ssh_config -W %h:%p bastion\n\
              Host *\n  User root\n  IdentityFile {dd}/client_key\n  IdentitiesOnly yes\n\
              \x20 UserKnownHostsFile {dd}/known_hosts\n  GlobalKnownHostsFile /dev/null\n\
@@ -339,6 +340,19 @@ fn fifty_hosts_behind_one_bastion_connection_chains_proxycommand_dead_and_lost_b
     }
     assert!(started.elapsed() < Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(1));
+
+    // A target the bastion cannot reach (no such address on its network): the wait for the
+    // bastion's own connect is bounded by the target's ConnectTimeout.
+    let started = Instant::now();
+    let out = net.crew(&["run", "--json", "-w", "blackhole", "--", "true"], long);
+    let r = results(&out);
+    let v = &r["blackhole"];
+    assert_eq!(v["kind"], "connect_timeout", "{v}");
+    assert_eq!(
+        v["message"], "blackhole: jump host bastion did not connect to 10.202.0.250:22 within 1.0s",
+        "{v}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
 
     // 4. The bastion connection dies (its sshd session process killed): the hosts behind it
     //    are lost and reconnect on their own (the pool's backoff), all through ONE new
