@@ -264,7 +264,7 @@ fn find(tool: &str) -> Option<PathBuf> {
 
 fn print_table(b: &Bench, rows: &[Row]) {
     println!(
-        "\n{} hosts behind one bastion (loopback sshd, OpenSSH {}), fanout {}, load {}\n",
+        "\n{} hosts behind one bastion (loopback sshd, {}), fanout {}, load {}\n",
         b.n,
         openssh_version(),
         b.fanout,

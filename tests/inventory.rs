@@ -413,6 +413,21 @@ fn jump_hosts_resolve_hop_by_hop_as_ssh_does() {
     assert_eq!(via(pr), ["jumper@10.0.0.1:2200"]);
     // A hop that is an inventory host is that host.
     assert_eq!(via(get(&inv, "behindhop")), ["hopper@10.5.5.5:22"]);
+
+    // `[defaults] jump` does not make the jump host jump through itself.
+    let p = write(
+        dir.path(),
+        "defaults_jump.toml",
+        &format!(
+            "[defaults]\nssh_config = \"{}\"\njump = \"gw\"\n\n\
+             [[host]]\nname = \"gw\"\naddress = \"10.9.0.1\"\n\n\
+             [[host]]\nname = \"app\"\naddress = \"10.9.0.2\"\n",
+            cfg.display()
+        ),
+    );
+    let inv = Inventory::load(&p).unwrap_or_else(|e| panic!("load failed: {e}"));
+    assert!(get(&inv, "gw").jumps.is_empty() && get(&inv, "gw").proxy_jump.is_none());
+    assert_eq!(via(get(&inv, "app")), ["fallback@10.9.0.1:22"]);
 }
 
 #[test]

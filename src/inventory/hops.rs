@@ -22,6 +22,17 @@ const MAX_HOPS: usize = 16;
 /// Fill `jumps` of every host that has a `proxy_jump`. `Err`: the host and why (a loop, a
 /// chain too long, a hop that does not parse).
 pub(crate) fn fill(hosts: &mut [Host], file: &SshFile) -> Result<(), String> {
+    // A jump host named in its own jump (`[defaults] jump = "bastion"` reaching the
+    // bastion's own entry) is connected to directly.
+    for h in hosts.iter_mut() {
+        if let Some(spec) = &h.proxy_jump {
+            let hops = parse_hops(spec).map_err(|e| format!("host {}: {e}", h.name))?;
+            if hops.is_some_and(|hops| hops.iter().any(|x| x.host == h.name)) {
+                h.proxy_jump = None;
+                h.proxy_command = None;
+            }
+        }
+    }
     let known: HashMap<String, Host> = hosts
         .iter()
         .filter(|h| h.transport == Transport::Ssh)
