@@ -328,6 +328,8 @@ async fn start_heist(
         file: None,
         accept_new_host_keys: false,
         detach: true,
+        // The API carries no sudo password: `become` steps need NOPASSWD (or an agent up).
+        sudo_password: None,
     };
     let t = heist::start(&api.d, req, caller.who.clone())
         .await
@@ -384,6 +386,7 @@ async fn start_run(
         accept_new_host_keys: false,
         who: caller.who.clone(),
         origin: RunOrigin::Command,
+        sudo: None,
     };
     let t = run::start(&api.d, req, false)
         .await
@@ -752,6 +755,8 @@ async fn webhook(State(api): S, headers: HeaderMap, Path(name): Path<String>, bo
         file: None,
         accept_new_host_keys: false,
         detach: true,
+        // The API carries no sudo password: `become` steps need NOPASSWD (or an agent up).
+        sudo_password: None,
     };
     let slot = api.hooks.slot(&name);
     match slot.clone().try_acquire_owned() {

@@ -67,6 +67,8 @@ pub enum Action {
     AskAbort,
     BrowseRuns,
     Zoom,
+    /// Command line: run through sudo (as root) on the hosts, or not.
+    ToggleSudo,
     // ── acting
     Rerun,
     KillFocused,

@@ -151,6 +151,8 @@ pub enum Mode {
     Ask,
     /// Typing the name of a heist to save (`ctrl-s`).
     SaveHeist,
+    /// Typing the sudo password (masked).
+    Password,
 }
 
 impl Mode {
@@ -167,6 +169,7 @@ impl Mode {
             Mode::HeistVars => "heist-vars",
             Mode::Ask => "ask",
             Mode::SaveHeist => "save-heist",
+            Mode::Password => "password",
         }
     }
 }

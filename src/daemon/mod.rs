@@ -13,6 +13,7 @@ pub mod inflight;
 pub mod link;
 mod local;
 pub mod pool;
+mod privileged;
 mod recover;
 pub mod registry;
 pub mod run;

@@ -280,6 +280,24 @@ impl HostJob<'_> {
             Err(e) => return self.fail(rec, e).await,
         };
         rec.agentless = lease.agentless;
+        // Through sudo: the host's privileged agent for that user (started on first use).
+        let privileged;
+        let conn = match &self.req.sudo {
+            None => &lease.conn,
+            Some(sudo) => {
+                let link = tokio::select! {
+                    l = self.d.pool.privileged(self.host, sudo, self.req.accept_new_host_keys) => l,
+                    _ = cancel.cancelled() => return self.killed_before_start(rec).await,
+                };
+                match link {
+                    Ok(l) => {
+                        privileged = Conn::Agent(l);
+                        &privileged
+                    }
+                    Err(e) => return self.fail(rec, e).await,
+                }
+            }
+        };
         let mut env = self.req.env.clone();
         env.push(("CREW_HOST".to_string(), self.host.name.clone()));
         let run = agent::Run {
@@ -287,7 +305,7 @@ impl HostJob<'_> {
             env,
             timeout_ms: self.req.timeout_ms,
         };
-        let mut events: mpsc::Receiver<AgentMsg> = match &lease.conn {
+        let mut events: mpsc::Receiver<AgentMsg> = match conn {
             Conn::Agent(link) => match link.start(run).await {
                 Ok(job) => {
                     self.set_killer(Killer::Agent(job.killer()));
@@ -390,7 +408,7 @@ impl HostJob<'_> {
                 }
                 Some(other) => tracing::debug!(host = %self.host.name, "ignored {}", other.name()),
                 None => {
-                    let reason = match &lease.conn {
+                    let reason = match conn {
                         Conn::Agent(link) => link.close_reason(),
                         Conn::Agentless(_) => None,
                     };

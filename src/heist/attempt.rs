@@ -103,6 +103,7 @@ async fn dispatch<E: Executor>(
                     ("CREW_ATTEMPT".into(), attempt.to_string()),
                 ],
                 timeout: step.timeout,
+                sudo_user: step.become_user.clone(),
                 origin: RunOrigin::HeistStep {
                     run: ctx.run_id.clone(),
                     heist: ctx.plan.heist.name.clone(),

@@ -14,7 +14,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::frame::RawFrame;
-use crate::model::{ErrorKind, Exit, Host, HostError, Info, RunOrigin, Stream, Verdict};
+use crate::model::{
+    ErrorKind, Exit, Host, HostError, Info, RunOrigin, Secret, Stream, Sudo, Verdict,
+};
 
 pub const REQUEST: u16 = 1;
 /// The `Upgrade:` protocol of `GET /api/v1/connect`: this protocol over the API's TLS.
@@ -101,6 +103,9 @@ pub struct RunRequest {
     pub who: String,
     /// What started the run (a command, a heist step), recorded with it.
     pub origin: RunOrigin,
+    /// Run through sudo as this user (a privileged agent started once per host and user,
+    /// then reused). Its password is never logged, stored or audited.
+    pub sudo: Option<Sudo>,
 }
 
 impl Request {
@@ -132,6 +137,9 @@ pub struct HeistRequest {
     pub accept_new_host_keys: bool,
     /// Start it and answer with its id only.
     pub detach: bool,
+    /// The answer to sudo's prompt for the heist's `become` steps (never logged, stored or
+    /// audited; dropped with the heist).
+    pub sudo_password: Option<Secret>,
 }
 
 /// An interactive session on one host.

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod console;
 pub mod daemon;
 pub mod heist;
+pub mod netns;
 pub mod os;
 pub mod proc;
 pub mod pty;

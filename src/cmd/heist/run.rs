@@ -87,6 +87,26 @@ pub async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Resu
         };
         (Some(inventory), file)
     };
+    // A heist with `become` steps: the password is asked here, once, before it starts. (A
+    // remote daemon's heists are not readable here: their `become` steps need NOPASSWD or an
+    // agent already up.)
+    let sudo_password = match &inventory {
+        Some(inv) => {
+            let (files, looked) = locate::heist_files(file.as_deref(), Some(inv));
+            match locate::find(&args.name, &files, &looked) {
+                Ok(h) if h.needs_sudo() => crate::cmd::askpass::ask(
+                    h.steps
+                        .iter()
+                        .chain(&h.rollback)
+                        .find_map(|s| s.become_user.as_deref())
+                        .unwrap_or("root"),
+                    &format!("heist {}", h.name),
+                )?,
+                _ => None,
+            }
+        }
+        None => None,
+    };
     let req = HeistRequest {
         name: args.name.clone(),
         profile: args.profile.clone(),
@@ -95,6 +115,7 @@ pub async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Resu
         file,
         accept_new_host_keys: args.accept_new_host_keys,
         detach: args.detach,
+        sudo_password,
     };
     let mut rx = client.request(Request::Heist(req)).await?;
     let run = match rx.recv().await {

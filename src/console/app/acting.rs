@@ -172,7 +172,14 @@ impl Model {
         }
     }
 
-    fn start_run(&mut self, command: String, targets: Vec<String>) -> Vec<Effect> {
+    pub(super) fn start_run(&mut self, command: String, targets: Vec<String>) -> Vec<Effect> {
+        let sudo = match self.sudo_for(super::sudo::SudoPending::Run {
+            command: command.clone(),
+            targets: targets.clone(),
+        }) {
+            Ok(s) => s,
+            Err(()) => return Vec::new(),
+        };
         let tag = self.new_tag();
         let hosts: Vec<_> = self
             .fleet
@@ -196,6 +203,7 @@ impl Model {
             accept_new_host_keys: self.settings.accept_new_host_keys,
             who: self.settings.who.clone(),
             origin: RunOrigin::Command,
+            sudo,
         };
         // Only the hosts of the last run have an outcome, as `?failed` reads the run store.
         self.outcomes.clear();

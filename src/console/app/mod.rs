@@ -7,6 +7,7 @@ mod heist;
 mod heist_actions;
 mod input;
 mod run;
+mod sudo;
 mod types;
 
 use std::collections::{BTreeSet, HashMap};
@@ -91,6 +92,15 @@ pub struct Model {
     next_tag: u64,
     pub quit: bool,
     pub heist: HeistState,
+    /// Commands run through sudo (as root) on the hosts: toggled on the command line.
+    pub sudo: bool,
+    /// The session's sudo password (asked once; `None` after an empty answer).
+    sudo_password: Option<crate::model::Secret>,
+    sudo_asked: bool,
+    /// What waits for the password field.
+    sudo_pending: Option<sudo::SudoPending>,
+    /// The masked password field.
+    pub password_input: TextArea<'static>,
 }
 
 impl Model {
@@ -133,6 +143,11 @@ impl Model {
             next_tag: 1,
             quit: false,
             heist: HeistState::default(),
+            sudo: false,
+            sudo_password: None,
+            sudo_asked: false,
+            sudo_pending: None,
+            password_input: sudo::masked(),
         };
         m.refilter();
         m
@@ -150,7 +165,12 @@ impl Model {
             Some(action) => self.update(action),
             None if matches!(
                 self.mode,
-                Mode::Filter | Mode::Command | Mode::Search | Mode::HeistVars | Mode::SaveHeist
+                Mode::Filter
+                    | Mode::Command
+                    | Mode::Search
+                    | Mode::HeistVars
+                    | Mode::SaveHeist
+                    | Mode::Password
             ) =>
             {
                 self.update(Action::Input(key))
@@ -168,6 +188,9 @@ impl Model {
     }
 
     fn apply(&mut self, action: Action) -> Vec<Effect> {
+        if let Some(effects) = self.password_action(&action) {
+            return effects;
+        }
         let action = match self.heist_action(action) {
             Ok(effects) => return effects,
             Err(other) => *other,
@@ -222,6 +245,7 @@ impl Model {
                 }
             }
             Action::Zoom => self.zoom = !self.zoom,
+            Action::ToggleSudo => self.toggle_sudo(),
             Action::BrowseRuns => {
                 self.mode = Mode::Runs;
                 self.runs = None;
@@ -304,7 +328,8 @@ impl Model {
             | Mode::Heists
             | Mode::HeistVars
             | Mode::Ask
-            | Mode::SaveHeist => {
+            | Mode::SaveHeist
+            | Mode::Password => {
                 self.history_search = false;
                 self.history_hit = None;
                 self.mode = Mode::Normal;
