@@ -1,5 +1,6 @@
-//! `crew daemon [--idle-timeout D]` runs the daemon in the foreground; `crew daemon stop`
-//! stops a running one.
+//! `crew daemon [--idle-timeout D] [--nats URL] [--site S] [--fleet F]` runs the daemon in
+//! the foreground; `crew daemon stop` stops a running one; `crew daemon keygen FILE` makes an
+//! operator's signing key for the NATS bus.
 
 use clap::{Args, Subcommand};
 
@@ -10,17 +11,45 @@ pub struct DaemonArgs {
     /// Exit after this long with no client and no run (default 30m; `0` = never).
     #[arg(long, value_parser = crate::duration::parse)]
     pub idle_timeout: Option<std::time::Duration>,
+    /// Join the NATS bus at URL (comma-separated servers; same as CREW_NATS or [nats] url).
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// Serve this site's hosts (hosts tagged site=SITE) for the bus: a site daemon.
+    #[arg(long, value_name = "SITE")]
+    pub site: Option<String>,
+    /// The fleet's name on the bus (subjects crew.FLEET.…; default "default").
+    #[arg(long, value_name = "FLEET")]
+    pub fleet: Option<String>,
 }
 
 #[derive(Debug, Subcommand, Clone)]
 pub enum DaemonAction {
     /// Stop a running daemon.
     Stop,
+    /// Write a new operator signing key (an nkey seed, mode 0600) to FILE and print its
+    /// public key for the site daemons' operators files.
+    Keygen { file: std::path::PathBuf },
 }
 
 pub fn run(args: DaemonArgs) -> anyhow::Result<i32> {
     match args.action {
         Some(DaemonAction::Stop) => super::status::stop(),
-        None => crate::daemon::run_foreground(args.idle_timeout),
+        Some(DaemonAction::Keygen { file }) => {
+            println!("{}", crate::daemon::bus::auth::keygen(&file)?);
+            Ok(0)
+        }
+        None => {
+            // The flags win over the environment and daemon.toml; set before any thread runs.
+            for (k, v) in [
+                ("CREW_NATS", &args.nats),
+                ("CREW_SITE", &args.site),
+                ("CREW_FLEET", &args.fleet),
+            ] {
+                if let Some(v) = v {
+                    std::env::set_var(k, v);
+                }
+            }
+            crate::daemon::run_foreground(args.idle_timeout)
+        }
     }
 }

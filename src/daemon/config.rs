@@ -3,6 +3,8 @@
 //! ```toml
 //! hosts = "/etc/crew/hosts.toml"   # the inventory for heists and API requests naming none
 //! identify = true                  # ask every client who the operator is (shared accounts)
+//! [nats]                           # sites over NATS: see `daemon::bus::BusConfig`
+//! url = "nats://127.0.0.1:4222"
 //! ```
 //!
 //! Errors name the file, line and column.
@@ -19,6 +21,8 @@ pub struct DaemonConfig {
     /// Refuse to act for a client that did not say who the operator is.
     #[serde(default)]
     pub identify: bool,
+    /// `[nats]`: sites over NATS (see `daemon::bus`).
+    pub nats: Option<super::bus::BusConfig>,
 }
 
 impl DaemonConfig {

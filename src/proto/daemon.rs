@@ -246,6 +246,9 @@ pub struct StatusReport {
     pub runs_active: u32,
     pub runs_total: u64,
     pub hosts: Vec<HostStatus>,
+    /// Daemons on the NATS bus (sites and routers) and how long ago each was heard (ms);
+    /// empty off the bus.
+    pub daemons: Vec<(super::bus::Presence, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

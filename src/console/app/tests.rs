@@ -344,6 +344,7 @@ fn pool_status_is_indexed_by_host() {
             status("web02", "busy"),
             status("db1", "ready"),
         ],
+        daemons: vec![],
     };
     let event = Event::Status(report);
     m.update(Action::Daemon { tag: 0, event });

@@ -1,0 +1,340 @@
+//! The operator's side: a run's hosts of other sites are sent, one share per site, to that
+//! site's daemons; their events come back through JetStream and go through the same spool,
+//! log, verdict and audit as a local host's, so every client sees one run.
+//!
+//! **No double execution.** A share is sent with a job key unique over the fleet
+//! (`<router>-<run>-<site>`). A site daemon runs a job only after it has created the job's
+//! key in the claims bucket (create-if-absent, on the replicated KV), and answers only after
+//! that. So the router may re-send a request that got no answer (the same key: a daemon
+//! that already claimed it answers `Claimed`, nothing runs twice), and never sends a job
+//! under a new key on its own. A job whose daemon goes silent for [`super::DEAD_AFTER`]
+//! after accepting it is reported `lost` for each host without a result: it may have run,
+//! so it is not re-sent; only a heist's own retry policy may run that step again, as a new
+//! attempt the operator wrote down.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{push, DeliverPolicy};
+use futures::StreamExt as _;
+use tokio::sync::mpsc;
+
+use super::Bus;
+use crate::daemon::inflight::Killer;
+use crate::daemon::run::HostJob;
+use crate::daemon::server::Daemon;
+use crate::model::{ErrorKind, HostError, Verdict};
+use crate::proto::bus::{self as pb, Action, JobMsg, Reply, SiteRun};
+use crate::proto::daemon::{HostEvent, RunRequest};
+use crate::store::{HostRecord, HostSpool};
+
+/// How long a site may take to answer one request before it is sent again (same job key).
+const ANSWER_WAIT: Duration = Duration::from_secs(5);
+/// How long to keep trying a site that nobody serves (or that does not answer).
+const SITE_WAIT: Duration = Duration::from_secs(20);
+/// Events queued per remote host.
+const HOST_QUEUE: usize = 256;
+/// Extra time over the command's timeout before the router gives up on a remote host.
+const REMOTE_GRACE: Duration = Duration::from_secs(30);
+
+/// One remote host's events, and how to kill its job.
+pub struct HostRoute {
+    events: mpsc::Receiver<HostEvent>,
+    killer: JobKiller,
+}
+
+/// Kills a remote host's job: a signed kill on the job's kill subject.
+#[derive(Clone)]
+pub struct JobKiller {
+    bus: Arc<Bus>,
+    job: String,
+    host: String,
+}
+
+impl JobKiller {
+    pub async fn kill(&self, signal: i32) -> Result<(), String> {
+        let payload = self.bus.sign(Action::Kill {
+            job: self.job.clone(),
+            host: Some(self.host.clone()),
+            signal,
+        })?;
+        self.bus
+            .client
+            .publish(self.bus.names.job_kill(&self.job), payload.into())
+            .await
+            .map_err(|e| format!("sending a kill over NATS: {e}"))
+    }
+}
+
+/// The site a host belongs to, when the bus should serve it (another site than ours).
+pub fn remote_site<'h>(bus: &Bus, host: &'h crate::model::Host) -> Option<&'h str> {
+    let site = host.tag("site")?;
+    (bus.site.as_deref() != Some(site)).then_some(site)
+}
+
+/// Split a run: start one share per remote site and return each remote host's route, by
+/// index in `req.hosts`. Empty when the daemon is not on the bus or every host is local.
+pub fn split(d: &Arc<Daemon>, req: &RunRequest, run_id: u64) -> HashMap<usize, HostRoute> {
+    let mut routes = HashMap::new();
+    let Some(bus) = d.bus.get() else {
+        return routes;
+    };
+    let mut by_site: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, h) in req.hosts.iter().enumerate() {
+        if let Some(site) = remote_site(bus, h) {
+            by_site.entry(site.to_string()).or_default().push(i);
+        }
+    }
+    for (site, idx) in by_site {
+        let job = pb::token_of(&format!("{}-{run_id}-{site}", bus.id));
+        let mut senders = HashMap::new();
+        for &i in &idx {
+            let name = req.hosts[i].name.clone();
+            let (tx, rx) = mpsc::channel(HOST_QUEUE);
+            senders.insert(name.clone(), tx);
+            let killer = JobKiller {
+                bus: bus.clone(),
+                job: job.clone(),
+                host: name,
+            };
+            routes.insert(i, HostRoute { events: rx, killer });
+        }
+        let share = SiteRun {
+            job,
+            run: format!("{}-{run_id}", bus.id),
+            site: site.clone(),
+            hosts: idx.iter().map(|&i| req.hosts[i].name.clone()).collect(),
+            selection: req.selection.clone(),
+            command: req.command.clone(),
+            env: req.env.clone(),
+            timeout_ms: req.timeout_ms,
+            fanout: req.fanout,
+            operator: req.who.clone(),
+            origin: req.origin.clone(),
+        };
+        tokio::spawn(run_share(bus.clone(), share, senders));
+    }
+    routes
+}
+
+/// Send every host of the share `kind`/`message` (no result came back for them).
+async fn fail_all(
+    hosts: &mut HashMap<String, mpsc::Sender<HostEvent>>,
+    kind: ErrorKind,
+    message: &str,
+) {
+    for (_, tx) in hosts.drain() {
+        let _ = tx
+            .send(HostEvent::Failed {
+                kind,
+                message: message.to_string(),
+            })
+            .await;
+    }
+}
+
+/// One site's share: listen for its events, send it, pass each host's events on until every
+/// host has its result (or the daemon running it is gone).
+async fn run_share(
+    bus: Arc<Bus>,
+    share: SiteRun,
+    mut hosts: HashMap<String, mpsc::Sender<HostEvent>>,
+) {
+    let (job, site) = (share.job.clone(), share.site.clone());
+    // Listen first: nothing the site publishes can be missed (the stream keeps it anyway).
+    let mut messages = match job_messages(&bus, &job).await {
+        Ok(m) => m,
+        Err(e) => {
+            let msg = format!("site {site}: listening for the job's events: {e}");
+            return fail_all(&mut hosts, ErrorKind::Internal, &msg).await;
+        }
+    };
+    let daemon = match send(&bus, &share).await {
+        Ok(d) => d,
+        Err(e) => return fail_all(&mut hosts, e.kind, &e.message).await,
+    };
+    tracing::info!(%job, %site, %daemon, hosts = hosts.len(), "share accepted");
+    let accepted = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    while !hosts.is_empty() {
+        tokio::select! {
+            m = messages.next() => match m {
+                Some(Ok(msg)) => match pb::decode::<JobMsg>(&msg.payload) {
+                    Ok(JobMsg::Host { host, event }) => {
+                        let last = matches!(event, HostEvent::Exit { .. } | HostEvent::Failed { .. });
+                        if let Some(tx) = hosts.get(&host) {
+                            let _ = tx.send(event).await;
+                        }
+                        if last {
+                            hosts.remove(&host);
+                        }
+                    }
+                    Ok(JobMsg::Done { error }) => {
+                        let msg = match error {
+                            Some(e) => format!("site {site} ({daemon}): {e}"),
+                            None => format!("site {site} ({daemon}) finished the job without a result for this host"),
+                        };
+                        return fail_all(&mut hosts, ErrorKind::Internal, &msg).await;
+                    }
+                    Err(e) => tracing::warn!(%job, "job event: {e}"),
+                },
+                Some(Err(e)) => tracing::debug!(%job, "job events: {e}"),
+                None => {
+                    let msg = format!("site {site}: the job's event stream ended");
+                    return fail_all(&mut hosts, ErrorKind::Lost, &msg).await;
+                }
+            },
+            _ = tick.tick() => {
+                if !bus.alive(&daemon, accepted) {
+                    let msg = format!(
+                        "site {site}: daemon {daemon} went away while this ran (no heartbeat for {}s); \
+                         it may have run, so it is not sent again",
+                        super::DEAD_AFTER.as_secs()
+                    );
+                    tracing::warn!(%job, "{msg}");
+                    return fail_all(&mut hosts, ErrorKind::Lost, &msg).await;
+                }
+            }
+        }
+    }
+}
+
+/// An ordered consumer over the job's events, from the first.
+async fn job_messages(
+    bus: &Bus,
+    job: &str,
+) -> Result<async_nats::jetstream::consumer::push::Ordered, String> {
+    let stream = bus
+        .js
+        .get_stream(bus.names.stream())
+        .await
+        .map_err(|e| format!("stream {}: {e}", bus.names.stream()))?;
+    let consumer = stream
+        .create_consumer(push::OrderedConfig {
+            deliver_subject: bus.client.new_inbox(),
+            filter_subject: bus.names.job_events(job),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("consumer: {e}"))?;
+    consumer.messages().await.map_err(|e| format!("{e}"))
+}
+
+/// Send the share to its site until a daemon takes it (or says it took it before). Every
+/// try carries the same job key: see the module docs.
+async fn send(bus: &Bus, share: &SiteRun) -> Result<String, HostError> {
+    let site = &share.site;
+    let payload: bytes::Bytes = bus
+        .sign(Action::Run(share.clone()))
+        .map_err(|e| HostError::new(ErrorKind::Refused, e))?
+        .into();
+    let subject = bus.names.site_run(site);
+    let deadline = Instant::now() + SITE_WAIT;
+    let mut why;
+    loop {
+        let answer = tokio::time::timeout(
+            ANSWER_WAIT,
+            bus.client.request(subject.clone(), payload.clone()),
+        )
+        .await;
+        match answer {
+            Ok(Ok(msg)) => match pb::decode::<Reply>(&msg.payload) {
+                Ok(Reply::Accepted { daemon }) | Ok(Reply::Claimed { daemon }) => {
+                    return Ok(daemon)
+                }
+                Ok(Reply::Refused { reason }) => {
+                    return Err(HostError::new(
+                        ErrorKind::Refused,
+                        format!("site {site} refused: {reason}"),
+                    ))
+                }
+                Ok(Reply::Done) => why = format!("site {site} answered oddly"),
+                Err(e) => why = format!("site {site}: {e}"),
+            },
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                why = format!("no daemon serves site {site}");
+            }
+            Ok(Err(e)) => why = format!("site {site}: {e}"),
+            Err(_) => why = format!("site {site} did not answer within {ANSWER_WAIT:?}"),
+        }
+        if Instant::now() >= deadline {
+            let kind = if why.starts_with("no daemon") {
+                ErrorKind::Unreachable
+            } else {
+                ErrorKind::Lost
+            };
+            return Err(HostError::new(
+                kind,
+                format!("{why} (tried for {}s)", SITE_WAIT.as_secs()),
+            ));
+        }
+        tracing::debug!(job = %share.job, "{why}; sending again");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A remote host's part of a run: its events, spooled and logged as a local host's.
+pub(in crate::daemon) async fn drive(
+    job: &HostJob<'_>,
+    rec: &mut HostRecord,
+    files: &mut HostSpool,
+    mut route: HostRoute,
+) {
+    job.set_killer(Killer::Bus(route.killer.clone()));
+    let backstop = job
+        .req
+        .timeout_ms
+        .map(|t| Duration::from_millis(t) + REMOTE_GRACE);
+    let started = tokio::time::Instant::now();
+    loop {
+        let sleep = async {
+            match backstop {
+                Some(b) => tokio::time::sleep_until(started + b).await,
+                None => std::future::pending().await,
+            }
+        };
+        let ev = tokio::select! {
+            e = route.events.recv() => e,
+            _ = sleep => {
+                let msg = "the site gave no result in time after the command's timeout";
+                return job.fail(rec, HostError::new(ErrorKind::Timeout, msg)).await;
+            }
+        };
+        match ev {
+            Some(HostEvent::Output { stream, data }) => {
+                match stream {
+                    crate::model::Stream::Stdout => rec.stdout_bytes += data.len() as u64,
+                    crate::model::Stream::Stderr => rec.stderr_bytes += data.len() as u64,
+                }
+                let data: Arc<[u8]> = Arc::from(data);
+                let offset = files.output(stream, data.clone()).await;
+                job.tracked.log.push_output(
+                    job.run_id,
+                    job.name.clone(),
+                    stream,
+                    offset,
+                    data,
+                    files.written().clone(),
+                );
+            }
+            Some(e @ HostEvent::Started { .. }) => job.emit(e),
+            Some(HostEvent::Exit { exit, verdict }) => {
+                rec.set_exit(&exit);
+                // The site knows of kills it delivered; so do we (ours went through it).
+                let killed = job.kill_signal().is_some() || verdict == Verdict::Killed;
+                rec.verdict = Verdict::from_exit(&exit, killed);
+                let verdict = rec.verdict;
+                return job.emit(HostEvent::Exit { exit, verdict });
+            }
+            Some(HostEvent::Failed { kind, message }) => {
+                return job.fail(rec, HostError::new(kind, message)).await;
+            }
+            None => {
+                let msg = "the site's share ended without a result for this host";
+                return job.fail(rec, HostError::new(ErrorKind::Lost, msg)).await;
+            }
+        }
+    }
+}
