@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod nats;
+pub mod sites;
 pub mod sshd;
 pub mod tmux;
 

@@ -423,12 +423,19 @@ async fn try_setup(
     })
     .await
     .map_err(|e| anyhow::anyhow!("stream {}: {e}", names.stream()))?;
-    let bucket = |name: String, max_age: Duration| kv::Config {
-        bucket: name,
-        history: 1,
+    // The bucket's stream as `create_key_value` makes it; made here because that call first
+    // asks for account info in a form nats-server 2.9 (Debian's) does not send.
+    let bucket = |name: String, max_age: Duration| stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
         max_age,
-        num_replicas: replicas,
         storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: replicas,
+        discard: stream::DiscardPolicy::New,
         ..Default::default()
     };
     let mut stores = Vec::new();
@@ -437,13 +444,13 @@ async fn try_setup(
         (names.claims_bucket(), KEEP),
         (names.runs_bucket(), KEEP),
     ] {
-        let s = match js.get_key_value(name.clone()).await {
-            Ok(s) => s,
-            Err(_) => js
-                .create_key_value(bucket(name.clone(), age))
-                .await
-                .map_err(|e| anyhow::anyhow!("KV bucket {name}: {e}"))?,
-        };
+        js.get_or_create_stream(bucket(name.clone(), age))
+            .await
+            .map_err(|e| anyhow::anyhow!("KV bucket {name}: {e}"))?;
+        let s = js
+            .get_key_value(name.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("KV bucket {name}: {e}"))?;
         stores.push(s);
     }
     let runs = stores.pop().context("runs bucket")?;

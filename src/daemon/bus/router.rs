@@ -13,14 +13,14 @@
 //! attempt the operator wrote down.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{push, DeliverPolicy};
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
 
-use super::Bus;
+use super::{lock, Bus};
 use crate::daemon::inflight::Killer;
 use crate::daemon::run::HostJob;
 use crate::daemon::server::Daemon;
@@ -44,65 +44,84 @@ pub struct HostRoute {
     killer: JobKiller,
 }
 
+/// Where a share went, once a daemon took it; kills asked for before wait here.
+#[derive(Default)]
+struct Target {
+    sent: OnceLock<(Arc<Bus>, String)>,
+    pending: Mutex<Vec<(String, i32)>>,
+}
+
 /// Kills a remote host's job: a signed kill on the job's kill subject.
 #[derive(Clone)]
 pub struct JobKiller {
-    bus: Arc<Bus>,
-    job: String,
+    target: Arc<Target>,
     host: String,
+}
+
+async fn send_kill(bus: &Bus, job: &str, host: &str, signal: i32) -> Result<(), String> {
+    let payload = bus.sign(Action::Kill {
+        job: job.to_string(),
+        host: Some(host.to_string()),
+        signal,
+    })?;
+    bus.client
+        .publish(bus.names.job_kill(job), payload.into())
+        .await
+        .map_err(|e| format!("sending a kill over NATS: {e}"))
 }
 
 impl JobKiller {
     pub async fn kill(&self, signal: i32) -> Result<(), String> {
-        let payload = self.bus.sign(Action::Kill {
-            job: self.job.clone(),
-            host: Some(self.host.clone()),
-            signal,
-        })?;
-        self.bus
-            .client
-            .publish(self.bus.names.job_kill(&self.job), payload.into())
-            .await
-            .map_err(|e| format!("sending a kill over NATS: {e}"))
+        let sent = {
+            // Under the lock that the share takes to mark itself sent: no kill falls between.
+            let mut pending = lock(&self.target.pending);
+            let sent = self.target.sent.get().cloned();
+            if sent.is_none() {
+                pending.push((self.host.clone(), signal));
+            }
+            sent
+        };
+        match sent {
+            Some((bus, job)) => send_kill(&bus, &job, &self.host, signal).await,
+            None => Ok(()),
+        }
     }
 }
 
-/// The site a host belongs to, when the bus should serve it (another site than ours).
-pub fn remote_site<'h>(bus: &Bus, host: &'h crate::model::Host) -> Option<&'h str> {
+/// The site a host belongs to, when the bus should serve it: the host has a `site` tag, this
+/// daemon is on a bus (or will be: its options name one) and serves another site or none.
+pub fn remote_site<'h>(d: &Daemon, host: &'h crate::model::Host) -> Option<&'h str> {
+    let cfg = d.opts.bus.as_ref()?;
     let site = host.tag("site")?;
-    (bus.site.as_deref() != Some(site)).then_some(site)
+    (cfg.site.as_deref() != Some(site)).then_some(site)
 }
 
 /// Split a run: start one share per remote site and return each remote host's route, by
-/// index in `req.hosts`. Empty when the daemon is not on the bus or every host is local.
+/// index in `req.hosts`. Empty when the daemon is not on a bus or every host is local.
 pub fn split(d: &Arc<Daemon>, req: &RunRequest, run_id: u64) -> HashMap<usize, HostRoute> {
     let mut routes = HashMap::new();
-    let Some(bus) = d.bus.get() else {
-        return routes;
-    };
     let mut by_site: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, h) in req.hosts.iter().enumerate() {
-        if let Some(site) = remote_site(bus, h) {
+        if let Some(site) = remote_site(d, h) {
             by_site.entry(site.to_string()).or_default().push(i);
         }
     }
     for (site, idx) in by_site {
-        let job = pb::token_of(&format!("{}-{run_id}-{site}", bus.id));
+        let target = Arc::new(Target::default());
         let mut senders = HashMap::new();
         for &i in &idx {
             let name = req.hosts[i].name.clone();
             let (tx, rx) = mpsc::channel(HOST_QUEUE);
             senders.insert(name.clone(), tx);
             let killer = JobKiller {
-                bus: bus.clone(),
-                job: job.clone(),
+                target: target.clone(),
                 host: name,
             };
             routes.insert(i, HostRoute { events: rx, killer });
         }
         let share = SiteRun {
-            job,
-            run: format!("{}-{run_id}", bus.id),
+            job: String::new(),
+            run: run_id.to_string(),
             site: site.clone(),
             hosts: idx.iter().map(|&i| req.hosts[i].name.clone()).collect(),
             selection: req.selection.clone(),
@@ -113,9 +132,27 @@ pub fn split(d: &Arc<Daemon>, req: &RunRequest, run_id: u64) -> HashMap<usize, H
             operator: req.who.clone(),
             origin: req.origin.clone(),
         };
-        tokio::spawn(run_share(bus.clone(), share, senders));
+        tokio::spawn(run_share(d.clone(), share, senders, target));
     }
     routes
+}
+
+/// The bus, waiting (bounded) for a daemon that is still joining it.
+async fn bus_of(d: &Daemon) -> Result<Arc<Bus>, HostError> {
+    let deadline = Instant::now() + SITE_WAIT;
+    loop {
+        if let Some(b) = d.bus.get() {
+            return Ok(b.clone());
+        }
+        if Instant::now() >= deadline || d.shutdown.is_cancelled() {
+            let msg = format!(
+                "not connected to NATS within {}s (see the daemon's log)",
+                SITE_WAIT.as_secs()
+            );
+            return Err(HostError::new(ErrorKind::Unreachable, msg));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Send every host of the share `kind`/`message` (no result came back for them).
@@ -137,10 +174,17 @@ async fn fail_all(
 /// One site's share: listen for its events, send it, pass each host's events on until every
 /// host has its result (or the daemon running it is gone).
 async fn run_share(
-    bus: Arc<Bus>,
-    share: SiteRun,
+    d: Arc<Daemon>,
+    mut share: SiteRun,
     mut hosts: HashMap<String, mpsc::Sender<HostEvent>>,
+    target: Arc<Target>,
 ) {
+    let bus = match bus_of(&d).await {
+        Ok(b) => b,
+        Err(e) => return fail_all(&mut hosts, e.kind, &e.message).await,
+    };
+    share.job = pb::token_of(&format!("{}-{}-{}", bus.id, share.run, share.site));
+    share.run = format!("{}-{}", bus.id, share.run);
     let (job, site) = (share.job.clone(), share.site.clone());
     // Listen first: nothing the site publishes can be missed (the stream keeps it anyway).
     let mut messages = match job_messages(&bus, &job).await {
@@ -155,6 +199,16 @@ async fn run_share(
         Err(e) => return fail_all(&mut hosts, e.kind, &e.message).await,
     };
     tracing::info!(%job, %site, %daemon, hosts = hosts.len(), "share accepted");
+    let pending = {
+        let mut pending = lock(&target.pending);
+        let _ = target.sent.set((bus.clone(), job.clone()));
+        std::mem::take(&mut *pending)
+    };
+    for (host, signal) in pending {
+        if let Err(e) = send_kill(&bus, &job, &host, signal).await {
+            tracing::warn!(%job, "{e}");
+        }
+    }
     let accepted = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     while !hosts.is_empty() {
