@@ -121,7 +121,10 @@ pub fn sites(r: &StatusReport) -> String {
     }
     let mut ds: Vec<_> = r.daemons.iter().collect();
     ds.sort_by(|a, b| (&a.0.site, &a.0.daemon).cmp(&(&b.0.site, &b.0.daemon)));
-    let _ = writeln!(out, "\nSITE      DAEMON                            STATE  HEARD  PID      JOBS  HOSTS");
+    let _ = writeln!(
+        out,
+        "\nSITE      DAEMON                            STATE  HEARD  PID      JOBS  HOSTS"
+    );
     for (p, ago) in ds {
         let gone = *ago >= crate::daemon::bus::DEAD_AFTER.as_millis() as u64;
         let ready: Vec<&str> = p

@@ -96,7 +96,10 @@ fn append_blocking(path: &Path, text: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Mirror = (std::path::PathBuf, tokio::sync::mpsc::UnboundedSender<Vec<u8>>);
+type Mirror = (
+    std::path::PathBuf,
+    tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+);
 
 /// Where each audit log's lines are copied to (the NATS bus), by the log's path.
 static MIRRORS: std::sync::Mutex<Vec<Mirror>> = std::sync::Mutex::new(Vec::new());

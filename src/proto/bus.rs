@@ -178,20 +178,31 @@ pub struct SiteRun {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     /// Claimed and started by `daemon`.
-    Accepted { daemon: String },
+    Accepted {
+        daemon: String,
+    },
     /// The job was claimed before (by `daemon`): it runs there, never again.
-    Claimed { daemon: String },
+    Claimed {
+        daemon: String,
+    },
     /// Done (answers, interrupts, kills).
     Done,
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 /// One message of a job's event subject.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobMsg {
-    Host { host: String, event: HostEvent },
+    Host {
+        host: String,
+        event: HostEvent,
+    },
     /// Every host of the share has reported (`error`: the site's run store failed).
-    Done { error: Option<String> },
+    Done {
+        error: Option<String>,
+    },
 }
 
 /// One message of a run's log subject: the client protocol's events, as the owning daemon's

@@ -176,7 +176,15 @@ impl SiteDaemon {
     pub fn start(machine: Machine, nats: &NatsCluster, site: &str) -> SiteDaemon {
         let log = std::fs::File::create(machine.dir.join("stderr.log")).expect("stderr log");
         let url = nats.url();
-        let mut args = vec!["daemon", "--idle-timeout", "0", "--nats", &url, "--fleet", FLEET];
+        let mut args = vec![
+            "daemon",
+            "--idle-timeout",
+            "0",
+            "--nats",
+            &url,
+            "--fleet",
+            FLEET,
+        ];
         if !site.is_empty() {
             args.extend(["--site", site]);
         }
@@ -260,5 +268,8 @@ pub fn wait_status(m: &Machine, what: &str, wait: Duration, pred: impl Fn(&str) 
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    panic!("{what}: not within {wait:?}; last status:\n{last}\n{}", m.log_tail(400));
+    panic!(
+        "{what}: not within {wait:?}; last status:\n{last}\n{}",
+        m.log_tail(400)
+    );
 }

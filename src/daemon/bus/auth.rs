@@ -67,7 +67,11 @@ impl Operators {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let ops: Operators = toml::from_str(&text).map_err(|e| {
             let (line, col) = crate::textpos::line_col(&text, e.span().map_or(0, |s| s.start));
-            format!("{}:{line}:{col}: {}", path.display(), e.message().trim_end())
+            format!(
+                "{}:{line}:{col}: {}",
+                path.display(),
+                e.message().trim_end()
+            )
         })?;
         for o in &ops.list {
             if nkeys::KeyPair::from_public_key(&o.key).is_err() || !o.key.starts_with('U') {

@@ -297,7 +297,11 @@ fn read_secret(path: &Path, what: &str) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("[nats] {what}: reading {}", path.display()))?;
     let text = text.trim().to_string();
-    anyhow::ensure!(!text.is_empty(), "[nats] {what}: {} is empty", path.display());
+    anyhow::ensure!(
+        !text.is_empty(),
+        "[nats] {what}: {} is empty",
+        path.display()
+    );
     Ok(text)
 }
 
@@ -564,6 +568,47 @@ async fn watch_peers(d: Arc<Daemon>, bus: Arc<Bus>) {
                 }
                 _ = d.shutdown.cancelled() => return,
             }
+        }
+    }
+}
+
+/// An ordered consumer over `subject` from its first message, retried for a while: a
+/// cluster that just lost a node re-elects its leaders before it answers again.
+pub async fn ordered(
+    bus: &Bus,
+    subject: String,
+) -> Result<jetstream::consumer::push::Ordered, String> {
+    use jetstream::consumer::{push, DeliverPolicy};
+    let deadline = Instant::now() + SETUP_WAIT;
+    loop {
+        let r = async {
+            let stream = bus
+                .js
+                .get_stream(bus.names.stream())
+                .await
+                .map_err(|e| format!("stream {}: {e}", bus.names.stream()))?;
+            let consumer = stream
+                .create_consumer(push::OrderedConfig {
+                    deliver_subject: bus.client.new_inbox(),
+                    filter_subject: subject.clone(),
+                    deliver_policy: DeliverPolicy::All,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("following {subject}: {e}"))?;
+            consumer
+                .messages()
+                .await
+                .map_err(|e| format!("following {subject}: {e}"))
+        }
+        .await;
+        match r {
+            Ok(m) => return Ok(m),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!("{e}; again");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => return Err(e),
         }
     }
 }

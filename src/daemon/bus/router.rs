@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{push, DeliverPolicy};
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
 
@@ -259,21 +258,7 @@ async fn job_messages(
     bus: &Bus,
     job: &str,
 ) -> Result<async_nats::jetstream::consumer::push::Ordered, String> {
-    let stream = bus
-        .js
-        .get_stream(bus.names.stream())
-        .await
-        .map_err(|e| format!("stream {}: {e}", bus.names.stream()))?;
-    let consumer = stream
-        .create_consumer(push::OrderedConfig {
-            deliver_subject: bus.client.new_inbox(),
-            filter_subject: bus.names.job_events(job),
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("consumer: {e}"))?;
-    consumer.messages().await.map_err(|e| format!("{e}"))
+    super::ordered(bus, bus.names.job_events(job)).await
 }
 
 /// Send the share to its site until a daemon takes it (or says it took it before). Every

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{push, DeliverPolicy};
 use futures::StreamExt as _;
 
 use super::{auth, Bus};
@@ -186,24 +185,7 @@ pub async fn attach(d: &Arc<Daemon>, run: &str, sink: &Sink) -> bool {
 }
 
 async fn replay(bus: &Bus, run: &str, owner: &str, sink: &Sink) -> Result<(), String> {
-    let stream = bus
-        .js
-        .get_stream(bus.names.stream())
-        .await
-        .map_err(|e| format!("stream {}: {e}", bus.names.stream()))?;
-    let consumer = stream
-        .create_consumer(push::OrderedConfig {
-            deliver_subject: bus.client.new_inbox(),
-            filter_subject: bus.names.run_log(run),
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("following {run}: {e}"))?;
-    let mut msgs = consumer
-        .messages()
-        .await
-        .map_err(|e| format!("following {run}: {e}"))?;
+    let mut msgs = super::ordered(bus, bus.names.run_log(run)).await?;
     let since = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {

@@ -13,9 +13,9 @@ use futures::StreamExt as _;
 
 use super::{auth, lock, Bus};
 use crate::daemon::registry::Control;
+use crate::daemon::run;
 use crate::daemon::runlog::Entry;
 use crate::daemon::server::Daemon;
-use crate::daemon::run;
 use crate::inventory::Inventory;
 use crate::model::Host;
 use crate::proto::bus::{self as pb, Action, JobMsg, Presence, Reply, SiteRun};
@@ -97,7 +97,11 @@ async fn take(d: Arc<Daemon>, bus: Arc<Bus>, inv: Arc<InventoryCache>, m: async_
     };
     let site = bus.site.clone().unwrap_or_default();
     if share.site != site || !pb::valid_token(&share.job) {
-        return refuse(format!("this daemon serves site {site}, not {}", share.site)).await;
+        return refuse(format!(
+            "this daemon serves site {site}, not {}",
+            share.site
+        ))
+        .await;
     }
     let hosts = match inv.resolve(&d, &site, &share.hosts).await {
         Ok(h) => h,
@@ -116,7 +120,8 @@ async fn take(d: Arc<Daemon>, bus: Arc<Bus>, inv: Arc<InventoryCache>, m: async_
         }
         Err(e) => return refuse(format!("claiming job {}: {e}", share.job)).await,
     }
-    let who = if share.operator == op.name || share.operator.starts_with(&format!("{} (", op.name)) {
+    let who = if share.operator == op.name || share.operator.starts_with(&format!("{} (", op.name))
+    {
         op.name.clone()
     } else {
         format!("{} (as {})", op.name, share.operator)
@@ -137,8 +142,18 @@ async fn take(d: Arc<Daemon>, bus: Arc<Bus>, inv: Arc<InventoryCache>, m: async_
         Ok(t) => t,
         Err(e) => {
             // Claimed but nothing ran: say so in the job's events.
-            let _ = bus.claims.put(&share.job, format!("{}: failed to start", bus.id).into()).await;
-            answer(&bus, reply.as_ref(), &Reply::Accepted { daemon: bus.id.clone() }).await;
+            let _ = bus
+                .claims
+                .put(&share.job, format!("{}: failed to start", bus.id).into())
+                .await;
+            answer(
+                &bus,
+                reply.as_ref(),
+                &Reply::Accepted {
+                    daemon: bus.id.clone(),
+                },
+            )
+            .await;
             let mut p = Publisher::new(&bus, &share.job);
             p.send(&JobMsg::Done { error: Some(e) }).await;
             p.finish().await;
@@ -149,7 +164,14 @@ async fn take(d: Arc<Daemon>, bus: Arc<Bus>, inv: Arc<InventoryCache>, m: async_
         return;
     };
     lock(&bus.jobs).insert(share.job.clone(), (run_id, op.key.clone()));
-    answer(&bus, reply.as_ref(), &Reply::Accepted { daemon: bus.id.clone() }).await;
+    answer(
+        &bus,
+        reply.as_ref(),
+        &Reply::Accepted {
+            daemon: bus.id.clone(),
+        },
+    )
+    .await;
     tracing::info!(job = %share.job, run_id, who = %who, hosts = share.hosts.len(), "job taken");
     stream_events(&bus, &share, &t).await;
     lock(&bus.jobs).remove(&share.job);
