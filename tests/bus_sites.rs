@@ -574,6 +574,8 @@ fn heists_over_two_sites_with_a_spare_a_dead_daemon_and_a_dead_nats_node() {
         2 * PER_SITE,
         "every host has a verdict: {outcomes:?}\n{h2}"
     );
+    let m2 = marks(&marks2);
+    assert!(m2.values().all(|&n| n == 1), "a step ran twice: {m2:?}");
     let lost: Vec<&(String, String)> = steps
         .iter()
         .filter(|(_, v)| v.2.as_deref() == Some("lost"))
@@ -594,8 +596,6 @@ fn heists_over_two_sites_with_a_spare_a_dead_daemon_and_a_dead_nats_node() {
         "the killed daemon's steps are lost: {steps:?}\n{h2}"
     );
     assert!(lost.iter().all(|(h, _)| h.starts_with('a')), "{lost:?}");
-    let m2 = marks(&marks2);
-    assert!(m2.values().all(|&n| n == 1), "a step ran twice: {m2:?}");
     // Every step started once in the heist's journal: a lost step (it may have run, its
     // marker may be there) was never sent again.
     let mut attempts = std::collections::BTreeMap::new();
