@@ -653,3 +653,114 @@ fn heists_over_two_sites_with_a_spare_a_dead_daemon_and_a_dead_nats_node() {
     obs.stop_daemon();
     drop(b1);
 }
+
+/// The rule that keeps a step from running twice, at the site: a job key is claimed once
+/// (KV create) before anything runs; the same request again (a router re-sending after a
+/// lost answer) is answered `Claimed` and runs nothing. Unknown keys and hosts of another
+/// site are refused.
+#[test]
+fn a_job_sent_twice_runs_once() {
+    use crew::proto::bus::{self as pb, Action, Reply, SiteRun};
+    if !require_tool("nats-server") {
+        return;
+    }
+    let nats = NatsCluster::start(1);
+    let root = tempfile::tempdir().expect("root");
+    let op = Machine::new(root.path(), "op");
+    let (seed, public) = sites::keygen(&op, "alice");
+    let operators = root.path().join("operators.toml");
+    std::fs::write(
+        &operators,
+        format!("[[operator]]\nname = \"alice\"\nkey = {public:?}\nrights = \"run\"\n"),
+    )
+    .expect("operators");
+    let m = Machine::new(root.path(), "site-a");
+    let (_, entries) = sites::local_entries("l", "a", 2);
+    m.write_hosts(&format!(
+        "{entries}\n[[host]]\nname = \"other\"\ntransport = \"local\"\ntags = [\"site=b\"]\n"
+    ));
+    m.write_daemon_toml(Some(&BusSettings {
+        password_file: Some(nats.password_file.clone()),
+        operators: Some(operators),
+        ..Default::default()
+    }));
+    let _site = SiteDaemon::start(m, &nats, "a");
+    let marker = root.path().join("marker");
+    let key = nkeys::KeyPair::from_seed(std::fs::read_to_string(&seed).expect("seed").trim())
+        .expect("seed parses");
+    let share = |job: &str, hosts: &[&str]| SiteRun {
+        job: job.into(),
+        run: "test-1".into(),
+        site: "a".into(),
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        selection: "l0001".into(),
+        command: format!("echo $CREW_HOST >> {}", marker.display()),
+        env: vec![],
+        timeout_ms: None,
+        fanout: None,
+        operator: "alice".into(),
+        origin: crew::model::RunOrigin::Command,
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let names = pb::Names::new(support::nats::FLEET);
+    let ask = |payload: Vec<u8>| -> Reply {
+        rt.block_on(async {
+            let c = async_nats::ConnectOptions::new()
+                .user_and_password(support::nats::USER.into(), support::nats::PASSWORD.into())
+                .custom_inbox_prefix(format!("crew.{}.reply.test", support::nats::FLEET))
+                .connect(nats.url())
+                .await
+                .expect("connect");
+            // The site daemon may still be joining: no responders means nobody took it.
+            for _ in 0..300 {
+                match c.request(names.site_run("a"), payload.clone().into()).await {
+                    Ok(m) => return pb::decode(&m.payload).expect("a reply"),
+                    Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                    Err(e) => panic!("request: {e}"),
+                }
+            }
+            panic!("no site daemon answered within 30 s")
+        })
+    };
+    let sign = |k: &nkeys::KeyPair, s: SiteRun| {
+        crew::daemon::bus::auth::sign(k, support::nats::FLEET, "test", Action::Run(s))
+            .expect("sign")
+    };
+    let once = sign(&key, share("job-1", &["l0001"]));
+    let first = ask(once.clone());
+    assert!(matches!(first, Reply::Accepted { .. }), "{first:?}");
+    let t0 = std::time::Instant::now();
+    while read(&marker).lines().count() < 1 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the job never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let again = ask(once);
+    let Reply::Claimed { daemon } = &again else {
+        panic!("the same job again: {again:?}");
+    };
+    let Reply::Accepted {
+        daemon: first_daemon,
+    } = &first
+    else {
+        unreachable!()
+    };
+    assert_eq!(daemon, first_daemon);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(read(&marker), "l0001\n", "ran once");
+    // A key the site does not know, and a host of another site: refused, nothing runs.
+    let stranger = sign(&nkeys::KeyPair::new_user(), share("job-2", &["l0002"]));
+    let r = ask(stranger);
+    assert!(
+        matches!(&r, Reply::Refused { reason } if reason.contains("not in this daemon's operators file")),
+        "{r:?}"
+    );
+    let r = ask(sign(&key, share("job-3", &["other"])));
+    assert!(
+        matches!(&r, Reply::Refused { reason } if reason.contains("not of site a")),
+        "{r:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(read(&marker), "l0001\n");
+}
