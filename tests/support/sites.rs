@@ -201,6 +201,30 @@ impl SiteDaemon {
         }
     }
 
+    /// A daemon with no bus (`crew daemon --idle-timeout 0`), as one machine alone runs it.
+    pub fn start_local(machine: Machine) -> SiteDaemon {
+        let log = std::fs::File::create(machine.dir.join("stderr.log")).expect("stderr log");
+        let child = machine
+            .crew(&["daemon", "--idle-timeout", "0"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start a daemon");
+        let t0 = Instant::now();
+        while !machine.home().join("daemon.sock").exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "daemon socket never appeared"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        SiteDaemon {
+            machine,
+            site: String::new(),
+            child: Some(child),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }

@@ -209,6 +209,25 @@ pub fn proto_answer(run: &str, ask_id: u64, choice: &str) -> pb::Action {
     }
 }
 
+/// The bus, waiting up to `wait` for a daemon that is configured for one and still joining
+/// it (a daemon just spawned by `crew runs`). None off the bus.
+pub async fn ready(d: &Daemon, wait: Duration) -> Option<Arc<Bus>> {
+    d.opts.bus.as_ref()?;
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(b) = d.bus.get() {
+            return Some(b.clone());
+        }
+        if Instant::now() >= deadline || d.shutdown.is_cancelled() {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How long a request that needs the bus waits for a daemon still joining it.
+pub const JOIN_WAIT: Duration = Duration::from_secs(10);
+
 /// The daemon's bus, once connected.
 pub type Slot = OnceLock<Arc<Bus>>;
 

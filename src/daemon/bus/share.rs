@@ -132,7 +132,7 @@ async fn publish_log(bus: Arc<Bus>, t: Arc<Tracked>) {
 
 /// Runs and heists of other daemons on the bus (ours are listed from the registry).
 pub async fn list_remote(d: &Daemon) -> Vec<RunInfo> {
-    let Some(bus) = d.bus.get() else {
+    let Some(bus) = super::ready(d, super::JOIN_WAIT).await else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -170,11 +170,12 @@ async fn owner(bus: &Bus, run: &str) -> Option<String> {
 /// `crew attach RUN` for a run of another daemon: its log from the stream, from the first
 /// event, then live until it ends. False when `run` is not on the bus.
 pub async fn attach(d: &Arc<Daemon>, run: &str, sink: &Sink) -> bool {
-    let Some(bus) = d.bus.get() else { return false };
-    let Some(owner) = owner(bus, run).await else {
+    let Some(bus) = super::ready(d, super::JOIN_WAIT).await else {
         return false;
     };
-    let bus = bus.clone();
+    let Some(owner) = owner(&bus, run).await else {
+        return false;
+    };
     let (run, sink) = (run.to_string(), sink.clone());
     tokio::spawn(async move {
         if let Err(message) = replay(&bus, &run, &owner, &sink).await {
@@ -225,8 +226,8 @@ async fn listed_over(bus: &Bus, run: &str) -> bool {
 /// Answer or interrupt a run of another daemon: signed, sent to its owner, which checks.
 /// None when `run` is not another daemon's run on the bus.
 pub async fn forward(d: &Daemon, run: &str, action: Action) -> Option<Result<(), String>> {
-    let bus = d.bus.get()?;
-    let owner = owner(bus, run).await?;
+    let bus = super::ready(d, super::JOIN_WAIT).await?;
+    let owner = owner(&bus, run).await?;
     let r = async {
         let payload = bus.sign(action)?;
         let m = bus
