@@ -71,6 +71,31 @@ struct Row {
     wall: Duration,
     first: Duration,
     msgs_per_s: f64,
+    /// CPU time of the daemons (and NATS nodes) per host and run.
+    cpu_per_host: Duration,
+    nats_cpu_per_host: Duration,
+}
+
+/// utime + stime of a process (from /proc; zero when gone).
+fn cpu(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces) end with ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // rest starts at field 3 (state, not a number): utime is field 14, stime 15.
+    let ticks = f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+fn cpu_of(pids: &[u32]) -> Duration {
+    pids.iter().map(|&p| cpu(p)).sum()
 }
 
 fn stream_messages(nats: &NatsCluster) -> u64 {
@@ -152,6 +177,7 @@ fn setup(nats: &NatsCluster, n: usize, sites: usize) -> Setup {
         password_file: Some(nats.password_file.clone()),
         operators: Some(operators.clone()),
         identity: Some(seed),
+        ca: None,
     };
     op.write_daemon_toml((sites > 0).then_some(&bus));
     obs.write_daemon_toml(Some(&bus));
@@ -187,16 +213,24 @@ fn measure(nats: &NatsCluster, n: usize, sites: usize, reps: usize) -> Row {
     let op = &s.op.machine;
     // Warm: every agent started (their start is not the bus's cost).
     let _ = timed_run(op, "true");
+    let mut daemons: Vec<u32> = s._sites.iter().map(SiteDaemon::pid).collect();
+    daemons.push(s.op.pid());
+    let nats_pids = nats.pids();
     let before = stream_messages(nats);
+    let (cpu0, ncpu0) = (cpu_of(&daemons), cpu_of(&nats_pids));
     let t0 = Instant::now();
     let runs: Vec<Timing> = (0..reps).map(|_| timed_run(op, "true")).collect();
     let spent = t0.elapsed();
+    let (cpu1, ncpu1) = (cpu_of(&daemons), cpu_of(&nats_pids));
     let after = stream_messages(nats);
+    let per = (n * reps) as u32;
     let row = Row {
         daemons: sites,
         wall: median(runs.iter().map(|t| t.wall).collect()),
         first: median(runs.iter().map(|t| t.first).collect()),
         msgs_per_s: (after - before) as f64 / spent.as_secs_f64(),
+        cpu_per_host: (cpu1 - cpu0) / per,
+        nats_cpu_per_host: (ncpu1 - ncpu0) / per,
     };
     eprintln!(
         "{} site daemon(s): wall {:?} first event {:?}",
@@ -254,8 +288,8 @@ fn main() {
         .collect();
     let base = rows[0].wall;
     println!("\n`true` on {n} local-transport hosts, warm (agents up), median of {reps}; NATS: 3 nodes, JetStream R3\n");
-    println!("| daemons | wall | first host event | bus overhead per host | JetStream msgs/s |");
-    println!("|---|---|---|---|---|");
+    println!("| daemons | wall | first host event | wall over one daemon, per host | daemons' CPU per host | NATS CPU per host | JetStream msgs/s |");
+    println!("|---|---|---|---|---|---|---|");
     for r in &rows {
         let label = if r.daemons == 0 {
             "1 (no bus)".to_string()
@@ -264,7 +298,7 @@ fn main() {
         };
         let over = r.wall.as_secs_f64() - base.as_secs_f64();
         println!(
-            "| {label} | {:.0} ms | {:.0} ms | {} | {} |",
+            "| {label} | {:.0} ms | {:.0} ms | {} | {:.0} µs | {:.0} µs | {} |",
             r.wall.as_secs_f64() * 1e3,
             r.first.as_secs_f64() * 1e3,
             if r.daemons == 0 {
@@ -272,6 +306,8 @@ fn main() {
             } else {
                 format!("{:.0} µs", over * 1e6 / n as f64)
             },
+            r.cpu_per_host.as_secs_f64() * 1e6,
+            r.nats_cpu_per_host.as_secs_f64() * 1e6,
             if r.daemons == 0 {
                 "-".to_string()
             } else {

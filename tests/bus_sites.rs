@@ -11,12 +11,31 @@ use support::require_tool;
 use support::sites::{self, BusSettings, Machine, SiteDaemon};
 use support::sshd::SshdFleet;
 
+/// Over TLS (every node requires it; daemons trust the test's CA from `[nats] ca`): a plain
+/// run over two sites is one run. A client that does not trust the CA cannot join.
 #[test]
-fn a_run_over_two_sites_is_one_run() {
-    if !require_tool("sshd") || !require_tool("nats-server") {
+fn a_run_over_two_sites_is_one_run_over_tls() {
+    if !require_tool("sshd") || !require_tool("nats-server") || !require_tool("openssl") {
         return;
     }
-    let nats = NatsCluster::start(3);
+    let nats = NatsCluster::start_with(3, true);
+    let ca = nats.ca.clone().expect("a CA");
+    {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let untrusted = rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                async_nats::ConnectOptions::new()
+                    .user_and_password(support::nats::USER.into(), support::nats::PASSWORD.into())
+                    .connect(nats.url().split(',').collect::<Vec<_>>()),
+            )
+            .await
+        });
+        assert!(
+            !matches!(untrusted, Ok(Ok(_))),
+            "connected without trusting the CA"
+        );
+    }
     let (fa, fb) = (SshdFleet::start(3), SshdFleet::start(3));
     let root = tempfile::tempdir().expect("root");
     let op = Machine::new(root.path(), "op");
@@ -32,6 +51,7 @@ fn a_run_over_two_sites_is_one_run() {
     let site_bus = BusSettings {
         password_file: Some(nats.password_file.clone()),
         operators: Some(operators.clone()),
+        ca: Some(ca.clone()),
         ..Default::default()
     };
     let ma = Machine::new(root.path(), "site-a");
@@ -48,6 +68,7 @@ fn a_run_over_two_sites_is_one_run() {
         password_file: Some(nats.password_file.clone()),
         operators: Some(operators.clone()),
         identity: Some(seed),
+        ca: Some(ca.clone()),
     }));
     let op = SiteDaemon::start(op, &nats, "");
     let op = &op.machine;
@@ -333,6 +354,7 @@ fn heists_over_two_sites_with_a_spare_a_dead_daemon_and_a_dead_nats_node() {
         password_file: Some(nats.password_file.clone()),
         operators: Some(operators.clone()),
         identity: Some(identity),
+        ca: None,
     };
     for (m, id) in [
         (&op, Some(seed.clone())),
@@ -507,7 +529,7 @@ fn heists_over_two_sites_with_a_spare_a_dead_daemon_and_a_dead_nats_node() {
     // 2. A spare for site A joins (its pool empty; the queue group now spreads site A's jobs
     //    over both). SIGKILL the first A daemon while it runs steps: the spare takes its
     //    hosts, the heist gives every host a verdict, nothing that ran runs again.
-    let mut a2 = site("site-a2", &ea, "a");
+    let a2 = site("site-a2", &ea, "a");
     sites::wait_status(op, "the spare up", Duration::from_secs(60), |t| {
         rows(t).iter().filter(|r| r.up && r.site == "a").count() == 2
     });

@@ -37,6 +37,79 @@ pub struct NatsCluster {
     dir: tempfile::TempDir,
     nodes: Vec<Node>,
     pub password_file: PathBuf,
+    /// The CA that signed the nodes' certificate, when they require TLS.
+    pub ca: Option<PathBuf>,
+}
+
+/// A CA and a server certificate for 127.0.0.1 (openssl), in `dir`: (ca.pem, cert, key).
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = find_tool("openssl").expect("openssl installed");
+    let run = |args: &[&str]| {
+        let o = Command::new(&openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=crew test CA",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("san.ext");
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
 }
 
 fn fleet_permissions(fleet: &str) -> String {
@@ -53,12 +126,27 @@ fn fleet_permissions(fleet: &str) -> String {
 impl NatsCluster {
     /// Start `n` nodes (a cluster when n > 1) and wait until each answers its health check.
     pub fn start(n: usize) -> NatsCluster {
+        NatsCluster::start_with(n, false)
+    }
+
+    /// As [`NatsCluster::start`]; with `tls`, every node requires TLS from clients (a
+    /// certificate for 127.0.0.1 signed by a CA made here, see [`NatsCluster::ca`]).
+    pub fn start_with(n: usize, tls: bool) -> NatsCluster {
         let exe = find_tool("nats-server").expect("nats-server installed");
         let dir = tempfile::Builder::new()
             .prefix("crew-nats-")
             .tempdir()
             .expect("temp dir");
         let password_file = dir.path().join("nats.pass");
+        let certs = tls.then(|| make_certs(dir.path()));
+        let tls_block = match &certs {
+            Some((_, cert, key)) => format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password file");
         let mut nodes: Vec<Node> = (0..n)
             .map(|i| Node {
@@ -87,7 +175,7 @@ impl NatsCluster {
             let conf = format!(
                 "server_name: {name}\nlisten: \"127.0.0.1:{client}\"\nhttp: \"127.0.0.1:{monitor}\"\n\
                  jetstream {{\n  store_dir: \"{store}\"\n  max_memory_store: 64MB\n  max_file_store: 1GB\n}}\n\
-                 {cluster}\
+                 {cluster}{tls_block}\
                  authorization {{\n  users: [\n    {{ user: \"{USER}\", password: \"{PASSWORD}\"\n    {perms} }}\n  ]\n}}\n",
                 name = node.name,
                 client = node.client,
@@ -113,6 +201,7 @@ impl NatsCluster {
             dir,
             nodes,
             password_file,
+            ca: certs.map(|(ca, _, _)| ca),
         };
         for i in 0..n {
             c.wait_healthy(i, Duration::from_secs(30));
@@ -187,6 +276,14 @@ impl NatsCluster {
             self.nodes[i].name,
             self.logs()
         );
+    }
+
+    /// Process ids of the running nodes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.child.as_ref().map(Child::id))
+            .collect()
     }
 
     /// SIGKILL node `i`.

@@ -54,6 +54,8 @@ pub struct BusSettings {
     pub password_file: Option<PathBuf>,
     pub operators: Option<PathBuf>,
     pub identity: Option<PathBuf>,
+    /// TLS: trust this CA (and require TLS).
+    pub ca: Option<PathBuf>,
 }
 
 pub struct Machine {
@@ -106,6 +108,7 @@ impl Machine {
                 ("password_file", path(&b.password_file)),
                 ("operators", path(&b.operators)),
                 ("identity", path(&b.identity)),
+                ("ca", path(&b.ca)),
             ] {
                 if let Some(v) = v {
                     t += &format!("{k} = {v:?}\n");
