@@ -251,8 +251,7 @@ fn follow_rate(nats: &NatsCluster, n: usize, lines: usize) -> (usize, f64, usize
     let listing = sites::text(&o);
     let id = listing
         .lines()
-        .filter(|l| l.contains(" run ") && l.contains("seq"))
-        .last()
+        .rfind(|l| l.contains(" run ") && l.contains("seq"))
         .and_then(|l| l.split_whitespace().next())
         .unwrap_or_else(|| panic!("the run on the third machine:\n{listing}"))
         .to_string();

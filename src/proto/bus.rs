@@ -133,6 +133,8 @@ pub struct Signable {
     pub action: Action,
 }
 
+// An Action lives only between signing and sending, or decoding and acting.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
     /// Run a command on some of a site's hosts.

@@ -185,17 +185,19 @@ async fn run_share(
     share.job = pb::token_of(&format!("{}-{}-{}", bus.id, share.run, share.site));
     share.run = format!("{}-{}", bus.id, share.run);
     let (job, site) = (share.job.clone(), share.site.clone());
-    // Listen first: nothing the site publishes can be missed (the stream keeps it anyway).
-    let mut messages = match job_messages(&bus, &job).await {
+    // Send and start listening at once: the stream keeps every event from the first, so a
+    // consumer made after the site started misses nothing (one round trip saved).
+    let (messages, daemon) = tokio::join!(job_messages(&bus, &job), send(&bus, &share));
+    let daemon = match daemon {
+        Ok(d) => d,
+        Err(e) => return fail_all(&mut hosts, e.kind, &e.message).await,
+    };
+    let mut messages = match messages {
         Ok(m) => m,
         Err(e) => {
             let msg = format!("site {site}: listening for the job's events: {e}");
             return fail_all(&mut hosts, ErrorKind::Internal, &msg).await;
         }
-    };
-    let daemon = match send(&bus, &share).await {
-        Ok(d) => d,
-        Err(e) => return fail_all(&mut hosts, e.kind, &e.message).await,
     };
     tracing::info!(%job, %site, %daemon, hosts = hosts.len(), "share accepted");
     let pending = {

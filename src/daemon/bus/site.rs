@@ -364,10 +364,13 @@ pub async fn take_over(d: Arc<Daemon>, bus: Arc<Bus>, gone: Presence) {
     .await;
 }
 
+/// An inventory as loaded: its file, that file's mtime then, the hosts.
+type Loaded = (PathBuf, Option<SystemTime>, Arc<Inventory>);
+
 /// The site daemon's inventory, reloaded when the file changes.
 #[derive(Default)]
 struct InventoryCache {
-    cached: tokio::sync::Mutex<Option<(PathBuf, Option<SystemTime>, Arc<Inventory>)>>,
+    cached: tokio::sync::Mutex<Option<Loaded>>,
 }
 
 impl InventoryCache {
