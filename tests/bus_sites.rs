@@ -786,3 +786,120 @@ fn a_job_sent_twice_runs_once() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(read(&marker), "l0001\n");
 }
+
+/// A heist started on one operator's machine asks (a step failed on a host of site a); a
+/// console on another machine follows it over the bus and answers; the answer goes to the
+/// heist's owner, which checks the signer's rights and audits who answered.
+#[test]
+fn an_ask_is_answered_from_another_machine() {
+    if !require_tool("nats-server") || !require_tool("tmux") {
+        return;
+    }
+    let nats = NatsCluster::start(1);
+    let root = tempfile::tempdir().expect("root");
+    let r = root.path();
+    let op = Machine::new(r, "op");
+    let obs = Machine::new(r, "obs");
+    let (seed, public) = sites::keygen(&op, "alice");
+    let (bob_seed, bob_public) = sites::keygen(&obs, "bob");
+    let operators = r.join("operators.toml");
+    std::fs::write(
+        &operators,
+        format!(
+            "[[operator]]\nname = \"alice\"\nkey = {public:?}\nrights = \"heist\"\n\
+             [[operator]]\nname = \"bob\"\nkey = {bob_public:?}\nrights = \"heist\"\n"
+        ),
+    )
+    .expect("operators");
+    let (_, entries) = sites::local_entries("l", "a", 3);
+    let site = Machine::new(r, "site-a");
+    site.write_hosts(&entries);
+    site.write_daemon_toml(Some(&BusSettings {
+        password_file: Some(nats.password_file.clone()),
+        operators: Some(operators.clone()),
+        ..Default::default()
+    }));
+    let _site = SiteDaemon::start(site, &nats, "a");
+    let heist = r#"
+[heist.careful]
+select = "role=web"
+
+[[heist.careful.step]]
+name = "check"
+run = "test ${host} != l0002 || { echo 'l0002 objects' >&2; exit 3; }"
+on_fail = { then = "ask" }
+
+[[heist.careful.step]]
+name = "finish"
+run = "echo ${host} finished"
+"#;
+    for (m, id) in [(&op, seed), (&obs, bob_seed)] {
+        m.write_hosts(&entries);
+        m.write_daemon_toml(Some(&BusSettings {
+            url: Some(nats.url()),
+            password_file: Some(nats.password_file.clone()),
+            operators: Some(operators.clone()),
+            identity: Some(id),
+            ca: None,
+        }));
+        std::fs::write(m.dir.join("heists/careful.toml"), heist).expect("heist");
+    }
+    let op_d = SiteDaemon::start(op, &nats, "");
+    let op = &op_d.machine;
+    sites::wait_status(op, "site a up", Duration::from_secs(60), |t| {
+        rows(t).iter().any(|r| r.site == "a" && r.up)
+    });
+    let o = op.run(&["heist", "run", "careful", "--detach"]);
+    assert_eq!(o.status.code(), Some(0), "{}", sites::text(&o));
+    let console = support::tmux::Session::start(
+        format!("crew-bus-ask-{}", std::process::id()),
+        150,
+        40,
+        |_| {
+            format!(
+                "env CREW_HOME='{}' CREW_CONFIG_DIR='{}' CREW_AGENT_EXE='{}' '{}' --hosts '{}'; echo \"EXITED $?\"; sleep 60",
+                obs.home().display(),
+                obs.config().display(),
+                env!("CARGO_BIN_EXE_crew"),
+                env!("CARGO_BIN_EXE_crew"),
+                obs.hosts().display()
+            )
+        },
+    );
+    console.wait_for("Hosts 3 shown", 30);
+    // The list is read when it opens: wait until the heist asks (`crew runs` on obs).
+    let t0 = std::time::Instant::now();
+    loop {
+        let t = sites::text(&obs.run(&["runs"]));
+        if t.contains("careful") && t.contains("asking") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "never asking on obs:\n{t}\n{}",
+            op.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    console.keys(&["R"]);
+    console.wait("the heist, asking, in the list", 30, |t| {
+        t.contains("careful") && t.contains("asking")
+    });
+    console.keys(&["Enter"]);
+    let screen = console.wait_for("a step failed, your call", 30);
+    assert!(screen.contains("l0002"), "{screen}");
+    console.keys(&["a"]);
+    let screen = console.wait("the heist's end", 60, |t| t.contains("heist completed"));
+    assert!(screen.contains("3 completed"), "{screen}");
+    // The owner audited the answer, with who gave it (the key's name) and from where.
+    let audit = read(&op.home().join("audit.jsonl"));
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"answer\"") && l.contains("\"who\":\"bob via ")),
+        "{audit}"
+    );
+    console.keys(&["q"]);
+    console.wait_for("EXITED 0", 10);
+    obs.stop_daemon();
+}

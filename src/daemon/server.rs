@@ -314,21 +314,25 @@ async fn dispatch(
             runs.extend(super::bus::share::list_remote(d).await);
             sink.send(Event::Runs(runs)).await
         }
-        Request::Attach { run } => match d.registry.get(&run) {
-            Some(t) => {
-                tokio::spawn(follow::follow(t, sink));
+        Request::Attach { run } => {
+            let run = super::bus::share::local_id(d, &run);
+            match d.registry.get(&run) {
+                Some(t) => {
+                    tokio::spawn(follow::follow(t, sink));
+                }
+                None if super::bus::share::attach(d, &run, &sink).await => {}
+                None => {
+                    let d = d.clone();
+                    tokio::spawn(async move { follow::from_store(&d, &run, sink).await });
+                }
             }
-            None if super::bus::share::attach(d, &run, &sink).await => {}
-            None => {
-                let d = d.clone();
-                tokio::spawn(async move { follow::from_store(&d, &run, sink).await });
-            }
-        },
+        }
         Request::Answer {
             run,
             ask_id,
             choice,
         } => {
+            let run = super::bus::share::local_id(d, &run);
             let r = match d.registry.get(&run) {
                 None => {
                     let a = super::bus::proto_answer(&run, ask_id, &choice);
@@ -345,6 +349,7 @@ async fn dispatch(
             }
         }
         Request::Interrupt { run, kill } => {
+            let run = super::bus::share::local_id(d, &run);
             let r = match d.registry.get(&run) {
                 None => {
                     let a = crate::proto::bus::Action::Interrupt {

@@ -25,6 +25,18 @@ pub fn bus_id(bus: &Bus, local: &str) -> String {
     format!("{}-{}", bus.id, pb::token_of(local))
 }
 
+/// Our own run named by its bus id (`<our id>-<run>`): the run's id here. Other names as
+/// they are.
+pub fn local_id(d: &Daemon, run: &str) -> String {
+    match d.bus.get() {
+        Some(bus) => run
+            .strip_prefix(&format!("{}-", bus.id))
+            .unwrap_or(run)
+            .to_string(),
+        None => run.to_string(),
+    }
+}
+
 /// Publish a listed run or heist of this daemon to the bus (no-op off the bus).
 pub fn publish(d: &Arc<Daemon>, t: &Arc<Tracked>) {
     let Some(bus) = d.bus.get() else { return };
@@ -90,8 +102,24 @@ async fn publish_log(bus: Arc<Bus>, t: Arc<Tracked>) {
             None
         }
     };
+    let mut tick = tokio::time::interval(LIST_EVERY);
+    let mut last_info = None;
     loop {
-        let batch = cursor.next_batch(256).await;
+        // The listing follows the run's state also while no event comes (a heist waiting
+        // for an answer); next_batch only waits at its end, so leaving it for a tick loses
+        // nothing.
+        let batch = tokio::select! {
+            b = cursor.next_batch(256) => b,
+            _ = tick.tick() => {
+                let info = t.info();
+                if last_info.as_ref() != Some(&info) {
+                    list(&bus, &key, info.clone()).await;
+                    last_info = Some(info);
+                    listed = Instant::now();
+                }
+                continue;
+            }
+        };
         if batch.is_empty() {
             break;
         }
@@ -112,7 +140,9 @@ async fn publish_log(bus: Arc<Bus>, t: Arc<Tracked>) {
             }
         }
         if listed.elapsed() >= LIST_EVERY {
-            list(&bus, &key, t.info()).await;
+            let info = t.info();
+            list(&bus, &key, info.clone()).await;
+            last_info = Some(info);
             listed = Instant::now();
         }
     }
@@ -193,7 +223,15 @@ async fn replay(bus: &Bus, run: &str, owner: &str, sink: &Sink) -> Result<(), St
         tokio::select! {
             m = msgs.next() => match m {
                 Some(Ok(m)) => {
-                    let ev = pb::decode::<LogMsg>(&m.payload)?.event;
+                    let mut ev = pb::decode::<LogMsg>(&m.payload)?.event;
+                    // Here the run is known by its bus id: answers and interrupts sent with
+                    // it reach its owner.
+                    if let Event::Heist { run: r, .. }
+                    | Event::HeistOutput { run: r, .. }
+                    | Event::HeistDone { run: r } = &mut ev
+                    {
+                        *r = run.to_string();
+                    }
                     let last = ev.is_final();
                     if !sink.deliver(ev).await || last {
                         return Ok(());
