@@ -2,7 +2,8 @@
 //! each host an agent process on this machine) from one daemon with no bus, then split over
 //! 2 and 4 site daemons on a 3-node NATS cluster (JetStream R3) with the operator's daemon
 //! routing; and how fast one follower on a third machine replays a run's events from
-//! JetStream. Prints a table. `CREW_BENCH_N` sets N, `CREW_BENCH_REPS` the warm runs (median).
+//! JetStream. Prints a table. `CREW_BENCH_N` sets N, `CREW_BENCH_REPS` the warm runs (median),
+//! `CREW_BENCH_ONLY=follow` runs the follower part only.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -35,9 +36,15 @@ fn timed_run(m: &Machine, command: &str) -> Timing {
     let mut child = m
         .crew(&["run", "--json", "role=web", "--", command])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("crew run");
+    let mut err = child.stderr.take().expect("stderr");
+    let errs = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
     let out = child.stdout.take().expect("stdout");
     let mut first = None;
     let mut lines = 0;
@@ -49,9 +56,12 @@ fn timed_run(m: &Machine, command: &str) -> Timing {
         lines += 1;
     }
     let status = child.wait().expect("wait");
+    let errs = errs.join().unwrap_or_default();
+    let head: Vec<&str> = errs.lines().take(20).collect();
     assert!(
         status.success(),
-        "crew run {command} failed: {status}\n{}",
+        "crew run {command} failed: {status}\n{}\n{}",
+        head.join("\n"),
         m.log_tail(40)
     );
     Timing {
@@ -280,12 +290,16 @@ fn main() {
     }
     let n = env_num("CREW_BENCH_N", 1000);
     let reps = env_num("CREW_BENCH_REPS", 3);
+    // The daemons log at info (debug logs every NATS message: not what is measured).
+    std::env::set_var("CREW_TEST_LOG", "info");
     let nats = NatsCluster::start(3);
-    let rows: Vec<Row> = [0, 2, 4]
+    let only_follow = std::env::var("CREW_BENCH_ONLY").is_ok_and(|v| v == "follow");
+    let configs: &[usize] = if only_follow { &[] } else { &[0, 2, 4] };
+    let rows: Vec<Row> = configs
         .iter()
         .map(|&s| measure(&nats, n, s, reps))
         .collect();
-    let base = rows[0].wall;
+    let base = rows.first().map(|r| r.wall).unwrap_or_default();
     println!("\n`true` on {n} local-transport hosts, warm (agents up), median of {reps}; NATS: 3 nodes, JetStream R3\n");
     println!("| daemons | wall | first host event | wall over one daemon, per host | daemons' CPU per host | NATS CPU per host | JetStream msgs/s |");
     println!("|---|---|---|---|---|---|---|");

@@ -14,6 +14,11 @@ pub struct Cli {
     #[arg(long = "hosts", global = true, env = "CREW_HOSTS")]
     pub hosts: Option<PathBuf>,
 
+    /// Join the NATS bus at URL (sites; comma-separated servers). For clients: the daemon
+    /// they start joins it (a daemon already running keeps its own settings).
+    #[arg(long = "nats", global = true, env = "CREW_NATS", value_name = "URL")]
+    pub nats: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -76,6 +81,10 @@ impl ConsoleArgs {
 /// Run the command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let hosts = cli.hosts.clone();
+    if let Some(url) = &cli.nats {
+        // Inherited by a daemon this process starts (before any thread exists).
+        std::env::set_var("CREW_NATS", url);
+    }
     // Commands that act on hosts or runs say who the operator is where the daemon asks.
     let acts = matches!(
         &cli.command,

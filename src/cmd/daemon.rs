@@ -1,4 +1,4 @@
-//! `crew daemon [--idle-timeout D] [--nats URL] [--site S] [--fleet F]` runs the daemon in
+//! `crew [--nats URL] daemon [--idle-timeout D] [--site S] [--fleet F]` runs the daemon in
 //! the foreground; `crew daemon stop` stops a running one; `crew daemon keygen FILE` makes an
 //! operator's signing key for the NATS bus.
 
@@ -11,9 +11,6 @@ pub struct DaemonArgs {
     /// Exit after this long with no client and no run (default 30m; `0` = never).
     #[arg(long, value_parser = crate::duration::parse)]
     pub idle_timeout: Option<std::time::Duration>,
-    /// Join the NATS bus at URL (comma-separated servers; same as CREW_NATS or [nats] url).
-    #[arg(long, value_name = "URL")]
-    pub nats: Option<String>,
     /// Serve this site's hosts (hosts tagged site=SITE) for the bus: a site daemon.
     #[arg(long, value_name = "SITE")]
     pub site: Option<String>,
@@ -40,11 +37,8 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<i32> {
         }
         None => {
             // The flags win over the environment and daemon.toml; set before any thread runs.
-            for (k, v) in [
-                ("CREW_NATS", &args.nats),
-                ("CREW_SITE", &args.site),
-                ("CREW_FLEET", &args.fleet),
-            ] {
+            // (`--nats` is global: crew's top level has set CREW_NATS from it.)
+            for (k, v) in [("CREW_SITE", &args.site), ("CREW_FLEET", &args.fleet)] {
                 if let Some(v) = v {
                     std::env::set_var(k, v);
                 }

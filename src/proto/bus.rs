@@ -10,9 +10,11 @@
 //! | `crew.<fleet>.job.<job>.kill` | the router | every daemon of the site (the one holding it acts) | no |
 //! | `crew.<fleet>.run.<run>.log` | the router owning a run or heist | any daemon attaching to it | stream |
 //! | `crew.<fleet>.daemon.<id>.ctl` | any daemon (answer, interrupt) | daemon `<id>` | no |
+//! | `crew.<fleet>.hb.<id>` | every daemon, every second (its [`Presence`]) | every daemon | no |
 //! | `crew.<fleet>.audit` | every daemon | operators, auditors | stream |
 //!
-//! KV buckets: `crew_<fleet>_daemons` (presence: one key per daemon, put every second),
+//! KV buckets: `crew_<fleet>_daemons` (presence: one key per daemon, put every second; the
+//! heartbeat subject carries the same without waiting for JetStream),
 //! `crew_<fleet>_claims` (one key per job, created once before the job runs: no job runs
 //! twice), `crew_<fleet>_runs` (what `crew runs` lists, from any machine).
 
@@ -77,6 +79,13 @@ impl Names {
     }
     pub fn ctl(&self, daemon: &str) -> String {
         format!("crew.{}.daemon.{daemon}.ctl", self.fleet)
+    }
+    /// Heartbeats (core NATS, not stored): liveness that no JetStream backlog delays.
+    pub fn heartbeat(&self, daemon: &str) -> String {
+        format!("crew.{}.hb.{daemon}", self.fleet)
+    }
+    pub fn all_heartbeats(&self) -> String {
+        format!("crew.{}.hb.*", self.fleet)
     }
     pub fn audit(&self) -> String {
         format!("crew.{}.audit", self.fleet)

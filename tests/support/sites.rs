@@ -127,7 +127,11 @@ impl Machine {
             .env("CREW_HOME", self.home())
             .env("CREW_CONFIG_DIR", self.config())
             .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
-            .env("CREW_LOG", "debug")
+            // async_nats logs every message at debug: kept at info (CREW_TEST_LOG overrides).
+            .env(
+                "CREW_LOG",
+                std::env::var("CREW_TEST_LOG").unwrap_or_else(|_| "debug,async_nats=info".into()),
+            )
             .env_remove("CREW_HOSTS")
             .env_remove("CREW_NATS")
             .env_remove("CREW_SITE")

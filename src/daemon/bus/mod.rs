@@ -273,6 +273,7 @@ fn launch(d: &Arc<Daemon>, bus: Arc<Bus>) {
     tracing::info!(daemon = %bus.id, site = ?bus.site, fleet = %bus.names.fleet, "on the bus");
     tokio::spawn(heartbeat(d.clone(), bus.clone()));
     tokio::spawn(watch_peers(d.clone(), bus.clone()));
+    tokio::spawn(hear_heartbeats(d.clone(), bus.clone()));
     tokio::spawn(share::serve_ctl(d.clone(), bus.clone()));
     share::mirror_audit(d, &bus);
     if let Some(site) = bus.site.clone() {
@@ -484,6 +485,7 @@ async fn try_setup(
 
 /// Put our presence every [`HEARTBEAT`]; delete it when the daemon stops.
 async fn heartbeat(d: Arc<Daemon>, bus: Arc<Bus>) {
+    let mut kv_put: Option<tokio::task::JoinHandle<()>> = None;
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -511,16 +513,73 @@ async fn heartbeat(d: Arc<Daemon>, bus: Arc<Bus>) {
                 .collect(),
             jobs: lock(&bus.jobs).keys().cloned().collect(),
         };
-        match serde_json::to_vec(&p) {
-            Ok(v) => {
-                if let Err(e) = bus.presence.put(&bus.id, v.into()).await {
-                    tracing::debug!("heartbeat: {e}");
-                }
+        let v: bytes::Bytes = match serde_json::to_vec(&p) {
+            Ok(v) => v.into(),
+            Err(e) => {
+                tracing::error!("heartbeat: {e}");
+                continue;
             }
-            Err(e) => tracing::error!("heartbeat: {e}"),
+        };
+        // Liveness on core NATS: a JetStream backlog (a site streaming thousands of events)
+        // must not make a busy daemon look dead.
+        if let Err(e) = bus
+            .client
+            .publish(bus.names.heartbeat(&bus.id), v.clone())
+            .await
+        {
+            tracing::debug!("heartbeat: {e}");
+        }
+        // The bucket (what a daemon that starts reads first): one put in flight at a time.
+        if kv_put.as_ref().is_none_or(|h| h.is_finished()) {
+            let bus = bus.clone();
+            kv_put = Some(tokio::spawn(async move {
+                if let Err(e) = bus.presence.put(&bus.id, v).await {
+                    tracing::debug!("presence: {e}");
+                }
+            }));
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), bus.presence.delete(&bus.id)).await;
+}
+
+/// A daemon's presence arrived (heartbeat or bucket): note it, and when. False when it does
+/// not parse.
+fn heard(bus: &Bus, key: &str, value: &[u8]) -> bool {
+    match serde_json::from_slice::<Presence>(value) {
+        Ok(p) if p.daemon == key => {
+            let now = Instant::now();
+            if key == bus.id {
+                *lock(&bus.own_echo) = Some(now);
+            }
+            lock(&bus.peers).insert(key.to_string(), (p, now));
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::debug!(%key, "presence: {e}");
+            false
+        }
+    }
+}
+
+/// Heartbeats on core NATS, as they come.
+async fn hear_heartbeats(d: Arc<Daemon>, bus: Arc<Bus>) {
+    let mut sub = match bus.client.subscribe(bus.names.all_heartbeats()).await {
+        Ok(s) => s,
+        Err(e) => return tracing::error!("subscribing to heartbeats: {e}"),
+    };
+    loop {
+        tokio::select! {
+            m = sub.next() => match m {
+                Some(m) => {
+                    let key = m.subject.as_str().rsplit('.').next().unwrap_or_default().to_string();
+                    heard(&bus, &key, &m.payload);
+                }
+                None => return,
+            },
+            _ = d.shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Follow every daemon's presence. A site daemon reconnects the hosts of a daemon of its
@@ -549,15 +608,8 @@ async fn watch_peers(d: Arc<Daemon>, bus: Arc<Bus>) {
                             lock(&bus.peers).remove(&entry.key);
                             continue;
                         }
-                        if entry.key == bus.id {
-                            *lock(&bus.own_echo) = Some(Instant::now());
-                        }
-                        match serde_json::from_slice::<Presence>(&entry.value) {
-                            Ok(p) => {
-                                taken.remove(&entry.key);
-                                lock(&bus.peers).insert(entry.key.clone(), (p, Instant::now()));
-                            }
-                            Err(e) => tracing::debug!(key = %entry.key, "presence: {e}"),
+                        if heard(&bus, &entry.key, &entry.value) {
+                            taken.remove(&entry.key);
                         }
                     }
                     Some(Err(e)) => {

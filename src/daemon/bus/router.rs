@@ -210,30 +210,34 @@ async fn run_share(
             tracing::warn!(%job, "{e}");
         }
     }
-    let accepted = Instant::now();
+    // The daemon's events prove it alive as well as its heartbeats do.
+    let mut heard = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     while !hosts.is_empty() {
         tokio::select! {
             m = messages.next() => match m {
-                Some(Ok(msg)) => match pb::decode::<JobMsg>(&msg.payload) {
-                    Ok(JobMsg::Host { host, event }) => {
-                        let last = matches!(event, HostEvent::Exit { .. } | HostEvent::Failed { .. });
-                        if let Some(tx) = hosts.get(&host) {
-                            let _ = tx.send(event).await;
+                Some(Ok(msg)) => {
+                    heard = Instant::now();
+                    match pb::decode::<JobMsg>(&msg.payload) {
+                        Ok(JobMsg::Host { host, event }) => {
+                            let last = matches!(event, HostEvent::Exit { .. } | HostEvent::Failed { .. });
+                            if let Some(tx) = hosts.get(&host) {
+                                let _ = tx.send(event).await;
+                            }
+                            if last {
+                                hosts.remove(&host);
+                            }
                         }
-                        if last {
-                            hosts.remove(&host);
+                        Ok(JobMsg::Done { error }) => {
+                            let msg = match error {
+                                Some(e) => format!("site {site} ({daemon}): {e}"),
+                                None => format!("site {site} ({daemon}) finished the job without a result for this host"),
+                            };
+                            return fail_all(&mut hosts, ErrorKind::Internal, &msg).await;
                         }
+                        Err(e) => tracing::warn!(%job, "job event: {e}"),
                     }
-                    Ok(JobMsg::Done { error }) => {
-                        let msg = match error {
-                            Some(e) => format!("site {site} ({daemon}): {e}"),
-                            None => format!("site {site} ({daemon}) finished the job without a result for this host"),
-                        };
-                        return fail_all(&mut hosts, ErrorKind::Internal, &msg).await;
-                    }
-                    Err(e) => tracing::warn!(%job, "job event: {e}"),
-                },
+                }
                 Some(Err(e)) => tracing::debug!(%job, "job events: {e}"),
                 None => {
                     let msg = format!("site {site}: the job's event stream ended");
@@ -241,7 +245,7 @@ async fn run_share(
                 }
             },
             _ = tick.tick() => {
-                if !bus.alive(&daemon, accepted) {
+                if !bus.alive(&daemon, heard) {
                     let msg = format!(
                         "site {site}: daemon {daemon} went away while this ran (no heartbeat for {}s); \
                          it may have run, so it is not sent again",
