@@ -32,6 +32,10 @@ pub struct Cli {
         value_name = "SHA256"
     )]
     pub fingerprint: Option<String>,
+    /// Join the NATS bus at URL (sites; comma-separated servers). For clients: the daemon
+    /// they start joins it (a daemon already running keeps its own settings).
+    #[arg(long = "nats", global = true, env = "CREW_NATS", value_name = "URL")]
+    pub nats: Option<String>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -106,9 +110,13 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             | Some(Command::Token(_))
             | Some(Command::Completions(_))
             | Some(Command::Man)
-    ) || matches!(&cli.command, Some(Command::Daemon(a)) if a.action.is_none());
+    ) || matches!(&cli.command, Some(Command::Daemon(a)) if !matches!(a.action, Some(cmd::daemon::DaemonAction::Stop)));
     if let (Some(url), false) = (cli.daemon.as_deref().filter(|u| !u.is_empty()), local_only) {
         crate::client::remote::configure(url, cli.fingerprint.as_deref())?;
+    }
+    if let Some(url) = &cli.nats {
+        // Inherited by a daemon this process starts (before any thread exists).
+        std::env::set_var("CREW_NATS", url);
     }
     // Commands that act on hosts or runs say who the operator is where the daemon asks.
     let acts = matches!(

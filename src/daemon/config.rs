@@ -7,6 +7,8 @@
 //! cert = "/etc/crew/api.pem"       # its certificate chain (PEM); unset: a self-signed one
 //! key = "/etc/crew/api.key"        # its private key (PEM), with `cert`
 //! hooks = "/etc/crew/hooks.toml"   # webhooks (default: hooks.toml beside the inventory)
+//! [nats]                           # sites over NATS: see `daemon::bus::BusConfig`
+//! url = "nats://127.0.0.1:4222"
 //! ```
 //!
 //! Errors name the file, line and column.
@@ -30,6 +32,8 @@ pub struct DaemonConfig {
     pub key: Option<PathBuf>,
     /// The webhooks file.
     pub hooks: Option<PathBuf>,
+    /// `[nats]`: sites over NATS (see `daemon::bus`).
+    pub nats: Option<super::bus::BusConfig>,
 }
 
 impl DaemonConfig {

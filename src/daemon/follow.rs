@@ -40,7 +40,7 @@ pub async fn follow(t: Arc<Tracked>, sink: Sink) {
 }
 
 /// The protocol's event for one log entry (None: nothing to send).
-async fn event_of(t: &Tracked, e: &Entry) -> Option<Event> {
+pub(super) async fn event_of(t: &Tracked, e: &Entry) -> Option<Event> {
     match e {
         Entry::Run(ev) => Some(ev.clone()),
         Entry::Output(o) => match o.bytes(&t.log.dir).await {

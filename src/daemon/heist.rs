@@ -110,6 +110,7 @@ pub async fn start(
         Control::Heist(control),
     ));
     d.registry.add(t.clone());
+    super::bus::share::publish(d, &t);
     let detail = serde_json::json!({
         "heist": heist.name,
         "profile": req.profile,

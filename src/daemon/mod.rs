@@ -5,6 +5,7 @@
 //! an idle timeout with no client and no run.
 
 pub mod audit;
+pub mod bus;
 pub mod config;
 pub mod follow;
 pub mod heist;
@@ -53,6 +54,8 @@ pub struct DaemonOptions {
     pub inventory: Option<PathBuf>,
     /// Ask every client for the operator's own name (shared accounts).
     pub identify: bool,
+    /// The NATS bus (sites), when configured.
+    pub bus: Option<bus::BusConfig>,
 }
 
 impl DaemonOptions {
@@ -80,6 +83,7 @@ impl DaemonOptions {
             keepalive: Duration::from_secs(15),
             inventory,
             identify: cfg.identify,
+            bus: bus::BusConfig::resolve(cfg.nats).map_err(anyhow::Error::msg)?,
         })
     }
 
@@ -95,6 +99,7 @@ impl DaemonOptions {
             keepalive: Duration::from_secs(15),
             inventory: None,
             identify: false,
+            bus: None,
         }
     }
 }
@@ -217,6 +222,7 @@ pub async fn open(opts: DaemonOptions, token: CancellationToken) -> anyhow::Resu
     let store = Store::open(opts.runs_dir.clone())?;
     let d = Arc::new(Daemon::new(pool, store, opts, token));
     recover::settle(&d).await;
+    bus::start(&d).await?;
     Ok(d)
 }
 

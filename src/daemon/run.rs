@@ -46,6 +46,7 @@ pub async fn start(d: &Arc<Daemon>, req: RunRequest, hidden: bool) -> Result<Arc
         Control::Run { run_id },
     ));
     d.registry.add(tracked.clone());
+    super::bus::share::publish(d, &tracked);
     tracing::info!(run_id, hosts = req.hosts.len(), command = %req.command, "run started");
     log.push(Event::RunStarted {
         run_id,
@@ -80,6 +81,8 @@ async fn execute(
         .unwrap_or(req.hosts.len())
         .max(1);
     let permits = Arc::new(Semaphore::new(fanout));
+    // Hosts of other sites go to their site daemons over the bus (None: no bus, or none).
+    let mut routes = super::bus::router::split(&d, &req, run_id);
     let req = Arc::new(req);
     let mut tasks = Vec::with_capacity(req.hosts.len());
     // Tasks index the shared request: no copy of the inventory entries per host.
@@ -92,8 +95,13 @@ async fn execute(
             tracked.clone(),
         );
         let files = spool.host(i, &req.hosts[i].name);
+        let route = routes.remove(&i);
         tasks.push(tokio::spawn(async move {
-            let permit = permits.acquire_owned().await.ok();
+            // A site applies the fanout to its own share.
+            let permit = match route {
+                Some(_) => None,
+                None => permits.acquire_owned().await.ok(),
+            };
             let job = HostJob {
                 d: &d,
                 ctl: &ctl,
@@ -103,7 +111,7 @@ async fn execute(
                 host: &req.hosts[i],
                 name: Arc::from(req.hosts[i].name.as_str()),
             };
-            job.run(permit, files).await
+            job.run(permit, files, route).await
         }));
     }
     let mut records = Vec::with_capacity(tasks.len());
@@ -188,18 +196,18 @@ async fn execute(
     d.registry.finished(&tracked.id);
 }
 
-struct HostJob<'a> {
-    d: &'a Arc<Daemon>,
-    ctl: &'a RunCtl,
-    req: &'a RunRequest,
-    tracked: &'a Tracked,
-    run_id: u64,
-    host: &'a Host,
-    name: Arc<str>,
+pub(super) struct HostJob<'a> {
+    pub(super) d: &'a Arc<Daemon>,
+    pub(super) ctl: &'a RunCtl,
+    pub(super) req: &'a RunRequest,
+    pub(super) tracked: &'a Tracked,
+    pub(super) run_id: u64,
+    pub(super) host: &'a Host,
+    pub(super) name: Arc<str>,
 }
 
 impl HostJob<'_> {
-    fn emit(&self, event: HostEvent) {
+    pub(super) fn emit(&self, event: HostEvent) {
         match &event {
             HostEvent::Exit { verdict, .. } => self.tracked.set_verdict(&self.name, *verdict),
             HostEvent::Failed { kind, .. } => self
@@ -214,7 +222,7 @@ impl HostJob<'_> {
         });
     }
 
-    async fn fail(&self, rec: &mut HostRecord, e: HostError) {
+    pub(super) async fn fail(&self, rec: &mut HostRecord, e: HostError) {
         rec.verdict = Verdict::from_error(e.kind);
         rec.error_kind = Some(e.kind);
         rec.error = Some(e.message.clone());
@@ -224,21 +232,21 @@ impl HostJob<'_> {
         });
     }
 
-    fn cancel_token(&self) -> CancellationToken {
+    pub(super) fn cancel_token(&self) -> CancellationToken {
         lock(&self.ctl.hosts)
             .get(&self.host.name)
             .map(|c| c.cancel.clone())
             .unwrap_or_default()
     }
 
-    fn kill_signal(&self) -> Option<i32> {
+    pub(super) fn kill_signal(&self) -> Option<i32> {
         lock(&self.ctl.hosts)
             .get(&self.host.name)
             .and_then(|c| c.signal)
     }
 
     /// Register the job's killer; kills at once when a kill already arrived.
-    fn set_killer(&self, k: Killer) {
+    pub(super) fn set_killer(&self, k: Killer) {
         let mut hosts = lock(&self.ctl.hosts);
         if let Some(c) = hosts.get_mut(&self.host.name) {
             if let Some(sig) = c.signal {
@@ -255,9 +263,13 @@ impl HostJob<'_> {
         &self,
         permit: Option<OwnedSemaphorePermit>,
         mut files: HostSpool,
+        route: Option<super::bus::router::HostRoute>,
     ) -> (HostRecord, Option<String>) {
         let mut rec = HostRecord::new(&self.host.name);
-        self.drive(&mut rec, &mut files).await;
+        match route {
+            Some(r) => super::bus::router::drive(self, &mut rec, &mut files, r).await,
+            None => self.drive(&mut rec, &mut files).await,
+        }
         drop(permit);
         // The writer fsyncs the host's output, then appends the record that accounts for it. A
         // store error is reported once, at the end of the run, in place of RunFinished; the
@@ -433,7 +445,7 @@ impl HostJob<'_> {
         }
     }
 
-    async fn killed_before_start(&self, rec: &mut HostRecord) {
+    pub(super) async fn killed_before_start(&self, rec: &mut HostRecord) {
         let e = HostError::new(ErrorKind::Killed, "killed before the command started");
         self.fail(rec, e).await
     }

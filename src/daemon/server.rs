@@ -37,6 +37,8 @@ pub struct Daemon {
     pub build: String,
     pub started: Instant,
     pub shutdown: CancellationToken,
+    /// The NATS bus, once joined (see `daemon::bus`).
+    pub bus: super::bus::Slot,
     clients: AtomicUsize,
     last_active: Mutex<Instant>,
     /// The HTTPS API's address and certificate fingerprint, when it listens.
@@ -70,6 +72,7 @@ impl Daemon {
             build: crate::paths::build_hash().to_string(),
             started: Instant::now(),
             shutdown,
+            bus: super::bus::Slot::new(),
             clients: AtomicUsize::new(0),
             last_active: Mutex::new(Instant::now()),
             api: Mutex::new(None),
@@ -130,6 +133,7 @@ impl Daemon {
             runs_total: self.runs.total(),
             hosts: self.pool.status(),
             api: self.api.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            daemons: self.bus.get().map(|b| b.peers()).unwrap_or_default(),
         }
     }
 }
@@ -553,27 +557,62 @@ async fn dispatch(
                 Err(message) => sink.send(Event::Error { message }).await,
             }
         }
-        Request::Runs => sink.send(Event::Runs(d.registry.list())).await,
-        Request::Attach { run } => match d.registry.get(&run) {
-            Some(t) => {
-                tokio::spawn(follow::follow(t, sink));
+        Request::Runs => {
+            let mut runs = d.registry.list();
+            runs.extend(super::bus::share::list_remote(d).await);
+            sink.send(Event::Runs(runs)).await
+        }
+        Request::Attach { run } => {
+            let run = super::bus::share::local_id(d, &run);
+            match d.registry.get(&run) {
+                Some(t) => {
+                    tokio::spawn(follow::follow(t, sink));
+                }
+                None if super::bus::share::attach(d, &run, &sink).await => {}
+                None => {
+                    let d = d.clone();
+                    tokio::spawn(async move { follow::from_store(&d, &run, sink).await });
+                }
             }
-            None => {
-                let d = d.clone();
-                tokio::spawn(async move { follow::from_store(&d, &run, sink).await });
-            }
-        },
+        }
         Request::Answer {
             run,
             ask_id,
             choice,
         } => {
-            if let Err(message) = heist::answer(d, &run, ask_id, &choice, &caller.who).await {
+            let run = super::bus::share::local_id(d, &run);
+            let r = match d.registry.get(&run) {
+                None => {
+                    let a = super::bus::proto_answer(&run, ask_id, &choice);
+                    super::bus::share::forward(d, &run, a).await
+                }
+                Some(_) => None,
+            };
+            let r = match r {
+                Some(r) => r,
+                None => heist::answer(d, &run, ask_id, &choice, &caller.who).await,
+            };
+            if let Err(message) = r {
                 sink.send(Event::Error { message }).await
             }
         }
         Request::Interrupt { run, kill } => {
-            if let Err(message) = interrupt(d, &run, kill, &caller.who).await {
+            let run = super::bus::share::local_id(d, &run);
+            let r = match d.registry.get(&run) {
+                None => {
+                    let a = crate::proto::bus::Action::Interrupt {
+                        run: run.clone(),
+                        kill,
+                    };
+                    super::bus::share::forward(d, &run, a).await
+                }
+                Some(_) => None,
+            };
+            let r = match r {
+                Some(r) => r,
+                None => interrupt(d, &run, kill, &caller.who).await,
+            };
+            if let Err(message) = r {
                 sink.send(Event::Error { message }).await
             }
         }

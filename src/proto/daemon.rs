@@ -273,6 +273,9 @@ pub struct StatusReport {
     pub hosts: Vec<HostStatus>,
     /// The HTTPS API, when the daemon listens.
     pub api: Option<ApiStatus>,
+    /// Daemons on the NATS bus (sites and routers) and how long ago each was heard (ms);
+    /// empty off the bus.
+    pub daemons: Vec<(super::bus::Presence, u64)>,
 }
 
 /// Where the daemon's HTTPS API listens and the certificate clients pin.

@@ -345,6 +345,7 @@ fn pool_status_is_indexed_by_host() {
             status("db1", "ready"),
         ],
         api: None,
+        daemons: vec![],
     };
     let event = Event::Status(report);
     m.update(Action::Daemon { tag: 0, event });
