@@ -304,6 +304,33 @@ fn fifty_hosts_behind_one_bastion_connection_chains_proxycommand_dead_and_lost_b
         net.log("bastion")
     );
 
+    // 1b. `crew shell` behind the bastion: a PTY on the target, over the pooled connection
+    // (still one bastion connection in total), its exit status passed through.
+    let out = net.crew(
+        &[
+            "shell",
+            "t07",
+            "--",
+            "readlink /proc/self/ns/net; tty; exit 3",
+        ],
+        long,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&target_net), "{text}");
+    assert!(text.contains("/dev/pts/"), "a pty on the target: {text}");
+    assert_eq!(
+        net.bastion_connections(),
+        1,
+        "the shell opened no new bastion connection:\n{}",
+        net.log("bastion")
+    );
+
     // 2. Two hops (bastion, then bastion2 from inside); the agent is uploaded through both.
     let out = net.crew(&["run", "--json", "-w", "deep", "--", "echo deep ok"], long);
     let r = results(&out);
