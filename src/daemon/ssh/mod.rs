@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 
 pub use capture::Captured;
 pub use connect::connect;
-pub use error::SshError;
+pub use error::{SshError, UnknownKey};
 pub use exec::{command_line, sh_quote, AgentlessJob, AgentlessKiller};
 pub use install::dir_expr;
 pub use jump::Bastions;

@@ -1,0 +1,242 @@
+//! One question per run about unknown host keys. A run started by an interactive client
+//! (`RunRequest::ask_host_keys`) does not fail the hosts whose keys no known_hosts records:
+//! each waits here. Once no host of the run is still connecting (or a bounded window after
+//! the first waiter), the waiting keys go out as one `Event::HostKeys`, grouped by
+//! fingerprint with their hosts; any client following the run answers with the groups it
+//! accepts. Accepted hosts record their key and connect again; the others are refused with
+//! the `hostkey` verdict. A changed or revoked key never comes here (refused at once).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::registry::Tracked;
+use super::ssh::UnknownKey;
+use crate::proto::daemon::{Event, KeyGroup};
+
+/// How long hosts wait for an answer before they are refused.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A host waiting for the answer about its key.
+struct Waiter {
+    host: String,
+    key_type: String,
+    fingerprint: String,
+    answer: oneshot::Sender<bool>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Hosts not connecting now: connected, failed, or waiting for an answer.
+    idle: HashSet<String>,
+    /// Waiting, not yet asked about.
+    batch: Vec<Waiter>,
+    /// The batch a window timer runs for (batches are counted by `next_ask`).
+    timer: Option<u64>,
+    next_ask: u64,
+    /// Asked, unanswered: ask id → groups, each its waiters' answer channels.
+    open: HashMap<u64, Vec<Vec<oneshot::Sender<bool>>>>,
+}
+
+/// One run's question about unknown host keys.
+pub struct Question {
+    run_id: u64,
+    hosts: usize,
+    /// The longest wait for the first waiter's fellows before asking anyway.
+    window: Duration,
+    tracked: Arc<Tracked>,
+    state: Mutex<State>,
+}
+
+impl Question {
+    /// For a run of `hosts` hosts (distinct names) whose events go to `tracked`'s log.
+    /// `window`: how long the first unknown key waits for the other hosts to finish
+    /// connecting before the question goes out anyway.
+    pub fn new(run_id: u64, hosts: usize, window: Duration, tracked: Arc<Tracked>) -> Question {
+        Question {
+            run_id,
+            hosts,
+            window,
+            tracked,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// `host` is connected, or failed: it is no longer connecting.
+    pub fn settled(self: &Arc<Self>, host: &str) {
+        let mut s = lock(&self.state);
+        s.idle.insert(host.to_string());
+        self.flush_if_ready(&mut s);
+    }
+
+    /// `host` met `key`, unknown: wait for the operator's answer (false: refused, or no
+    /// answer within [`ANSWER_TIMEOUT`]). Accepted, the host connects again (it counts as
+    /// connecting until it settles).
+    pub async fn ask(self: &Arc<Self>, host: &str, key: &UnknownKey) -> bool {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut s = lock(&self.state);
+            s.idle.insert(host.to_string());
+            s.batch.push(Waiter {
+                host: key.jump.clone().unwrap_or_else(|| host.to_string()),
+                key_type: key.key_type(),
+                fingerprint: key.fingerprint(),
+                answer: tx,
+            });
+            if s.timer != Some(s.next_ask) {
+                let batch = s.next_ask;
+                s.timer = Some(batch);
+                let (q, window) = (self.clone(), self.window);
+                tokio::spawn(async move {
+                    tokio::time::sleep(window).await;
+                    let mut s = lock(&q.state);
+                    if s.next_ask == batch {
+                        q.flush(&mut s);
+                    }
+                });
+            }
+            self.flush_if_ready(&mut s);
+        }
+        let accepted = matches!(tokio::time::timeout(ANSWER_TIMEOUT, rx).await, Ok(Ok(true)));
+        if accepted {
+            lock(&self.state).idle.remove(host);
+        }
+        accepted
+    }
+
+    fn flush_if_ready(&self, s: &mut State) {
+        if s.idle.len() >= self.hosts {
+            self.flush(s);
+        }
+    }
+
+    /// Ask about the batch, if any: one event, groups in order of first appearance.
+    fn flush(&self, s: &mut State) {
+        if s.batch.is_empty() {
+            return;
+        }
+        let mut order: Vec<(String, String)> = Vec::new();
+        let mut groups: BTreeMap<(String, String), (Vec<String>, Vec<oneshot::Sender<bool>>)> =
+            BTreeMap::new();
+        for w in s.batch.drain(..) {
+            let k = (w.key_type, w.fingerprint);
+            if !groups.contains_key(&k) {
+                order.push(k.clone());
+            }
+            let g = groups.entry(k).or_default();
+            if !g.0.contains(&w.host) {
+                g.0.push(w.host);
+            }
+            g.1.push(w.answer);
+        }
+        let ask_id = s.next_ask;
+        s.next_ask += 1;
+        let mut events = Vec::new();
+        let mut senders = Vec::new();
+        for k in order {
+            if let Some((mut hosts, txs)) = groups.remove(&k) {
+                hosts.sort();
+                events.push(KeyGroup {
+                    key_type: k.0,
+                    fingerprint: k.1,
+                    hosts,
+                });
+                senders.push(txs);
+            }
+        }
+        tracing::info!(
+            run_id = self.run_id,
+            ask_id,
+            "asking about {} unknown host key(s): {}",
+            events.len(),
+            events
+                .iter()
+                .map(KeyGroup::line)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        s.open.insert(ask_id, senders);
+        self.tracked.ask_opened(ask_id, "host keys");
+        self.tracked.log.push(Event::HostKeys {
+            run_id: self.run_id,
+            ask_id,
+            groups: events,
+        });
+    }
+
+    /// The operator's answer: the accepted groups by index (others refused). Err when the
+    /// question is not open (answered already) or an index names no group.
+    pub fn answer(&self, ask_id: u64, accept: &[u32], who: &str) -> Result<(), String> {
+        let groups = {
+            let mut s = lock(&self.state);
+            let n = s
+                .open
+                .get(&ask_id)
+                .ok_or_else(|| {
+                    format!(
+                        "run {} has no open host key question {ask_id} (answered already?)",
+                        self.run_id
+                    )
+                })?
+                .len();
+            if let Some(bad) = accept.iter().find(|i| **i as usize >= n) {
+                return Err(format!(
+                    "host key question {ask_id} of run {} has {n} group(s); no group {bad}",
+                    self.run_id
+                ));
+            }
+            s.open.remove(&ask_id).unwrap_or_default()
+        };
+        let mut accepted: Vec<u32> = accept.to_vec();
+        accepted.sort_unstable();
+        accepted.dedup();
+        for (i, txs) in groups.into_iter().enumerate() {
+            let yes = accepted.contains(&(i as u32));
+            for tx in txs {
+                let _ = tx.send(yes);
+            }
+        }
+        self.tracked.ask_closed(ask_id);
+        self.tracked.log.push(Event::HostKeysAnswered {
+            run_id: self.run_id,
+            ask_id,
+            accepted,
+            who: who.to_string(),
+        });
+        Ok(())
+    }
+
+    /// The run is over: close what is still open (its hosts are gone).
+    pub fn close(&self) {
+        let open: Vec<u64> = lock(&self.state).open.keys().copied().collect();
+        for ask_id in open {
+            let _ = self.answer(ask_id, &[], "nobody (the run ended)");
+        }
+    }
+}
+
+/// The questions of the runs in flight, by run id.
+#[derive(Default)]
+pub struct Questions(Mutex<HashMap<u64, Arc<Question>>>);
+
+impl Questions {
+    pub fn add(&self, q: Arc<Question>) {
+        lock(&self.0).insert(q.run_id, q);
+    }
+
+    pub fn get(&self, run_id: u64) -> Option<Arc<Question>> {
+        lock(&self.0).get(&run_id).cloned()
+    }
+
+    pub fn remove(&self, run_id: u64) {
+        if let Some(q) = lock(&self.0).remove(&run_id) {
+            q.close();
+        }
+    }
+}
