@@ -277,3 +277,93 @@ fn a_changed_key_is_refused_with_file_and_line_and_never_offered() {
         "three accepted, the old line kept:\n{kh}"
     );
 }
+
+/// The console on `env`'s hosts.toml in tmux, its hosts listed.
+fn console(env: &Env, tag: &str, hosts: usize) -> Session {
+    let s = env.tmux(tag, "");
+    s.wait_for(&format!("Hosts {hosts} shown"), 30);
+    s
+}
+
+#[test]
+fn console_asks_once_for_twenty_new_hosts_and_runs_on_all() {
+    if !require_tools(&["sshd", "tmux"]) {
+        return;
+    }
+    let env = Env::new(vec![SshdFleet::start(20)], &["host"], "");
+    let fp = fingerprint(&env.fleets[0]);
+    let s = console(&env, "console", 20);
+    s.keys(&[":"]);
+    s.text("echo hi-$CREW_HOST");
+    s.keys(&["Enter"]);
+    let screen = s.wait_for("New host keys", 90);
+    assert!(screen.contains("20 host(s) wait"), "{screen}");
+    assert_eq!(screen.matches(&fp).count(), 1, "one group:\n{screen}");
+    assert!(
+        screen.contains(&format!("ssh-ed25519 {fp} \u{2014} host[01-20] (20)")),
+        "{screen}"
+    );
+    assert_eq!(host_lines(&env.known_hosts()), 0, "nothing recorded yet");
+    s.keys(&["a"]);
+    let screen = s.wait_for("run #1 done", 120);
+    assert!(
+        screen.contains("run #1 done: 20 ok"),
+        "{screen}\n{}",
+        env.logs()
+    );
+    assert_eq!(host_lines(&env.known_hosts()), 20);
+    // Known now: the next run asks nothing.
+    s.keys(&[":"]);
+    s.text("true");
+    s.keys(&["Enter"]);
+    let screen = s.wait_for("run #2 done", 120);
+    assert!(screen.contains("run #2 done: 20 ok"), "{screen}");
+    assert!(!screen.contains("New host keys"), "{screen}");
+}
+
+#[test]
+fn console_two_keys_two_groups_accepting_one_runs_only_those() {
+    if !require_tools(&["sshd", "tmux"]) {
+        return;
+    }
+    let env = Env::new(
+        vec![SshdFleet::start(5), SshdFleet::start(5)],
+        &["a", "b"],
+        "",
+    );
+    let (fa, fb) = (fingerprint(&env.fleets[0]), fingerprint(&env.fleets[1]));
+    assert_ne!(fa, fb, "two sshd with their own keys");
+    let s = console(&env, "groups", 10);
+    s.keys(&[":"]);
+    s.text("echo hi-$CREW_HOST");
+    s.keys(&["Enter"]);
+    let screen = s.wait_for("New host keys", 90);
+    assert!(screen.contains("10 host(s) wait"), "{screen}");
+    assert!(
+        screen.contains(&format!("> ssh-ed25519 {fa} \u{2014} a[01-05] (5)")),
+        "group a first, highlighted:\n{screen}"
+    );
+    assert!(
+        screen.contains(&format!("  ssh-ed25519 {fb} \u{2014} b[01-05] (5)")),
+        "{screen}"
+    );
+    // Highlight b's key and accept it alone.
+    s.keys(&["j"]);
+    s.wait_for(&format!("> ssh-ed25519 {fb}"), 10);
+    s.keys(&["Enter"]);
+    let screen = s.wait_for("run #1 done", 120);
+    assert!(
+        screen.contains("run #1 done: 5 ok, 5 unreachable"),
+        "{screen}\n{}",
+        env.logs()
+    );
+    assert_eq!(screen.matches("hostkey").count(), 5, "a01-a05:\n{screen}");
+    let kh = env.known_hosts();
+    assert_eq!(host_lines(&kh), 5, "{kh}");
+    let b_key = env.fleets[1]
+        .host_pub
+        .split_whitespace()
+        .nth(1)
+        .expect("key");
+    assert_eq!(kh.matches(b_key).count(), 5, "b's key only:\n{kh}");
+}

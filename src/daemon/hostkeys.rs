@@ -138,7 +138,7 @@ impl Question {
         let ask_id = s.next_ask;
         s.next_ask += 1;
         let mut events = Vec::new();
-        let mut senders = Vec::new();
+        let mut senders: Vec<Vec<oneshot::Sender<bool>>> = Vec::new();
         for k in order {
             if let Some((mut hosts, txs)) = groups.remove(&k) {
                 hosts.sort();
@@ -150,6 +150,12 @@ impl Question {
                 senders.push(txs);
             }
         }
+        // Sorted by their first host: the same fleet asks in the same order every time.
+        let mut paired: Vec<(KeyGroup, Vec<oneshot::Sender<bool>>)> =
+            events.into_iter().zip(senders).collect();
+        paired.sort_by(|a, b| a.0.hosts.first().cmp(&b.0.hosts.first()));
+        let (events, senders): (Vec<KeyGroup>, Vec<Vec<oneshot::Sender<bool>>>) =
+            paired.into_iter().unzip();
         tracing::info!(
             run_id = self.run_id,
             ask_id,
