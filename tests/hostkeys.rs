@@ -367,3 +367,61 @@ fn console_two_keys_two_groups_accepting_one_runs_only_those() {
         .expect("key");
     assert_eq!(kh.matches(b_key).count(), 5, "b's key only:\n{kh}");
 }
+
+#[test]
+fn hosts_keys_shows_known_unknown_changed_revoked_running_nothing() {
+    if !require_tools(&["sshd"]) {
+        return;
+    }
+    let fleet = SshdFleet::start(4);
+    let hs = fleet.hosts();
+    let port = fleet.port;
+    let name = |i: usize| format!("[{}]:{}", hs[i].address, port);
+    let key = fleet.host_pub.clone();
+    let kh = format!(
+        "{} {key}\n{} {}\n@revoked {} {key}\n",
+        name(0),
+        name(1),
+        fleet.other_pub,
+        name(2)
+    );
+    let env = Env::new(vec![fleet], &["host"], &kh);
+    let fp = fingerprint(&env.fleets[0]);
+    let out = env.crew(&["hosts", "--keys", "host*"]);
+    let text = support::cli::text(&out);
+    assert_eq!(out.status.code(), Some(1), "not all known:\n{text}");
+    let khf = env.path().join("known_hosts");
+    let row = |host: &str| {
+        text.lines()
+            .find(|l| l.starts_with(host))
+            .unwrap_or_else(|| panic!("no row for {host}:\n{text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    let expect = [
+        ("host01", "known", Some(1)),
+        ("host02", "changed", Some(2)),
+        ("host03", "revoked", Some(3)),
+        ("host04", "unknown", None),
+    ];
+    for (i, (host, state, line)) in expect.iter().enumerate() {
+        let r = row(host);
+        assert_eq!(r[1], name(i), "{text}");
+        assert_eq!(&r[2..5], ["ssh-ed25519", fp.as_str(), state], "{text}");
+        match line {
+            Some(n) => assert_eq!(r[5], format!("{}:{n}", khf.display()), "{text}"),
+            None => assert_eq!(r.len(), 5, "{text}"),
+        }
+    }
+    assert!(
+        text.contains("4 host(s): 1 known, 1 changed, 1 revoked, 1 unknown"),
+        "{text}"
+    );
+    assert_eq!(env.known_hosts(), kh, "known_hosts untouched");
+    // Nothing ran: no login was authenticated on the fleet.
+    let logs = env.logs();
+    assert!(!logs.contains("Accepted publickey"), "{logs}");
+    // All known: exit 0.
+    let out = env.crew(&["hosts", "--keys", "host01"]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::cli::text(&out));
+}

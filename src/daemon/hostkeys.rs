@@ -6,7 +6,7 @@
 //! accepts. Accepted hosts record their key and connect again; the others are refused with
 //! the `hostkey` verdict. A changed or revoked key never comes here (refused at once).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -116,43 +116,43 @@ impl Question {
         }
     }
 
-    /// Ask about the batch, if any: one event, groups in order of first appearance.
+    /// Ask about the batch, if any: one event, one group per key, sorted by first host.
     fn flush(&self, s: &mut State) {
         if s.batch.is_empty() {
             return;
         }
-        let mut order: Vec<(String, String)> = Vec::new();
-        let mut groups: BTreeMap<(String, String), (Vec<String>, Vec<oneshot::Sender<bool>>)> =
-            BTreeMap::new();
+        // Few groups (one per distinct key): a linear search is all it takes.
+        let mut paired: Vec<(KeyGroup, Vec<oneshot::Sender<bool>>)> = Vec::new();
         for w in s.batch.drain(..) {
-            let k = (w.key_type, w.fingerprint);
-            if !groups.contains_key(&k) {
-                order.push(k.clone());
+            let at = paired
+                .iter()
+                .position(|(g, _)| g.key_type == w.key_type && g.fingerprint == w.fingerprint);
+            let i = match at {
+                Some(i) => i,
+                None => {
+                    paired.push((
+                        KeyGroup {
+                            key_type: w.key_type,
+                            fingerprint: w.fingerprint,
+                            hosts: Vec::new(),
+                        },
+                        Vec::new(),
+                    ));
+                    paired.len() - 1
+                }
+            };
+            let (g, txs) = &mut paired[i];
+            if !g.hosts.contains(&w.host) {
+                g.hosts.push(w.host);
             }
-            let g = groups.entry(k).or_default();
-            if !g.0.contains(&w.host) {
-                g.0.push(w.host);
-            }
-            g.1.push(w.answer);
+            txs.push(w.answer);
         }
         let ask_id = s.next_ask;
         s.next_ask += 1;
-        let mut events = Vec::new();
-        let mut senders: Vec<Vec<oneshot::Sender<bool>>> = Vec::new();
-        for k in order {
-            if let Some((mut hosts, txs)) = groups.remove(&k) {
-                hosts.sort();
-                events.push(KeyGroup {
-                    key_type: k.0,
-                    fingerprint: k.1,
-                    hosts,
-                });
-                senders.push(txs);
-            }
+        for (g, _) in &mut paired {
+            g.hosts.sort();
         }
         // Sorted by their first host: the same fleet asks in the same order every time.
-        let mut paired: Vec<(KeyGroup, Vec<oneshot::Sender<bool>>)> =
-            events.into_iter().zip(senders).collect();
         paired.sort_by(|a, b| a.0.hosts.first().cmp(&b.0.hosts.first()));
         let (events, senders): (Vec<KeyGroup>, Vec<Vec<oneshot::Sender<bool>>>) =
             paired.into_iter().unzip();

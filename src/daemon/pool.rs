@@ -22,7 +22,7 @@ use super::ssh::{self, SshError, SshOptions, SshSession};
 use crate::model::ErrorKind;
 use crate::model::HostError;
 use crate::model::Info;
-use crate::model::{Host, Transport};
+use crate::model::{Host, StrictHostKeyChecking, Transport};
 use crate::proto::daemon::HostStatus;
 
 /// Reconnect attempts after a link is lost before the host is marked down.
@@ -464,7 +464,13 @@ async fn connect_asking(
     loop {
         let u = match (ssh::connect(host, opts).await, ask) {
             (Ok(s), _) => return Ok(s),
-            (Err(SshError::UnknownKey(u)), Some(_)) if left > 0 => u,
+            // StrictHostKeyChecking yes: unknown keys are refused, never asked about.
+            (Err(SshError::UnknownKey(u)), Some(_))
+                if left > 0
+                    && host.strict_host_key_checking != Some(StrictHostKeyChecking::Yes) =>
+            {
+                u
+            }
             (Err(e), _) => return Err(ssh_error(e)),
         };
         left -= 1;
