@@ -13,7 +13,6 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::registry::Tracked;
-use super::ssh::UnknownKey;
 use crate::proto::daemon::{Event, KeyGroup};
 
 /// How long hosts wait for an answer before they are refused.
@@ -21,6 +20,15 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An unknown key a host presented, as the question shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    /// The host it is listed under: the run's host, or the jump host whose key it is.
+    pub shown_as: String,
+    pub key_type: String,
+    pub fingerprint: String,
 }
 
 /// A host waiting for the answer about its key.
@@ -75,18 +83,18 @@ impl Question {
         self.flush_if_ready(&mut s);
     }
 
-    /// `host` met `key`, unknown: wait for the operator's answer (false: refused, or no
+    /// `host` met the unknown key `key`: wait for the operator's answer (false: refused, or no
     /// answer within [`ANSWER_TIMEOUT`]). Accepted, the host connects again (it counts as
     /// connecting until it settles).
-    pub async fn ask(self: &Arc<Self>, host: &str, key: &UnknownKey) -> bool {
+    pub async fn ask(self: &Arc<Self>, host: &str, key: Presented) -> bool {
         let (tx, rx) = oneshot::channel();
         {
             let mut s = lock(&self.state);
             s.idle.insert(host.to_string());
             s.batch.push(Waiter {
-                host: key.jump.clone().unwrap_or_else(|| host.to_string()),
-                key_type: key.key_type(),
-                fingerprint: key.fingerprint(),
+                host: key.shown_as,
+                key_type: key.key_type,
+                fingerprint: key.fingerprint,
                 answer: tx,
             });
             if s.timer != Some(s.next_ask) {
@@ -244,5 +252,110 @@ impl Questions {
         if let Some(q) = lock(&self.0).remove(&run_id) {
             q.close();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::registry::Control;
+    use crate::daemon::runlog::{Entry, RunLog};
+    use crate::proto::daemon::RunKind;
+
+    fn question(hosts: usize, window: Duration) -> Arc<Question> {
+        let log = Arc::new(RunLog::new(std::env::temp_dir()));
+        let t = Arc::new(Tracked::new(
+            "7".into(),
+            RunKind::Run,
+            "true".into(),
+            "me".into(),
+            hosts as u32,
+            false,
+            log,
+            Control::Run { run_id: 7 },
+        ));
+        Arc::new(Question::new(7, hosts, window, t))
+    }
+
+    fn key(shown_as: &str, fp: &str) -> Presented {
+        Presented {
+            shown_as: shown_as.into(),
+            key_type: "ssh-ed25519".into(),
+            fingerprint: fp.into(),
+        }
+    }
+
+    /// The questions asked so far: (ask id, groups).
+    fn asked(q: &Question) -> Vec<(u64, Vec<KeyGroup>)> {
+        q.tracked
+            .log
+            .entries(0, 100)
+            .iter()
+            .filter_map(|e| match &**e {
+                Entry::Run(Event::HostKeys { ask_id, groups, .. }) => {
+                    Some((*ask_id, groups.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn until_asked(q: &Question, n: usize) -> Vec<(u64, Vec<KeyGroup>)> {
+        for _ in 0..1000 {
+            let a = asked(q);
+            if a.len() >= n {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("no question {n} after 5 s: {:?}", asked(q));
+    }
+
+    #[tokio::test]
+    async fn one_question_once_no_host_is_connecting_groups_by_key() {
+        // A long window: only "nobody is connecting" can send the question in time.
+        let q = question(4, Duration::from_secs(3600));
+        let mut waiting = Vec::new();
+        for (h, fp) in [("w2", "SHA256:a"), ("w1", "SHA256:a"), ("db", "SHA256:b")] {
+            let q2 = q.clone();
+            waiting.push(tokio::spawn(async move { q2.ask(h, key(h, fp)).await }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(asked(&q).is_empty(), "asked while w3 still connects");
+        q.settled("w3");
+        let a = until_asked(&q, 1).await;
+        assert_eq!(a.len(), 1);
+        let groups = &a[0].1;
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        // Sorted by first host: db's key, then w1 and w2's.
+        assert_eq!(groups[0].hosts, ["db"]);
+        assert_eq!(groups[1].hosts, ["w1", "w2"]);
+        assert_eq!(groups[1].line(), "ssh-ed25519 SHA256:a \u{2014} w[1-2] (2)");
+        assert!(q.answer(a[0].0, &[2], "me").is_err(), "no group 2");
+        q.answer(a[0].0, &[1], "me").expect("answered");
+        assert!(q.answer(a[0].0, &[1], "me").is_err(), "answered already");
+        let got: Vec<bool> = futures_join(waiting).await;
+        assert_eq!(got, [true, true, false], "w2, w1 accepted; db refused");
+        assert_eq!(q.tracked.status().asks.len(), 0, "closed");
+    }
+
+    #[tokio::test]
+    async fn the_window_bounds_the_wait_for_hosts_still_connecting() {
+        let q = question(3, Duration::from_millis(200));
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move { q2.ask("a", key("a", "SHA256:a")).await });
+        // b and c never settle: the question goes out once the window is over.
+        let a = until_asked(&q, 1).await;
+        assert_eq!(a[0].1[0].hosts, ["a"]);
+        q.close();
+        assert!(!waiter.await.expect("task"), "the run ended: refused");
+    }
+
+    async fn futures_join(tasks: Vec<tokio::task::JoinHandle<bool>>) -> Vec<bool> {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("task"));
+        }
+        out
     }
 }

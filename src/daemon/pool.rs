@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::host_state::{backoff, HostInfo, State};
-use super::hostkeys::Question;
+use super::hostkeys::{Presented, Question};
 use super::link::{AgentLink, LinkError, LinkOptions};
 use super::ssh::{self, SshError, SshOptions, SshSession};
 use crate::model::ErrorKind;
@@ -477,7 +477,12 @@ async fn connect_asking(
         let Some(q) = ask else {
             return Err(ssh_error(SshError::UnknownKey(u)));
         };
-        if !q.ask(&host.name, &u).await {
+        let presented = Presented {
+            shown_as: u.jump.clone().unwrap_or_else(|| host.name.clone()),
+            key_type: u.key_type(),
+            fingerprint: u.fingerprint(),
+        };
+        if !q.ask(&host.name, presented).await {
             return Err(HostError::new(
                 ErrorKind::Hostkey,
                 format!(
