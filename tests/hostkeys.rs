@@ -425,3 +425,21 @@ fn hosts_keys_shows_known_unknown_changed_revoked_running_nothing() {
     let out = env.crew(&["hosts", "--keys", "host01"]);
     assert_eq!(out.status.code(), Some(0), "{}", support::cli::text(&out));
 }
+
+#[test]
+fn console_esc_refuses_every_key() {
+    if !require_tools(&["sshd", "tmux"]) {
+        return;
+    }
+    let env = Env::new(vec![SshdFleet::start(3)], &["host"], "");
+    let s = console(&env, "esc", 3);
+    s.keys(&[":"]);
+    s.text("true");
+    s.keys(&["Enter"]);
+    s.wait_for("New host keys", 90);
+    s.keys(&["Escape"]);
+    let screen = s.wait_for("run #1 done", 120);
+    assert!(screen.contains("run #1 done: 3 unreachable"), "{screen}");
+    assert_eq!(screen.matches("hostkey").count(), 3, "{screen}");
+    assert_eq!(host_lines(&env.known_hosts()), 0);
+}
