@@ -386,6 +386,7 @@ async fn start_run(
         accept_new_host_keys: false,
         who: caller.who.clone(),
         origin: RunOrigin::Command,
+        ask_host_keys: false,
         sudo: None,
     };
     let t = run::start(&api.d, req, false)

@@ -170,6 +170,7 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
         // The daemon records who asked, from the connection.
         who: String::new(),
         origin: RunOrigin::Command,
+        ask_host_keys: super::hostkeys::can_ask(args.json),
         sudo,
     };
     let mode = Mode::of(args.json, args.gather);
@@ -258,6 +259,18 @@ pub async fn follow(
                         out.host_event(&host, event);
                         if rx.is_empty() {
                             out.flush();
+                        }
+                    }
+                }
+                Some(Event::HostKeys { run_id: id, ask_id, groups }) => {
+                    if let Some(o) = out.as_mut() {
+                        o.flush();
+                    }
+                    if super::hostkeys::can_ask(mode == Mode::Json) {
+                        let accept = super::hostkeys::ask(&groups).await;
+                        let req = Request::AnswerHostKeys { run_id: id, ask_id, accept };
+                        if let Err(e) = client.send(req).await {
+                            message(&mut out, &format!("could not send the answer: {e:#}"));
                         }
                     }
                 }

@@ -153,6 +153,8 @@ pub enum Mode {
     SaveHeist,
     /// Typing the sudo password (masked).
     Password,
+    /// A run's question about unknown host keys.
+    HostKeys,
 }
 
 impl Mode {
@@ -170,6 +172,7 @@ impl Mode {
             Mode::Ask => "ask",
             Mode::SaveHeist => "save-heist",
             Mode::Password => "password",
+            Mode::HostKeys => "host-keys",
         }
     }
 }

@@ -162,6 +162,7 @@ pub fn run_req(hosts: Vec<Host>, command: &str) -> RunRequest {
         accept_new_host_keys: false,
         who: "tester".into(),
         origin: crew::model::RunOrigin::Command,
+        ask_host_keys: false,
         sudo: None,
     }
 }
