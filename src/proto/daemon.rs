@@ -414,6 +414,56 @@ pub fn output_json(host: &str, stream: Stream, data: &[u8], eol: bool) -> serde_
     }
 }
 
+/// The `--json` output events of one host, written straight to a stream: the same bytes as
+/// [`output_json`] serialised (keys in the same order) and a newline, without building a JSON
+/// value per line. What follows the text (`eol`, `event`, `host`) is prepared once per host.
+pub struct OutputJsonWriter {
+    host: String,
+    /// `,"eol":…,"event":…,"host":…}` and the newline, by stream (stdout, stderr) and eol.
+    tails: [[Vec<u8>; 2]; 2],
+}
+
+impl OutputJsonWriter {
+    pub fn new(host: &str) -> OutputJsonWriter {
+        let tail = |event: &str, eol: bool| {
+            let mut t = format!(",\"eol\":{eol},\"event\":\"{event}\",\"host\":").into_bytes();
+            // Serialising a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut t, host);
+            t.extend_from_slice(b"}\n");
+            t
+        };
+        OutputJsonWriter {
+            host: host.to_string(),
+            tails: [
+                [tail("stdout", false), tail("stdout", true)],
+                [tail("stderr", false), tail("stderr", true)],
+            ],
+        }
+    }
+
+    /// One output event (see [`output_json`]) and its newline.
+    pub fn write<W: std::io::Write>(
+        &self,
+        out: &mut W,
+        stream: Stream,
+        data: &[u8],
+        eol: bool,
+    ) -> std::io::Result<()> {
+        let Ok(text) = std::str::from_utf8(data) else {
+            // Not UTF-8 (rare): the text with replacement characters and the exact bytes.
+            serde_json::to_writer(&mut *out, &output_json(&self.host, stream, data, eol))?;
+            return out.write_all(b"\n");
+        };
+        out.write_all(b"{\"data\":")?;
+        serde_json::to_writer(&mut *out, text)?;
+        let lane = match stream {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        };
+        out.write_all(&self.tails[lane][usize::from(eol)])
+    }
+}
+
 pub fn encode_request(
     id: u64,
     r: &Request,
@@ -440,4 +490,44 @@ pub fn decode_event(f: &RawFrame) -> Result<Event, String> {
         return Err(format!("expected an event frame, got kind {}", f.kind));
     }
     postcard::from_bytes(&f.payload).map_err(|e| format!("malformed event: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_json_writer_prints_exactly_what_output_json_serialises() {
+        let hosts = ["web1", "we\"ird\\host", "hôte\u{1b}[31m", ""];
+        let data: [&[u8]; 8] = [
+            b"",
+            b"plain text",
+            b"tab\there \"quoted\" back\\slash",
+            b"\x1b[2J\x00\x07\x7f\r",
+            "é ✓ \u{202e} \u{9b}".as_bytes(),
+            b"not \xff utf-8 \xe2\x82",
+            b"\xc3",
+            b"x\ny",
+        ];
+        for host in hosts {
+            let w = OutputJsonWriter::new(host);
+            for d in data {
+                for stream in [Stream::Stdout, Stream::Stderr] {
+                    for eol in [false, true] {
+                        let mut got = Vec::new();
+                        w.write(&mut got, stream, d, eol).expect("write");
+                        let mut want = serde_json::to_vec(&output_json(host, stream, d, eol))
+                            .expect("serialise");
+                        want.push(b'\n');
+                        assert_eq!(
+                            String::from_utf8_lossy(&got),
+                            String::from_utf8_lossy(&want),
+                            "{host:?} {d:?} {stream:?} {eol}"
+                        );
+                        assert_eq!(got, want);
+                    }
+                }
+            }
+        }
+    }
 }
