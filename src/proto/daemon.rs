@@ -473,9 +473,36 @@ pub fn encode_request(
     super::frame::encode_into(out, REQUEST, id, &payload)
 }
 
+/// Appends to a Vec through `Extend` (postcard serialises into it in place).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Append<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
+/// Append event `e` as one frame to `out`. The payload is serialised in place after room for
+/// the header (output events carry most of a run's bytes: no second copy of them). On error
+/// `out` is as it was.
 pub fn encode_event(id: u64, e: &Event, out: &mut Vec<u8>) -> Result<(), super::frame::FrameError> {
-    let payload = postcard::to_stdvec(e).map_err(|e| std::io::Error::other(e.to_string()))?;
-    super::frame::encode_into(out, EVENT, id, &payload)
+    let start = out.len();
+    let room = 4 + super::frame::HEADER;
+    out.resize(start + room, 0);
+    if let Err(err) = postcard::to_extend(e, Append(out)) {
+        out.truncate(start);
+        return Err(std::io::Error::other(err.to_string()).into());
+    }
+    match super::frame::header(EVENT, id, out.len() - start - room) {
+        Ok(h) => {
+            out[start..start + room].copy_from_slice(&h);
+            Ok(())
+        }
+        Err(err) => {
+            out.truncate(start);
+            Err(err)
+        }
+    }
 }
 
 pub fn decode_request(f: &RawFrame) -> Result<Request, String> {
@@ -495,6 +522,40 @@ pub fn decode_event(f: &RawFrame) -> Result<Event, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_are_encoded_in_place_as_one_frame_each() {
+        let events = [
+            Event::Host {
+                run_id: 7,
+                host: "web1".into(),
+                event: HostEvent::Output {
+                    stream: Stream::Stdout,
+                    data: (0..70_000u32).map(|i| i as u8).collect(),
+                },
+            },
+            Event::Stopping,
+            Event::Error {
+                message: "x".repeat(300),
+            },
+        ];
+        let mut out = b"before".to_vec();
+        for (i, e) in events.iter().enumerate() {
+            encode_event(i as u64, e, &mut out).expect("encode");
+        }
+        let mut want = b"before".to_vec();
+        for (i, e) in events.iter().enumerate() {
+            let payload = postcard::to_stdvec(e).expect("postcard");
+            super::super::frame::encode_into(&mut want, EVENT, i as u64, &payload).expect("frame");
+        }
+        assert_eq!(out, want);
+        // Too large for a frame: an error, and nothing appended.
+        let huge = Event::ShellOutput {
+            data: vec![0; super::super::frame::MAX_FRAME],
+        };
+        assert!(encode_event(9, &huge, &mut out).is_err());
+        assert_eq!(out, want);
+    }
 
     #[test]
     fn the_output_json_writer_prints_exactly_what_output_json_serialises() {
