@@ -248,6 +248,15 @@ impl Bench {
     }
 }
 
+impl Drop for Bench {
+    /// Stop the daemon (also when the bench fails half-way), bounded.
+    fn drop(&mut self) {
+        let mut c = self.crew();
+        c.args(["daemon", "stop"]);
+        support::proc::run_quietly(&mut c, Duration::from_secs(30));
+    }
+}
+
 /// One kind of output: the command and what it prints.
 struct Load {
     name: String,
@@ -274,7 +283,7 @@ fn main() -> anyhow::Result<()> {
     let mb = env_num("CREW_BENCH_MB", 300);
     let seq = env_num("CREW_BENCH_SEQ", 20_000_000);
     let rounds = env_num("CREW_BENCH_ROUNDS", 3).min(20) as usize;
-    let check = env_num("CREW_BENCH_CHECK", 1) == 1;
+    let check = std::env::var("CREW_BENCH_CHECK").map_or(true, |v| v.trim() != "0");
     let exe = std::env::var_os("CREW_BENCH_EXE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_crew")));
