@@ -109,6 +109,33 @@ pub fn visible(bytes: &[u8]) -> String {
     out
 }
 
+/// True when every byte of `bytes` is printable ASCII (space to `~`) or a tab, or a newline
+/// when `newline_ok`: text whose [`visible`] form is itself. Checked 16 bytes at a time
+/// without branching inside a block, so the compiler vectorises it.
+pub fn is_plain_ascii(bytes: &[u8], newline_ok: bool) -> bool {
+    let plain = |b: u8| b.wrapping_sub(0x20) < 0x5f || b == b'\t' || (newline_ok && b == b'\n');
+    let mut blocks = bytes.chunks_exact(16);
+    for block in &mut blocks {
+        let mut all = true;
+        for &b in block {
+            all &= plain(b);
+        }
+        if !all {
+            return false;
+        }
+    }
+    blocks.remainder().iter().all(|&b| plain(b))
+}
+
+/// [`visible`] written to `out`; plain ASCII goes out as it is, without a copy.
+pub fn write_visible<W: std::io::Write>(out: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    if is_plain_ascii(bytes, false) {
+        out.write_all(bytes)
+    } else {
+        out.write_all(visible(bytes).as_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +173,25 @@ mod tests {
         }
         assert_eq!(classify('\u{61c}'), Class::Bidi);
         assert_eq!(classify('\u{2070}'), Class::Plain);
+    }
+
+    #[test]
+    fn plain_ascii_is_exactly_the_text_visible_leaves_alone() {
+        // Every single byte, alone and inside a block of 16 or more, in both modes.
+        for b in 0..=255u8 {
+            let alone = [b];
+            let mut long = vec![b'a'; 40];
+            long[21] = b;
+            let same = visible(&alone).as_bytes() == alone;
+            assert_eq!(is_plain_ascii(&alone, false), same && b < 0x80, "{b:#x}");
+            assert_eq!(is_plain_ascii(&long, false), same && b < 0x80, "{b:#x}");
+            let nl = same && b < 0x80 || b == b'\n';
+            assert_eq!(is_plain_ascii(&long, true), nl, "{b:#x}");
+            let mut written = Vec::new();
+            write_visible(&mut written, &long).expect("write");
+            assert_eq!(written, visible(&long).as_bytes(), "{b:#x}");
+        }
+        assert!(is_plain_ascii(b"", false));
     }
 
     #[test]

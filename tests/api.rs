@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use serde_json::{json, Value};
 use support::require_tool;
+use support::Bounded;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -202,8 +203,7 @@ impl Api {
         let out = self
             .command()
             .args(["token", "create", name, "--scope", scope])
-            .output()
-            .expect("crew token create");
+            .output_bounded();
         assert!(
             out.status.success(),
             "{}",
@@ -836,8 +836,7 @@ fn curl_with_the_pinned_certificate_starts_and_follows_a_heist_and_signs_a_hook(
         let out = Command::new("curl")
             .args(["-sS", "--max-time", "60", "--cacert", &cert])
             .args(args)
-            .output()
-            .expect("curl");
+            .output_bounded();
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).to_string(),
@@ -901,8 +900,7 @@ fn curl_with_the_pinned_certificate_starts_and_follows_a_heist_and_signs_a_hook(
         .arg(format!(
             "openssl x509 -in {cert} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64"
         ))
-        .output()
-        .expect("openssl");
+        .output_bounded();
     let pin = format!("sha256//{}", String::from_utf8_lossy(&spki.stdout).trim());
     let (_, out, _) = curl(&[
         "--pinnedpubkey",
@@ -935,8 +933,7 @@ fn curl_with_the_pinned_certificate_starts_and_follows_a_heist_and_signs_a_hook(
         .arg(api.path().join("other.key"))
         .arg("-out")
         .arg(&other)
-        .output()
-        .expect("openssl req");
+        .output_bounded();
     assert!(
         made.status.success(),
         "{}",
@@ -946,8 +943,7 @@ fn curl_with_the_pinned_certificate_starts_and_follows_a_heist_and_signs_a_hook(
         .args(["-sS", "--max-time", "20", "--cacert"])
         .arg(&other)
         .arg(api.url("/api/v1/runs"))
-        .output()
-        .expect("curl");
+        .output_bounded();
     assert_ne!(
         out.status.code(),
         Some(0),
@@ -963,11 +959,7 @@ fn curl_with_the_pinned_certificate_starts_and_follows_a_heist_and_signs_a_hook(
         secret = api.path().join("hook.secret").display(),
         url = api.url("/hooks/greet"),
     );
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .expect("sh");
+    let out = Command::new("sh").arg("-c").arg(&script).output_bounded();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         text.ends_with("\n201"),
@@ -1200,8 +1192,7 @@ impl Chrome {
                 "openssl x509 -in {} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
                 cert.display()
             ))
-            .output()
-            .expect("openssl");
+            .output_bounded();
         let spki = String::from_utf8_lossy(&spki.stdout).trim().to_string();
         assert!(!spki.is_empty(), "no SPKI hash of {}", cert.display());
         let profile = tempfile::tempdir().expect("profile dir");
@@ -1367,7 +1358,15 @@ async fn the_web_view_shows_hosts_and_live_output_escaped_and_the_heist_grid() {
     );
 
     // A run still going when the page opens: its later output arrives through the stream.
-    let cmd = "echo first-line; sleep 5; echo '<script>document.title=\"pwned\"</script><b id=\"pwn\">bold</b>'; echo last-line";
+    // It goes on once the page has shown it in progress (the test creates `gate`; at most
+    // 120 s), however long chromium takes to start on a loaded machine.
+    let gate_dir = tempfile::tempdir().expect("gate dir");
+    let gate = gate_dir.path().join("gate");
+    let cmd = format!(
+        "echo first-line; for i in $(seq 1200); do [ -e {} ] && break; sleep 0.1; done; \
+         echo '<script>document.title=\"pwned\"</script><b id=\"pwn\">bold</b>'; echo last-line",
+        gate.display()
+    );
     let (s, v) = post(
         &c,
         &api.url("/api/v1/runs"),
@@ -1384,7 +1383,7 @@ async fn the_web_view_shows_hosts_and_live_output_escaped_and_the_heist_grid() {
     let heist_url = api.url(&format!("/#token={wall}&run={heist}"));
     let cert = api.cert_pem();
     let (progress, done, grid) =
-        tokio::task::spawn_blocking(move || web_view_snapshots(&cert, &run_url, &heist_url))
+        tokio::task::spawn_blocking(move || web_view_snapshots(&cert, &run_url, &heist_url, &gate))
             .await
             .expect("chromium task");
     // In progress: both hosts' panes with the first line, not the last, no verdict yet.
@@ -1438,8 +1437,14 @@ async fn the_web_view_shows_hosts_and_live_output_escaped_and_the_heist_grid() {
 }
 
 /// Open the run's page while it goes on: its snapshot in progress (first line shown, last
-/// not yet), then once over; then the heist's page and its grid.
-fn web_view_snapshots(cert: &Path, run_url: &str, heist_url: &str) -> (Value, Value, Value) {
+/// not yet; then `gate` lets the run go on), then once over; then the heist's page and its
+/// grid.
+fn web_view_snapshots(
+    cert: &Path,
+    run_url: &str,
+    heist_url: &str,
+    gate: &Path,
+) -> (Value, Value, Value) {
     let mut chrome = Chrome::start(cert);
     let page = chrome.open(run_url);
     let deadline = Instant::now() + WAIT;
@@ -1455,6 +1460,7 @@ fn web_view_snapshots(cert: &Path, run_url: &str, heist_url: &str) -> (Value, Va
         };
         if progress.is_none() && has("first-line") && !has("last-line") {
             progress = Some(v.clone());
+            std::fs::write(gate, b"").expect("open the gate");
         }
         if has("last-line") && panes.iter().all(|p| p["verdict"] == "ok") && v["state"] == "ok" {
             break v;

@@ -12,6 +12,7 @@ use support::netns::bounded;
 use support::require_tool;
 use support::sshd::SshdFleet;
 use support::tmux::{Session, REPORT_EXIT};
+use support::Bounded;
 
 /// `~/.ssh/config` for the fleet: five named nodes (and patterns, which are no hosts).
 fn write_home(fleet: &SshdFleet, home: &Path) {
@@ -41,10 +42,9 @@ fn no_hosts_toml_run_by_nodeset_and_the_console_on_the_ssh_config() {
     let home = tmp.path().join("home");
     write_home(&fleet, &home);
     let crew_home = tmp.path().join("crew");
-    let machine = Command::new("hostname")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .expect("hostname");
+    let machine = Command::new("hostname").output_bounded();
+    assert!(machine.status.success(), "hostname failed");
+    let machine = String::from_utf8_lossy(&machine.stdout).trim().to_string();
 
     let crew = |args: &[&str]| {
         bounded(

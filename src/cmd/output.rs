@@ -8,7 +8,8 @@ use super::gather::Gather;
 use super::render::{host_line, sanitize, Splitter, Style};
 use crate::model::Verdict;
 use crate::model::{Exit, Stream};
-use crate::proto::daemon::{host_event_json, output_json, HostEvent};
+use crate::proto::daemon::{host_event_json, HostEvent, OutputJsonWriter};
+use crate::sanitize_class::write_visible;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -38,6 +39,8 @@ pub struct Output<W: Write, E: Write> {
     width: usize,
     order: Vec<String>,
     split: Splitter,
+    /// How each host's lines are printed, prepared once per host.
+    forms: HashMap<String, HostForms>,
     gather: Gather,
     /// host → (verdict, why) once it ended.
     ended: HashMap<String, (Verdict, String)>,
@@ -61,6 +64,49 @@ pub fn describe_exit(e: &Exit) -> String {
     }
 }
 
+/// What is printed around one host's lines: the `host | ` / `host ! ` prefixes (with colour
+/// when on), and its `--json` output events.
+struct HostForms {
+    prefix: [Vec<u8>; 2],
+    json: OutputJsonWriter,
+}
+
+impl HostForms {
+    fn new(style: Style, host: &str, width: usize) -> HostForms {
+        let prefix = |s| host_line(style, host, width, s, b"").into_bytes();
+        HostForms {
+            prefix: [prefix(Stream::Stdout), prefix(Stream::Stderr)],
+            json: OutputJsonWriter::new(host),
+        }
+    }
+}
+
+/// Print one line or piece of a line: `host | line` (sanitised, as [`host_line`] makes it) or
+/// its JSON event. Write errors are ignored here as everywhere in the output (a closed stdout
+/// must not stop the run being followed to its end).
+fn write_piece<W: Write>(
+    out: &mut W,
+    mode: Mode,
+    forms: &HostForms,
+    stream: Stream,
+    line: &[u8],
+    eol: bool,
+) {
+    let _ = match mode {
+        Mode::Lines => {
+            let lane = match stream {
+                Stream::Stdout => 0,
+                Stream::Stderr => 1,
+            };
+            out.write_all(&forms.prefix[lane])
+                .and_then(|()| write_visible(out, line))
+                .and_then(|()| out.write_all(b"\n"))
+        }
+        Mode::Json => forms.json.write(out, stream, line, eol),
+        Mode::Gather => Ok(()),
+    };
+}
+
 impl<W: Write, E: Write> Output<W, E> {
     pub fn new(
         mode: Mode,
@@ -77,6 +123,7 @@ impl<W: Write, E: Write> Output<W, E> {
             width: hosts.iter().map(|h| h.chars().count()).max().unwrap_or(0),
             order: hosts.to_vec(),
             split: Splitter::default(),
+            forms: HashMap::new(),
             gather: Gather::new(hosts),
             ended: HashMap::new(),
             store_failed: false,
@@ -85,17 +132,32 @@ impl<W: Write, E: Write> Output<W, E> {
         }
     }
 
+    /// The printed forms of `host`'s lines, prepared on first use.
+    fn forms(&mut self, host: &str) -> &HostForms {
+        if !self.forms.contains_key(host) {
+            let forms = HostForms::new(self.style, host, self.width);
+            self.forms.insert(host.to_string(), forms);
+        }
+        &self.forms[host]
+    }
+
     /// One line (`eol`) or piece of a line (see [`super::render::LinePiece`]).
     fn line(&mut self, host: &str, stream: Stream, line: &[u8], eol: bool) {
-        let _ = match self.mode {
-            Mode::Lines => writeln!(
-                self.out,
-                "{}",
-                host_line(self.style, host, self.width, stream, line)
-            ),
-            Mode::Json => writeln!(self.out, "{}", output_json(host, stream, line, eol)),
-            Mode::Gather => Ok(()),
-        };
+        let mode = self.mode;
+        self.forms(host);
+        let forms = &self.forms[host];
+        write_piece(&mut self.out, mode, forms, stream, line, eol);
+    }
+
+    /// A chunk of output, cut into lines, each printed as it is found (no copy of lines
+    /// wholly inside `data`).
+    fn output(&mut self, host: &str, stream: Stream, data: &[u8]) {
+        let mode = self.mode;
+        self.forms(host);
+        let (forms, out) = (&self.forms[host], &mut self.out);
+        self.split.push_each(host, stream, data, |line, eol| {
+            write_piece(out, mode, forms, stream, line, eol)
+        });
     }
 
     fn flush_partial(&mut self, host: &str) {
@@ -127,9 +189,7 @@ impl<W: Write, E: Write> Output<W, E> {
                     self.gather.output(host, stream, &data);
                     return;
                 }
-                for (line, eol) in self.split.push(host, stream, &data) {
-                    self.line(host, stream, &line, eol);
-                }
+                self.output(host, stream, &data);
             }
             HostEvent::Exit { exit: e, verdict } => {
                 self.flush_partial(host);
@@ -404,6 +464,89 @@ mod tests {
         assert_eq!(outs[pieces - 1]["eol"], true);
         assert_eq!(outs[pieces]["data"], "end");
         assert_eq!(rebuilt(&ev), all);
+    }
+
+    /// The pieces a host's stream is printed as, by the rule (not by the splitter): every
+    /// line cut into MAX_LINE pieces, the last (maybe empty) one ending the line; a last line
+    /// without a newline likewise, without an empty piece.
+    fn pieces_by_rule(data: &[u8]) -> Vec<(Vec<u8>, bool)> {
+        let max = super::super::render::MAX_LINE;
+        let mut out = Vec::new();
+        let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+        let last = lines.pop().unwrap_or_default();
+        for l in lines {
+            let mut rest = l;
+            while rest.len() >= max {
+                out.push((rest[..max].to_vec(), false));
+                rest = &rest[max..];
+            }
+            out.push((rest.to_vec(), true));
+        }
+        let mut rest = last;
+        while !rest.is_empty() {
+            let n = rest.len().min(max);
+            out.push((rest[..n].to_vec(), false));
+            rest = &rest[n..];
+        }
+        out
+    }
+
+    #[test]
+    fn plain_lines_are_prefixed_and_sanitised_whatever_the_chunking() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let hosts = ["a".to_string(), "host2".to_string()];
+        for round in 0..60 {
+            // Short lines mostly; every tenth round a few lines longer than MAX_LINE.
+            let len = if round % 10 == 0 { 300_000 } else { 4000 };
+            let newline = if round % 10 == 0 { 90_000 } else { 12 };
+            let data: Vec<u8> = (0..(next() % len) as usize)
+                .map(|_| match next() % newline {
+                    0 => b'\n',
+                    1 => (next() % 256) as u8,
+                    _ => b' ' + (next() % 95) as u8,
+                })
+                .collect();
+            let st = Style {
+                color: round % 2 == 1,
+            };
+            let mut o = Output::new(Mode::Lines, st, st, &hosts, Vec::new(), Vec::new());
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let n = ((next() % 9000) as usize + 1).min(rest.len());
+                o.host_event(
+                    "host2",
+                    HostEvent::Output {
+                        stream: if round % 3 == 0 {
+                            Stream::Stderr
+                        } else {
+                            Stream::Stdout
+                        },
+                        data: rest[..n].to_vec(),
+                    },
+                );
+                rest = &rest[n..];
+            }
+            o.host_event("host2", exit0());
+            o.finish();
+            let stream = if round % 3 == 0 {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            };
+            let mut want = String::new();
+            for (piece, _) in pieces_by_rule(&data) {
+                want += &host_line(st, "host2", 5, stream, &piece);
+                want.push('\n');
+            }
+            let got = String::from_utf8(o.out).expect("printed output is UTF-8");
+            assert!(got == want, "round {round}: output differs");
+        }
     }
 
     #[test]

@@ -15,7 +15,8 @@ pub use crate::sanitize_class::visible as sanitize;
 /// Splits each host's streams into lines, keeping partial lines until their newline.
 #[derive(Default)]
 pub struct Splitter {
-    partial: HashMap<(String, Stream), Vec<u8>>,
+    /// host → pending bytes of its stdout and stderr.
+    partial: HashMap<String, [Vec<u8>; 2]>,
 }
 
 /// One piece of a host's stream: a line without its newline (`eol`), or a piece of a line
@@ -24,40 +25,93 @@ pub struct Splitter {
 /// are the stream's exact bytes.
 pub type LinePiece = (Vec<u8>, bool);
 
+fn lane(stream: Stream) -> usize {
+    match stream {
+        Stream::Stdout => 0,
+        Stream::Stderr => 1,
+    }
+}
+
+/// Pending bytes above this are given back once their line is out (a long line's buffer
+/// does not stay allocated for the rest of the run).
+const KEEP_CAPACITY: usize = 8 * 1024;
+
 impl Splitter {
     /// Complete lines in `data`, after what was pending (and pieces of lines that reached
     /// [`MAX_LINE`]).
     pub fn push(&mut self, host: &str, stream: Stream, data: &[u8]) -> Vec<LinePiece> {
-        let key = (host.to_string(), stream);
-        let buf = self.partial.entry(key).or_default();
         let mut out = Vec::new();
+        self.push_each(host, stream, data, |line, eol| {
+            out.push((line.to_vec(), eol))
+        });
+        out
+    }
+
+    /// [`Splitter::push`] without a copy: `f` gets each piece in order. Lines wholly inside
+    /// `data` are lent straight from it; only a line begun in an earlier chunk is assembled.
+    pub fn push_each(
+        &mut self,
+        host: &str,
+        stream: Stream,
+        data: &[u8],
+        mut f: impl FnMut(&[u8], bool),
+    ) {
+        let bufs = match self.partial.get_mut(host) {
+            Some(b) => b,
+            None => self.partial.entry(host.to_string()).or_default(),
+        };
+        let buf = &mut bufs[lane(stream)];
         let mut rest = data;
-        while !rest.is_empty() {
+        // The line pending from earlier chunks, up to its end (or MAX_LINE).
+        while !buf.is_empty() && !rest.is_empty() {
             let room = MAX_LINE.saturating_sub(buf.len()).max(1);
             let window = &rest[..rest.len().min(room)];
-            match window.iter().position(|&b| b == b'\n') {
+            let eol = match memchr::memchr(b'\n', window) {
                 Some(i) => {
                     buf.extend_from_slice(&window[..i]);
-                    out.push((std::mem::take(buf), true));
                     rest = &rest[i + 1..];
+                    true
                 }
                 None => {
                     buf.extend_from_slice(window);
                     rest = &rest[window.len()..];
-                    if buf.len() >= MAX_LINE {
-                        out.push((std::mem::take(buf), false));
+                    if buf.len() < MAX_LINE {
+                        continue;
                     }
+                    false
+                }
+            };
+            f(buf, eol);
+            buf.clear();
+            if buf.capacity() > KEEP_CAPACITY {
+                *buf = Vec::new();
+            }
+        }
+        // Nothing pending: whole lines straight out of `data`.
+        while !rest.is_empty() {
+            let window = &rest[..rest.len().min(MAX_LINE)];
+            match memchr::memchr(b'\n', window) {
+                Some(i) => {
+                    f(&window[..i], true);
+                    rest = &rest[i + 1..];
+                }
+                None if window.len() == MAX_LINE => {
+                    f(window, false);
+                    rest = &rest[MAX_LINE..];
+                }
+                None => {
+                    buf.extend_from_slice(window);
+                    break;
                 }
             }
         }
-        out
     }
 
     /// Unterminated lines of `host` (stdout first), removed from the splitter.
     pub fn take(&mut self, host: &str) -> Vec<(Stream, Vec<u8>)> {
         let mut out = Vec::new();
-        for s in [Stream::Stdout, Stream::Stderr] {
-            if let Some(b) = self.partial.remove(&(host.to_string(), s)) {
+        if let Some(bufs) = self.partial.remove(host) {
+            for (s, b) in [Stream::Stdout, Stream::Stderr].into_iter().zip(bufs) {
                 if !b.is_empty() {
                     out.push((s, b));
                 }
@@ -71,11 +125,10 @@ impl Splitter {
         let mut h: Vec<String> = self
             .partial
             .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|((h, _), _)| h.clone())
+            .filter(|(_, v)| v.iter().any(|b| !b.is_empty()))
+            .map(|(h, _)| h.clone())
             .collect();
         h.sort();
-        h.dedup();
         h
     }
 }

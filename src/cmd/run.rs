@@ -69,6 +69,9 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 /// waiting for the daemon's RunFinished.
 const TERM_GRACE: Duration = Duration::from_secs(3);
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// Bytes of printed output gathered before a write to stdout (it is flushed anyway whenever
+/// no more events are waiting).
+const STDOUT_BUFFER: usize = 128 * 1024;
 
 pub fn run(hosts: Option<PathBuf>, args: RunArgs) -> anyhow::Result<i32> {
     crate::logging::to_file("client");
@@ -205,7 +208,7 @@ pub async fn follow(
             style,
             err_style,
             names,
-            std::io::BufWriter::new(std::io::stdout()),
+            std::io::BufWriter::with_capacity(STDOUT_BUFFER, std::io::stdout()),
             std::io::stderr(),
         )
     };

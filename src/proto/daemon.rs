@@ -476,6 +476,56 @@ pub fn output_json(host: &str, stream: Stream, data: &[u8], eol: bool) -> serde_
     }
 }
 
+/// The `--json` output events of one host, written straight to a stream: the same bytes as
+/// [`output_json`] serialised (keys in the same order) and a newline, without building a JSON
+/// value per line. What follows the text (`eol`, `event`, `host`) is prepared once per host.
+pub struct OutputJsonWriter {
+    host: String,
+    /// `,"eol":…,"event":…,"host":…}` and the newline, by stream (stdout, stderr) and eol.
+    tails: [[Vec<u8>; 2]; 2],
+}
+
+impl OutputJsonWriter {
+    pub fn new(host: &str) -> OutputJsonWriter {
+        let tail = |event: &str, eol: bool| {
+            let mut t = format!(",\"eol\":{eol},\"event\":\"{event}\",\"host\":").into_bytes();
+            // Serialising a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut t, host);
+            t.extend_from_slice(b"}\n");
+            t
+        };
+        OutputJsonWriter {
+            host: host.to_string(),
+            tails: [
+                [tail("stdout", false), tail("stdout", true)],
+                [tail("stderr", false), tail("stderr", true)],
+            ],
+        }
+    }
+
+    /// One output event (see [`output_json`]) and its newline.
+    pub fn write<W: std::io::Write>(
+        &self,
+        out: &mut W,
+        stream: Stream,
+        data: &[u8],
+        eol: bool,
+    ) -> std::io::Result<()> {
+        let Ok(text) = std::str::from_utf8(data) else {
+            // Not UTF-8 (rare): the text with replacement characters and the exact bytes.
+            serde_json::to_writer(&mut *out, &output_json(&self.host, stream, data, eol))?;
+            return out.write_all(b"\n");
+        };
+        out.write_all(b"{\"data\":")?;
+        serde_json::to_writer(&mut *out, text)?;
+        let lane = match stream {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        };
+        out.write_all(&self.tails[lane][usize::from(eol)])
+    }
+}
+
 pub fn encode_request(
     id: u64,
     r: &Request,
@@ -485,9 +535,36 @@ pub fn encode_request(
     super::frame::encode_into(out, REQUEST, id, &payload)
 }
 
+/// Appends to a Vec through `Extend` (postcard serialises into it in place).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Append<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
+/// Append event `e` as one frame to `out`. The payload is serialised in place after room for
+/// the header (output events carry most of a run's bytes: no second copy of them). On error
+/// `out` is as it was.
 pub fn encode_event(id: u64, e: &Event, out: &mut Vec<u8>) -> Result<(), super::frame::FrameError> {
-    let payload = postcard::to_stdvec(e).map_err(|e| std::io::Error::other(e.to_string()))?;
-    super::frame::encode_into(out, EVENT, id, &payload)
+    let start = out.len();
+    let room = 4 + super::frame::HEADER;
+    out.resize(start + room, 0);
+    if let Err(err) = postcard::to_extend(e, Append(out)) {
+        out.truncate(start);
+        return Err(std::io::Error::other(err.to_string()).into());
+    }
+    match super::frame::header(EVENT, id, out.len() - start - room) {
+        Ok(h) => {
+            out[start..start + room].copy_from_slice(&h);
+            Ok(())
+        }
+        Err(err) => {
+            out.truncate(start);
+            Err(err)
+        }
+    }
 }
 
 pub fn decode_request(f: &RawFrame) -> Result<Request, String> {
@@ -502,4 +579,78 @@ pub fn decode_event(f: &RawFrame) -> Result<Event, String> {
         return Err(format!("expected an event frame, got kind {}", f.kind));
     }
     postcard::from_bytes(&f.payload).map_err(|e| format!("malformed event: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_encoded_in_place_as_one_frame_each() {
+        let events = [
+            Event::Host {
+                run_id: 7,
+                host: "web1".into(),
+                event: HostEvent::Output {
+                    stream: Stream::Stdout,
+                    data: (0..70_000u32).map(|i| i as u8).collect(),
+                },
+            },
+            Event::Stopping,
+            Event::Error {
+                message: "x".repeat(300),
+            },
+        ];
+        let mut out = b"before".to_vec();
+        for (i, e) in events.iter().enumerate() {
+            encode_event(i as u64, e, &mut out).expect("encode");
+        }
+        let mut want = b"before".to_vec();
+        for (i, e) in events.iter().enumerate() {
+            let payload = postcard::to_stdvec(e).expect("postcard");
+            super::super::frame::encode_into(&mut want, EVENT, i as u64, &payload).expect("frame");
+        }
+        assert_eq!(out, want);
+        // Too large for a frame: an error, and nothing appended.
+        let huge = Event::ShellOutput {
+            data: vec![0; super::super::frame::MAX_FRAME],
+        };
+        assert!(encode_event(9, &huge, &mut out).is_err());
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn the_output_json_writer_prints_exactly_what_output_json_serialises() {
+        let hosts = ["web1", "we\"ird\\host", "hôte\u{1b}[31m", ""];
+        let data: [&[u8]; 8] = [
+            b"",
+            b"plain text",
+            b"tab\there \"quoted\" back\\slash",
+            b"\x1b[2J\x00\x07\x7f\r",
+            "é ✓ \u{202e} \u{9b}".as_bytes(),
+            b"not \xff utf-8 \xe2\x82",
+            b"\xc3",
+            b"x\ny",
+        ];
+        for host in hosts {
+            let w = OutputJsonWriter::new(host);
+            for d in data {
+                for stream in [Stream::Stdout, Stream::Stderr] {
+                    for eol in [false, true] {
+                        let mut got = Vec::new();
+                        w.write(&mut got, stream, d, eol).expect("write");
+                        let mut want = serde_json::to_vec(&output_json(host, stream, d, eol))
+                            .expect("serialise");
+                        want.push(b'\n');
+                        assert_eq!(
+                            String::from_utf8_lossy(&got),
+                            String::from_utf8_lossy(&want),
+                            "{host:?} {d:?} {stream:?} {eol}"
+                        );
+                        assert_eq!(got, want);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! fenced to one fleet), every port from a free-port picker. Killed on drop.
 #![allow(dead_code)]
 
+use super::proc::Bounded;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -48,8 +49,7 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         let o = Command::new(&openssl)
             .args(args)
             .current_dir(dir)
-            .output()
-            .expect("run openssl");
+            .output_bounded();
         assert!(
             o.status.success(),
             "openssl {args:?}: {}",

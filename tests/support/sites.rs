@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::nats::{NatsCluster, FLEET, USER};
+use super::proc::Bounded;
 use super::sshd::SshdFleet;
 
 /// One host line set for hosts.toml: full connection settings per host, so one file can
@@ -142,7 +143,7 @@ impl Machine {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.crew(args).output().expect("run crew")
+        self.crew(args).output_within(Duration::from_secs(300))
     }
 
     /// The tail of this machine's daemon log (for failure messages).
@@ -159,6 +160,16 @@ impl Machine {
     /// Stop this machine's daemon (if one runs).
     pub fn stop_daemon(&self) {
         let _ = self.run(&["daemon", "stop"]);
+    }
+}
+
+impl Drop for Machine {
+    /// A daemon a client started on demand under this machine's home (e.g. `crew heist run`
+    /// on a machine with no site daemon) goes with the test, not at its idle timeout.
+    fn drop(&mut self) {
+        if self.home().exists() {
+            self.stop_daemon();
+        }
     }
 }
 
