@@ -3,7 +3,7 @@
 //! enforcement.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +13,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::unix::pipe;
 use tokio::time::sleep_until;
+use tokio_util::sync::CancellationToken;
 
 use super::credit::Credit;
+use super::input;
 use super::outbox::Outbox;
 use super::serve::Shared;
 use crate::model::{Exit, Stream};
@@ -70,8 +72,35 @@ async fn run_inner(
     outbox: &Outbox,
 ) -> io::Result<Exit> {
     let started = Instant::now();
-    let child = shared.shell().spawn(&run.command, &run.env, dir)?;
+    let (stdin_read, stdin_write) = match run.stdin {
+        true => {
+            let (r, w) = input::pipe()?;
+            (Some(r), Some(w))
+        }
+        false => (None, None),
+    };
+    let child = shared.shell().spawn(
+        &run.command,
+        &run.env,
+        dir,
+        stdin_read.as_ref().map(|f| f.as_fd()),
+    )?;
+    // The command has its own copy of the read end now.
+    drop(stdin_read);
     let pid = child.pid;
+    // Ends the stdin writer when the job is over (a grandchild may keep the pipe open).
+    let input_done = CancellationToken::new();
+    let _input_guard = input_done.clone().drop_guard();
+    let input = match stdin_write {
+        Some(w) => match input::start(id, w, outbox.clone(), input_done.clone()) {
+            Ok(tx) => Some(tx),
+            Err(e) => {
+                tracing::warn!("job {id}: cannot feed its stdin: {e}");
+                None
+            }
+        },
+        None => None,
+    };
     // From here on the child is ours to reap: it never outlives this function unreaped.
     let (out, err) = (child.stdout, child.stderr);
     if let Some(k) = &shared.keeper {
@@ -82,6 +111,7 @@ async fn run_inner(
         let mut jobs = shared.jobs();
         let slot = jobs.entry(id).or_default();
         slot.pgid = Some(pid);
+        slot.input = input;
         if let Some(sig) = slot.pending.take() {
             signal_group(pid, sig);
         }
@@ -130,6 +160,7 @@ async fn run_inner(
     if let Some(slot) = shared.jobs().get_mut(&id) {
         slot.pgid = None;
         slot.finished = true;
+        slot.input = None;
     }
     if let Some(k) = &shared.keeper {
         k.finished(pid);

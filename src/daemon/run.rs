@@ -283,6 +283,7 @@ impl HostJob<'_> {
         let mut env = self.req.env.clone();
         env.push(("CREW_HOST".to_string(), self.host.name.clone()));
         let run = agent::Run {
+            stdin: false,
             command: self.req.command.clone(),
             env,
             timeout_ms: self.req.timeout_ms,
