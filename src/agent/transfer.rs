@@ -236,10 +236,13 @@ pub(super) async fn put(
             .prefix(".crew-put-")
             .tempfile_in(&dir)
             .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("creating a temp file in {}: {e}", dir.display()),
-                )
+                // tempfile's message names its random file: say what an operator can act on.
+                let why = e
+                    .raw_os_error()
+                    .map(io::Error::from_raw_os_error)
+                    .unwrap_or(e);
+                let what = format!("creating a temp file in {}: {why}", dir.display());
+                io::Error::new(why.kind(), what)
             })?;
         Ok(Writing {
             tmp,

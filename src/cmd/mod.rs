@@ -12,3 +12,4 @@ pub mod run;
 pub mod runs;
 pub mod shell;
 pub mod status;
+pub mod transfer;

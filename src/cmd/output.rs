@@ -168,6 +168,13 @@ impl<W: Write, E: Write> Output<W, E> {
                 });
                 self.ended.insert(host.to_string(), (verdict, why));
             }
+            HostEvent::Progress { done, total } => {
+                if self.mode == Mode::Json {
+                    self.json(serde_json::json!({
+                        "host": host, "event": "progress", "bytes": done, "total": total,
+                    }));
+                }
+            }
             HostEvent::Failed { kind, message } => {
                 self.flush_partial(host);
                 match self.mode {

@@ -115,6 +115,7 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
         // The daemon records who asked, from the connection.
         who: String::new(),
         origin: RunOrigin::Command,
+        stdin: false,
     };
     let mode = Mode::of(args.json, args.gather);
     let rx = client.request(Request::Run(req)).await?;
@@ -135,10 +136,42 @@ pub enum OnCtrlC {
 /// when known up front; else they come with its first event (`crew attach`).
 pub async fn follow(
     client: &Client,
+    rx: tokio::sync::mpsc::Receiver<Event>,
+    mode: Mode,
+    names: Option<Vec<String>>,
+    on_ctrl_c: OnCtrlC,
+) -> i32 {
+    follow_with(client, rx, mode, names, on_ctrl_c, &mut NoWatch).await
+}
+
+/// Something that watches a followed run besides its printed output (a progress bar).
+pub trait Watch {
+    /// Every event, before it is printed.
+    fn event(&mut self, ev: &Event);
+    /// Print through this (a progress bar hides itself meanwhile).
+    fn print(&mut self, f: &mut dyn FnMut());
+    /// The run is over: before the summary.
+    fn done(&mut self);
+}
+
+pub struct NoWatch;
+
+impl Watch for NoWatch {
+    fn event(&mut self, _: &Event) {}
+    fn print(&mut self, f: &mut dyn FnMut()) {
+        f()
+    }
+    fn done(&mut self) {}
+}
+
+/// [`follow`], with a [`Watch`].
+pub async fn follow_with(
+    client: &Client,
     mut rx: tokio::sync::mpsc::Receiver<Event>,
     mode: Mode,
     names: Option<Vec<String>>,
     on_ctrl_c: OnCtrlC,
+    watch: &mut dyn Watch,
 ) -> i32 {
     let style = Style::detect(std::io::stdout().is_terminal() && mode != Mode::Json);
     let err_style = Style::detect(std::io::stderr().is_terminal());
@@ -183,7 +216,7 @@ pub async fn follow(
             }
         };
         tokio::select! {
-            ev = rx.recv() => match ev {
+            ev = rx.recv() => match ev.inspect(|e| watch.event(e)) {
                 None => {
                     message(&mut out, "lost the connection to the daemon");
                     break;
@@ -199,10 +232,16 @@ pub async fn follow(
                 }
                 Some(Event::Host { host, event, .. }) => {
                     if let Some(out) = out.as_mut() {
-                        out.host_event(&host, event);
-                        if rx.is_empty() {
-                            out.flush();
-                        }
+                        let mut event = Some(event);
+                        let last = rx.is_empty();
+                        watch.print(&mut || {
+                            if let Some(ev) = event.take() {
+                                out.host_event(&host, ev);
+                            }
+                            if last {
+                                out.flush();
+                            }
+                        });
                     }
                 }
                 Some(Event::RunFinished { summary, .. }) => {
@@ -256,6 +295,7 @@ pub async fn follow(
             },
         }
     }
+    watch.done();
     let Some(mut out) = out else {
         return 1;
     };

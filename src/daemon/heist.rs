@@ -263,6 +263,7 @@ impl Executor for PoolExecutor {
             accept_new_host_keys: self.accept,
             who: self.who.clone(),
             origin: spec.origin,
+            stdin: false,
         };
         let t = match run::start(&self.d, req, true).await {
             Ok(t) => t,

@@ -10,6 +10,7 @@ mod follow;
 pub mod heist;
 pub mod host_state;
 pub mod inflight;
+mod input;
 pub mod link;
 mod local;
 pub mod pool;
@@ -20,6 +21,7 @@ pub mod runlog;
 pub mod server;
 mod shell;
 pub mod ssh;
+mod transfer;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -27,6 +27,23 @@ const KILL_GRACE: Duration = Duration::from_secs(10);
 /// steps) are not listed by `crew runs`. Returns once the run is registered; it goes on in
 /// the background.
 pub async fn start(d: &Arc<Daemon>, req: RunRequest, hidden: bool) -> Result<Arc<Tracked>, String> {
+    start_work(d, req, hidden, Work::Command).await
+}
+
+/// What each host of a run does: run the request's command, or a copy ([`super::transfer`]).
+#[derive(Clone)]
+pub enum Work {
+    Command,
+    Transfer(Arc<super::transfer::Plan>),
+}
+
+/// [`start`] for any kind of work.
+pub async fn start_work(
+    d: &Arc<Daemon>,
+    req: RunRequest,
+    hidden: bool,
+    work: Work,
+) -> Result<Arc<Tracked>, String> {
     let (run_id, dir) = d
         .store
         .create_run(&req)
@@ -52,6 +69,9 @@ pub async fn start(d: &Arc<Daemon>, req: RunRequest, hidden: bool) -> Result<Arc
         hosts: names.clone(),
     });
     let spool = RunSpool::start(&dir, &names);
+    if req.stdin {
+        ctl.open_inputs(&names);
+    }
     tokio::spawn(execute(
         d.clone(),
         req,
@@ -60,11 +80,13 @@ pub async fn start(d: &Arc<Daemon>, req: RunRequest, hidden: bool) -> Result<Arc
         ctl,
         spool,
         tracked.clone(),
+        work,
     ));
     Ok(tracked)
 }
 
 /// Run every host to its end, then store, audit and close the log.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     d: Arc<Daemon>,
     req: RunRequest,
@@ -73,6 +95,7 @@ async fn execute(
     ctl: Arc<RunCtl>,
     spool: RunSpool,
     tracked: Arc<Tracked>,
+    work: Work,
 ) {
     let fanout = req
         .fanout
@@ -84,12 +107,13 @@ async fn execute(
     let mut tasks = Vec::with_capacity(req.hosts.len());
     // Tasks index the shared request: no copy of the inventory entries per host.
     for i in 0..req.hosts.len() {
-        let (d, ctl, req, permits, tracked) = (
+        let (d, ctl, req, permits, tracked, work) = (
             d.clone(),
             ctl.clone(),
             req.clone(),
             permits.clone(),
             tracked.clone(),
+            work.clone(),
         );
         let files = spool.host(i, &req.hosts[i].name);
         tasks.push(tokio::spawn(async move {
@@ -102,6 +126,7 @@ async fn execute(
                 run_id,
                 host: &req.hosts[i],
                 name: Arc::from(req.hosts[i].name.as_str()),
+                work: &work,
             };
             job.run(permit, files).await
         }));
@@ -188,18 +213,19 @@ async fn execute(
     d.registry.finished(&tracked.id);
 }
 
-struct HostJob<'a> {
-    d: &'a Arc<Daemon>,
-    ctl: &'a RunCtl,
-    req: &'a RunRequest,
-    tracked: &'a Tracked,
-    run_id: u64,
-    host: &'a Host,
-    name: Arc<str>,
+pub(super) struct HostJob<'a> {
+    pub d: &'a Arc<Daemon>,
+    pub ctl: &'a RunCtl,
+    pub req: &'a RunRequest,
+    pub tracked: &'a Tracked,
+    pub run_id: u64,
+    pub host: &'a Host,
+    pub name: Arc<str>,
+    pub work: &'a Work,
 }
 
 impl HostJob<'_> {
-    fn emit(&self, event: HostEvent) {
+    pub(super) fn emit(&self, event: HostEvent) {
         match &event {
             HostEvent::Exit { verdict, .. } => self.tracked.set_verdict(&self.name, *verdict),
             HostEvent::Failed { kind, .. } => self
@@ -214,7 +240,7 @@ impl HostJob<'_> {
         });
     }
 
-    async fn fail(&self, rec: &mut HostRecord, e: HostError) {
+    pub(super) async fn fail(&self, rec: &mut HostRecord, e: HostError) {
         rec.verdict = Verdict::from_error(e.kind);
         rec.error_kind = Some(e.kind);
         rec.error = Some(e.message.clone());
@@ -224,7 +250,7 @@ impl HostJob<'_> {
         });
     }
 
-    fn cancel_token(&self) -> CancellationToken {
+    pub(super) fn cancel_token(&self) -> CancellationToken {
         lock(&self.ctl.hosts)
             .get(&self.host.name)
             .map(|c| c.cancel.clone())
@@ -267,6 +293,9 @@ impl HostJob<'_> {
     }
 
     async fn drive(&self, rec: &mut HostRecord, files: &mut HostSpool) {
+        if let Work::Transfer(plan) = self.work {
+            return super::transfer::drive(self, plan, rec, files).await;
+        }
         let cancel = self.cancel_token();
         if cancel.is_cancelled() {
             return self.killed_before_start(rec).await;
@@ -283,7 +312,7 @@ impl HostJob<'_> {
         let mut env = self.req.env.clone();
         env.push(("CREW_HOST".to_string(), self.host.name.clone()));
         let run = agent::Run {
-            stdin: false,
+            stdin: self.req.stdin,
             command: self.req.command.clone(),
             env,
             timeout_ms: self.req.timeout_ms,
@@ -292,12 +321,14 @@ impl HostJob<'_> {
             Conn::Agent(link) => match link.start(run).await {
                 Ok(job) => {
                     self.set_killer(Killer::Agent(job.killer()));
+                    self.feed_input(job.input());
                     job.events
                 }
                 Err(e) => return self.fail(rec, link_error(e)).await,
             },
             Conn::Agentless(s) => match s.exec(run).await {
                 Ok(job) => {
+                    self.feed_input(None);
                     self.set_killer(Killer::Agentless(job.killer()));
                     job.events
                 }

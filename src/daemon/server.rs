@@ -247,6 +247,8 @@ fn acts(req: &Request) -> bool {
             | Request::Kill { .. }
             | Request::File { .. }
             | Request::Shell(_)
+            | Request::Transfer(_)
+            | Request::Input { .. }
     )
 }
 
@@ -375,6 +377,25 @@ async fn dispatch(
         }
         Request::ShellEof { shell } => {
             shells.input(shell, ShellIn::Eof).await;
+        }
+        Request::Transfer(mut r) => {
+            r.who = caller.who.clone();
+            match super::transfer::start(d, r, false).await {
+                Ok(t) => {
+                    tokio::spawn(follow::follow(t, sink));
+                }
+                Err(message) => sink.send(Event::Error { message }).await,
+            }
+        }
+        Request::Input {
+            run_id,
+            hosts,
+            data,
+            eof,
+        } => {
+            if let Err(message) = d.runs.input(run_id, hosts.as_deref(), data, eof).await {
+                sink.send(Event::Error { message }).await
+            }
         }
         Request::Stop => {
             tracing::info!("stop requested");

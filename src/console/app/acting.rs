@@ -196,6 +196,7 @@ impl Model {
             accept_new_host_keys: self.settings.accept_new_host_keys,
             who: self.settings.who.clone(),
             origin: RunOrigin::Command,
+            stdin: false,
         };
         // Only the hosts of the last run have an outcome, as `?failed` reads the run store.
         self.outcomes.clear();

@@ -62,6 +62,8 @@ pub struct Job {
     pub started_ms: Option<u64>,
     pub wall_ms: Option<u64>,
     pub agentless: bool,
+    /// A copy's bytes moved so far and in all (`crew put` / `crew fetch` runs).
+    pub progress: Option<(u64, u64)>,
 }
 
 impl Job {
@@ -72,6 +74,7 @@ impl Job {
             started_ms: None,
             wall_ms: None,
             agentless: false,
+            progress: None,
         }
     }
 }
@@ -177,6 +180,7 @@ impl Model {
                         job.wall_ms = Some(exit.wall_ms);
                         job.state = JobState::Exited(exit, verdict);
                     }
+                    HostEvent::Progress { done, total } => job.progress = Some((done, total)),
                     HostEvent::Failed { kind, message } => {
                         job.out.finish();
                         job.out

@@ -11,6 +11,7 @@ pub mod known_hosts;
 mod marker;
 pub mod shell;
 mod stream;
+mod transfer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub use error::SshError;
 pub use exec::{command_line, sh_quote, AgentlessJob, AgentlessKiller};
 pub use install::dir_expr;
 pub use stream::AgentChannel;
+pub use transfer::{Drain, Feed, ScriptEnd};
 
 use crate::model::Host;
 
