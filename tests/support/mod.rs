@@ -13,6 +13,7 @@ pub mod os;
 pub mod proc;
 pub mod pty;
 pub mod skip;
+pub mod ssh_env;
 pub mod sshd;
 pub mod store;
 pub mod tmux;

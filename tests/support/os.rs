@@ -101,3 +101,43 @@ impl Drop for NoexecTmpfs {
         );
     }
 }
+
+/// A small tmpfs mounted over an existing directory (a disk that fills up), unmounted
+/// (lazily) when dropped. Needs root.
+pub struct SmallTmpfs {
+    at: std::path::PathBuf,
+}
+
+impl SmallTmpfs {
+    pub fn mount_at(at: &Path, size: &str) -> SmallTmpfs {
+        std::fs::create_dir_all(at).expect("mount point");
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output_within(Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "mount a {size} tmpfs on {}: {}",
+            at.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallTmpfs {
+            at: at.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        run_quietly(
+            Command::new("umount").arg("--lazy").arg(&self.at),
+            Duration::from_secs(60),
+        );
+    }
+}

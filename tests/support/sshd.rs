@@ -288,6 +288,16 @@ impl SshdFleet {
         Ok(())
     }
 
+    /// Restart the listening sshd processes on the same addresses and port, as a package
+    /// upgrade does: connections already open (their session processes) live on.
+    pub fn restart_listeners(&mut self) {
+        let addrs: Vec<String> = self.hosts.iter().map(|h| h.address.clone()).collect();
+        self.kill_all();
+        if let Err(log) = self.try_spawn(&addrs) {
+            panic!("sshd did not come back on port {}: {log}", self.port);
+        }
+    }
+
     fn write_known_hosts(&self, addrs: &[String]) {
         let mut f = fs::File::create(&self.known_hosts).expect("create known_hosts");
         for a in addrs {
