@@ -17,7 +17,13 @@ use support::sshd::{FleetOptions, SshdFleet, CHATTY_STDERR, CHATTY_STDOUT};
 const WAIT: Duration = Duration::from_secs(120);
 
 fn chatty_fleet(n: usize) -> SshdFleet {
-    SshdFleet::start_with(n, FleetOptions { chatty: true })
+    SshdFleet::start_with(
+        n,
+        FleetOptions {
+            chatty: true,
+            ..FleetOptions::default()
+        },
+    )
 }
 
 /// A run that must succeed on every host (a failure shows the sshd logs).

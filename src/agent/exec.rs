@@ -39,12 +39,18 @@ pub(super) fn signal_group(pgid: i32, signal: i32) {
 
 /// Run one command to completion and report it as job `id`. Never panics; every failure
 /// becomes an `Error` frame for the job.
-pub(super) async fn run_job(id: u64, run: Run, shared: &Shared, outbox: &Outbox) {
+pub(super) async fn run_job(
+    id: u64,
+    run: Run,
+    input: Option<input::InputRx>,
+    shared: &Shared,
+    outbox: &Outbox,
+) {
     let dir = match shared.dirs.create(id) {
         Ok(dir) => dir,
         Err(e) => return cannot_run(id, e, shared, outbox).await,
     };
-    match run_inner(id, &run, &dir, shared, outbox).await {
+    match run_inner(id, &run, input, &dir, shared, outbox).await {
         // The temp dir goes once the result has been delivered (or the writer is gone).
         Ok(exit) => {
             let _ = outbox.data_written(id, &AgentMsg::Exit(exit)).await;
@@ -67,6 +73,7 @@ async fn cannot_run(id: u64, e: io::Error, shared: &Shared, outbox: &Outbox) {
 async fn run_inner(
     id: u64,
     run: &Run,
+    input_rx: Option<input::InputRx>,
     dir: &Path,
     shared: &Shared,
     outbox: &Outbox,
@@ -91,16 +98,11 @@ async fn run_inner(
     // Ends the stdin writer when the job is over (a grandchild may keep the pipe open).
     let input_done = CancellationToken::new();
     let _input_guard = input_done.clone().drop_guard();
-    let input = match stdin_write {
-        Some(w) => match input::start(id, w, outbox.clone(), input_done.clone()) {
-            Ok(tx) => Some(tx),
-            Err(e) => {
-                tracing::warn!("job {id}: cannot feed its stdin: {e}");
-                None
-            }
-        },
-        None => None,
-    };
+    if let (Some(w), Some(rx)) = (stdin_write, input_rx) {
+        if let Err(e) = input::start(id, w, rx, outbox.clone(), input_done.clone()) {
+            tracing::warn!("job {id}: cannot feed its stdin: {e}");
+        }
+    }
     // From here on the child is ours to reap: it never outlives this function unreaped.
     let (out, err) = (child.stdout, child.stderr);
     if let Some(k) = &shared.keeper {
@@ -111,7 +113,6 @@ async fn run_inner(
         let mut jobs = shared.jobs();
         let slot = jobs.entry(id).or_default();
         slot.pgid = Some(pid);
-        slot.input = input;
         if let Some(sig) = slot.pending.take() {
             signal_group(pid, sig);
         }

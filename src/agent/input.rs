@@ -17,6 +17,7 @@ use crate::proto::agent::AgentMsg;
 
 /// What the frame loop hands a job's input writer; the channel closing is the EOF.
 pub(super) type InputTx = mpsc::UnboundedSender<ByteBuf>;
+pub(super) type InputRx = mpsc::UnboundedReceiver<ByteBuf>;
 
 /// A close-on-exec pipe: (read end for the command, write end for us).
 pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -29,19 +30,19 @@ pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Start the writer of job `id`'s stdin; returns the sender the frame loop feeds. It ends
-/// (closing the pipe: EOF for the command) when the sender is dropped and everything sent
-/// was written, or at once when `done` is cancelled (the job is over).
+/// Start the writer of job `id`'s stdin, fed from `rx` (the frame loop holds the sender). It
+/// ends (closing the pipe: EOF for the command) when the sender is dropped and everything
+/// sent was written, or at once when `done` is cancelled (the job is over).
 pub(super) fn start(
     id: u64,
     write_end: OwnedFd,
+    rx: InputRx,
     outbox: Outbox,
     done: CancellationToken,
-) -> io::Result<InputTx> {
+) -> io::Result<()> {
     let tx = pipe::Sender::from_owned_fd(write_end)?;
-    let (input, rx) = mpsc::unbounded_channel();
     tokio::spawn(feed(id, tx, rx, outbox, done));
-    Ok(input)
+    Ok(())
 }
 
 async fn feed(

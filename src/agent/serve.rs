@@ -397,11 +397,26 @@ async fn dispatch(frame: &RawFrame, shared: &Arc<Shared>, outbox: &Outbox, tasks
             let Some(permit) = admit(shared, outbox, id).await else {
                 return;
             };
+            // The stdin channel exists from now on: `Input` frames that follow the `Run` at
+            // once are queued, not lost, while the command is being started.
+            let (input_tx, input_rx) = match run.stdin {
+                true => {
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    (Some(tx), Some(rx))
+                }
+                false => (None, None),
+            };
             let fresh = {
                 let mut jobs = shared.jobs();
                 let fresh = !jobs.contains_key(&id);
                 if fresh {
-                    jobs.insert(id, JobSlot::default());
+                    jobs.insert(
+                        id,
+                        JobSlot {
+                            input: input_tx,
+                            ..JobSlot::default()
+                        },
+                    );
                 }
                 fresh
             };
@@ -411,7 +426,7 @@ async fn dispatch(frame: &RawFrame, shared: &Arc<Shared>, outbox: &Outbox, tasks
             }
             let (shared, outbox) = (Arc::clone(shared), outbox.clone());
             tasks.spawn(async move {
-                exec::run_job(id, run, &shared, &outbox).await;
+                exec::run_job(id, run, input_rx, &shared, &outbox).await;
                 drop(permit);
             });
         }

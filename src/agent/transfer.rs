@@ -89,7 +89,7 @@ pub(super) fn file_stat(m: &Metadata, path: &Path) -> FileStat {
 pub(super) async fn stat(req: Stat) -> AgentMsg {
     let path = req.path.clone();
     let r = blocking(move || {
-        let p = Path::new(&req.path);
+        let p = &resolve(&req.path);
         let m = match req.follow {
             true => fs::metadata(p),
             false => fs::symlink_metadata(p),
@@ -104,6 +104,33 @@ pub(super) async fn stat(req: Stat) -> AgentMsg {
     match r {
         Ok(s) => AgentMsg::Stated(s),
         Err(e) => err("stat", &path, e),
+    }
+}
+
+/// Where a requested path is: a relative one (or `~/…`) is relative to the login's home
+/// directory (`$HOME`), as with scp; else to the agent's working directory.
+pub(super) fn resolve(path: &str) -> PathBuf {
+    let rel = match path {
+        "~" => "",
+        p => p.strip_prefix("~/").unwrap_or(p),
+    };
+    if Path::new(rel).is_absolute() {
+        return PathBuf::from(rel);
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => PathBuf::from(home).join(rel),
+        None if rel.is_empty() => PathBuf::from("."),
+        None => PathBuf::from(rel),
+    }
+}
+
+/// An error's message without tempfile's ` at path "…/.crew-put-XXXX"` (the random name
+/// means nothing to an operator; the directory is named by the caller).
+pub(crate) fn os_part(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" at path \"") {
+        Some(i) => text[..i].to_string(),
+        None => text,
     }
 }
 
@@ -228,7 +255,7 @@ pub(super) async fn put(
     outbox: &Outbox,
 ) -> AgentMsg {
     let path = open.path.clone();
-    let target = PathBuf::from(&open.path);
+    let target = resolve(&open.path);
     let t = target.clone();
     let mut w = match blocking(move || {
         let dir = parent_of(&t)?;
@@ -237,12 +264,8 @@ pub(super) async fn put(
             .tempfile_in(&dir)
             .map_err(|e| {
                 // tempfile's message names its random file: say what an operator can act on.
-                let why = e
-                    .raw_os_error()
-                    .map(io::Error::from_raw_os_error)
-                    .unwrap_or(e);
-                let what = format!("creating a temp file in {}: {why}", dir.display());
-                io::Error::new(why.kind(), what)
+                let what = format!("creating a temp file in {}: {}", dir.display(), os_part(&e));
+                io::Error::new(e.kind(), what)
             })?;
         Ok(Writing {
             tmp,
@@ -333,7 +356,7 @@ pub(super) async fn put(
 pub(super) async fn put_dir(req: PutDir) -> AgentMsg {
     let path = req.path.clone();
     let r = blocking(move || {
-        let p = Path::new(&req.path);
+        let p = &resolve(&req.path);
         match fs::symlink_metadata(p) {
             Ok(m) if m.is_dir() => {}
             Ok(m) => {
@@ -365,7 +388,7 @@ fn kind_of(m: &Metadata) -> FileKind {
 pub(super) async fn put_link(req: PutLink) -> AgentMsg {
     let path = req.path.clone();
     let r = blocking(move || {
-        let p = Path::new(&req.path);
+        let p = &resolve(&req.path);
         let dir = parent_of(p)?;
         let mut tmp = None;
         for i in 0..16u32 {
@@ -409,7 +432,7 @@ pub(super) async fn get(
 ) {
     let path = req.path.clone();
     let opened = blocking(move || {
-        let p = Path::new(&req.path);
+        let p = &resolve(&req.path);
         let f = File::open(p)?;
         let m = f.metadata()?;
         if m.is_dir() {
@@ -504,7 +527,7 @@ pub(super) async fn list(id: u64, path: String, cancel: &CancellationToken, outb
     let stop = cancel.clone();
     tokio::task::spawn_blocking(move || {
         let mut batch = Vec::new();
-        let r = walk(Path::new(&root), String::new(), &mut batch, &tx, &stop);
+        let r = walk(&resolve(&root), String::new(), &mut batch, &tx, &stop);
         let last = match r {
             Ok(()) => Ok(batch),
             Err(e) => Err(e),

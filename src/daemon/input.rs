@@ -37,6 +37,11 @@ impl RunCtl {
         }
     }
 
+    /// The host's job is over (or never started): drop its queue.
+    pub fn close_input(&self, host: &str) {
+        lock(&self.inputs).remove(host);
+    }
+
     fn take_input(&self, host: &str) -> Option<mpsc::Receiver<InputItem>> {
         lock(&self.inputs).get_mut(host).and_then(|i| i.rx.take())
     }

@@ -284,6 +284,8 @@ impl HostJob<'_> {
     ) -> (HostRecord, Option<String>) {
         let mut rec = HostRecord::new(&self.host.name);
         self.drive(&mut rec, &mut files).await;
+        // Input for this host goes nowhere now: senders stop waiting on it.
+        self.ctl.close_input(&self.host.name);
         drop(permit);
         // The writer fsyncs the host's output, then appends the record that accounts for it. A
         // store error is reported once, at the end of the run, in place of RunFinished; the

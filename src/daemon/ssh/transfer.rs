@@ -51,10 +51,12 @@ fn keep(buf: &mut Vec<u8>, data: &[u8]) {
     buf.extend_from_slice(&data[..room.min(data.len())]);
 }
 
-/// `exec sh -c 'MARKER; SCRIPT' sh ARGS…`
+/// `exec sh -c 'MARKER; cd $HOME; SCRIPT' sh ARGS…`: relative paths are relative to the
+/// login's home directory, as the agent takes them.
 fn command(script: &str, args: &[&str]) -> String {
     let mut line = String::from("exec sh -c ");
-    line += &sh_quote(&format!("{}\n{script}", marker::SH_BEGIN));
+    let home = r#"cd -- "${HOME:-.}" 2>/dev/null || :"#;
+    line += &sh_quote(&format!("{}\n{home}\n{script}", marker::SH_BEGIN));
     line += " sh";
     for a in args {
         line += " ";

@@ -81,6 +81,14 @@ fn owner_arg(meta: &Meta) -> String {
         .unwrap_or_default()
 }
 
+/// A path as the scripts take it: `~/x` is `x` (they run in `$HOME`).
+fn hp(path: &str) -> &str {
+    match path {
+        "~" => ".",
+        p => p.strip_prefix("~/").unwrap_or(p),
+    }
+}
+
 async fn script(s: &SshSession, script: &str, args: &[&str]) -> Result<ScriptEnd, HostError> {
     s.script(script, args).await.map_err(ssh_error)
 }
@@ -93,7 +101,7 @@ fn checked(end: ScriptEnd, what: &str) -> Result<ScriptEnd, HostError> {
 }
 
 pub(super) async fn is_dir(s: &SshSession, path: &str) -> Result<Option<bool>, HostError> {
-    let end = checked(script(s, IS_DIR, &[path]).await?, path)?;
+    let end = checked(script(s, IS_DIR, &[hp(path)]).await?, path)?;
     Ok(match String::from_utf8_lossy(&end.stdout).trim() {
         "dir" => Some(true),
         "other" => Some(false),
@@ -103,7 +111,7 @@ pub(super) async fn is_dir(s: &SshSession, path: &str) -> Result<Option<bool>, H
 
 pub(super) async fn mkdir(s: &SshSession, path: &str, meta: &Meta) -> Result<(), HostError> {
     let args = [
-        path,
+        hp(path),
         &mode_arg(meta.mode),
         &mtime_arg(meta),
         &owner_arg(meta),
@@ -118,7 +126,7 @@ pub(super) async fn symlink(
     _meta: &Meta,
 ) -> Result<(), HostError> {
     checked(
-        script(s, SYMLINK, &[path, target]).await?,
+        script(s, SYMLINK, &[hp(path), target]).await?,
         &format!("symlink {path}"),
     )
     .map(|_| ())
@@ -149,7 +157,7 @@ pub(super) async fn put_file(
     cancel: &CancellationToken,
     progress: &mut Progress<'_>,
 ) -> Result<(u64, String), HostError> {
-    let feed = s.feed(PUT_WRITE, &[path]).await.map_err(ssh_error)?;
+    let feed = s.feed(PUT_WRITE, &[hp(path)]).await.map_err(ssh_error)?;
     let mut fail: Option<HostError> = None;
     let mut want: Option<String> = None;
     loop {
@@ -217,7 +225,7 @@ pub(super) async fn put_file(
         Ok(sha) => {
             let args = [
                 tmp.as_str(),
-                path,
+                hp(path),
                 &mode_arg(meta.mode),
                 &mtime_arg(meta),
                 &owner_arg(meta),
@@ -278,7 +286,7 @@ pub(super) async fn fetch(
     let internal = |e: std::io::Error| HostError::new(ErrorKind::Internal, format!("here: {e}"));
     let mut lists = Vec::new();
     for remote in &plan.remotes {
-        let mut d = s.drain(LIST, &[remote]).await.map_err(ssh_error)?;
+        let mut d = s.drain(LIST, &[hp(remote)]).await.map_err(ssh_error)?;
         let mut out = Vec::new();
         while let Some(c) = d.next().await {
             out.extend_from_slice(&c);
@@ -339,7 +347,7 @@ pub(super) async fn fetch(
                         return Err(killed());
                     }
                     let mut file = LocalFile::create(to.clone()).await.map_err(internal)?;
-                    let mut d = s.drain(CAT, &[&from]).await.map_err(ssh_error)?;
+                    let mut d = s.drain(CAT, &[hp(&from)]).await.map_err(ssh_error)?;
                     loop {
                         let c = tokio::select! {
                             c = d.next() => c,
@@ -350,7 +358,7 @@ pub(super) async fn fetch(
                         file = file.write(c).await.map_err(internal)?;
                     }
                     checked(d.finish().await.map_err(ssh_error)?, &from)?;
-                    let sha = checked(script(s, SHA, &[&from]).await?, &from)?;
+                    let sha = checked(script(s, SHA, &[hp(&from)]).await?, &from)?;
                     let sha = String::from_utf8_lossy(&sha.stdout).trim().to_string();
                     let (size, sha) = file
                         .finish(sha, e.mode, Some(e.mtime))

@@ -65,6 +65,7 @@ impl FetchPlan {
         match &self.dest {
             Dest::Exact(p) => p.clone(),
             Dest::PerHost(dir) => {
+                let remote = remote.strip_prefix("~/").unwrap_or(remote);
                 let rel: PathBuf = Path::new(remote)
                     .components()
                     .filter(|c| matches!(c, Component::Normal(_)))

@@ -19,11 +19,11 @@ async fn blocking<T: Send + 'static>(
 
 fn context(e: io::Error, what: String) -> io::Error {
     // tempfile's messages name its random file: keep the OS error only.
-    let e = e
-        .raw_os_error()
-        .map(io::Error::from_raw_os_error)
-        .unwrap_or(e);
-    io::Error::new(e.kind(), format!("{what}: {e}"))
+    let text = e.to_string();
+    let why = text
+        .find(" at path \"")
+        .map_or(text.as_str(), |i| &text[..i]);
+    io::Error::new(e.kind(), format!("{what}: {why}"))
 }
 
 pub struct LocalFile {
