@@ -586,3 +586,60 @@ fn stdin_is_read_once_and_reaches_every_host_with_eof() {
     let out = run_with_stdin(&env, &["run", "role=web", "--", "echo quick"], &input);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+const FEED_HEIST: &str = r#"
+[heist.feed]
+select = "role=web"
+params = ["dir"]
+
+[[heist.feed.step]]
+name = "greet"
+run = "cat > ~/greeting"
+stdin = "hello ${host}\n"
+
+[[heist.feed.step]]
+name = "digest"
+run = "sha256sum > ~/payload.sum"
+stdin_from = "payload.bin"
+
+[[heist.feed.step]]
+name = "ship"
+put = { from = "payload.bin", to = "~/shipped.bin", mode = 0o600 }
+
+[[heist.feed.step]]
+name = "collect"
+fetch = { from = "~/shipped.bin", to = "${dir}/${host}.bin" }
+"#;
+
+#[test]
+fn heist_steps_take_stdin_and_stream_puts_and_fetches_past_the_frame_limit() {
+    let Some(env) = ready(3) else { return };
+    env.heist_file("feed.toml", FEED_HEIST);
+    // 40 MiB: over the 16 MiB frame limit that capped heist files before.
+    let payload = env.path().join("heists/payload.bin");
+    random_file(&payload, 40 * 1024 * 1024);
+    let want = sha_file(&payload);
+    let dir = env.path().join("collected");
+    let set = format!("dir={}", dir.display());
+    let out = env
+        .command(&["heist", "run", "feed", "--set", &set])
+        .output_within(BIG_WAIT);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for h in names(&env) {
+        let home = env.fleet.host_home(&h);
+        assert_eq!(
+            std::fs::read_to_string(home.join("greeting")).expect("greeting"),
+            format!("hello {h}\n")
+        );
+        assert_eq!(
+            std::fs::read_to_string(home.join("payload.sum")).expect("sum"),
+            format!("{want}  -\n"),
+            "{h}: the step's stdin was the whole file"
+        );
+        let shipped = home.join("shipped.bin");
+        assert_eq!(sha_file(&shipped), want, "{h}");
+        let mode = std::fs::metadata(&shipped).expect("shipped").mode() & 0o7777;
+        assert_eq!(mode, 0o600, "{h}");
+        assert_eq!(sha_file(&dir.join(format!("{h}.bin"))), want, "{h}");
+    }
+}
