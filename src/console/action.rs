@@ -68,6 +68,10 @@ pub enum Action {
     BrowseRuns,
     Zoom,
     // ── acting
+    /// Type a line for the stdin of the focused host's job (or every marked host's).
+    SendInput,
+    /// Close the stdin of those jobs (EOF).
+    SendEof,
     Rerun,
     KillFocused,
     KillAll,

@@ -151,6 +151,8 @@ pub enum Mode {
     Ask,
     /// Typing the name of a heist to save (`ctrl-s`).
     SaveHeist,
+    /// Typing a line for the stdin of running jobs (`>`).
+    Send,
 }
 
 impl Mode {
@@ -167,6 +169,7 @@ impl Mode {
             Mode::HeistVars => "heist-vars",
             Mode::Ask => "ask",
             Mode::SaveHeist => "save-heist",
+            Mode::Send => "send",
         }
     }
 }

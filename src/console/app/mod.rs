@@ -65,6 +65,8 @@ pub struct Model {
     pub command_input: TextArea<'static>,
     pub filter_input: TextArea<'static>,
     pub search_input: TextArea<'static>,
+    /// A line for the stdin of running jobs (`>`).
+    pub send_input: TextArea<'static>,
     pub history: History,
     /// Set while ctrl-r searches history.
     pub history_search: bool,
@@ -112,6 +114,7 @@ impl Model {
             command_input: TextArea::default(),
             filter_input: TextArea::default(),
             search_input: TextArea::default(),
+            send_input: TextArea::default(),
             history,
             history_search: false,
             history_hit: None,
@@ -150,7 +153,12 @@ impl Model {
             Some(action) => self.update(action),
             None if matches!(
                 self.mode,
-                Mode::Filter | Mode::Command | Mode::Search | Mode::HeistVars | Mode::SaveHeist
+                Mode::Filter
+                    | Mode::Command
+                    | Mode::Search
+                    | Mode::HeistVars
+                    | Mode::SaveHeist
+                    | Mode::Send
             ) =>
             {
                 self.update(Action::Input(key))
@@ -230,6 +238,8 @@ impl Model {
                 return vec![Effect::ListLive, Effect::ListRuns];
             }
             Action::Rerun => return self.rerun(),
+            Action::SendInput => self.open_send(),
+            Action::SendEof => return self.send_input(None),
             Action::KillFocused => return self.kill(false),
             Action::KillAll => return self.kill(true),
             Action::Submit => return self.submit(),
@@ -304,7 +314,8 @@ impl Model {
             | Mode::Heists
             | Mode::HeistVars
             | Mode::Ask
-            | Mode::SaveHeist => {
+            | Mode::SaveHeist
+            | Mode::Send => {
                 self.history_search = false;
                 self.history_hit = None;
                 self.mode = Mode::Normal;
