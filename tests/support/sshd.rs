@@ -224,6 +224,7 @@ impl SshdFleet {
              PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              MaxStartups 1000:30:1000\nMaxSessions 20\nMaxAuthTries 6\nLogLevel VERBOSE\n\
              PrintMotd no\nUseDNS no\n\
+             Subsystem sftp internal-sftp\n\
              SetEnv HOME={home}\n",
             home = d.join("home").display(),
             hk = d.join("host_ed25519").display(),
