@@ -263,8 +263,10 @@ fn a_line_of_input_answers_a_prompt_on_three_marked_hosts_at_once() {
     s.keys(&[":"]);
     s.text("read -p 'go? ' a; echo got $a");
     s.keys(&["Enter"]);
-    // The jobs wait for their input (a pipe: `read -p` shows no prompt there).
+    // The jobs wait for their input (a pipe: `read -p` shows no prompt there); silent with
+    // stdin open, the focused pane says so.
     s.wait_for("3 running", 60);
+    s.wait_for("waiting for input?", 30);
     let screen = s.press(&[">"], "> input for the job", 10);
     assert!(screen.contains("→ 3 marked hosts: demo[1-3]"), "{screen}");
     s.text("y");

@@ -201,13 +201,17 @@ impl Model {
         };
         // Only the hosts of the last run have an outcome, as `?failed` reads the run store.
         self.outcomes.clear();
-        self.run = Some(RunView::new(
+        let mut view = RunView::new(
             tag,
             &command,
             targets.clone(),
             self.settings.scrollback,
             self.now_ms,
-        ));
+        );
+        for job in view.jobs.values_mut() {
+            job.stdin_open = true;
+        }
+        self.run = Some(view);
         self.info(format!(
             "running on {} hosts: {}",
             targets.len(),
@@ -302,8 +306,11 @@ impl Model {
         };
         if let Some(run) = self.run.as_mut() {
             for h in &targets {
-                if let (Some(j), false) = (run.jobs.get_mut(h), eof) {
-                    j.out.push(crate::model::Stream::Stdout, &data);
+                if let Some(j) = run.jobs.get_mut(h) {
+                    match eof {
+                        true => j.stdin_open = false,
+                        false => j.out.push(crate::model::Stream::Stdout, &data),
+                    }
                 }
             }
         }
