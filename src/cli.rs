@@ -14,6 +14,29 @@ pub struct Cli {
     #[arg(long = "hosts", global = true, env = "CREW_HOSTS")]
     pub hosts: Option<PathBuf>,
 
+    /// A remote daemon, `https://HOST:PORT` (token from CREW_TOKEN or CREW_TOKEN_FILE).
+    #[arg(
+        long = "daemon",
+        global = true,
+        env = "CREW_DAEMON",
+        value_name = "URL"
+    )]
+    pub daemon: Option<String>,
+
+    /// The remote daemon's certificate fingerprint (SHA-256, as `crew status` shows it);
+    /// else the one remembered in <config dir>/crew/known_daemons, learned on first use.
+    #[arg(
+        long,
+        global = true,
+        env = "CREW_DAEMON_FINGERPRINT",
+        value_name = "SHA256"
+    )]
+    pub fingerprint: Option<String>,
+    /// Join the NATS bus at URL (sites; comma-separated servers). For clients: the daemon
+    /// they start joins it (a daemon already running keeps its own settings).
+    #[arg(long = "nats", global = true, env = "CREW_NATS", value_name = "URL")]
+    pub nats: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -50,6 +73,9 @@ pub enum Command {
     Man,
     /// The resident daemon (started on demand; `crew daemon stop` stops it).
     Daemon(cmd::daemon::DaemonArgs),
+    /// The HTTPS API's bearer tokens.
+    #[command(subcommand)]
+    Token(cmd::token::TokenCmd),
     /// The agent: speaks frames on stdin/stdout (started by the daemon on each host).
     Agent,
 }
@@ -80,6 +106,22 @@ impl ConsoleArgs {
 /// Run the command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let hosts = cli.hosts.clone();
+    // Every client command talks to the remote daemon when one is named (the daemon, the
+    // agent and the commands that need no daemon never do).
+    let local_only = matches!(
+        &cli.command,
+        Some(Command::Agent)
+            | Some(Command::Token(_))
+            | Some(Command::Completions(_))
+            | Some(Command::Man)
+    ) || matches!(&cli.command, Some(Command::Daemon(a)) if !matches!(a.action, Some(cmd::daemon::DaemonAction::Stop)));
+    if let (Some(url), false) = (cli.daemon.as_deref().filter(|u| !u.is_empty()), local_only) {
+        crate::client::remote::configure(url, cli.fingerprint.as_deref())?;
+    }
+    if let Some(url) = &cli.nats {
+        // Inherited by a daemon this process starts (before any thread exists).
+        std::env::set_var("CREW_NATS", url);
+    }
     // Commands that act on hosts or runs say who the operator is where the daemon asks.
     let acts = matches!(
         &cli.command,
@@ -112,6 +154,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             cmd::completion::man(Cli::command())
         }
         Some(Command::Daemon(args)) => cmd::daemon::run(args),
+        Some(Command::Token(c)) => cmd::token::run(c),
         Some(Command::Agent) => crate::agent::run_stdio(),
     }
 }

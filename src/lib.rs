@@ -4,6 +4,7 @@
 //! Import rules: only `console` uses ratatui/crossterm; only `daemon` uses russh.
 
 pub mod agent;
+pub mod api;
 pub mod cli;
 pub mod client;
 pub mod cmd;

@@ -227,6 +227,10 @@ fn a_heist_goes_on_when_its_client_is_killed_and_attach_replays_it() {
         marks_done(&env.marks()) == HOSTS
     });
 
+    // The last step's markers exist a moment before the heist journals its end.
+    until("the heist's end in its journal", WAIT, || {
+        env.crew(&["heist", "show"]).0 == Some(0)
+    });
     let (code, show) = env.crew(&["heist", "show"]);
     assert_eq!(code, Some(0), "crew heist show: {show}");
     assert!(show.contains("completed"), "{show}");

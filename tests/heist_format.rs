@@ -202,3 +202,42 @@ fn stdin_goes_with_run_steps_only_and_once() {
     let e = errors("[heist.a]\nselect = \"*\"\n[[heist.a.step]]\nname = \"x\"\nrun = \"cat\"\nstdin = \"${nope}\"\n");
     assert!(e.contains("unknown variable `${nope}`"), "{e}");
 }
+
+#[test]
+fn become_on_heists_and_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("h.toml");
+    std::fs::write(
+        &p,
+        "[heist.a]\nselect = \"*\"\nbecome = true\n\n\
+         [[heist.a.step]]\nname = \"root\"\nrun = \"id -u\"\n\n\
+         [[heist.a.step]]\nname = \"me\"\nbecome = false\nrun = \"id -u\"\n\n\
+         [[heist.a.step]]\nname = \"pg\"\nbecome_user = \"postgres\"\nrun = \"id -u\"\n\n\
+         [[heist.a.step]]\nname = \"here\"\nlocal = true\nbecome = false\nrun = \"true\"\n\n\
+         [heist.b]\nselect = \"*\"\n[[heist.b.step]]\nname = \"x\"\nrun = \"true\"\n",
+    )
+    .expect("write");
+    let heists = crew::heist::validate::load_file(&p).expect("valid");
+    let a = heists.iter().find(|h| h.name == "a").expect("a");
+    let users: Vec<Option<&str>> = a.steps.iter().map(|s| s.become_user.as_deref()).collect();
+    assert_eq!(users, [Some("root"), None, Some("postgres"), None]);
+    assert!(a.needs_sudo());
+    assert!(!heists
+        .iter()
+        .find(|h| h.name == "b")
+        .expect("b")
+        .needs_sudo());
+
+    std::fs::write(
+        &p,
+        "[heist.a]\nselect = \"*\"\nbecome = true\n\n\
+         [[heist.a.step]]\nname = \"here\"\nlocal = true\nrun = \"true\"\n",
+    )
+    .expect("write");
+    let e = crew::heist::validate::load_file(&p).expect_err("local + become");
+    assert!(
+        e.to_string()
+            .contains("`become` applies to `run` steps on hosts"),
+        "{e}"
+    );
+}

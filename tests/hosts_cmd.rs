@@ -110,20 +110,74 @@ fn crew_ssh_config_env_names_the_ssh_config() {
 }
 
 #[test]
-fn crew_hosts_says_where_it_looked_for_hosts_toml() {
+fn without_hosts_toml_the_ssh_config_host_names_are_the_inventory() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let out = crew_command(tmp.path(), &tmp.path().join("cfg"))
-        .arg("hosts")
-        .current_dir(tmp.path())
-        .output_bounded();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).expect("mkdir");
+    std::fs::write(
+        home.join(".ssh/config"),
+        "Host alpha beta !gamma *.pattern db?\n  HostName 192.0.2.1\n  User ops\n\
+         Host bastion\n  HostName 192.0.2.9\n  Port 2200\nHost beta\n  ProxyJump bastion\n",
+    )
+    .expect("write config");
+    let crew = |args: &[&str]| {
+        crew_command(tmp.path(), &tmp.path().join("cfg"))
+            .arg("hosts")
+            .args(args)
+            .current_dir(tmp.path())
+            .env("HOME", &home)
+            .env_remove("CREW_SSH_CONFIG")
+            .output_bounded()
+    };
+    let out = crew(&[]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(
-        err.trim_end(),
+        stderr.trim_end(),
         format!(
-            "crew hosts: no hosts.toml found; looked for hosts.toml, {}",
-            tmp.path().join("cfg/hosts.toml").display()
+            "crew hosts: no hosts.toml found (looked for hosts.toml, {}); the hosts are the \
+             Host names of {}",
+            tmp.path().join("cfg/hosts.toml").display(),
+            home.join(".ssh/config").display()
         )
+    );
+    assert_eq!(stdout.lines().last(), Some("3 hosts: alpha,bastion,beta"));
+
+    let out = crew(&["--json", "beta"]);
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
+    assert_eq!(v["name"], "beta");
+    assert_eq!(v["hostname"], "192.0.2.1");
+    assert_eq!(v["user"], "ops");
+    assert_eq!(v["port"], 22);
+    assert_eq!(v["proxy_jump"], "bastion");
+    assert_eq!(
+        v["via"][0].as_str().map(|s| s.ends_with("@192.0.2.9:2200")),
+        Some(true)
+    );
+    assert_eq!(v["transport"], "ssh");
+
+    // A name in no inventory, resolved through the ssh config (`-w`, as pdsh spells it).
+    let out = crew(&["-w", "db[1-2],zeta", "--json"]);
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let got: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or(""),
+                r["hostname"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("db1", "192.0.2.1"), ("db2", "192.0.2.1"), ("zeta", "zeta")]
     );
 }
 

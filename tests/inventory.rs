@@ -310,7 +310,7 @@ const INVALID: &[(&str, &str)] = &[
     ("ssh_config_missing.toml", "2:14: cannot use ssh config tests/configs/invalid/does-not-exist/config: cannot open: No such file or directory (os error 2)"),
     ("toml_syntax.toml", "2:13: invalid basic string"),
     ("unknown_group.toml", "5:10: bad group expression: unknown group `@backend` (known groups: @front)"),
-    ("unknown_key.toml", "3:1: unknown field `prot`, expected one of `name`, `address`, `user`, `port`, `transport`, `identity_file`, `identity_files`, `identities_only`, `known_hosts`, `identity_agent`, `proxy_jump`, `connect_timeout`, `agent_dir`, `tags`, `ssh_config`"),
+    ("unknown_key.toml", "3:1: unknown field `prot`, expected one of `name`, `address`, `user`, `port`, `transport`, `identity_file`, `identity_files`, `identities_only`, `known_hosts`, `identity_agent`, `jump`, `proxy_jump`, `connect_timeout`, `agent_dir`, `tags`, `ssh_config`"),
     ("unknown_section.toml", "1:2: unknown field `default`, expected one of `defaults`, `host`, `groups`"),
     ("unknown_transport.toml", "3:13: unknown transport `telnet`: expected \"ssh\" or \"local\""),
     ("wrong_type.toml", "3:8: invalid type: string \"22\", expected i64"),
@@ -345,4 +345,118 @@ fn find_default_reports_where_it_looked() {
     );
     let p = write(dir.path(), "h.toml", "");
     assert_eq!(Inventory::find_default(Some(&p)).expect("found"), p);
+}
+
+/// `user@address:port` of each hop.
+fn via(h: &Host) -> Vec<String> {
+    h.jumps
+        .iter()
+        .map(|j| {
+            format!(
+                "{}@{}:{}",
+                j.user.as_deref().unwrap_or("-"),
+                j.address,
+                j.port
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn jump_hosts_resolve_hop_by_hop_as_ssh_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write(
+        dir.path(),
+        "ssh_config",
+        "Host bastion\n  HostName 10.0.0.1\n  User jumper\n  Port 2200\n  IdentityFile /k/jump\n\
+         Host inner\n  HostName 10.0.0.2\n  ProxyJump bastion\n  User inneruser\n\
+         Host viacfg\n  HostName 10.1.0.9\n  ProxyJump bastion\n\
+         Host proxied\n  ProxyCommand nc %h %p\n\
+         Match user override\n  Port 2999\n\
+         Host *\n  User fallback\n",
+    );
+    let text = format!(
+        "[defaults]\nssh_config = \"{}\"\nuser = \"deploy\"\n\n\
+         [[host]]\nname = \"web[1-2]\"\naddress = \"10.1.0.[1-2]\"\njump = \"bastion\"\n\n\
+         [[host]]\nname = \"deep\"\naddress = \"10.1.0.3\"\njump = \"inner,override@bastion:2201\"\n\n\
+         [[host]]\nname = \"viacfg\"\n\n\
+         [[host]]\nname = \"straight\"\naddress = \"10.1.0.4\"\njump = \"none\"\n\n\
+         [[host]]\nname = \"proxied\"\njump = \"bastion\"\n\n\
+         [[host]]\nname = \"hop\"\naddress = \"10.5.5.5\"\nuser = \"hopper\"\n\n\
+         [[host]]\nname = \"behindhop\"\naddress = \"10.1.0.6\"\njump = \"hop\"\n",
+        cfg.display()
+    );
+    let p = write(dir.path(), "hosts.toml", &text);
+    let inv = Inventory::load(&p).unwrap_or_else(|e| panic!("load failed: {e}"));
+
+    // A hop is resolved through the ssh config alone (not [defaults]): its own user, port, key.
+    let w = get(&inv, "web1");
+    assert_eq!(via(w), ["jumper@10.0.0.1:2200"]);
+    assert_eq!(w.jumps[0].identity_files, [PathBuf::from("/k/jump")]);
+    assert_eq!(w.user.as_deref(), Some("deploy"));
+    // First hop's own ProxyJump applies (its chain comes first); later hops act as
+    // `ssh -l override -p 2201 -J inner bastion`: the user wins, and `Match user` sees it.
+    assert_eq!(
+        via(get(&inv, "deep")),
+        [
+            "jumper@10.0.0.1:2200",
+            "inneruser@10.0.0.2:22",
+            "override@10.0.0.1:2201"
+        ]
+    );
+    assert_eq!(via(get(&inv, "viacfg")), ["jumper@10.0.0.1:2200"]);
+    // `jump = "none"` overrides the ssh config; `jump` replaces a ProxyCommand.
+    let s = get(&inv, "straight");
+    assert!(s.jumps.is_empty() && s.proxy_jump.is_none() && s.proxy_command.is_none());
+    let pr = get(&inv, "proxied");
+    assert_eq!(pr.proxy_command, None);
+    assert_eq!(via(pr), ["jumper@10.0.0.1:2200"]);
+    // A hop that is an inventory host is that host.
+    assert_eq!(via(get(&inv, "behindhop")), ["hopper@10.5.5.5:22"]);
+
+    // `[defaults] jump` does not make the jump host jump through itself.
+    let p = write(
+        dir.path(),
+        "defaults_jump.toml",
+        &format!(
+            "[defaults]\nssh_config = \"{}\"\njump = \"gw\"\n\n\
+             [[host]]\nname = \"gw\"\naddress = \"10.9.0.1\"\n\n\
+             [[host]]\nname = \"app\"\naddress = \"10.9.0.2\"\n",
+            cfg.display()
+        ),
+    );
+    let inv = Inventory::load(&p).unwrap_or_else(|e| panic!("load failed: {e}"));
+    assert!(get(&inv, "gw").jumps.is_empty() && get(&inv, "gw").proxy_jump.is_none());
+    assert_eq!(via(get(&inv, "app")), ["fallback@10.9.0.1:22"]);
+}
+
+#[test]
+fn jump_loops_and_bad_jumps_are_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write(
+        dir.path(),
+        "ssh_config",
+        "Host a\n  ProxyJump b\nHost b\n  ProxyJump a\n",
+    );
+    let text = format!(
+        "[defaults]\nssh_config = \"{}\"\n[[host]]\nname = \"t\"\njump = \"a\"\n",
+        cfg.display()
+    );
+    let p = write(dir.path(), "hosts.toml", &text);
+    let e = Inventory::load(&p).expect_err("loop").to_string();
+    assert!(
+        e.contains("host t: ProxyJump a: jump hosts loop: t → a → b → a"),
+        "{e}"
+    );
+
+    let p = write(
+        dir.path(),
+        "bad.toml",
+        "[[host]]\nname = \"t\"\njump = \"u@h:0\"\n",
+    );
+    let e = Inventory::load(&p).expect_err("bad jump").to_string();
+    assert!(
+        e.ends_with("bad.toml:3:9: `jump`: bad jump host \"u@h:0\" in \"u@h:0\""),
+        "{e}"
+    );
 }

@@ -24,7 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("domain", &["store", "heist", "pick"]),
-    ("roles", &["client", "daemon", "agent"]),
+    ("roles", &["client", "daemon", "agent", "api"]),
     ("front-ends", &["cmd", "console", "cli"]),
 ];
 

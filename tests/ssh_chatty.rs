@@ -21,7 +21,7 @@ fn chatty_fleet(n: usize) -> SshdFleet {
         n,
         FleetOptions {
             chatty: true,
-            ..FleetOptions::default()
+            ..Default::default()
         },
     )
 }

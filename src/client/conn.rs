@@ -38,6 +38,8 @@ pub struct Client {
     /// The daemon's pid and build, from its Hello.
     pub daemon_pid: u32,
     pub daemon_build: String,
+    /// Connected over the API (TLS): heists use the daemon's own inventory and heist files.
+    pub remote: bool,
 }
 
 impl Drop for Client {
@@ -174,6 +176,7 @@ impl Client {
             reader,
             daemon_pid: 0,
             daemon_build: String::new(),
+            remote: false,
         };
         let mut rx = c
             .request(Request::Hello {
@@ -199,14 +202,21 @@ impl Client {
         }
     }
 
-    /// Connect to the daemon of `CREW_HOME`; None when none is running.
+    /// Connect to the daemon of `CREW_HOME` (or the remote one, `--daemon`); None when none
+    /// is running.
     pub async fn connect() -> anyhow::Result<Option<Client>> {
+        if let Some(r) = super::remote::configured() {
+            return super::remote::connect(r).await.map(Some);
+        }
         Client::connect_at(&crate::paths::socket()).await
     }
 
     /// Connect, starting `crew daemon` (our own executable) when nobody answers. A daemon of
     /// another build is asked to stop and replaced by ours.
     pub async fn connect_or_spawn() -> anyhow::Result<Client> {
+        if let Some(r) = super::remote::configured() {
+            return super::remote::connect(r).await;
+        }
         let socket = crate::paths::socket();
         if let Some(c) = Client::connect_at(&socket).await? {
             if c.daemon_build == crate::paths::build_hash() {
@@ -245,6 +255,7 @@ impl Client {
         &self,
         req: Request,
     ) -> anyhow::Result<(u64, mpsc::Receiver<Event>)> {
+        let req = if self.remote { req.for_remote() } else { req };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
         self.pending
@@ -280,8 +291,13 @@ impl Client {
 
     /// Ask the daemon to stop and wait (bounded) until its socket stops answering.
     pub async fn stop_and_wait(self, socket: &Path) -> anyhow::Result<()> {
+        let remote = self.remote;
         let mut rx = self.request(Request::Stop).await?;
-        let _ = tokio::time::timeout(ANSWER_WAIT, rx.recv()).await;
+        match tokio::time::timeout(ANSWER_WAIT, rx.recv()).await {
+            Ok(Some(Event::Error { message })) => bail!("{message}"),
+            _ if remote => return Ok(()),
+            _ => {}
+        }
         drop(self);
         let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
         while tokio::time::Instant::now() < deadline {

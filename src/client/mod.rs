@@ -4,6 +4,7 @@
 
 mod conn;
 pub mod facts;
+pub mod remote;
 pub mod shell;
 
 pub use conn::{identify, operator, Client, Sender};

@@ -14,6 +14,53 @@ pub struct HostsArgs {
     /// Selection expression; all hosts when omitted.
     #[arg(add = clap_complete::engine::ArgValueCompleter::new(super::completion::selection_candidates))]
     pub selection: Option<String>,
+    /// One JSON object per host and line, as resolved: name, hostname, port, user,
+    /// identity_files, proxy_jump, known_hosts, transport, tags, notes.
+    #[arg(long)]
+    pub json: bool,
+    /// These names (a nodeset), even names in no inventory, resolved through the ssh config.
+    #[arg(short = 'w', long = "nodes", value_name = "NODESET")]
+    pub nodes: Option<String>,
+}
+
+/// One host as `crew hosts --json` prints it.
+#[derive(serde::Serialize)]
+struct HostJson<'a> {
+    name: &'a str,
+    hostname: &'a str,
+    port: u16,
+    user: String,
+    identity_files: &'a [std::path::PathBuf],
+    proxy_jump: Option<&'a str>,
+    /// The jump hosts as resolved, first to last: `user@hostname:port` each.
+    via: Vec<String>,
+    known_hosts: &'a [std::path::PathBuf],
+    transport: Transport,
+    tags: &'a [String],
+    notes: &'a [String],
+}
+
+fn json_line(h: &Host) -> serde_json::Result<String> {
+    serde_json::to_string(&HostJson {
+        name: &h.name,
+        hostname: &h.address,
+        port: h.port,
+        user: h.user.clone().unwrap_or_else(paths::whoami),
+        identity_files: &h.identity_files,
+        proxy_jump: h.proxy_jump.as_deref(),
+        via: h
+            .jumps
+            .iter()
+            .map(|j| {
+                let user = j.user.clone().unwrap_or_else(paths::whoami);
+                format!("{user}@{}:{}", j.address, j.port)
+            })
+            .collect(),
+        known_hosts: &h.known_hosts,
+        transport: h.transport,
+        tags: &h.tags,
+        notes: &h.ssh_config_notes,
+    })
 }
 
 /// Exit codes: 0 listed (even if nothing matched), 2 bad inventory or selection.
@@ -24,6 +71,40 @@ pub fn run(hosts: Option<std::path::PathBuf>, args: HostsArgs) -> anyhow::Result
             eprintln!("crew hosts: {e}");
             return Ok(2);
         }
+    };
+    if inv.from_ssh_config {
+        let looked = match Inventory::find_default(None) {
+            Err(crate::inventory::InventoryError::NotFound { looked }) => looked
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => String::new(),
+        };
+        eprintln!(
+            "crew hosts: no hosts.toml found (looked for {looked}); the hosts are the Host \
+             names of {}",
+            inv.path.display()
+        );
+    }
+    let inv = match &args.nodes {
+        Some(set) => {
+            let names = match crate::nodeset::expand(set) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("crew hosts: -w {set}: bad nodeset: {}", e.message);
+                    return Ok(2);
+                }
+            };
+            match inv.with_names(&names) {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("crew hosts: {e}");
+                    return Ok(2);
+                }
+            }
+        }
+        None => inv,
     };
     // Outcomes (`?failed`) come from the latest run in the run store; facts need the
     // agents, which `crew hosts` does not contact.
@@ -44,6 +125,13 @@ pub fn run(hosts: Option<std::path::PathBuf>, args: HostsArgs) -> anyhow::Result
     }
     let picked: Vec<&Host> = picked.hosts.iter().collect();
     let mut out = std::io::stdout().lock();
+    if args.json {
+        for h in &picked {
+            writeln!(out, "{}", json_line(h)?)?;
+        }
+        out.flush()?;
+        return Ok(0);
+    }
     out.write_all(table(&picked).as_bytes())?;
     out.flush()?;
     Ok(0)

@@ -8,7 +8,7 @@ use super::gather::Gather;
 use super::render::{host_line, sanitize, Splitter, Style};
 use crate::model::Verdict;
 use crate::model::{Exit, Stream};
-use crate::proto::daemon::HostEvent;
+use crate::proto::daemon::{host_event_json, output_json, HostEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -45,27 +45,6 @@ pub struct Output<W: Write, E: Write> {
     store_failed: bool,
     out: W,
     err: E,
-}
-
-/// A `--json` output event: `data` is the line's text without its newline; `eol` says whether
-/// a newline followed (false: a piece of a line longer than the split limit, continued by the
-/// next event of the stream, or the stream's last bytes, which had no newline). When the bytes
-/// are not UTF-8, `data` shows them with U+FFFD and `bytes` carries them exactly (base64).
-pub fn json_line(host: &str, stream: Stream, line: &[u8], eol: bool) -> serde_json::Value {
-    use base64::Engine as _;
-    let event = match stream {
-        Stream::Stdout => "stdout",
-        Stream::Stderr => "stderr",
-    };
-    match String::from_utf8_lossy(line) {
-        std::borrow::Cow::Borrowed(text) => serde_json::json!({
-            "host": host, "event": event, "data": text, "eol": eol,
-        }),
-        std::borrow::Cow::Owned(text) => serde_json::json!({
-            "host": host, "event": event, "data": text, "eol": eol,
-            "bytes": base64::engine::general_purpose::STANDARD.encode(line),
-        }),
-    }
 }
 
 /// `exit 3`, `signal 9`, with `timed out` when the command's timeout killed it.
@@ -114,10 +93,7 @@ impl<W: Write, E: Write> Output<W, E> {
                 "{}",
                 host_line(self.style, host, self.width, stream, line)
             ),
-            Mode::Json => {
-                let v = json_line(host, stream, line, eol);
-                writeln!(self.out, "{v}")
-            }
+            Mode::Json => writeln!(self.out, "{}", output_json(host, stream, line, eol)),
             Mode::Gather => Ok(()),
         };
     }
@@ -134,14 +110,20 @@ impl<W: Write, E: Write> Output<W, E> {
 
     /// One event of one host.
     pub fn host_event(&mut self, host: &str, ev: HostEvent) {
-        match ev {
-            HostEvent::Started { pid, agentless } => {
-                if self.mode == Mode::Json {
-                    self.json(serde_json::json!({
-                        "host": host, "event": "started", "pid": pid, "agentless": agentless,
-                    }));
+        if self.mode == Mode::Json {
+            match &ev {
+                HostEvent::Started { .. } | HostEvent::Progress { .. } => {
+                    self.json(host_event_json(host, &ev))
                 }
+                HostEvent::Exit { .. } | HostEvent::Failed { .. } => {
+                    self.flush_partial(host);
+                    self.json(host_event_json(host, &ev));
+                }
+                HostEvent::Output { .. } => {}
             }
+        }
+        match ev {
+            HostEvent::Started { .. } => {}
             HostEvent::Output { stream, data } => {
                 if self.mode == Mode::Gather {
                     self.gather.output(host, stream, &data);
@@ -154,12 +136,6 @@ impl<W: Write, E: Write> Output<W, E> {
             HostEvent::Exit { exit: e, verdict } => {
                 self.flush_partial(host);
                 let why = describe_exit(&e);
-                if self.mode == Mode::Json {
-                    self.json(serde_json::json!({
-                        "host": host, "event": "exit", "code": e.code, "signal": e.signal,
-                        "wall_ms": e.wall_ms, "timed_out": e.timed_out, "verdict": verdict.as_str(),
-                    }));
-                }
                 self.gather.ending(host, why);
                 // The summary's category already says "timed out".
                 let why = describe_exit(&Exit {
@@ -168,20 +144,11 @@ impl<W: Write, E: Write> Output<W, E> {
                 });
                 self.ended.insert(host.to_string(), (verdict, why));
             }
-            HostEvent::Progress { done, total } => {
-                if self.mode == Mode::Json {
-                    self.json(serde_json::json!({
-                        "host": host, "event": "progress", "bytes": done, "total": total,
-                    }));
-                }
-            }
+            HostEvent::Progress { .. } => {}
             HostEvent::Failed { kind, message } => {
                 self.flush_partial(host);
                 match self.mode {
-                    Mode::Json => self.json(serde_json::json!({
-                        "host": host, "event": "error", "kind": kind.as_str(), "message": message,
-                        "verdict": Verdict::from_error(kind).as_str(),
-                    })),
+                    Mode::Json => {}
                     Mode::Lines | Mode::Gather => {
                         let _ = self.out.flush();
                         let text = format!("{host}: {}: {message}", kind.as_str());

@@ -22,8 +22,13 @@ use crate::proto::daemon::{Event, Request, RunRequest};
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
     /// Selection expression (e.g. `role=web & !canary`, `web[01-05]`, `@frontend`).
-    #[arg(add = clap_complete::engine::ArgValueCompleter::new(super::completion::selection_candidates))]
-    pub selection: String,
+    #[arg(required_unless_present = "nodes", add = clap_complete::engine::ArgValueCompleter::new(super::completion::selection_candidates))]
+    pub selection: Option<String>,
+    /// Run on these names (a nodeset, as pdsh and clush take it: `web[01-20],db1`), even
+    /// names in no inventory: they are resolved through the ssh config as `ssh NAME` would.
+    /// With a SELECTION too, only the names it picks.
+    #[arg(short = 'w', long = "nodes", value_name = "NODESET")]
+    pub nodes: Option<String>,
     /// The command, after `--`.
     #[arg(last = true, required = true, num_args = 1..)]
     pub command: Vec<String>,
@@ -46,6 +51,14 @@ pub struct RunArgs {
     /// read once and sent to every host's job when it is not a terminal.
     #[arg(long)]
     pub no_stdin: bool,
+    /// Run through sudo on each host (as root, or `--sudo-user`). The password is asked once
+    /// (no echo; or from `$CREW_ASKPASS`); a privileged agent per host is started once and
+    /// reused by later `--sudo` runs. Empty answer: NOPASSWD.
+    #[arg(long)]
+    pub sudo: bool,
+    /// The user sudo runs the command as (implies `--sudo`).
+    #[arg(long, value_name = "USER")]
+    pub sudo_user: Option<String>,
 }
 
 /// A duration that is not zero (a zero timeout would time every host out at once).
@@ -79,10 +92,39 @@ pub fn run(hosts: Option<PathBuf>, args: RunArgs) -> anyhow::Result<i32> {
 }
 
 async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
+    let inv = match &args.nodes {
+        Some(set) => {
+            let names = match crate::nodeset::expand(set) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!(
+                        "crew: -w {set}: bad nodeset (column {}): {}",
+                        e.pos + 1,
+                        e.message
+                    );
+                    return Ok(2);
+                }
+            };
+            match inv.with_names(&names) {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("crew: {e}");
+                    return Ok(2);
+                }
+            }
+        }
+        None => inv,
+    };
+    let selection = match (&args.selection, &args.nodes) {
+        (Some(s), _) => s.clone(),
+        (None, Some(set)) => set.clone(),
+        (None, None) => "*".to_string(),
+    };
+    let pick_text = args.selection.as_deref().unwrap_or("*");
     // Facts are asked of the daemon only when the selection tests them; that connection is
     // then the one the run goes through.
     let mut facts = DaemonFacts::new(None, args.accept_new_host_keys);
-    let picked = match pick::pick(&inv, &args.selection, &mut facts, &paths::runs_dir()).await {
+    let picked = match pick::pick(&inv, pick_text, &mut facts, &paths::runs_dir()).await {
         Ok(p) => p,
         Err(e @ PickError::Selection { .. }) => {
             eprintln!("crew: {e}");
@@ -94,14 +136,27 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
         eprintln!("crew: {host}: no facts: {}", sanitize(why.as_bytes()));
     }
     if picked.hosts.is_empty() {
-        eprintln!(
-            "crew: no hosts match `{}` in {}",
-            args.selection,
-            inv.path.display()
-        );
+        let whence = if inv.from_ssh_config {
+            format!(
+                "the Host names of {} (no hosts.toml found)",
+                inv.path.display()
+            )
+        } else {
+            inv.path.display().to_string()
+        };
+        eprintln!("crew: no hosts match `{selection}` in {whence}");
         return Ok(2);
     }
     let hosts = picked.hosts;
+    let sudo = match (&args.sudo_user, args.sudo) {
+        (None, false) => None,
+        (user, _) => {
+            let user = user.clone().unwrap_or_else(|| "root".to_string());
+            let why = format!("{} host(s)", hosts.len());
+            let password = super::askpass::ask(&user, &why)?;
+            Some(crate::model::Sudo { user, password })
+        }
+    };
     let client = facts.into_client();
     let client = match client {
         Some(c) => c,
@@ -110,7 +165,7 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let req = RunRequest {
         hosts,
-        selection: args.selection.clone(),
+        selection,
         command: args.command.join(" "),
         env: Vec::new(),
         timeout_ms: args.timeout.map(|t| t.as_millis() as u64),
@@ -120,6 +175,7 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
         who: String::new(),
         origin: RunOrigin::Command,
         stdin: !args.no_stdin && !std::io::stdin().is_terminal(),
+        sudo,
     };
     let stdin = req.stdin;
     let mode = Mode::of(args.json, args.gather);

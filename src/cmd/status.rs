@@ -17,6 +17,7 @@ pub fn run() -> anyhow::Result<i32> {
         match tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await {
             Ok(Some(Event::Status(r))) => {
                 print!("{}", table(&r));
+                print!("{}", sites(&r));
                 Ok(0)
             }
             Ok(other) => anyhow::bail!("the daemon answered Status with {other:?}"),
@@ -33,6 +34,11 @@ pub fn stop() -> anyhow::Result<i32> {
             return Ok(0);
         };
         let pid = client.daemon_pid;
+        if client.remote {
+            client.stop_and_wait(&crate::paths::socket()).await?;
+            println!("daemon {pid} asked to stop");
+            return Ok(0);
+        }
         client.stop_and_wait(&crate::paths::socket()).await?;
         println!("daemon {pid} stopped");
         Ok(0)
@@ -61,6 +67,13 @@ pub fn table(r: &StatusReport) -> String {
         r.runs_total,
         r.hosts.len()
     );
+    if let Some(api) = &r.api {
+        let _ = writeln!(
+            out,
+            "api {}  certificate sha256 {}",
+            api.url, api.fingerprint
+        );
+    }
     if r.hosts.is_empty() {
         return out;
     }
@@ -108,6 +121,44 @@ pub fn table(r: &StatusReport) -> String {
     for row in &rows {
         let cells = [&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]].map(|s| s.as_str());
         let _ = writeln!(out, "{}", fmt_row(cells));
+    }
+    out
+}
+
+/// The daemons on the NATS bus, by site: each one's state, jobs and hosts (empty off the bus).
+pub fn sites(r: &StatusReport) -> String {
+    let mut out = String::new();
+    if r.daemons.is_empty() {
+        return out;
+    }
+    let mut ds: Vec<_> = r.daemons.iter().collect();
+    ds.sort_by(|a, b| (&a.0.site, &a.0.daemon).cmp(&(&b.0.site, &b.0.daemon)));
+    let _ = writeln!(
+        out,
+        "\nSITE      DAEMON                            STATE  HEARD  PID      JOBS  HOSTS"
+    );
+    for (p, ago) in ds {
+        let gone = *ago >= crate::daemon::bus::DEAD_AFTER.as_millis() as u64;
+        let ready: Vec<&str> = p
+            .hosts
+            .iter()
+            .filter(|(_, s)| s == "ready" || s == "busy")
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let all: Vec<&str> = p.hosts.iter().map(|(n, _)| n.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "{:<9} {:<33} {:<6} {:<6} {:<8} {:<5} {}/{} ready {}",
+            sanitize(p.site.as_deref().unwrap_or("(router)").as_bytes()),
+            sanitize(p.daemon.as_bytes()),
+            if gone { "gone" } else { "up" },
+            format!("{:.1}s", *ago as f64 / 1000.0),
+            p.pid,
+            p.jobs.len(),
+            ready.len(),
+            all.len(),
+            sanitize(crate::nodeset::fold(&all).as_bytes()),
+        );
     }
     out
 }

@@ -67,6 +67,8 @@ pub enum Action {
     AskAbort,
     BrowseRuns,
     Zoom,
+    /// Command line: run through sudo (as root) on the hosts, or not.
+    ToggleSudo,
     // ── acting
     /// Type a line for the stdin of the focused host's job (or every marked host's).
     SendInput,

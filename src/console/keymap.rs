@@ -153,6 +153,8 @@ pub enum Mode {
     SaveHeist,
     /// Typing a line for the stdin of running jobs (`>`).
     Send,
+    /// Typing the sudo password (masked).
+    Password,
 }
 
 impl Mode {
@@ -170,6 +172,7 @@ impl Mode {
             Mode::Ask => "ask",
             Mode::SaveHeist => "save-heist",
             Mode::Send => "send",
+            Mode::Password => "password",
         }
     }
 }

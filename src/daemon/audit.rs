@@ -91,7 +91,33 @@ fn append_blocking(path: &Path, text: &[u8]) -> anyhow::Result<()> {
     f.write_all(text)
         .with_context(|| format!("writing audit log {}", path.display()))?;
     f.sync_data()
-        .with_context(|| format!("syncing audit log {}", path.display()))
+        .with_context(|| format!("syncing audit log {}", path.display()))?;
+    mirror(path, text);
+    Ok(())
+}
+
+type Mirror = (
+    std::path::PathBuf,
+    tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+);
+
+/// Where each audit log's lines are copied to (the NATS bus), by the log's path.
+static MIRRORS: std::sync::Mutex<Vec<Mirror>> = std::sync::Mutex::new(Vec::new());
+
+/// Copy every line appended to `path` from now on to `tx` (after it is on disk).
+pub fn mirror_to(path: &Path, tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>) {
+    let mut m = MIRRORS.lock().unwrap_or_else(|p| p.into_inner());
+    m.retain(|(p, t)| p != path && !t.is_closed());
+    m.push((path.to_path_buf(), tx));
+}
+
+fn mirror(path: &Path, text: &[u8]) {
+    let m = MIRRORS.lock().unwrap_or_else(|p| p.into_inner());
+    for (p, tx) in m.iter() {
+        if p == path {
+            let _ = tx.send(text.strip_suffix(b"\n").unwrap_or(text).to_vec());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,12 @@
 //! ```toml
 //! hosts = "/etc/crew/hosts.toml"   # the inventory for heists and API requests naming none
 //! identify = true                  # ask every client who the operator is (shared accounts)
+//! listen = "127.0.0.1:8443"        # serve the HTTPS API and web view there (off when unset)
+//! cert = "/etc/crew/api.pem"       # its certificate chain (PEM); unset: a self-signed one
+//! key = "/etc/crew/api.key"        # its private key (PEM), with `cert`
+//! hooks = "/etc/crew/hooks.toml"   # webhooks (default: hooks.toml beside the inventory)
+//! [nats]                           # sites over NATS: see `daemon::bus::BusConfig`
+//! url = "nats://127.0.0.1:4222"
 //! ```
 //!
 //! Errors name the file, line and column.
@@ -19,6 +25,15 @@ pub struct DaemonConfig {
     /// Refuse to act for a client that did not say who the operator is.
     #[serde(default)]
     pub identify: bool,
+    /// Serve the HTTPS API on this address (`ADDR:PORT`).
+    pub listen: Option<String>,
+    /// The API's certificate chain and key (PEM); both or neither.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// The webhooks file.
+    pub hooks: Option<PathBuf>,
+    /// `[nats]`: sites over NATS (see `daemon::bus`).
+    pub nats: Option<super::bus::BusConfig>,
 }
 
 impl DaemonConfig {

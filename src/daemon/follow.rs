@@ -40,7 +40,7 @@ pub async fn follow(t: Arc<Tracked>, sink: Sink) {
 }
 
 /// The protocol's event for one log entry (None: nothing to send).
-async fn event_of(t: &Tracked, e: &Entry) -> Option<Event> {
+pub(super) async fn event_of(t: &Tracked, e: &Entry) -> Option<Event> {
     match e {
         Entry::Run(ev) => Some(ev.clone()),
         Entry::Output(o) => match o.bytes(&t.log.dir).await {
@@ -115,7 +115,7 @@ pub async fn from_store(d: &Arc<Daemon>, run: &str, sink: Sink) {
 }
 
 /// The events of a stored run or heist, as they would have streamed (blocking).
-fn stored_events(root: &std::path::Path, run: &str) -> Result<Vec<Event>, String> {
+pub fn stored_events(root: &std::path::Path, run: &str) -> Result<Vec<Event>, String> {
     if let Ok(id) = run.parse::<u64>() {
         return stored_run(&root.join(run), id);
     }

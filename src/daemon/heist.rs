@@ -72,7 +72,10 @@ pub async fn start(
     let plan = plan::build(&heist, req.profile.as_deref(), &req.vars, picked.hosts)
         .map_err(|e| e.to_string())?;
     let hosts = plan.hosts.len() as u32;
-    let exec = Arc::new(PoolExecutor::new(d.clone(), req.accept_new_host_keys, &who));
+    let exec = Arc::new(
+        PoolExecutor::new(d.clone(), req.accept_new_host_keys, &who)
+            .with_sudo_password(req.sudo_password.clone()),
+    );
     let opts = StartOptions {
         who: who.clone(),
         runs_dir: d.opts.runs_dir.clone(),
@@ -108,6 +111,7 @@ pub async fn start(
         Control::Heist(control),
     ));
     d.registry.add(t.clone());
+    super::bus::share::publish(d, &t);
     let detail = serde_json::json!({
         "heist": heist.name,
         "profile": req.profile,
@@ -182,9 +186,9 @@ pub async fn answer(
 }
 
 /// Agent facts for the picker, straight from the pool.
-struct PoolFacts {
-    d: Arc<Daemon>,
-    accept: bool,
+pub struct PoolFacts {
+    pub d: Arc<Daemon>,
+    pub accept: bool,
 }
 
 impl FactSource for PoolFacts {
@@ -211,6 +215,8 @@ pub struct PoolExecutor {
     stop: watch::Sender<Option<i32>>,
     /// Step runs in flight.
     inflight: Mutex<BTreeSet<u64>>,
+    /// The answer to sudo's prompt for `become` steps (wiped when the heist is dropped).
+    sudo_password: Option<crate::model::Secret>,
 }
 
 impl PoolExecutor {
@@ -221,7 +227,14 @@ impl PoolExecutor {
             who: who.to_string(),
             stop: watch::channel(None).0,
             inflight: Mutex::default(),
+            sudo_password: None,
         }
+    }
+
+    /// The password for the heist's `become` steps.
+    pub fn with_sudo_password(mut self, password: Option<crate::model::Secret>) -> Self {
+        self.sudo_password = password;
+        self
     }
 
     /// A put or fetch step: a copy run of this daemon (streamed, no size cap but the disk),
@@ -388,6 +401,10 @@ impl Executor for PoolExecutor {
             accept_new_host_keys: self.accept,
             who: self.who.clone(),
             origin: spec.origin,
+            sudo: spec.sudo_user.map(|user| crate::model::Sudo {
+                user,
+                password: self.sudo_password.clone(),
+            }),
             stdin: spec.stdin.is_some(),
         };
         let t = match run::start(&self.d, req, true).await {

@@ -31,6 +31,8 @@ pub struct HostCtl {
 pub enum Killer {
     Agent(super::link::JobKiller),
     Agentless(super::ssh::AgentlessKiller),
+    /// A host of another site: the kill goes over the bus to the daemon running it.
+    Bus(super::bus::JobKiller),
 }
 
 impl Killer {
@@ -40,6 +42,7 @@ impl Killer {
             let r = match &k {
                 Killer::Agent(k) => k.kill(signal).await.map_err(|e| e.to_string()),
                 Killer::Agentless(k) => k.kill(signal).map_err(|e| e.to_string()),
+                Killer::Bus(k) => k.kill(signal).await,
             };
             if let Err(e) = r {
                 tracing::warn!("kill: {e}");

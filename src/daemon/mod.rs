@@ -5,8 +5,9 @@
 //! an idle timeout with no client and no run.
 
 pub mod audit;
+pub mod bus;
 pub mod config;
-mod follow;
+pub mod follow;
 pub mod heist;
 pub mod host_state;
 pub mod inflight;
@@ -14,6 +15,7 @@ mod input;
 pub mod link;
 mod local;
 pub mod pool;
+mod privileged;
 mod recover;
 pub mod registry;
 pub mod run;
@@ -54,6 +56,8 @@ pub struct DaemonOptions {
     pub inventory: Option<PathBuf>,
     /// Ask every client for the operator's own name (shared accounts).
     pub identify: bool,
+    /// The NATS bus (sites), when configured.
+    pub bus: Option<bus::BusConfig>,
 }
 
 impl DaemonOptions {
@@ -81,6 +85,7 @@ impl DaemonOptions {
             keepalive: Duration::from_secs(15),
             inventory,
             identify: cfg.identify,
+            bus: bus::BusConfig::resolve(cfg.nats).map_err(anyhow::Error::msg)?,
         })
     }
 
@@ -96,12 +101,19 @@ impl DaemonOptions {
             keepalive: Duration::from_secs(15),
             inventory: None,
             identify: false,
+            bus: None,
         }
     }
 }
 
+/// A front-end the daemon starts once its state is open, beside its socket (the HTTPS API:
+/// `crate::api` imports the daemon, never the other way round). It starts its own tasks and
+/// returns; an error stops the daemon before it serves.
+pub type Front =
+    Box<dyn FnOnce(Arc<Daemon>) -> futures::future::BoxFuture<'static, anyhow::Result<()>> + Send>;
+
 /// `crew daemon`: serve in this process until stopped (Stop request, SIGTERM, Ctrl-C) or idle.
-pub fn run_foreground(idle: Option<Duration>) -> anyhow::Result<i32> {
+pub fn run_foreground(idle: Option<Duration>, front: Option<Front>) -> anyhow::Result<i32> {
     crate::logging::to_file("daemon");
     let opts = DaemonOptions::from_env(Some(idle.unwrap_or(DEFAULT_IDLE)))?;
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
@@ -117,7 +129,16 @@ pub fn run_foreground(idle: Option<Duration>) -> anyhow::Result<i32> {
             }
             t.cancel();
         });
-        serve(opts, token).await
+        let fronted = front.is_some();
+        let served = serve_with(opts.clone(), token, front).await?;
+        if !served && fronted {
+            anyhow::bail!(
+                "another daemon already serves {}: stop it first (`crew daemon stop`), then start \
+                 this one with --listen",
+                opts.socket.display()
+            );
+        }
+        Ok(())
     })?;
     Ok(0)
 }
@@ -125,12 +146,29 @@ pub fn run_foreground(idle: Option<Duration>) -> anyhow::Result<i32> {
 /// Serve until `shutdown` is cancelled, a client sends `Stop`, or the daemon is idle.
 /// Returns Ok at once when another daemon already serves this socket.
 pub async fn serve(opts: DaemonOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    serve_with(opts, shutdown, None).await.map(|_| ())
+}
+
+/// [`serve`], with a front-end started once the daemon is open. False when another daemon
+/// already serves this socket (nothing was started).
+pub async fn serve_with(
+    opts: DaemonOptions,
+    shutdown: CancellationToken,
+    front: Option<Front>,
+) -> anyhow::Result<bool> {
     let Some(listener) = listen(&opts.socket).await? else {
         tracing::info!(socket = %opts.socket.display(), "another daemon is serving; exiting");
-        return Ok(());
+        return Ok(false);
     };
     let token = shutdown.child_token();
     let d = open(opts.clone(), token.clone()).await?;
+    if let Some(front) = front {
+        if let Err(e) = front(d.clone()).await {
+            token.cancel();
+            d.close().await;
+            return Err(e);
+        }
+    }
     tracing::info!(pid = std::process::id(), socket = %opts.socket.display(), build = %d.build, "daemon serving");
     let idle = opts.idle_timeout.filter(|t| !t.is_zero());
     let tick = idle
@@ -160,7 +198,7 @@ pub async fn serve(opts: DaemonOptions, shutdown: CancellationToken) -> anyhow::
     drop(listener);
     d.close().await;
     tracing::info!("daemon stopped");
-    Ok(())
+    Ok(true)
 }
 
 /// The daemon's state, without a socket: the agent pool, the run store (unfinished runs of a
@@ -186,6 +224,7 @@ pub async fn open(opts: DaemonOptions, token: CancellationToken) -> anyhow::Resu
     let store = Store::open(opts.runs_dir.clone())?;
     let d = Arc::new(Daemon::new(pool, store, opts, token));
     recover::settle(&d).await;
+    bus::start(&d).await?;
     Ok(d)
 }
 

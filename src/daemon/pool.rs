@@ -88,6 +88,10 @@ struct Inner {
     starts: Semaphore,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     shutdown: CancellationToken,
+    /// Connections to jump hosts, each shared by all hosts behind it.
+    bastions: ssh::Bastions,
+    /// Agents started through sudo, beside the hosts' own ([`super::privileged`]).
+    privileged: super::privileged::Privileged,
 }
 
 #[derive(Clone)]
@@ -117,6 +121,8 @@ impl Pool {
             cfg,
             slots: Mutex::new(HashMap::new()),
             shutdown,
+            bastions: ssh::Bastions::default(),
+            privileged: super::privileged::Privileged::new(),
         }))
     }
 
@@ -198,6 +204,50 @@ impl Pool {
         out
     }
 
+    /// The SSH session under `host`'s agent (connecting when there is none) and the
+    /// options it was made with: a privileged agent starts on a channel of it.
+    pub(super) async fn session(
+        &self,
+        host: &Host,
+        accept_new: bool,
+    ) -> Result<(Arc<SshSession>, SshOptions), HostError> {
+        let slot = self.slot(host);
+        let conn = self.ensure(slot.clone(), accept_new).await?;
+        if matches!(conn, Conn::Agentless(_)) {
+            return Err(HostError::new(
+                ErrorKind::Agent,
+                format!("{}: agentless host: sudo needs the agent", host.name),
+            ));
+        }
+        let session = slot.live.lock().await.as_ref().and_then(|l| l.ssh.clone());
+        let Some(session) = session else {
+            return Err(HostError::new(
+                ErrorKind::Exec,
+                format!(
+                    "{}: sudo is for SSH hosts (a local host's agent runs as you)",
+                    host.name
+                ),
+            ));
+        };
+        Ok((session, self.ssh_options(accept_new)))
+    }
+
+    pub(super) fn privileged_agents(&self) -> &super::privileged::Privileged {
+        &self.0.privileged
+    }
+
+    fn ssh_options(&self, accept_new: bool) -> SshOptions {
+        let cfg = &self.0.cfg;
+        SshOptions {
+            accept_new_host_keys: accept_new,
+            handshakes: self.0.handshakes.clone(),
+            keepalive: cfg.keepalive,
+            agent_exe: cfg.agent_exe.clone(),
+            agent_build: cfg.agent_build.clone(),
+            bastions: self.0.bastions.clone(),
+        }
+    }
+
     /// Mark a host's connection as broken (e.g. an agentless exec failed on a dead session).
     pub async fn invalidate(&self, host: &Host, reason: String) {
         let slot = self.slot(host);
@@ -263,7 +313,7 @@ impl Pool {
         })
     }
 
-    fn link_options(&self) -> LinkOptions {
+    pub(super) fn link_options(&self) -> LinkOptions {
         LinkOptions {
             expected_build: Some(self.0.cfg.agent_build.clone()),
             ..LinkOptions::default()
@@ -297,13 +347,7 @@ impl Pool {
                 Ok((Conn::Agent(a.link), None, Some(a.child), Some(pid)))
             }
             Transport::Ssh => {
-                let opts = SshOptions {
-                    accept_new_host_keys: accept_new,
-                    handshakes: self.0.handshakes.clone(),
-                    keepalive: cfg.keepalive,
-                    agent_exe: cfg.agent_exe.clone(),
-                    agent_build: cfg.agent_build.clone(),
-                };
+                let opts = self.ssh_options(accept_new);
                 let session = Arc::new(ssh::connect(host, &opts).await.map_err(ssh_error)?);
                 slot.info().set(State::Installing, None);
                 // Queueing for a slot is local and untimed; each step inside is bounded.

@@ -63,6 +63,7 @@ pub async fn start_work(
         Control::Run { run_id },
     ));
     d.registry.add(tracked.clone());
+    super::bus::share::publish(d, &tracked);
     tracing::info!(run_id, hosts = req.hosts.len(), command = %req.command, "run started");
     log.push(Event::RunStarted {
         run_id,
@@ -103,6 +104,12 @@ async fn execute(
         .unwrap_or(req.hosts.len())
         .max(1);
     let permits = Arc::new(Semaphore::new(fanout));
+    // Hosts of other sites go to their site daemons over the bus (None: no bus, or none).
+    // Copies are driven here only (`transfer::start` refuses other sites' hosts).
+    let mut routes = match work {
+        Work::Command => super::bus::router::split(&d, &req, run_id),
+        Work::Transfer(_) => Default::default(),
+    };
     let req = Arc::new(req);
     let mut tasks = Vec::with_capacity(req.hosts.len());
     // Tasks index the shared request: no copy of the inventory entries per host.
@@ -116,8 +123,13 @@ async fn execute(
             work.clone(),
         );
         let files = spool.host(i, &req.hosts[i].name);
+        let route = routes.remove(&i);
         tasks.push(tokio::spawn(async move {
-            let permit = permits.acquire_owned().await.ok();
+            // A site applies the fanout to its own share.
+            let permit = match route {
+                Some(_) => None,
+                None => permits.acquire_owned().await.ok(),
+            };
             let job = HostJob {
                 d: &d,
                 ctl: &ctl,
@@ -128,7 +140,7 @@ async fn execute(
                 name: Arc::from(req.hosts[i].name.as_str()),
                 work: &work,
             };
-            job.run(permit, files).await
+            job.run(permit, files, route).await
         }));
     }
     let mut records = Vec::with_capacity(tasks.len());
@@ -214,14 +226,14 @@ async fn execute(
 }
 
 pub(super) struct HostJob<'a> {
-    pub d: &'a Arc<Daemon>,
-    pub ctl: &'a RunCtl,
-    pub req: &'a RunRequest,
-    pub tracked: &'a Tracked,
-    pub run_id: u64,
-    pub host: &'a Host,
-    pub name: Arc<str>,
-    pub work: &'a Work,
+    pub(super) d: &'a Arc<Daemon>,
+    pub(super) ctl: &'a RunCtl,
+    pub(super) req: &'a RunRequest,
+    pub(super) tracked: &'a Tracked,
+    pub(super) run_id: u64,
+    pub(super) host: &'a Host,
+    pub(super) name: Arc<str>,
+    pub(super) work: &'a Work,
 }
 
 impl HostJob<'_> {
@@ -257,14 +269,14 @@ impl HostJob<'_> {
             .unwrap_or_default()
     }
 
-    fn kill_signal(&self) -> Option<i32> {
+    pub(super) fn kill_signal(&self) -> Option<i32> {
         lock(&self.ctl.hosts)
             .get(&self.host.name)
             .and_then(|c| c.signal)
     }
 
     /// Register the job's killer; kills at once when a kill already arrived.
-    fn set_killer(&self, k: Killer) {
+    pub(super) fn set_killer(&self, k: Killer) {
         let mut hosts = lock(&self.ctl.hosts);
         if let Some(c) = hosts.get_mut(&self.host.name) {
             if let Some(sig) = c.signal {
@@ -281,9 +293,17 @@ impl HostJob<'_> {
         &self,
         permit: Option<OwnedSemaphorePermit>,
         mut files: HostSpool,
+        route: Option<super::bus::router::HostRoute>,
     ) -> (HostRecord, Option<String>) {
         let mut rec = HostRecord::new(&self.host.name);
-        self.drive(&mut rec, &mut files).await;
+        if route.is_some() {
+            // Stdin is not carried to other sites: never let input wait on such a host.
+            self.ctl.close_input(&self.host.name);
+        }
+        match route {
+            Some(r) => super::bus::router::drive(self, &mut rec, &mut files, r).await,
+            None => self.drive(&mut rec, &mut files).await,
+        }
         // Input for this host goes nowhere now: senders stop waiting on it.
         self.ctl.close_input(&self.host.name);
         drop(permit);
@@ -311,6 +331,24 @@ impl HostJob<'_> {
             Err(e) => return self.fail(rec, e).await,
         };
         rec.agentless = lease.agentless;
+        // Through sudo: the host's privileged agent for that user (started on first use).
+        let privileged;
+        let conn = match &self.req.sudo {
+            None => &lease.conn,
+            Some(sudo) => {
+                let link = tokio::select! {
+                    l = self.d.pool.privileged(self.host, sudo, self.req.accept_new_host_keys) => l,
+                    _ = cancel.cancelled() => return self.killed_before_start(rec).await,
+                };
+                match link {
+                    Ok(l) => {
+                        privileged = Conn::Agent(l);
+                        &privileged
+                    }
+                    Err(e) => return self.fail(rec, e).await,
+                }
+            }
+        };
         let mut env = self.req.env.clone();
         env.push(("CREW_HOST".to_string(), self.host.name.clone()));
         let run = agent::Run {
@@ -319,7 +357,7 @@ impl HostJob<'_> {
             env,
             timeout_ms: self.req.timeout_ms,
         };
-        let mut events: mpsc::Receiver<AgentMsg> = match &lease.conn {
+        let mut events: mpsc::Receiver<AgentMsg> = match conn {
             Conn::Agent(link) => match link.start(run).await {
                 Ok(job) => {
                     self.set_killer(Killer::Agent(job.killer()));
@@ -424,7 +462,7 @@ impl HostJob<'_> {
                 }
                 Some(other) => tracing::debug!(host = %self.host.name, "ignored {}", other.name()),
                 None => {
-                    let reason = match &lease.conn {
+                    let reason = match conn {
                         Conn::Agent(link) => link.close_reason(),
                         Conn::Agentless(_) => None,
                     };
@@ -449,7 +487,7 @@ impl HostJob<'_> {
         }
     }
 
-    async fn killed_before_start(&self, rec: &mut HostRecord) {
+    pub(super) async fn killed_before_start(&self, rec: &mut HostRecord) {
         let e = HostError::new(ErrorKind::Killed, "killed before the command started");
         self.fail(rec, e).await
     }

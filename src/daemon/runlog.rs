@@ -235,6 +235,17 @@ impl RunLog {
         self.len() == 0
     }
 
+    /// Up to `max` entries from `from`, as they are now (no waiting).
+    pub fn entries(&self, from: usize, max: usize) -> Vec<Arc<Entry>> {
+        let inner = lock(&self.inner);
+        let end = inner.entries.len().min(from.saturating_add(max));
+        inner
+            .entries
+            .get(from..end)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
+    }
+
     /// Bytes of output held in memory now.
     pub fn held_bytes(&self) -> usize {
         lock(&self.inner).held_bytes
@@ -242,9 +253,14 @@ impl RunLog {
 
     /// A follower from the first entry.
     pub fn follow(self: &Arc<Self>) -> Cursor {
+        self.follow_from(0)
+    }
+
+    /// A follower from entry `next` (an API client resuming after the last one it saw).
+    pub fn follow_from(self: &Arc<Self>, next: usize) -> Cursor {
         Cursor {
             log: self.clone(),
-            next: 0,
+            next,
             rx: self.len.subscribe(),
         }
     }
@@ -289,6 +305,11 @@ impl Cursor {
 
     pub fn log(&self) -> &Arc<RunLog> {
         &self.log
+    }
+
+    /// The index of the next entry this cursor reads.
+    pub fn position(&self) -> usize {
+        self.next
     }
 }
 

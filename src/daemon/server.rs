@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -37,8 +37,22 @@ pub struct Daemon {
     pub build: String,
     pub started: Instant,
     pub shutdown: CancellationToken,
+    /// The NATS bus, once joined (see `daemon::bus`).
+    pub bus: super::bus::Slot,
     clients: AtomicUsize,
     last_active: Mutex<Instant>,
+    /// The HTTPS API's address and certificate fingerprint, when it listens.
+    api: Mutex<Option<dp::ApiStatus>>,
+}
+
+/// Counts a client (an API stream, a remote session) for the idle timer while it lives.
+pub struct ClientGuard(Arc<Daemon>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::SeqCst);
+        self.0.touch();
+    }
 }
 
 impl Daemon {
@@ -58,9 +72,23 @@ impl Daemon {
             build: crate::paths::build_hash().to_string(),
             started: Instant::now(),
             shutdown,
+            bus: super::bus::Slot::new(),
             clients: AtomicUsize::new(0),
             last_active: Mutex::new(Instant::now()),
+            api: Mutex::new(None),
         }
+    }
+
+    /// A client is here (and keeps the daemon from idling out) until the guard drops.
+    pub fn client_guard(self: &Arc<Self>) -> ClientGuard {
+        self.clients.fetch_add(1, Ordering::SeqCst);
+        self.touch();
+        ClientGuard(self.clone())
+    }
+
+    /// The HTTPS API listens (shown by `crew status`).
+    pub fn set_api(&self, api: dp::ApiStatus) {
+        *self.api.lock().unwrap_or_else(|p| p.into_inner()) = Some(api);
     }
 
     /// Note activity (resets the idle clock).
@@ -104,6 +132,8 @@ impl Daemon {
             runs_active: self.runs.active(),
             runs_total: self.runs.total(),
             hosts: self.pool.status(),
+            api: self.api.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            daemons: self.bus.get().map(|b| b.peers()).unwrap_or_default(),
         }
     }
 }
@@ -145,13 +175,72 @@ impl Sink {
     }
 }
 
-/// Who is on the other end of one connection, for the audit log.
+/// What a caller may do. Ordered: each scope includes the ones before it. The local
+/// socket's peer (same uid) is `Admin`; an API token has the scope it was created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// See hosts, heists, runs, status; follow runs.
+    Read,
+    /// Also run commands, put/fetch files, kill or interrupt runs.
+    Run,
+    /// Also start heists, answer their asks, interrupt them.
+    Heist,
+    /// Also open interactive shells (`crew shell`), stop the daemon, accept new host keys.
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [Scope::Read, Scope::Run, Scope::Heist, Scope::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Run => "run",
+            Scope::Heist => "heist",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// Who is on the other end of one connection, for the audit log and the scope check.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The local login (socket peer), the API token's name, or the operator's own name.
+    /// The local login (socket peer), `token:NAME` for an API token, or the operator's own
+    /// name beside either.
     pub who: String,
     /// The operator said who they are (required when the daemon has `identify = true`).
     pub identified: bool,
+    /// What this caller may ask for.
+    pub scope: Scope,
+    /// Connected through the API (TLS): hosts are the daemon's own inventory entries, named;
+    /// no path on the daemon's machine comes from the client.
+    pub remote: bool,
+}
+
+impl Caller {
+    /// The peer of the local socket: our own user, every scope.
+    pub fn local() -> Caller {
+        Caller {
+            who: crate::paths::whoami(),
+            identified: false,
+            scope: Scope::Admin,
+            remote: false,
+        }
+    }
+
+    /// An API client with a token.
+    pub fn token(name: &str, scope: Scope) -> Caller {
+        Caller {
+            who: format!("token:{name}"),
+            identified: false,
+            scope,
+            remote: true,
+        }
+    }
 }
 
 /// Serve one accepted connection.
@@ -171,15 +260,20 @@ pub async fn client(d: Arc<Daemon>, stream: UnixStream) {
             return;
         }
     }
-    d.clients.fetch_add(1, Ordering::SeqCst);
-    d.touch();
-    let mut caller = Caller {
-        who: crate::paths::whoami(),
-        identified: false,
-    };
+    let (rd, wr) = stream.into_split();
+    session(d, rd, wr, Caller::local()).await;
+}
+
+/// Serve one client over any byte stream (the Unix socket, or a TLS connection the API
+/// upgraded): request frames in, event frames out, until either side ends.
+pub async fn session<R, W>(d: Arc<Daemon>, mut rd: R, wr: W, mut caller: Caller)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let guard = d.client_guard();
     // Shells this connection has open (closed when it goes).
     let mut shells = shell::Shells::default();
-    let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<(u64, Event)>(CLIENT_QUEUE);
     let writer = tokio::spawn(write_events(wr, rx));
     loop {
@@ -208,11 +302,10 @@ pub async fn client(d: Arc<Daemon>, stream: UnixStream) {
     drop(tx);
     // Let queued events (e.g. `Stopping`) reach the client, but never wait forever.
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
-    d.clients.fetch_sub(1, Ordering::SeqCst);
-    d.touch();
+    drop(guard);
 }
 
-async fn write_events(wr: tokio::net::unix::OwnedWriteHalf, mut rx: mpsc::Receiver<(u64, Event)>) {
+async fn write_events<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<(u64, Event)>) {
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
     let mut buf = Vec::new();
     while let Some((id, ev)) = rx.recv().await {
@@ -252,6 +345,127 @@ fn acts(req: &Request) -> bool {
     )
 }
 
+/// The scope a request needs (an interrupt needs `heist` for a heist, `run` for a run).
+pub fn needs(d: &Daemon, req: &Request) -> Scope {
+    match req {
+        Request::Hello { .. }
+        | Request::Runs
+        | Request::Attach { .. }
+        | Request::Status
+        | Request::Facts { .. } => Scope::Read,
+        Request::Run(_)
+        | Request::Kill { .. }
+        | Request::File { .. }
+        | Request::Transfer(_)
+        | Request::Input { .. } => Scope::Run,
+        Request::Interrupt { run, .. } => match d.registry.get(run).map(|t| t.kind) {
+            Some(dp::RunKind::Heist) => Scope::Heist,
+            _ => Scope::Run,
+        },
+        Request::Heist(_) | Request::Answer { .. } => Scope::Heist,
+        // An interactive shell: what is typed is not audited (only who opened it where), so
+        // it takes the top scope. Input to it needs nothing more: shells are per connection.
+        Request::Shell(_) | Request::Stop => Scope::Admin,
+        Request::ShellInput { .. } | Request::ShellResize { .. } | Request::ShellEof { .. } => {
+            Scope::Read
+        }
+    }
+}
+
+/// A remote caller's request made safe: hosts are looked up by name in the daemon's own
+/// inventory (a client never supplies key files, known_hosts paths or a `local` transport),
+/// a heist comes from the daemon's own heists, and only `admin` may accept new host keys.
+async fn from_remote(d: &Daemon, caller: &Caller, req: Request) -> Result<Request, String> {
+    let admin = caller.scope >= Scope::Admin;
+    Ok(match req {
+        Request::Run(mut r) => {
+            r.hosts = own_hosts(d, &r.hosts).await?;
+            r.accept_new_host_keys &= admin;
+            Request::Run(r)
+        }
+        Request::Facts {
+            hosts,
+            accept_new_host_keys,
+        } => Request::Facts {
+            hosts: own_hosts(d, &hosts).await?,
+            accept_new_host_keys: accept_new_host_keys && admin,
+        },
+        Request::File {
+            host,
+            op,
+            accept_new_host_keys,
+        } => Request::File {
+            host: own_hosts(d, std::slice::from_ref(&host))
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| format!("no host {} in the daemon's inventory", host.name))?,
+            op,
+            accept_new_host_keys: accept_new_host_keys && admin,
+        },
+        Request::Shell(mut r) => {
+            r.host = own_hosts(d, std::slice::from_ref(&r.host))
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| format!("no host {} in the daemon's inventory", r.host.name))?;
+            r.accept_new_host_keys &= admin;
+            Request::Shell(r)
+        }
+        // A copy reads or writes files of the daemon's machine by path, with Content sources
+        // only it could come from elsewhere: refused, like a heist naming files.
+        Request::Transfer(_) => {
+            return Err("a remote client cannot name files on the daemon's machine: copies                         (crew put / crew fetch) are run on it, with the local socket"
+                .to_string())
+        }
+        Request::Heist(mut r) => {
+            if r.inventory.is_some() || r.file.is_some() {
+                return Err(
+                    "a remote client cannot name files on the daemon's machine: the \
+                            daemon uses its own inventory and heists"
+                        .to_string(),
+                );
+            }
+            r.accept_new_host_keys &= admin;
+            Request::Heist(r)
+        }
+        other => other,
+    })
+}
+
+/// The daemon's inventory entries for these host names, in order.
+pub async fn own_hosts(d: &Daemon, hosts: &[Host]) -> Result<Vec<Host>, String> {
+    let inv = own_inventory(d).await?;
+    hosts
+        .iter()
+        .map(|h| {
+            inv.hosts
+                .iter()
+                .find(|x| x.name == h.name)
+                .cloned()
+                .ok_or_else(|| {
+                    format!(
+                        "no host `{}` in the daemon's inventory {}",
+                        h.name,
+                        inv.path.display()
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The daemon's own inventory (`DaemonOptions.inventory`), read now.
+pub async fn own_inventory(d: &Daemon) -> Result<crate::inventory::Inventory, String> {
+    let path = d.opts.inventory.clone().ok_or_else(|| {
+        "the daemon has no inventory (hosts = \"…\" in its daemon.toml)".to_string()
+    })?;
+    tokio::task::spawn_blocking(move || {
+        crate::inventory::Inventory::load(&path).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("reading the inventory: {e}"))?
+}
+
 async fn dispatch(
     d: &Arc<Daemon>,
     caller: &mut Caller,
@@ -259,6 +473,36 @@ async fn dispatch(
     req: Request,
     sink: Sink,
 ) {
+    let need = needs(d, &req);
+    if caller.scope < need {
+        let message = format!(
+            "{} has scope `{}`; this request needs `{}`",
+            caller.who,
+            caller.scope.as_str(),
+            need.as_str()
+        );
+        audit::action(
+            &d.audit_log,
+            &caller.who,
+            "-",
+            "denied",
+            Some(serde_json::json!({ "request": request_name(&req), "needs": need.as_str() })),
+        )
+        .await;
+        sink.send(Event::Error { message }).await;
+        return;
+    }
+    let req = if caller.remote {
+        match from_remote(d, caller, req).await {
+            Ok(r) => r,
+            Err(message) => {
+                sink.send(Event::Error { message }).await;
+                return;
+            }
+        }
+    } else {
+        req
+    };
     if d.opts.identify && !caller.identified && acts(&req) {
         let message = "this daemon acts only for a named operator (identify = true in its \
                        daemon.toml): set CREW_OPERATOR or answer the prompt at start-up"
@@ -274,8 +518,14 @@ async fn dispatch(
         } => {
             tracing::debug!(proto, %build, "client hello");
             if let Some(op) = operator {
-                // The operator's own name on a shared account: recorded beside the login.
-                caller.who = format!("{op} ({})", crate::paths::whoami());
+                // The operator's own name on a shared account: recorded beside the login
+                // (or the token).
+                let op: String = op.chars().filter(|c| !c.is_control()).collect();
+                caller.who = if caller.remote {
+                    format!("{op} ({})", caller.who)
+                } else {
+                    format!("{op} ({})", crate::paths::whoami())
+                };
                 caller.identified = true;
             }
             sink.send(Event::Hello {
@@ -288,8 +538,20 @@ async fn dispatch(
         }
         Request::Run(mut r) => {
             r.who = caller.who.clone();
+            let (selection, command) = (r.selection.clone(), r.command.clone());
             match run::start(d, r, false).await {
                 Ok(t) => {
+                    if caller.remote {
+                        let detail = serde_json::json!({ "selection": selection, "command": command, "hosts": t.hosts });
+                        audit::action(
+                            &d.audit_log,
+                            &caller.who,
+                            &t.id,
+                            "run started",
+                            Some(detail),
+                        )
+                        .await;
+                    }
                     tokio::spawn(follow::follow(t, sink));
                 }
                 Err(message) => sink.send(Event::Error { message }).await,
@@ -307,27 +569,62 @@ async fn dispatch(
                 Err(message) => sink.send(Event::Error { message }).await,
             }
         }
-        Request::Runs => sink.send(Event::Runs(d.registry.list())).await,
-        Request::Attach { run } => match d.registry.get(&run) {
-            Some(t) => {
-                tokio::spawn(follow::follow(t, sink));
+        Request::Runs => {
+            let mut runs = d.registry.list();
+            runs.extend(super::bus::share::list_remote(d).await);
+            sink.send(Event::Runs(runs)).await
+        }
+        Request::Attach { run } => {
+            let run = super::bus::share::local_id(d, &run);
+            match d.registry.get(&run) {
+                Some(t) => {
+                    tokio::spawn(follow::follow(t, sink));
+                }
+                None if super::bus::share::attach(d, &run, &sink).await => {}
+                None => {
+                    let d = d.clone();
+                    tokio::spawn(async move { follow::from_store(&d, &run, sink).await });
+                }
             }
-            None => {
-                let d = d.clone();
-                tokio::spawn(async move { follow::from_store(&d, &run, sink).await });
-            }
-        },
+        }
         Request::Answer {
             run,
             ask_id,
             choice,
         } => {
-            if let Err(message) = heist::answer(d, &run, ask_id, &choice, &caller.who).await {
+            let run = super::bus::share::local_id(d, &run);
+            let r = match d.registry.get(&run) {
+                None => {
+                    let a = super::bus::proto_answer(&run, ask_id, &choice);
+                    super::bus::share::forward(d, &run, a).await
+                }
+                Some(_) => None,
+            };
+            let r = match r {
+                Some(r) => r,
+                None => heist::answer(d, &run, ask_id, &choice, &caller.who).await,
+            };
+            if let Err(message) = r {
                 sink.send(Event::Error { message }).await
             }
         }
         Request::Interrupt { run, kill } => {
-            if let Err(message) = interrupt(d, &run, kill, &caller.who).await {
+            let run = super::bus::share::local_id(d, &run);
+            let r = match d.registry.get(&run) {
+                None => {
+                    let a = crate::proto::bus::Action::Interrupt {
+                        run: run.clone(),
+                        kill,
+                    };
+                    super::bus::share::forward(d, &run, a).await
+                }
+                Some(_) => None,
+            };
+            let r = match r {
+                Some(r) => r,
+                None => interrupt(d, &run, kill, &caller.who).await,
+            };
+            if let Err(message) = r {
                 sink.send(Event::Error { message }).await
             }
         }
@@ -336,6 +633,17 @@ async fn dispatch(
             host,
             signal,
         } => {
+            if caller.remote {
+                let detail = serde_json::json!({ "host": host, "signal": signal });
+                audit::action(
+                    &d.audit_log,
+                    &caller.who,
+                    &run_id.to_string(),
+                    "kill",
+                    Some(detail),
+                )
+                .await;
+            }
             if !d.runs.kill(run_id, host.as_deref(), signal) {
                 sink.send(Event::Error {
                     message: format!("no run {run_id} in flight"),
@@ -398,10 +706,36 @@ async fn dispatch(
             }
         }
         Request::Stop => {
-            tracing::info!("stop requested");
+            tracing::info!(who = %caller.who, "stop requested");
+            if caller.remote {
+                audit::action(&d.audit_log, &caller.who, "-", "stop", None).await;
+            }
             sink.send(Event::Stopping).await;
             d.shutdown.cancel();
         }
+    }
+}
+
+fn request_name(req: &Request) -> &'static str {
+    match req {
+        Request::Hello { .. } => "hello",
+        Request::Run(_) => "run",
+        Request::Heist(_) => "heist",
+        Request::Runs => "runs",
+        Request::Attach { .. } => "attach",
+        Request::Answer { .. } => "answer",
+        Request::Interrupt { .. } => "interrupt",
+        Request::Kill { .. } => "kill",
+        Request::Status => "status",
+        Request::Facts { .. } => "facts",
+        Request::File { .. } => "file",
+        Request::Shell(_) => "shell",
+        Request::ShellInput { .. } => "shell input",
+        Request::ShellResize { .. } => "shell resize",
+        Request::ShellEof { .. } => "shell eof",
+        Request::Stop => "stop",
+        Request::Transfer(_) => "transfer",
+        Request::Input { .. } => "input",
     }
 }
 

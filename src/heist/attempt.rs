@@ -115,6 +115,7 @@ async fn dispatch<E: Executor>(
                     )),
                     Some(StdinSource::File(p)) => Some(StdinData::File(p.clone())),
                 },
+                sudo_user: step.become_user.clone(),
                 origin: RunOrigin::HeistStep {
                     run: ctx.run_id.clone(),
                     heist: ctx.plan.heist.name.clone(),

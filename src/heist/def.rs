@@ -110,6 +110,8 @@ pub struct StepDef {
     pub on_fail: OnFail,
     /// Rollback steps: index of the step this one undoes.
     pub undo: Option<usize>,
+    /// Run through sudo on the host as this user (`become`); `None`: as the login user.
+    pub become_user: Option<String>,
 }
 
 impl StepDef {
@@ -140,7 +142,15 @@ impl StepDef {
 
     /// One line saying what the step does, for plans and progress.
     pub fn describe(&self, render: &dyn Fn(&Template) -> String) -> String {
-        let where_ = if self.local { "local: " } else { "" };
+        let sudo;
+        let where_ = match (&self.become_user, self.local) {
+            (_, true) => "local: ",
+            (Some(u), false) => {
+                sudo = format!("sudo -u {u}: ");
+                &sudo
+            }
+            (None, false) => "",
+        };
         match &self.action {
             Action::Run(t) => format!("{where_}{}", render(t)),
             Action::Put { to, source, mode } => match source {
@@ -175,4 +185,15 @@ pub struct HeistDef {
     /// An `ask` nobody answers within this decides `ask_default` (None: it waits).
     pub ask_timeout: Option<std::time::Duration>,
     pub ask_default: super::events::Choice,
+}
+
+impl HeistDef {
+    /// True when some step (or rollback step) runs through sudo: the operator is asked for
+    /// the password before it starts.
+    pub fn needs_sudo(&self) -> bool {
+        self.steps
+            .iter()
+            .chain(&self.rollback)
+            .any(|s| s.become_user.is_some())
+    }
 }

@@ -20,6 +20,8 @@ pub struct RunSpec {
     pub timeout: Option<Duration>,
     /// Recorded with the run: which heist run and step it is.
     pub origin: RunOrigin,
+    /// Run through sudo as this user (`become`).
+    pub sudo_user: Option<String>,
     /// What the command reads on stdin (None: /dev/null).
     pub stdin: Option<StdinData>,
 }

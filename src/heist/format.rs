@@ -69,6 +69,13 @@ pub struct RawHeist {
     /// What an unanswered ask decides after `ask_timeout`: advance, retry, rollback, abort.
     #[serde(default)]
     pub ask_default: Option<Spanned<String>>,
+    /// The default for every step.
+    /// Steps run through sudo on the host (as `become_user`, default root).
+    #[serde(default, rename = "become")]
+    pub become_: Option<Spanned<bool>>,
+    /// The user sudo runs as (implies `become = true`).
+    #[serde(default)]
+    pub become_user: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +148,12 @@ pub struct RawStep {
     /// Rollback steps only: the step this one undoes.
     #[serde(default)]
     pub undo: Option<Spanned<String>>,
+    /// Run through sudo on the host (as `become_user`, default root).
+    #[serde(default, rename = "become")]
+    pub become_: Option<Spanned<bool>>,
+    /// The user sudo runs as (implies `become = true`).
+    #[serde(default)]
+    pub become_user: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -179,6 +179,7 @@ impl Checker<'_> {
         for p in profiles.values() {
             defined.extend(p.vars.keys().cloned());
         }
+        let become_ = self.become_of(&h.become_, &h.become_user, None);
         let mut steps = Vec::new();
         let mut names = BTreeSet::new();
         for raw in h.steps {
@@ -191,7 +192,7 @@ impl Checker<'_> {
                     ),
                 );
             }
-            if let Some(step) = self.step(raw, &defined, None) {
+            if let Some(step) = self.step(raw, &defined, None, become_.as_deref()) {
                 defined.extend(step.defines());
                 steps.push(step);
             }
@@ -226,7 +227,7 @@ impl Checker<'_> {
         }
         let mut rollback = Vec::new();
         for raw in h.rollback {
-            if let Some(step) = self.step(raw, &defined, Some(&steps)) {
+            if let Some(step) = self.step(raw, &defined, Some(&steps), become_.as_deref()) {
                 rollback.push(step);
             }
         }

@@ -20,6 +20,7 @@ impl Checker<'_> {
         raw: RawStep,
         defined: &BTreeSet<String>,
         main: Option<&[StepDef]>,
+        heist_become: Option<&str>,
     ) -> Option<StepDef> {
         let before = self.diags.len();
         let start = raw.name.span().start;
@@ -150,6 +151,22 @@ impl Checker<'_> {
                 format!("step `{step_name}`: `stdin` and `stdin_from` go with `run`"),
             );
         }
+        let become_user = self.become_of(&raw.become_, &raw.become_user, heist_become);
+        if become_user.is_some() && (raw.local || raw.run.is_none()) {
+            let at = raw
+                .become_
+                .as_ref()
+                .map(|b| b.span().start)
+                .or(raw.become_user.as_ref().map(|b| b.span().start))
+                .unwrap_or(start);
+            self.err(
+                at,
+                format!(
+                    "step `{step_name}`: `become` applies to `run` steps on hosts (not to \
+                     `local`, `put` or `fetch`; give those `become = false`)"
+                ),
+            );
+        }
         let action = self.action(&raw, &step_name)?;
         let step = StepDef {
             name: step_name.clone(),
@@ -162,9 +179,43 @@ impl Checker<'_> {
             captures,
             on_fail,
             undo,
+            become_user,
         };
         self.check_vars(&step, &raw, defined, main.is_some());
         (self.diags.len() == before).then_some(step)
+    }
+
+    /// The user a step (or, with no `inherited`, a heist) becomes: `become_user` implies
+    /// `become`; `become = false` turns an inherited one off; `None` means no sudo.
+    pub(super) fn become_of(
+        &mut self,
+        become_: &Option<Spanned<bool>>,
+        user: &Option<Spanned<String>>,
+        inherited: Option<&str>,
+    ) -> Option<String> {
+        if let Some(u) = user {
+            let name = u.get_ref();
+            let bad = name.is_empty()
+                || name.starts_with('-')
+                || !name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '#'));
+            if bad {
+                self.err(
+                    u.span().start,
+                    format!("become_user {name:?}: expected a user name (or #uid)"),
+                );
+            }
+            if become_.as_ref().is_some_and(|b| !*b.get_ref()) {
+                self.err(u.span().start, "become_user with become = false");
+            }
+            return Some(name.clone());
+        }
+        match become_.as_ref().map(|b| *b.get_ref()) {
+            Some(true) => Some(inherited.unwrap_or("root").to_string()),
+            Some(false) => None,
+            None => inherited.map(str::to_string),
+        }
     }
 
     fn action(&mut self, raw: &RawStep, step_name: &str) -> Option<Action> {

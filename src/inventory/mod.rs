@@ -6,6 +6,7 @@
 //! defaults (port 22, the standard key files that exist, OpenSSH's known_hosts files,
 //! 10 s connect timeout).
 
+mod hops;
 mod raw;
 mod resolve;
 mod settings;
@@ -25,6 +26,10 @@ pub struct Inventory {
     pub hosts: Vec<Host>,
     /// Named selections (`[groups]`), used as `@name`; checked at load time.
     pub groups: BTreeMap<String, String>,
+    /// `[defaults] ssh_config`: names outside the inventory are resolved through it too.
+    pub ssh_config: Option<PathBuf>,
+    /// No hosts.toml: the hosts are the concrete `Host` names of the ssh config at `path`.
+    pub from_ssh_config: bool,
 }
 
 /// Why an inventory could not be loaded. `Display` gives `file:line:col: message` when the
@@ -118,11 +123,76 @@ impl Inventory {
             let offset = e.span().map_or(0, |s| s.start);
             src.error(offset, e.message().trim_end())
         })?;
-        let (hosts, groups) = resolve::resolve(raw, &src)?;
+        let (hosts, groups, ssh_config) = resolve::resolve(raw, &src)?;
         Ok(Inventory {
             path: path.to_path_buf(),
             hosts,
             groups,
+            ssh_config,
+            from_ssh_config: false,
+        })
+    }
+
+    /// No hosts.toml: the concrete `Host` names of the ssh config (`$CREW_SSH_CONFIG`, else
+    /// `~/.ssh/config` and `/etc/ssh/ssh_config`; patterns are left out), each resolved as
+    /// `ssh NAME` would. `path` is the config file.
+    pub fn from_ssh_config() -> Result<Inventory, InventoryError> {
+        let file = resolve::default_ssh_file()?;
+        let path = resolve::env_ssh_config().unwrap_or_else(resolve::user_ssh_config);
+        let mut hosts: Vec<Host> = Vec::new();
+        for name in file.concrete_hosts() {
+            let h =
+                hops::adhoc(&name, &hosts, &file).map_err(|message| InventoryError::SshConfig {
+                    path: path.clone(),
+                    message,
+                })?;
+            hosts.push(h);
+        }
+        Ok(Inventory {
+            path,
+            hosts,
+            groups: BTreeMap::new(),
+            ssh_config: None,
+            from_ssh_config: true,
+        })
+    }
+
+    /// An inventory of exactly these names (a `-w` nodeset, as pdsh and clush take it): a
+    /// name of this inventory is its host; any other is resolved through the ssh config as
+    /// `ssh NAME` would, even though no hosts.toml lists it. Groups are kept.
+    pub fn with_names(&self, names: &[String]) -> Result<Inventory, InventoryError> {
+        let mut file = None;
+        let mut hosts = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(h) = self.host(name) {
+                hosts.push(h.clone());
+                continue;
+            }
+            if file.is_none() {
+                file = Some(match &self.ssh_config {
+                    Some(p) => ssh_config::SshFile::load(p).map_err(|message| {
+                        InventoryError::SshConfig {
+                            path: p.clone(),
+                            message,
+                        }
+                    })?,
+                    None => resolve::default_ssh_file()?,
+                });
+            }
+            let Some(f) = file.as_ref() else { continue };
+            let h =
+                hops::adhoc(name, &self.hosts, f).map_err(|message| InventoryError::SshConfig {
+                    path: self.path.clone(),
+                    message,
+                })?;
+            hosts.push(h);
+        }
+        Ok(Inventory {
+            path: self.path.clone(),
+            hosts,
+            groups: self.groups.clone(),
+            ssh_config: self.ssh_config.clone(),
+            from_ssh_config: self.from_ssh_config,
         })
     }
 
@@ -142,9 +212,16 @@ impl Inventory {
         }
     }
 
-    /// `explicit`, else `./hosts.toml`, else `<config dir>/hosts.toml`, loaded.
+    /// `explicit`, else `./hosts.toml`, else `<config dir>/hosts.toml`, loaded; with none of
+    /// them (and none named), the ssh config's hosts ([`Inventory::from_ssh_config`]).
     pub fn load_default(explicit: Option<&Path>) -> Result<Inventory, InventoryError> {
-        Inventory::load(&Inventory::find_default(explicit)?)
+        match Inventory::find_default(explicit) {
+            Ok(p) => Inventory::load(&p),
+            Err(InventoryError::NotFound { .. }) if explicit.is_none() => {
+                Inventory::from_ssh_config()
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// An inventory of these hosts, from no file (tests, benchmarks).
@@ -153,6 +230,8 @@ impl Inventory {
             path: PathBuf::new(),
             hosts,
             groups: BTreeMap::new(),
+            ssh_config: None,
+            from_ssh_config: false,
         }
     }
 

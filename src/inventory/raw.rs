@@ -36,6 +36,9 @@ pub(crate) struct RawSettings {
     /// A string or a list of strings.
     pub known_hosts: Option<Spanned<toml::Value>>,
     pub identity_agent: Option<Spanned<String>>,
+    /// `jump` (or `proxy_jump`): ProxyJump's `[user@]host[:port]` hops, comma-separated, or
+    /// `none`.
+    #[serde(alias = "jump")]
     pub proxy_jump: Option<Spanned<String>>,
     /// Seconds (integer) or a duration string like "1500ms", "10s".
     pub connect_timeout: Option<Spanned<toml::Value>>,

@@ -14,7 +14,8 @@ use crate::model::{Host, Transport};
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
 const DEFAULT_AGENT_DIR: &str = "~/.cache/crew";
 
-type Resolved = (Vec<Host>, BTreeMap<String, String>);
+/// Hosts, groups, and the ssh config named in `[defaults]`.
+type Resolved = (Vec<Host>, BTreeMap<String, String>, Option<PathBuf>);
 
 pub(crate) fn resolve(raw: RawFile, src: &Source<'_>) -> Result<Resolved, InventoryError> {
     let base = src.path.parent().unwrap_or(Path::new("")).to_path_buf();
@@ -42,8 +43,15 @@ pub(crate) fn resolve(raw: RawFile, src: &Source<'_>) -> Result<Resolved, Invent
             entry, table_at, src, &base, &defaults, &mut ssh, &mut seen, &mut hosts,
         )?;
     }
+    if hosts.iter().any(|h| h.proxy_jump.is_some()) {
+        let file = ssh.get(src)?;
+        super::hops::fill(&mut hosts, file).map_err(|message| InventoryError::SshConfig {
+            path: src.path.to_path_buf(),
+            message,
+        })?;
+    }
     let groups = check_groups(&raw.groups, src)?;
-    Ok((hosts, groups))
+    Ok((hosts, groups, ssh.explicit.map(|(p, _)| p)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -157,7 +165,27 @@ fn build(
         return Ok(h);
     }
     let file = ssh.get(src)?;
-    let mut p = file.query(name);
+    let p = file.query(name);
+    Ok(from_ssh(name, address, s, file, p))
+}
+
+/// A host from its settings (`[[host]]` over `[defaults]`; empty for a name in no
+/// inventory) over what the ssh config says for it (`p`), then the built-ins. Its `jumps`
+/// are filled in later ([`super::hops`]), once every host is known.
+pub(crate) fn from_ssh(
+    name: &str,
+    address: Option<String>,
+    s: &Settings,
+    file: &SshFile,
+    mut p: super::ssh_config::SshParams,
+) -> Host {
+    let connect_timeout_ms = |d: Option<std::time::Duration>| {
+        d.map_or(DEFAULT_CONNECT_TIMEOUT_MS, |d| d.as_millis().max(1) as u64)
+    };
+    let agent_dir = s
+        .agent_dir
+        .clone()
+        .unwrap_or_else(|| DEFAULT_AGENT_DIR.to_string());
     let mut identity_files = s.identity_files.clone().unwrap_or_default();
     for f in std::mem::take(&mut p.identity_files) {
         if !identity_files.contains(&f) {
@@ -171,7 +199,12 @@ fn build(
         .known_hosts
         .clone()
         .unwrap_or_else(|| file.known_hosts(&p));
-    Ok(Host {
+    // `jump = "none"` in hosts.toml: straight to the host, whatever the ssh config says.
+    let jump_none = s
+        .proxy_jump
+        .as_deref()
+        .is_some_and(|j| j.trim().eq_ignore_ascii_case("none"));
+    Host {
         name: name.to_string(),
         address: address.or(p.host_name).unwrap_or_else(|| name.to_string()),
         port: s.port.or(p.port).unwrap_or(22),
@@ -187,7 +220,8 @@ fn build(
             .or_else(|| p.identity_agent.and_then(IdentityAgent::socket)),
         // A hosts.toml jump replaces whatever proxy the ssh config names.
         proxy_command: p.proxy_command.filter(|_| s.proxy_jump.is_none()),
-        proxy_jump: s.proxy_jump.clone().or(p.proxy_jump),
+        proxy_jump: s.proxy_jump.clone().or(p.proxy_jump).filter(|_| !jump_none),
+        jumps: Vec::new(),
         certificate_files: p.certificate_files,
         strict_host_key_checking: p.strict_host_key_checking,
         server_alive_interval_s: p
@@ -202,7 +236,7 @@ fn build(
         ),
         kex: p.kex,
         agent_dir,
-    })
+    }
 }
 
 /// The ssh_config, parsed on first use (an all-local inventory never reads it).
@@ -238,18 +272,35 @@ impl SshSource {
                 src.error(*at, format!("cannot use ssh config {}: {m}", p.display()))
             });
         }
-        if let Some(p) = std::env::var_os("CREW_SSH_CONFIG").filter(|p| !p.is_empty()) {
-            let path = PathBuf::from(p);
-            return SshFile::load(&path).map_err(|message| InventoryError::SshConfig {
-                path,
-                message: format!("(from $CREW_SSH_CONFIG) {message}"),
-            });
-        }
-        // ~/.ssh/config is optional; /etc/ssh/ssh_config follows it, as for `ssh`.
-        let user = dirs::home_dir().map(|h| h.join(".ssh/config"));
-        SshFile::load_default(user.as_deref())
-            .map_err(|(path, message)| InventoryError::SshConfig { path, message })
+        default_ssh_file()
     }
+}
+
+/// The ssh config when hosts.toml names none: `$CREW_SSH_CONFIG`, else `~/.ssh/config`
+/// (optional) then `/etc/ssh/ssh_config`, as for `ssh`.
+pub(crate) fn default_ssh_file() -> Result<SshFile, InventoryError> {
+    if let Some(path) = env_ssh_config() {
+        return SshFile::load(&path).map_err(|message| InventoryError::SshConfig {
+            path,
+            message: format!("(from $CREW_SSH_CONFIG) {message}"),
+        });
+    }
+    SshFile::load_default(Some(&user_ssh_config()))
+        .map_err(|(path, message)| InventoryError::SshConfig { path, message })
+}
+
+/// `$CREW_SSH_CONFIG`, when set.
+pub(crate) fn env_ssh_config() -> Option<PathBuf> {
+    std::env::var_os("CREW_SSH_CONFIG")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `~/.ssh/config`.
+pub(crate) fn user_ssh_config() -> PathBuf {
+    dirs::home_dir()
+        .unwrap_or_else(|| PathBuf::from("/"))
+        .join(".ssh/config")
 }
 
 /// Check every group: a valid name, an expression that parses, known groups, no cycles.

@@ -102,7 +102,15 @@ impl Settings {
             known_hosts,
             identity_agent: text(&raw.identity_agent, "identity_agent")?
                 .map(|p| local_path(&p, base)),
-            proxy_jump: text(&raw.proxy_jump, "proxy_jump")?,
+            proxy_jump: match &raw.proxy_jump {
+                Some(v) => {
+                    super::ssh_config::parse_hops(v.get_ref()).map_err(|m| {
+                        src.error(src.string_body(v.span().start), format!("`jump`: {m}"))
+                    })?;
+                    text(&raw.proxy_jump, "jump")?
+                }
+                None => None,
+            },
             connect_timeout: match &raw.connect_timeout {
                 Some(v) => Some(duration(v, src)?),
                 None => None,

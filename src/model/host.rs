@@ -50,9 +50,14 @@ pub struct Host {
     pub known_hosts: Vec<PathBuf>,
     /// ssh-agent socket; `None` means `$SSH_AUTH_SOCK`.
     pub identity_agent: Option<PathBuf>,
-    /// ProxyJump as written in hosts.toml, else as `ssh -G` prints ssh_config's (parsed,
-    /// reported; see README).
+    /// ProxyJump as written in hosts.toml (`jump`), else as `ssh -G` prints ssh_config's.
     pub proxy_jump: Option<String>,
+    /// The jump hosts to go through, in order: the first is connected to from here (or
+    /// through its own `proxy_command`), each later one through the one before it, and this
+    /// host through the last. Each hop is resolved like a host of its own (its user, port,
+    /// keys, known_hosts, timeout); hops have no `jumps` themselves. Empty: direct (or
+    /// through `proxy_command`).
+    pub jumps: Vec<Host>,
     /// ssh_config ProxyCommand as written (`%h`, `%p`, `%r` not yet expanded); `None` when
     /// unset, `none`, or a ProxyJump came first.
     pub proxy_command: Option<String>,
@@ -90,6 +95,7 @@ impl Host {
             known_hosts: Vec::new(),
             identity_agent: None,
             proxy_jump: None,
+            jumps: Vec::new(),
             proxy_command: None,
             certificate_files: Vec::new(),
             strict_host_key_checking: None,

@@ -7,9 +7,11 @@
 mod host;
 mod job;
 mod origin;
+mod secret;
 mod verdict;
 
 pub use host::{Host, StrictHostKeyChecking, Transport};
 pub use job::{Exit, Info, Stream};
 pub use origin::RunOrigin;
+pub use secret::{Secret, Sudo};
 pub use verdict::{ErrorKind, HostError, Verdict};

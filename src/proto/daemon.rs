@@ -14,9 +14,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::frame::RawFrame;
-use crate::model::{ErrorKind, Exit, Host, HostError, Info, RunOrigin, Stream, Verdict};
+use crate::model::{
+    ErrorKind, Exit, Host, HostError, Info, RunOrigin, Secret, Stream, Sudo, Verdict,
+};
 
 pub const REQUEST: u16 = 1;
+/// The `Upgrade:` protocol of `GET /api/v1/connect`: this protocol over the API's TLS.
+pub const UPGRADE: &str = "crew-v1";
 pub const EVENT: u16 = 2;
 
 // A Request only lives between the socket and its handler; `File` carries a whole Host.
@@ -168,6 +172,24 @@ pub struct RunRequest {
     pub origin: RunOrigin,
     /// Give every job a stdin pipe fed by `Request::Input` (else /dev/null).
     pub stdin: bool,
+    /// Run through sudo as this user (a privileged agent started once per host and user,
+    /// then reused). Its password is never logged, stored or audited.
+    pub sudo: Option<Sudo>,
+}
+
+impl Request {
+    /// The request as a remote client sends it: a heist names no file on this machine (the
+    /// daemon uses its own inventory and heists).
+    pub fn for_remote(self) -> Request {
+        match self {
+            Request::Heist(mut h) => {
+                h.inventory = None;
+                h.file = None;
+                Request::Heist(h)
+            }
+            other => other,
+        }
+    }
 }
 
 /// Start a heist by name, as `crew heist run` asks.
@@ -184,6 +206,9 @@ pub struct HeistRequest {
     pub accept_new_host_keys: bool,
     /// Start it and answer with its id only.
     pub detach: bool,
+    /// The answer to sudo's prompt for the heist's `become` steps (never logged, stored or
+    /// audited; dropped with the heist).
+    pub sudo_password: Option<Secret>,
 }
 
 /// An interactive session on one host.
@@ -317,6 +342,20 @@ pub struct StatusReport {
     pub runs_active: u32,
     pub runs_total: u64,
     pub hosts: Vec<HostStatus>,
+    /// The HTTPS API, when the daemon listens.
+    pub api: Option<ApiStatus>,
+    /// Daemons on the NATS bus (sites and routers) and how long ago each was heard (ms);
+    /// empty off the bus.
+    pub daemons: Vec<(super::bus::Presence, u64)>,
+}
+
+/// Where the daemon's HTTPS API listens and the certificate clients pin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiStatus {
+    /// `https://ADDR:PORT`
+    pub url: String,
+    /// SHA-256 of the certificate (DER), hex pairs with colons.
+    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -412,6 +451,51 @@ impl Event {
                 | Event::HeistOutput { .. }
                 | Event::ShellOutput { .. }
         )
+    }
+}
+
+/// A host's event as one JSON object, the form `crew run --json` prints (and the API's event
+/// stream sends): `{"host", "event": "started" | "stdout" | "stderr" | "exit" | "error", …}`.
+/// Output is text (invalid UTF-8 replaced); JSON escaping makes any byte safe to carry.
+pub fn host_event_json(host: &str, ev: &HostEvent) -> serde_json::Value {
+    match ev {
+        HostEvent::Started { pid, agentless } => serde_json::json!({
+            "host": host, "event": "started", "pid": pid, "agentless": agentless,
+        }),
+        HostEvent::Output { stream, data } => {
+            output_json(host, *stream, data, data.last() == Some(&b'\n'))
+        }
+        HostEvent::Exit { exit: e, verdict } => serde_json::json!({
+            "host": host, "event": "exit", "code": e.code, "signal": e.signal,
+            "wall_ms": e.wall_ms, "timed_out": e.timed_out, "verdict": verdict.as_str(),
+        }),
+        HostEvent::Failed { kind, message } => serde_json::json!({
+            "host": host, "event": "error", "kind": kind.as_str(), "message": message,
+            "verdict": Verdict::from_error(*kind).as_str(),
+        }),
+        HostEvent::Progress { done, total } => serde_json::json!({
+            "host": host, "event": "progress", "bytes": done, "total": total,
+        }),
+    }
+}
+
+/// Output of a host as `crew run --json` prints it: `data` is the text (a line without its
+/// newline, or a chunk), `eol` says whether a newline ended it, and bytes that are not UTF-8
+/// also come exactly as base64 in `bytes`.
+pub fn output_json(host: &str, stream: Stream, data: &[u8], eol: bool) -> serde_json::Value {
+    use base64::Engine as _;
+    let event = match stream {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+    };
+    match String::from_utf8_lossy(data) {
+        std::borrow::Cow::Borrowed(text) => serde_json::json!({
+            "host": host, "event": event, "data": text, "eol": eol,
+        }),
+        std::borrow::Cow::Owned(text) => serde_json::json!({
+            "host": host, "event": event, "data": text, "eol": eol,
+            "bytes": base64::engine::general_purpose::STANDARD.encode(data),
+        }),
     }
 }
 

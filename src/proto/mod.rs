@@ -2,6 +2,7 @@
 //! client↔daemon. Both message sets are versioned enums checked at handshake.
 
 pub mod agent;
+pub mod bus;
 pub mod daemon;
 pub mod files;
 pub mod frame;

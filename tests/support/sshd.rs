@@ -42,6 +42,20 @@ pub struct FleetOptions {
     /// Every host gets a `$HOME` of its own ([`SshdFleet::host_home`]; sshd `Match
     /// LocalAddress` + `SetEnv`), so host-relative paths name a different file per host.
     pub own_homes: bool,
+    /// Serve a host certificate (sshd `HostCertificate`) signed by the fleet's CA
+    /// ([`SshdFleet::ca_pub`]) with `ssh-keygen -s`.
+    pub host_cert: Option<HostCert>,
+}
+
+/// How the fleet's host certificate is signed.
+#[derive(Debug, Clone)]
+pub struct HostCert {
+    /// `-n`: the principals; `None` for the fleet's addresses.
+    pub principals: Option<Vec<String>>,
+    /// `-V`: the validity interval (`always:forever`, `-2d:-1d`, …).
+    pub validity: String,
+    /// Sign a user certificate instead (no `-h`).
+    pub user_cert: bool,
 }
 
 pub struct SshdFleet {
@@ -57,6 +71,8 @@ pub struct SshdFleet {
     /// A key pair that is not in authorized_keys.
     pub stranger_key: PathBuf,
     pub known_hosts: PathBuf,
+    /// The CA's public key line, when the fleet serves a host certificate.
+    pub ca_pub: Option<String>,
     seq: AtomicU32,
     options: FleetOptions,
 }
@@ -149,12 +165,16 @@ impl SshdFleet {
             client_key: d.join("client_ed25519"),
             stranger_key: d.join("stranger_ed25519"),
             known_hosts: d.join("known_hosts"),
+            ca_pub: None,
             seq: AtomicU32::new(0),
             options,
             dir,
         };
         if fleet.options.chatty {
             fleet.write_chatty_login();
+        }
+        if let Some(spec) = fleet.options.host_cert.clone() {
+            fleet.sign_host_key(&spec, &addrs);
         }
         fleet.spawn_all(&addrs);
         fleet.write_known_hosts(&addrs);
@@ -164,6 +184,28 @@ impl SshdFleet {
             .map(|(i, a)| fleet.host(&format!("h{:03}", i + 1), a, fleet.port))
             .collect();
         fleet
+    }
+
+    /// A CA key, and the host key signed by it (`host_ed25519-cert.pub`).
+    fn sign_host_key(&mut self, spec: &HostCert, addrs: &[String]) {
+        let d = self.dir.path();
+        keygen(&d.join("ca"), "crew-test-ca");
+        self.ca_pub = Some(read_pub(&d.join("ca")));
+        let principals = spec.principals.clone().unwrap_or_else(|| addrs.to_vec());
+        let mut cmd = Command::new(find_tool("ssh-keygen").expect("ssh-keygen installed"));
+        cmd.args(["-q", "-s"]).arg(d.join("ca"));
+        cmd.args(["-I", "crew-test-host", "-V", &spec.validity]);
+        if !spec.user_cert {
+            cmd.arg("-h");
+        }
+        cmd.args(["-n", &principals.join(",")])
+            .arg(d.join("host_ed25519.pub"));
+        let out = cmd.output().expect("run ssh-keygen -s");
+        assert!(
+            out.status.success(),
+            "ssh-keygen -s failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn spawn_all(&mut self, addrs: &[String]) {
@@ -231,6 +273,12 @@ impl SshdFleet {
             pid = d.join(format!("sshd{i}.pid")).display(),
             ak = d.join("authorized_keys").display(),
         );
+        if self.options.host_cert.is_some() {
+            cfg += &format!(
+                "HostCertificate {}\n",
+                d.join("host_ed25519-cert.pub").display()
+            );
+        }
         if self.options.chatty {
             // sshd runs this with the user's shell; the original command is in
             // $SSH_ORIGINAL_COMMAND.
@@ -340,6 +388,7 @@ impl SshdFleet {
             known_hosts: vec![self.known_hosts.clone()],
             identity_agent: None,
             proxy_jump: None,
+            jumps: Vec::new(),
             proxy_command: None,
             certificate_files: Vec::new(),
             strict_host_key_checking: None,

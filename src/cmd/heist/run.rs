@@ -70,20 +70,52 @@ pub async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Resu
     // What can be checked here is checked here (exit 2 before anything runs); the daemon
     // picks, plans and runs the heist.
     let sets = plan::parse_sets(&args.set)?;
-    let inventory = std::path::absolute(Inventory::find_default(hosts)?)?;
-    let file = match &args.file.file {
-        Some(f) => Some(std::path::absolute(f)?),
+    let client = Client::connect_or_spawn().await?;
+    // A remote daemon uses its own inventory and heists.
+    let (inventory, file) = if client.remote {
+        if args.file.file.is_some() {
+            anyhow::bail!(
+                "--file names a file on this machine; a remote daemon runs its own heists"
+            );
+        }
+        (None, None)
+    } else {
+        let inventory = std::path::absolute(Inventory::find_default(hosts)?)?;
+        let file = match &args.file.file {
+            Some(f) => Some(std::path::absolute(f)?),
+            None => None,
+        };
+        (Some(inventory), file)
+    };
+    // A heist with `become` steps: the password is asked here, once, before it starts. (A
+    // remote daemon's heists are not readable here: their `become` steps need NOPASSWD or an
+    // agent already up.)
+    let sudo_password = match &inventory {
+        Some(inv) => {
+            let (files, looked) = locate::heist_files(file.as_deref(), Some(inv));
+            match locate::find(&args.name, &files, &looked) {
+                Ok(h) if h.needs_sudo() => crate::cmd::askpass::ask(
+                    h.steps
+                        .iter()
+                        .chain(&h.rollback)
+                        .find_map(|s| s.become_user.as_deref())
+                        .unwrap_or("root"),
+                    &format!("heist {}", h.name),
+                )?,
+                _ => None,
+            }
+        }
         None => None,
     };
-    let client = Client::connect_or_spawn().await?;
     let req = HeistRequest {
         name: args.name.clone(),
         profile: args.profile.clone(),
         vars: sets,
-        inventory: Some(inventory),
+        inventory,
         file,
         accept_new_host_keys: args.accept_new_host_keys,
         detach: args.detach,
+        sudo_password,
     };
     let mut rx = client.request(Request::Heist(req)).await?;
     let run = match rx.recv().await {

@@ -172,7 +172,14 @@ impl Model {
         }
     }
 
-    fn start_run(&mut self, command: String, targets: Vec<String>) -> Vec<Effect> {
+    pub(super) fn start_run(&mut self, command: String, targets: Vec<String>) -> Vec<Effect> {
+        let sudo = match self.sudo_for(super::sudo::SudoPending::Run {
+            command: command.clone(),
+            targets: targets.clone(),
+        }) {
+            Ok(s) => s,
+            Err(()) => return Vec::new(),
+        };
         let tag = self.new_tag();
         let hosts: Vec<_> = self
             .fleet
@@ -198,6 +205,7 @@ impl Model {
             origin: RunOrigin::Command,
             // Jobs keep a stdin open: `>` answers their prompts, ctrl-d closes it.
             stdin: true,
+            sudo,
         };
         // Only the hosts of the last run have an outcome, as `?failed` reads the run store.
         self.outcomes.clear();

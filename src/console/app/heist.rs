@@ -199,6 +199,12 @@ impl Model {
             self.error("a heist is already running; wait for it to finish");
             return Vec::new();
         }
+        if plan.heist.needs_sudo() {
+            // The `become` steps need the session's password: asked first, once.
+            if self.sudo_for(super::sudo::SudoPending::Heist).is_err() {
+                return Vec::new();
+            }
+        }
         self.mode = Mode::Normal;
         self.view = View::Heist;
         self.heist.view = None;
@@ -216,6 +222,7 @@ impl Model {
             file: Some(plan.heist.loc.path.clone()),
             accept_new_host_keys: self.settings.accept_new_host_keys,
             detach: false,
+            sudo_password: self.session_password(),
         })]
     }
 

@@ -7,6 +7,7 @@ mod heist;
 mod heist_actions;
 mod input;
 mod run;
+mod sudo;
 mod types;
 
 use std::collections::{BTreeSet, HashMap};
@@ -93,6 +94,15 @@ pub struct Model {
     next_tag: u64,
     pub quit: bool,
     pub heist: HeistState,
+    /// Commands run through sudo (as root) on the hosts: toggled on the command line.
+    pub sudo: bool,
+    /// The session's sudo password (asked once; `None` after an empty answer).
+    sudo_password: Option<crate::model::Secret>,
+    sudo_asked: bool,
+    /// What waits for the password field.
+    sudo_pending: Option<sudo::SudoPending>,
+    /// The masked password field.
+    pub password_input: TextArea<'static>,
 }
 
 impl Model {
@@ -136,6 +146,11 @@ impl Model {
             next_tag: 1,
             quit: false,
             heist: HeistState::default(),
+            sudo: false,
+            sudo_password: None,
+            sudo_asked: false,
+            sudo_pending: None,
+            password_input: sudo::masked(),
         };
         m.refilter();
         m
@@ -159,6 +174,7 @@ impl Model {
                     | Mode::HeistVars
                     | Mode::SaveHeist
                     | Mode::Send
+                    | Mode::Password
             ) =>
             {
                 self.update(Action::Input(key))
@@ -176,6 +192,9 @@ impl Model {
     }
 
     fn apply(&mut self, action: Action) -> Vec<Effect> {
+        if let Some(effects) = self.password_action(&action) {
+            return effects;
+        }
         let action = match self.heist_action(action) {
             Ok(effects) => return effects,
             Err(other) => *other,
@@ -230,6 +249,7 @@ impl Model {
                 }
             }
             Action::Zoom => self.zoom = !self.zoom,
+            Action::ToggleSudo => self.toggle_sudo(),
             Action::BrowseRuns => {
                 self.mode = Mode::Runs;
                 self.runs = None;
@@ -315,7 +335,8 @@ impl Model {
             | Mode::HeistVars
             | Mode::Ask
             | Mode::SaveHeist
-            | Mode::Send => {
+            | Mode::Send
+            | Mode::Password => {
                 self.history_search = false;
                 self.history_hit = None;
                 self.mode = Mode::Normal;

@@ -344,6 +344,8 @@ fn pool_status_is_indexed_by_host() {
             status("web02", "busy"),
             status("db1", "ready"),
         ],
+        api: None,
+        daemons: vec![],
     };
     let event = Event::Status(report);
     m.update(Action::Daemon { tag: 0, event });
@@ -420,4 +422,51 @@ fn a_stored_run_opens_with_each_host_state_from_its_record() {
     );
     assert_eq!(run.jobs["web01"].wall_ms, Some(42));
     assert_eq!(run.stored.as_deref(), Some("9"));
+}
+
+#[test]
+fn sudo_toggle_asks_the_password_once_masked_and_sends_it_with_runs() {
+    let mut m = model();
+    typ(&mut m, ":");
+    m.key(Key::ctrl('o'));
+    assert!(m.sudo, "ctrl-o turns sudo on");
+    typ(&mut m, "id -u");
+    assert!(enter(&mut m).is_empty(), "nothing runs before the password");
+    assert_eq!(m.mode, Mode::Password);
+    typ(&mut m, "s3cret");
+    // The field shows the mask, never the text.
+    let mut term =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(40, 3)).expect("terminal");
+    term.draw(|f| f.render_widget(&m.password_input, f.area()))
+        .expect("draw");
+    let shown: String = term
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    assert!(
+        !shown.contains("s3cret") && shown.contains("••••••"),
+        "{shown}"
+    );
+    let (_, req) = run_req(&enter(&mut m));
+    assert_eq!(req.command, "id -u");
+    let sudo = req.sudo.expect("run through sudo");
+    assert_eq!(sudo.user, "root");
+    assert_eq!(
+        sudo.password.as_ref().map(|p| p.expose()),
+        Some(&b"s3cret"[..])
+    );
+    assert!(!format!("{:?}", m.history).contains("s3cret"));
+    // Next run: not asked again.
+    typ(&mut m, ":uptime");
+    let (_, req) = run_req(&enter(&mut m));
+    assert!(req.sudo.is_some_and(|s| s.password.is_some()));
+    // Toggled off: as the login user.
+    typ(&mut m, ":");
+    m.key(Key::ctrl('o'));
+    typ(&mut m, "true");
+    let (_, req) = run_req(&enter(&mut m));
+    assert!(req.sudo.is_none());
 }

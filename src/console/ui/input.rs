@@ -38,7 +38,14 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
         Mode::Command if m.history_search => {
             (" : command (ctrl-r history) ", &m.command_input, true)
         }
+        Mode::Password => (
+            " sudo password on the hosts (asked once; Enter alone: none) ",
+            &m.password_input,
+            true,
+        ),
+        Mode::Command if m.sudo => (" : command [sudo → root] ", &m.command_input, true),
         Mode::Command => (" : command ", &m.command_input, true),
+        _ if m.sudo => (" : command [sudo → root] ", &m.command_input, false),
         _ => (" : command ", &m.command_input, false),
     };
     let mut title = vec![Span::styled(label, t.get("input.prompt"))];

@@ -25,6 +25,7 @@ const HELP_MODES: &[(Mode, &str)] = &[
     (Mode::Ask, "Heist ask prompt"),
     (Mode::SaveHeist, "Save as heist (ctrl-s)"),
     (Mode::Send, "Input for running jobs (>)"),
+    (Mode::Password, "sudo password"),
 ];
 
 /// The help text: every binding of every mode, with its description.

@@ -107,11 +107,9 @@ impl client::Handler for Client {
     ) -> Result<bool, Self::Error> {
         let key = match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => key,
-            PublicKeyOrCertificate::Certificate(_) => {
-                return Err(SshError::HostKey(format!(
-                    "{}: host certificates are not supported; configure a plain host key",
-                    known_hosts::lookup_name(&self.address, self.port)
-                )))
+            PublicKeyOrCertificate::Certificate(cert) => {
+                super::host_cert::verify(&self.known_hosts, &self.address, self.port, cert).await?;
+                return Ok(true);
             }
         };
         known_hosts::verify(
@@ -149,7 +147,9 @@ impl client::Handler for Client {
     }
 }
 
-fn config(opts: &SshOptions, kex: Cow<'static, [kex::Name]>) -> client::Config {
+/// `certificates`: offer the host certificate algorithms first (an `@cert-authority` line
+/// covers this host).
+fn config(opts: &SshOptions, kex: Cow<'static, [kex::Name]>, certificates: bool) -> client::Config {
     client::Config {
         keepalive_interval: Some(opts.keepalive),
         keepalive_max: 3,
@@ -159,6 +159,11 @@ fn config(opts: &SshOptions, kex: Cow<'static, [kex::Name]>) -> client::Config {
         nodelay: true,
         preferred: russh::Preferred {
             kex,
+            host_key_certificates: if certificates {
+                russh::Preferred::DEFAULT.key.clone()
+            } else {
+                Cow::Borrowed(&[])
+            },
             ..russh::Preferred::DEFAULT
         },
         ..client::Config::default()
@@ -169,12 +174,35 @@ fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-/// Connect, verify the host key, authenticate. Errors are sorted by [`SshError::kind`].
+/// Connect, verify the host key, authenticate: directly, through the host's
+/// `proxy_command`, or through its jump hosts (a channel on the shared connection to the
+/// last one, see [`super::jump`]). Errors are sorted by [`SshError::kind`]; one on the way
+/// through a jump host names it.
 pub async fn connect(host: &Host, opts: &SshOptions) -> Result<SshSession, SshError> {
+    connect_via(host, &host.jumps, opts).await
+}
+
+/// [`connect`] to `host` through `hops` (empty: directly or through its `proxy_command`).
+pub(super) async fn connect_via(
+    host: &Host,
+    hops: &[Host],
+    opts: &SshOptions,
+) -> Result<SshSession, SshError> {
     let target = format!("{}:{}", host.address, host.port);
     let user = host.user.clone().unwrap_or_else(crate::paths::whoami);
     let kex = kex_preference(host)?;
     let limit = Duration::from_millis(host.connect_timeout_ms.max(1));
+    // The jump host first, shared with every host behind it; it is connected (or waited
+    // for) with no handshake slot held here, so hosts queued behind it never starve it.
+    let bastion = match hops.split_last() {
+        Some((last, before)) => Some(
+            opts.bastions
+                .session(last, before, opts)
+                .await
+                .map_err(|e| super::jump::for_target(e, host))?,
+        ),
+        None => None,
+    };
     // Waiting for a handshake slot is local queueing, not the host's fault: not timed.
     let _permit = opts
         .handshakes
@@ -183,22 +211,32 @@ pub async fn connect(host: &Host, opts: &SshOptions) -> Result<SshSession, SshEr
         .map_err(|_| SshError::Session("handshake limiter closed (daemon stopping)".into()))?;
     let deadline = Instant::now() + limit;
 
-    let tcp = timeout_at(
-        deadline,
-        TcpStream::connect((host.address.as_str(), host.port)),
-    )
-    .await
-    .map_err(|_| {
-        SshError::Timeout(format!(
-            "{}: TCP connect to {target} timed out after {}",
-            host.name,
-            secs(limit)
-        ))
-    })?
-    .map_err(|e| SshError::Unreachable(format!("{}: connect to {target}: {e}", host.name)))?;
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!("{target}: set_nodelay: {e}");
-    }
+    let mut proxy = None;
+    let stream: Box<dyn Io> = if let Some(b) = &bastion {
+        Box::new(super::jump::open_tunnel(b, host, deadline, limit).await?)
+    } else if let Some(cmd) = &host.proxy_command {
+        let (io, child) = super::proxy::spawn(host, &user, cmd)?;
+        proxy = Some(child);
+        Box::new(io)
+    } else {
+        let tcp = timeout_at(
+            deadline,
+            TcpStream::connect((host.address.as_str(), host.port)),
+        )
+        .await
+        .map_err(|_| {
+            SshError::Timeout(format!(
+                "{}: TCP connect to {target} timed out after {}",
+                host.name,
+                secs(limit)
+            ))
+        })?
+        .map_err(|e| SshError::Unreachable(format!("{}: connect to {target}: {e}", host.name)))?;
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("{target}: set_nodelay: {e}");
+        }
+        Box::new(tcp)
+    };
 
     let negotiated = Arc::new(Mutex::new(String::new()));
     let handler = Client {
@@ -208,29 +246,44 @@ pub async fn connect(host: &Host, opts: &SshOptions) -> Result<SshSession, SshEr
         accept_new: opts.accept_new_host_keys,
         negotiated: negotiated.clone(),
     };
-    let mut handle = timeout_at(
+    let how = match (&bastion, &proxy) {
+        (Some(b), _) => format!(" (through jump host {})", b.host().name),
+        (None, Some(_)) => " (through its ProxyCommand)".to_string(),
+        (None, None) => String::new(),
+    };
+    let certificates = super::host_cert::wanted(&host.known_hosts, &host.address, host.port).await;
+    let handshake = timeout_at(
         deadline,
-        client::connect_stream(Arc::new(config(opts, kex)), tcp, handler),
+        client::connect_stream(Arc::new(config(opts, kex, certificates)), stream, handler),
     )
-    .await
-    .map_err(|_| {
-        SshError::Timeout(format!(
-            "{}: {target} accepted TCP but the SSH handshake did not finish within {}",
-            host.name,
-            secs(limit)
-        ))
-    })?
-    .map_err(|e| match e {
-        SshError::Session(m) => SshError::Session(format!(
-            "{}: handshake: {m}{}",
-            host.name,
-            match &host.kex {
+    .await;
+    let mut handle = match handshake {
+        Ok(Ok(h)) => h,
+        Err(_) => {
+            return Err(SshError::Timeout(format!(
+                "{}: {target}{how} accepted the connection but the SSH handshake did not \
+                 finish within {}{}",
+                host.name,
+                secs(limit),
+                super::proxy::explain(proxy.as_ref()).await
+            )))
+        }
+        Ok(Err(SshError::Session(m))) => {
+            let kex = match &host.kex {
                 Some(list) => format!(" (KexAlgorithms from the ssh config: {})", list.join(",")),
                 None => String::new(),
-            }
-        )),
-        other => other,
-    })?;
+            };
+            let why = super::proxy::explain(proxy.as_ref()).await;
+            let m = format!("{}: handshake{how}: {m}{kex}{why}", host.name);
+            // A ProxyCommand that never spoke SSH did not reach the host.
+            return Err(if proxy.is_some() {
+                SshError::Unreachable(m)
+            } else {
+                SshError::Session(m)
+            });
+        }
+        Ok(Err(other)) => return Err(other),
+    };
 
     timeout_at(deadline, auth::authenticate(&mut handle, host, &user))
         .await
@@ -243,7 +296,7 @@ pub async fn connect(host: &Host, opts: &SshOptions) -> Result<SshSession, SshEr
         })??;
     let negotiated = negotiated.lock().map(|n| n.clone()).unwrap_or_default();
     tracing::debug!(
-        "{}: connected to {target} as {user} ({negotiated})",
+        "{}: connected to {target}{how} as {user} ({negotiated})",
         host.name
     );
     Ok(SshSession {
@@ -251,8 +304,15 @@ pub async fn connect(host: &Host, opts: &SshOptions) -> Result<SshSession, SshEr
         host: host.clone(),
         user,
         negotiated,
+        _via: bastion,
+        _proxy: proxy,
     })
 }
+
+/// A byte stream an SSH connection runs over: TCP, a ProxyCommand's pipes, or a channel
+/// through a jump host.
+pub(super) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 #[cfg(test)]
 mod tests {

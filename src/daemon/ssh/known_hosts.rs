@@ -1,6 +1,7 @@
 //! known_hosts checking as OpenSSH does it, because russh's helper ignores `@revoked` lines,
 //! wildcards and tabs. Handles hashed `|1|salt|hash` entries, `[host]:port`, `*`/`?`
-//! wildcards, `!negated` patterns, `@revoked` (always refuses) and `@cert-authority` (skipped).
+//! wildcards, `!negated` patterns, `@revoked` (always refuses) and `@cert-authority` (read by
+//! [`marked`] for host certificates: see `host_cert.rs`).
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -97,6 +98,47 @@ pub fn lookup(files: &[PathBuf], host: &str, port: u16, key: &PublicKey) -> Look
     }
 }
 
+/// A marked line (`@cert-authority` or `@revoked`) that applies to a host.
+#[derive(Debug, Clone)]
+pub struct Marked {
+    pub place: Place,
+    pub key: PublicKey,
+}
+
+/// The `@cert-authority` and `@revoked` lines whose patterns match `host:port`, in file
+/// order: (authorities, revoked). Blocking: reads the files.
+pub fn marked(files: &[PathBuf], host: &str, port: u16) -> (Vec<Marked>, Vec<Marked>) {
+    let name = lookup_name(host, port);
+    let (mut cas, mut revoked) = (Vec::new(), Vec::new());
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for (i, line) in text.lines().enumerate() {
+            let Some(entry) = parse_line(line) else {
+                continue;
+            };
+            let list = match entry.marker {
+                Some("@cert-authority") => &mut cas,
+                Some("@revoked") => &mut revoked,
+                _ => continue,
+            };
+            if !host_matches(&name, entry.hosts) {
+                continue;
+            }
+            let place = Place {
+                file: file.clone(),
+                line: i + 1,
+            };
+            match PublicKey::from_openssh(&format!("{} {}", entry.kind, entry.b64)) {
+                Ok(key) => list.push(Marked { place, key }),
+                Err(_) => tracing::debug!("{place}: unparsable key, ignored"),
+            }
+        }
+    }
+    (cas, revoked)
+}
+
 /// What [`decide`] concluded for a key that may be trusted.
 enum Decision {
     Known(Place),
@@ -105,6 +147,18 @@ enum Decision {
 }
 
 /// Turn a lookup into a decision, or the `HostKey` error naming the file and line.
+pub(super) fn decide_plain(
+    found: Lookup,
+    files: &[PathBuf],
+    name: &str,
+    key: &PublicKey,
+) -> Result<Place, SshError> {
+    match decide(found, files, name, key, false)? {
+        Decision::Known(p) => Ok(p),
+        Decision::Learn(_) => Err(SshError::HostKey(format!("{name}: key not known"))),
+    }
+}
+
 fn decide(
     found: Lookup,
     files: &[PathBuf],

@@ -6,11 +6,15 @@ mod capture;
 mod connect;
 mod error;
 mod exec;
+mod host_cert;
 mod install;
+mod jump;
 pub mod known_hosts;
 mod marker;
+mod proxy;
 pub mod shell;
 mod stream;
+mod sudo;
 mod transfer;
 
 use std::path::PathBuf;
@@ -24,6 +28,7 @@ pub use connect::connect;
 pub use error::SshError;
 pub use exec::{command_line, sh_quote, AgentlessJob, AgentlessKiller};
 pub use install::dir_expr;
+pub use jump::Bastions;
 pub use stream::AgentChannel;
 pub use transfer::{Drain, Feed, ScriptEnd};
 
@@ -42,6 +47,8 @@ pub struct SshOptions {
     pub agent_exe: PathBuf,
     /// Build hash naming the installed agent (`agent-<build>`).
     pub agent_build: String,
+    /// The connections to jump hosts, each shared by every host behind it.
+    pub bastions: Bastions,
 }
 
 impl SshOptions {
@@ -55,6 +62,7 @@ impl SshOptions {
             keepalive: Duration::from_secs(15),
             agent_exe,
             agent_build,
+            bastions: Bastions::default(),
         })
     }
 }
@@ -65,6 +73,10 @@ pub struct SshSession {
     host: Host,
     user: String,
     negotiated: String,
+    /// The jump host this connection runs through (kept up while this one is).
+    _via: Option<Arc<SshSession>>,
+    /// The ProxyCommand this connection runs over (killed with it).
+    _proxy: Option<proxy::ProxyChild>,
 }
 
 impl SshSession {

@@ -45,6 +45,18 @@ pub async fn start(
     hidden: bool,
 ) -> Result<Arc<Tracked>, String> {
     let command = describe(&req.op);
+    let remote: Vec<&str> = req
+        .hosts
+        .iter()
+        .filter(|h| super::bus::router::remote_site(d, h).is_some())
+        .map(|h| h.name.as_str())
+        .collect();
+    if !remote.is_empty() {
+        return Err(format!(
+            "copies to hosts of another site are not supported yet: {}",
+            crate::nodeset::fold(&remote.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        ));
+    }
     let op = match req.op.clone() {
         TransferOp::Put {
             sources,
@@ -82,6 +94,7 @@ pub async fn start(
         who: req.who,
         origin: req.origin,
         stdin: false,
+        sudo: None,
     };
     run::start_work(d, run, hidden, Work::Transfer(Arc::new(Plan { op }))).await
 }

@@ -328,12 +328,34 @@ fn connection_hash(local: &str, host: &str, port: &str, user: &str) -> String {
 
 /// Resolve `name` against the configuration files in order (user, then system).
 pub(super) fn resolve(files: &[Parsed], env: &Env, name: &str) -> SshParams {
+    resolve_preset(files, env, name, &super::Preset::default())
+}
+
+/// [`resolve`] with options given as on `ssh`'s command line (`-l`, `-p`, `-J`): they are
+/// set before any file is read, so they win over the files (first value wins) and `Match
+/// user` sees the user.
+pub(super) fn resolve_preset(
+    files: &[Parsed],
+    env: &Env,
+    name: &str,
+    preset: &super::Preset,
+) -> SshParams {
+    let mut opts = Opts {
+        user: preset.user.clone(),
+        port: preset.port,
+        ..Opts::default()
+    };
+    if preset.jumped {
+        // `-J` given: later ProxyJump and ProxyCommand lines are ignored.
+        opts.jump = Some(Jump::None);
+        opts.proxy_command = Some("none".into());
+    }
     let mut st = State {
         env,
         original: name,
         host: name.to_string(),
         final_pass: false,
-        opts: Opts::default(),
+        opts,
         notes: Vec::new(),
     };
     for f in files {

@@ -80,6 +80,26 @@ pub(super) fn parse_jump(s: &str) -> Result<Jump, ()> {
     })
 }
 
+/// Every hop of a `ProxyJump` value, first to last; `None` for `none`.
+pub(super) fn hops(s: &str) -> Result<Option<Vec<super::Hop>>, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let cut = s.split('#').next().unwrap_or("").trim();
+    let mut out = Vec::new();
+    for hop in cut.split(',') {
+        let hop = hop.trim();
+        let (user, host, port) =
+            user_host_port(hop).map_err(|()| format!("bad jump host {hop:?} in {s:?}"))?;
+        out.push(super::Hop {
+            user,
+            host,
+            port: u16::try_from(port).ok().filter(|p| *p > 0),
+        });
+    }
+    Ok(Some(out))
+}
+
 type UserHostPort = (Option<String>, String, i32);
 
 /// One hop: an `ssh://` URI, else `[user@]host[:port]`.

@@ -99,6 +99,31 @@ impl Env {
     }
 }
 
+/// Options given as on `ssh`'s command line, set before the files are read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Preset {
+    /// `-l USER`.
+    pub user: Option<String>,
+    /// `-p PORT`.
+    pub port: Option<u16>,
+    /// `-J …` given: the files' `ProxyJump` and `ProxyCommand` are ignored.
+    pub jumped: bool,
+}
+
+/// One hop of a `ProxyJump` value: `[user@]host[:port]` (or an `ssh://` URI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// The hops of a `ProxyJump` value (`a,u@b:2222,c`), first to last, as OpenSSH reads them.
+/// `None` for `none`; `Err` naming the hop that does not parse.
+pub fn parse_hops(value: &str) -> Result<Option<Vec<Hop>>, String> {
+    jump::hops(value)
+}
+
 /// `IdentityAgent` as `ssh` applies it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IdentityAgent {
@@ -219,6 +244,23 @@ impl SshFile {
     /// The settings that apply to `name`, as `ssh -G name` resolves them.
     pub fn query(&self, name: &str) -> SshParams {
         eval::resolve(&self.files, &self.env, name)
+    }
+
+    /// The settings for `name` as `ssh -G` resolves them with command-line options
+    /// (`-l USER -p PORT [-J …]`): how OpenSSH resolves each hop of a `ProxyJump`.
+    pub fn query_preset(&self, name: &str, preset: &Preset) -> SshParams {
+        eval::resolve_preset(&self.files, &self.env, name, preset)
+    }
+
+    /// The concrete names of `Host` lines, in file order, once each: patterns without
+    /// wildcards (`*`, `?`) that are not negated. The inventory of an operator with no
+    /// hosts.toml.
+    pub fn concrete_hosts(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for f in &self.files {
+            parse::concrete_hosts(&f.items, &mut out);
+        }
+        out
     }
 
     /// The standard key files that exist: `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`.

@@ -736,3 +736,25 @@ fn valid_domain(name: &str) -> bool {
     }
     true
 }
+
+/// The names of `Host` lines in `items` (and the files they include) that stand for one
+/// host each: not negated, no `*` or `?`; appended to `out` once each, in order.
+pub(super) fn concrete_hosts(items: &[Item], out: &mut Vec<String>) {
+    for item in items {
+        match item {
+            Item::Host(pats) => {
+                for (negated, p) in pats {
+                    if !negated && !p.contains(['*', '?']) && !out.contains(p) {
+                        out.push(p.clone());
+                    }
+                }
+            }
+            Item::Include(files) => {
+                for f in files {
+                    concrete_hosts(f, out);
+                }
+            }
+            Item::Match(..) | Item::Set(..) => {}
+        }
+    }
+}
