@@ -386,6 +386,7 @@ async fn start_run(
         accept_new_host_keys: false,
         who: caller.who.clone(),
         origin: RunOrigin::Command,
+        ask_host_keys: false,
         sudo: None,
         stdin: false,
     };

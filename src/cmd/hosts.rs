@@ -4,6 +4,7 @@ use std::io::Write;
 
 use clap::Args;
 
+use crate::daemon::ssh;
 use crate::inventory::Inventory;
 use crate::model::{Host, Transport};
 use crate::paths;
@@ -21,6 +22,11 @@ pub struct HostsArgs {
     /// These names (a nodeset), even names in no inventory, resolved through the ssh config.
     #[arg(short = 'w', long = "nodes", value_name = "NODESET")]
     pub nodes: Option<String>,
+    /// The host key each host presents and whether known_hosts knows it (known, unknown,
+    /// changed, revoked): a handshake that stops at the key, nothing authenticated or run.
+    /// Exit 1 when some host's key is not known (or it cannot be reached).
+    #[arg(long)]
+    pub keys: bool,
 }
 
 /// One host as `crew hosts --json` prints it.
@@ -124,6 +130,9 @@ pub fn run(hosts: Option<std::path::PathBuf>, args: HostsArgs) -> anyhow::Result
         );
     }
     let picked: Vec<&Host> = picked.hosts.iter().collect();
+    if args.keys {
+        return keys(&picked, args.json);
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         for h in &picked {
@@ -189,5 +198,140 @@ pub fn table(hosts: &[&Host]) -> String {
             crate::nodeset::fold(&names)
         ));
     }
+    s
+}
+
+/// Key scans at once.
+const SCANS: usize = 32;
+
+/// One host's line of `crew hosts --keys`.
+struct KeyRow {
+    name: String,
+    address: String,
+    found: Result<ssh::Scanned, String>,
+}
+
+/// `crew hosts --keys`: scan every SSH host's key (local hosts have none), print a table
+/// (or JSON lines) and the counts; exit 0 only when every key is known.
+fn keys(hosts: &[&Host], json: bool) -> anyhow::Result<i32> {
+    let ssh_hosts: Vec<Host> = hosts
+        .iter()
+        .filter(|h| h.transport == Transport::Ssh)
+        .map(|h| (*h).clone())
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let rows = rt.block_on(async {
+        let opts = ssh::SshOptions::for_scan();
+        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(SCANS));
+        let mut tasks = Vec::with_capacity(ssh_hosts.len());
+        for h in ssh_hosts {
+            let (opts, limit) = (opts.clone(), limit.clone());
+            tasks.push(tokio::spawn(async move {
+                let _slot = limit.acquire_owned().await;
+                let found = ssh::scan(&h, &opts).await.map_err(|e| e.to_string());
+                KeyRow {
+                    address: ssh::known_hosts::lookup_name(&h.address, h.port),
+                    name: h.name,
+                    found,
+                }
+            }));
+        }
+        let mut rows = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            match t.await {
+                Ok(r) => rows.push(r),
+                Err(e) => anyhow::bail!("a key scan failed: {e}"),
+            }
+        }
+        Ok(rows)
+    })?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        for r in &rows {
+            let v = match &r.found {
+                Ok(k) => serde_json::json!({
+                    "name": r.name, "address": r.address, "key_type": k.key_type,
+                    "fingerprint": k.fingerprint, "state": k.state.as_str(), "where": k.detail,
+                }),
+                Err(e) => serde_json::json!({
+                    "name": r.name, "address": r.address, "state": "error", "error": e,
+                }),
+            };
+            writeln!(out, "{v}")?;
+        }
+    } else {
+        out.write_all(keys_table(&rows).as_bytes())?;
+    }
+    out.flush()?;
+    let all_known = rows
+        .iter()
+        .all(|r| matches!(&r.found, Ok(k) if k.state == ssh::KeyState::Known));
+    Ok(if all_known { 0 } else { 1 })
+}
+
+fn keys_table(rows: &[KeyRow]) -> String {
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            let (kind, fp, state, detail) = match &r.found {
+                Ok(k) => (
+                    k.key_type.clone(),
+                    k.fingerprint.clone(),
+                    k.state.as_str().to_string(),
+                    k.detail.clone().unwrap_or_default(),
+                ),
+                Err(e) => ("-".into(), "-".into(), "error".into(), e.clone()),
+            };
+            [
+                r.name.clone(),
+                r.address.clone(),
+                kind,
+                fp,
+                state,
+                super::render::sanitize(detail.as_bytes()).to_string(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "ADDRESS", "KEY", "FINGERPRINT", "STATE", "WHERE"].map(String::from);
+    let mut widths = [0usize; 5];
+    for r in std::iter::once(&header).chain(cells.iter()) {
+        for (w, c) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut s = String::new();
+    for r in std::iter::once(&header).chain(cells.iter()) {
+        let mut line = String::new();
+        for (c, w) in r.iter().zip(widths) {
+            line.push_str(c);
+            line.extend(std::iter::repeat_n(
+                ' ',
+                w.saturating_sub(c.chars().count()) + 2,
+            ));
+        }
+        line.push_str(&r[5]);
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for c in &cells {
+        match counts.iter_mut().find(|(k, _)| *k == c[4]) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((c[4].clone(), 1)),
+        }
+    }
+    let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    s.push_str(&format!(
+        "{} host(s): {}\n",
+        rows.len(),
+        if counts.is_empty() {
+            "no SSH hosts".to_string()
+        } else {
+            counts.join(", ")
+        }
+    ));
     s
 }

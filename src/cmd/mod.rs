@@ -6,6 +6,7 @@ pub mod completion;
 pub mod daemon;
 pub mod gather;
 pub mod heist;
+pub mod hostkeys;
 pub mod hosts;
 pub mod output;
 pub mod render;

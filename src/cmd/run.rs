@@ -175,6 +175,7 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
         who: String::new(),
         origin: RunOrigin::Command,
         stdin: !args.no_stdin && !std::io::stdin().is_terminal(),
+        ask_host_keys: super::hostkeys::can_ask(args.json),
         sudo,
     };
     let stdin = req.stdin;
@@ -383,6 +384,18 @@ pub async fn follow_with(
                                 out.flush();
                             }
                         });
+                    }
+                }
+                Some(Event::HostKeys { run_id: id, ask_id, groups }) => {
+                    if let Some(o) = out.as_mut() {
+                        o.flush();
+                    }
+                    if super::hostkeys::can_ask(mode == Mode::Json) {
+                        let accept = super::hostkeys::ask(&groups).await;
+                        let req = Request::AnswerHostKeys { run_id: id, ask_id, accept };
+                        if let Err(e) = client.send(req).await {
+                            message(&mut out, &format!("could not send the answer: {e:#}"));
+                        }
                     }
                 }
                 Some(Event::RunFinished { summary, .. }) => {

@@ -69,6 +69,13 @@ pub enum Action {
     Zoom,
     /// Command line: run through sudo (as root) on the hosts, or not.
     ToggleSudo,
+    // ── the question about unknown host keys
+    /// Accept the highlighted group's key (the other groups are refused).
+    HostKeysAccept,
+    /// Accept every group's key.
+    HostKeysAcceptAll,
+    /// Refuse every key: those hosts get `hostkey`.
+    HostKeysRefuse,
     // ── acting
     /// Type a line for the stdin of the focused host's job (or every marked host's).
     SendInput,

@@ -68,6 +68,12 @@ pub enum Effect {
         run: String,
         answers: Vec<(u64, String)>,
     },
+    /// Answer a run's question about unknown host keys: the accepted groups.
+    AnswerHostKeys {
+        run_id: u64,
+        ask_id: u64,
+        accept: Vec<u32>,
+    },
     /// Stop a heist as Ctrl-C does (or at once).
     InterruptHeist {
         run: String,
@@ -163,6 +169,15 @@ impl Executor {
                     });
                 }
             }
+            Effect::AnswerHostKeys {
+                run_id,
+                ask_id,
+                accept,
+            } => self.send(Request::AnswerHostKeys {
+                run_id,
+                ask_id,
+                accept,
+            }),
             Effect::InterruptHeist { run, kill } => self.send(Request::Interrupt { run, kill }),
             Effect::Shell(host) => {
                 tracing::error!(

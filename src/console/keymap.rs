@@ -155,6 +155,8 @@ pub enum Mode {
     Send,
     /// Typing the sudo password (masked).
     Password,
+    /// A run's question about unknown host keys.
+    HostKeys,
 }
 
 impl Mode {
@@ -173,6 +175,7 @@ impl Mode {
             Mode::SaveHeist => "save-heist",
             Mode::Send => "send",
             Mode::Password => "password",
+            Mode::HostKeys => "host-keys",
         }
     }
 }

@@ -42,6 +42,8 @@ pub async fn follow(t: Arc<Tracked>, sink: Sink) {
 /// The protocol's event for one log entry (None: nothing to send).
 pub(super) async fn event_of(t: &Tracked, e: &Entry) -> Option<Event> {
     match e {
+        // A question already answered is not put again to a client attaching later.
+        Entry::Run(Event::HostKeys { ask_id, .. }) if t.open_ask(*ask_id).is_none() => None,
         Entry::Run(ev) => Some(ev.clone()),
         Entry::Output(o) => match o.bytes(&t.log.dir).await {
             Ok(data) => Some(Event::Host {

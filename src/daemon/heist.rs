@@ -401,6 +401,7 @@ impl Executor for PoolExecutor {
             accept_new_host_keys: self.accept,
             who: self.who.clone(),
             origin: spec.origin,
+            ask_host_keys: false,
             sudo: spec.sudo_user.map(|user| crate::model::Sudo {
                 user,
                 password: self.sudo_password.clone(),

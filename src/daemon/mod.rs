@@ -10,6 +10,7 @@ pub mod config;
 pub mod follow;
 pub mod heist;
 pub mod host_state;
+pub mod hostkeys;
 pub mod inflight;
 mod input;
 pub mod link;

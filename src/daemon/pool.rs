@@ -16,12 +16,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::host_state::{backoff, HostInfo, State};
+use super::hostkeys::{Presented, Question};
 use super::link::{AgentLink, LinkError, LinkOptions};
 use super::ssh::{self, SshError, SshOptions, SshSession};
 use crate::model::ErrorKind;
 use crate::model::HostError;
 use crate::model::Info;
-use crate::model::{Host, Transport};
+use crate::model::{Host, StrictHostKeyChecking, Transport};
 use crate::proto::daemon::HostStatus;
 
 /// Reconnect attempts after a link is lost before the host is marked down.
@@ -142,8 +143,19 @@ impl Pool {
 
     /// A connection to `host` for one job, connecting when there is none.
     pub async fn acquire(&self, host: &Host, accept_new: bool) -> Result<Lease, HostError> {
+        self.acquire_asking(host, accept_new, None).await
+    }
+
+    /// [`Pool::acquire`]; an unknown host key met while connecting is put to the operator
+    /// through `ask` (the run's question) instead of refused at once.
+    pub async fn acquire_asking(
+        &self,
+        host: &Host,
+        accept_new: bool,
+        ask: Option<Arc<Question>>,
+    ) -> Result<Lease, HostError> {
         let slot = self.slot(host);
-        let conn = self.ensure(slot.clone(), accept_new).await?;
+        let conn = self.ensure(slot.clone(), accept_new, ask).await?;
         let agentless = matches!(conn, Conn::Agentless(_));
         slot.info().jobs += 1;
         Ok(Lease {
@@ -212,7 +224,7 @@ impl Pool {
         accept_new: bool,
     ) -> Result<(Arc<SshSession>, SshOptions), HostError> {
         let slot = self.slot(host);
-        let conn = self.ensure(slot.clone(), accept_new).await?;
+        let conn = self.ensure(slot.clone(), accept_new, None).await?;
         if matches!(conn, Conn::Agentless(_)) {
             return Err(HostError::new(
                 ErrorKind::Agent,
@@ -276,7 +288,12 @@ impl Pool {
         }
     }
 
-    fn ensure(&self, slot: Arc<Slot>, accept_new: bool) -> BoxFut<'_, Result<Conn, HostError>> {
+    fn ensure(
+        &self,
+        slot: Arc<Slot>,
+        accept_new: bool,
+        ask: Option<Arc<Question>>,
+    ) -> BoxFut<'_, Result<Conn, HostError>> {
         Box::pin(async move {
             let mut live = slot.live.lock().await;
             if let Some(l) = live.as_ref() {
@@ -289,7 +306,7 @@ impl Pool {
                 *live = None;
             }
             let host = slot.info().host.clone();
-            match self.open(&slot, &host, accept_new).await {
+            match self.open(&slot, &host, accept_new, ask.as_ref()).await {
                 Ok((conn, ssh, child, pid)) => {
                     let agentless = matches!(conn, Conn::Agentless(_));
                     let generation = slot.info().connected(pid, agentless);
@@ -326,6 +343,7 @@ impl Pool {
         slot: &Slot,
         host: &Host,
         accept_new: bool,
+        ask: Option<&Arc<Question>>,
     ) -> Result<(Conn, Option<Arc<SshSession>>, Option<Child>, Option<u32>), HostError> {
         let cfg = &self.0.cfg;
         {
@@ -348,7 +366,7 @@ impl Pool {
             }
             Transport::Ssh => {
                 let opts = self.ssh_options(accept_new);
-                let session = Arc::new(ssh::connect(host, &opts).await.map_err(ssh_error)?);
+                let session = Arc::new(connect_asking(host, &opts, ask).await?);
                 slot.info().set(State::Installing, None);
                 // Queueing for a slot is local and untimed; each step inside is bounded.
                 let _start =
@@ -407,7 +425,7 @@ impl Pool {
                 if slot.info().generation != generation {
                     return; // a demand reconnected it meanwhile
                 }
-                match pool.ensure(slot.clone(), accept_new).await {
+                match pool.ensure(slot.clone(), accept_new, None).await {
                     Ok(_) => return,
                     Err(e) => {
                         let mut i = slot.info();
@@ -430,6 +448,53 @@ impl Pool {
             }
         });
         tokio::spawn(task);
+    }
+}
+
+/// Connect to `host`; an unknown key is put to `ask` (when there is one): accepted, it is
+/// recorded in known_hosts and the host connects again (a jump host's key, then the
+/// target's, may each be asked about); refused, the host fails with `hostkey`.
+async fn connect_asking(
+    host: &Host,
+    opts: &SshOptions,
+    ask: Option<&Arc<Question>>,
+) -> Result<SshSession, HostError> {
+    // The keys on the way to a host: its jump hosts' and its own.
+    let mut left = host.jumps.len() + 1;
+    loop {
+        let u = match (ssh::connect(host, opts).await, ask) {
+            (Ok(s), _) => return Ok(s),
+            // StrictHostKeyChecking yes: unknown keys are refused, never asked about.
+            (Err(SshError::UnknownKey(u)), Some(_))
+                if left > 0
+                    && host.strict_host_key_checking != Some(StrictHostKeyChecking::Yes) =>
+            {
+                u
+            }
+            (Err(e), _) => return Err(ssh_error(e)),
+        };
+        left -= 1;
+        let Some(q) = ask else {
+            return Err(ssh_error(SshError::UnknownKey(u)));
+        };
+        let presented = Presented {
+            shown_as: u.jump.clone().unwrap_or_else(|| host.name.clone()),
+            key_type: u.key_type(),
+            fingerprint: u.fingerprint(),
+        };
+        if !q.ask(&host.name, presented).await {
+            return Err(HostError::new(
+                ErrorKind::Hostkey,
+                format!(
+                    "{}: host key for {} ({} {}) not accepted by the operator",
+                    host.name,
+                    u.name(),
+                    u.key_type(),
+                    u.fingerprint()
+                ),
+            ));
+        }
+        u.record().await.map_err(ssh_error)?;
     }
 }
 

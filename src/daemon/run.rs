@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::audit::{self, AuditLine};
+use super::hostkeys::Question;
 use super::inflight::{lock, Killer, RunCtl};
 use super::pool::{link_error, ssh_error, Conn};
 use super::registry::{Control, Tracked};
@@ -73,6 +74,10 @@ pub async fn start_work(
     if req.stdin {
         ctl.open_inputs(&names);
     }
+    let question = question(&req, run_id, &tracked);
+    if let Some(q) = &question {
+        d.questions.add(q.clone());
+    }
     tokio::spawn(execute(
         d.clone(),
         req,
@@ -82,8 +87,33 @@ pub async fn start_work(
         spool,
         tracked.clone(),
         work,
+        question,
     ));
     Ok(tracked)
+}
+
+/// The run's question about unknown host keys, when its client asks for one and it has SSH
+/// hosts (and does not accept new keys anyway). Its window: the longest connect timeout of
+/// the run's hosts (by then each has connected or failed), within 1 to 30 s.
+fn question(req: &RunRequest, run_id: u64, tracked: &Arc<Tracked>) -> Option<Arc<Question>> {
+    let ssh = req
+        .hosts
+        .iter()
+        .filter(|h| h.transport == crate::model::Transport::Ssh);
+    let longest = ssh.map(|h| h.connect_timeout_ms).max()?;
+    if !req.ask_host_keys || req.accept_new_host_keys {
+        return None;
+    }
+    let distinct: std::collections::HashSet<&str> =
+        req.hosts.iter().map(|h| h.name.as_str()).collect();
+    let window =
+        Duration::from_millis(longest).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    Some(Arc::new(Question::new(
+        run_id,
+        distinct.len(),
+        window,
+        tracked.clone(),
+    )))
 }
 
 /// Run every host to its end, then store, audit and close the log.
@@ -97,6 +127,7 @@ async fn execute(
     spool: RunSpool,
     tracked: Arc<Tracked>,
     work: Work,
+    question: Option<Arc<Question>>,
 ) {
     let fanout = req
         .fanout
@@ -114,13 +145,14 @@ async fn execute(
     let mut tasks = Vec::with_capacity(req.hosts.len());
     // Tasks index the shared request: no copy of the inventory entries per host.
     for i in 0..req.hosts.len() {
-        let (d, ctl, req, permits, tracked, work) = (
+        let (d, ctl, req, permits, tracked, work, question) = (
             d.clone(),
             ctl.clone(),
             req.clone(),
             permits.clone(),
             tracked.clone(),
             work.clone(),
+            question.clone(),
         );
         let files = spool.host(i, &req.hosts[i].name);
         let route = routes.remove(&i);
@@ -139,6 +171,7 @@ async fn execute(
                 host: &req.hosts[i],
                 name: Arc::from(req.hosts[i].name.as_str()),
                 work: &work,
+                question,
             };
             job.run(permit, files, route).await
         }));
@@ -181,6 +214,7 @@ async fn execute(
         store_error.get_or_insert(format!("{e:#}"));
     }
     d.runs.remove(run_id);
+    d.questions.remove(run_id);
     d.touch();
     let log = &tracked.log;
     match store_error {
@@ -234,6 +268,7 @@ pub(super) struct HostJob<'a> {
     pub(super) host: &'a Host,
     pub(super) name: Arc<str>,
     pub(super) work: &'a Work,
+    pub(super) question: Option<Arc<Question>>,
 }
 
 impl HostJob<'_> {
@@ -322,9 +357,15 @@ impl HostJob<'_> {
         if cancel.is_cancelled() {
             return self.killed_before_start(rec).await;
         }
-        let lease = tokio::select! {
-            l = self.d.pool.acquire(self.host, self.req.accept_new_host_keys) => l,
-            _ = cancel.cancelled() => return self.killed_before_start(rec).await,
+        let acquired = tokio::select! {
+            l = self.d.pool.acquire_asking(self.host, self.req.accept_new_host_keys, self.question.clone()) => Some(l),
+            _ = cancel.cancelled() => None,
+        };
+        if let Some(q) = &self.question {
+            q.settled(&self.host.name);
+        }
+        let Some(lease) = acquired else {
+            return self.killed_before_start(rec).await;
         };
         let lease = match lease {
             Ok(l) => l,

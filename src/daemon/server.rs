@@ -39,6 +39,8 @@ pub struct Daemon {
     pub shutdown: CancellationToken,
     /// The NATS bus, once joined (see `daemon::bus`).
     pub bus: super::bus::Slot,
+    /// The runs' questions about unknown host keys.
+    pub questions: super::hostkeys::Questions,
     clients: AtomicUsize,
     last_active: Mutex<Instant>,
     /// The HTTPS API's address and certificate fingerprint, when it listens.
@@ -66,6 +68,7 @@ impl Daemon {
             pool,
             runs: Runs::default(),
             registry: Registry::default(),
+            questions: Default::default(),
             audit_log: opts.audit_log.clone(),
             opts,
             store,
@@ -336,6 +339,7 @@ fn acts(req: &Request) -> bool {
         Request::Run(_)
             | Request::Heist(_)
             | Request::Answer { .. }
+            | Request::AnswerHostKeys { .. }
             | Request::Interrupt { .. }
             | Request::Kill { .. }
             | Request::File { .. }
@@ -366,6 +370,8 @@ pub fn needs(d: &Daemon, req: &Request) -> Scope {
         // An interactive shell: what is typed is not audited (only who opened it where), so
         // it takes the top scope. Input to it needs nothing more: shells are per connection.
         Request::Shell(_) | Request::Stop => Scope::Admin,
+        // Accepting host keys is for `admin` alone (as --accept-new-host-keys is).
+        Request::AnswerHostKeys { .. } => Scope::Admin,
         Request::ShellInput { .. } | Request::ShellResize { .. } | Request::ShellEof { .. } => {
             Scope::Read
         }
@@ -381,6 +387,7 @@ async fn from_remote(d: &Daemon, caller: &Caller, req: Request) -> Result<Reques
         Request::Run(mut r) => {
             r.hosts = own_hosts(d, &r.hosts).await?;
             r.accept_new_host_keys &= admin;
+            r.ask_host_keys &= admin;
             Request::Run(r)
         }
         Request::Facts {
@@ -608,6 +615,30 @@ async fn dispatch(
                 sink.send(Event::Error { message }).await
             }
         }
+        Request::AnswerHostKeys {
+            run_id,
+            ask_id,
+            accept,
+        } => {
+            let answered = match d.questions.get(run_id) {
+                Some(q) => q.answer(ask_id, &accept, &caller.who),
+                None => Err(format!("run {run_id} asks nothing about host keys (over?)")),
+            };
+            match answered {
+                Ok(()) => {
+                    let detail = serde_json::json!({ "ask": ask_id, "accepted": accept });
+                    audit::action(
+                        &d.audit_log,
+                        &caller.who,
+                        &run_id.to_string(),
+                        "host keys answered",
+                        Some(detail),
+                    )
+                    .await;
+                }
+                Err(message) => sink.send(Event::Error { message }).await,
+            }
+        }
         Request::Interrupt { run, kill } => {
             let run = super::bus::share::local_id(d, &run);
             let r = match d.registry.get(&run) {
@@ -724,6 +755,7 @@ fn request_name(req: &Request) -> &'static str {
         Request::Runs => "runs",
         Request::Attach { .. } => "attach",
         Request::Answer { .. } => "answer",
+        Request::AnswerHostKeys { .. } => "host keys answer",
         Request::Interrupt { .. } => "interrupt",
         Request::Kill { .. } => "kill",
         Request::Status => "status",

@@ -61,6 +61,13 @@ pub enum Request {
     ShellResize { shell: u64, cols: u16, rows: u16 },
     /// No more input (stdin ended).
     ShellEof { shell: u64 },
+    /// Answer a run's question about unknown host keys (`Event::HostKeys`): the groups
+    /// accepted, by index; none accepted refuses them all.
+    AnswerHostKeys {
+        run_id: u64,
+        ask_id: u64,
+        accept: Vec<u32>,
+    },
     /// Stop a heist as Ctrl-C does (nothing more starts; the steps in flight get TERM, then
     /// KILL 3 s later), or at once with KILL (`kill`, a second Ctrl-C). For a plain run: the
     /// same to its jobs.
@@ -172,6 +179,10 @@ pub struct RunRequest {
     pub origin: RunOrigin,
     /// Give every job a stdin pipe fed by `Request::Input` (else /dev/null).
     pub stdin: bool,
+    /// An operator is at the client: hosts whose keys are unknown wait, and the client gets
+    /// one question about them (`Event::HostKeys`) instead of their refusal.
+    #[serde(default)]
+    pub ask_host_keys: bool,
     /// Run through sudo as this user (a privileged agent started once per host and user,
     /// then reused). Its password is never logged, stored or audited.
     pub sudo: Option<Sudo>,
@@ -311,6 +322,30 @@ pub enum HostEvent {
     Progress { done: u64, total: u64 },
 }
 
+/// Hosts presenting one unknown key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGroup {
+    /// `ssh-ed25519`, `ssh-rsa`, …
+    pub key_type: String,
+    /// `SHA256:…`
+    pub fingerprint: String,
+    /// The hosts presenting it (inventory names; a jump host's own name for its key).
+    pub hosts: Vec<String>,
+}
+
+impl KeyGroup {
+    /// `ssh-ed25519 SHA256:… — web[01-20] (20)`
+    pub fn line(&self) -> String {
+        format!(
+            "{} {} \u{2014} {} ({})",
+            self.key_type,
+            self.fingerprint,
+            crate::nodeset::fold(&self.hosts),
+            self.hosts.len()
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Summary {
     /// (host, verdict) in the run's host order.
@@ -375,6 +410,20 @@ pub enum Event {
         run_id: u64,
         host: String,
         event: HostEvent,
+    },
+    /// Hosts of the run wait on host keys no known_hosts records: accept which groups?
+    /// (answered with `Request::AnswerHostKeys` by any client following the run).
+    HostKeys {
+        run_id: u64,
+        ask_id: u64,
+        groups: Vec<KeyGroup>,
+    },
+    /// The question was answered (or given up on): the groups accepted, by whom.
+    HostKeysAnswered {
+        run_id: u64,
+        ask_id: u64,
+        accepted: Vec<u32>,
+        who: String,
     },
     /// Sent only once every host's result is on disk in the run store.
     RunFinished {
@@ -446,6 +495,8 @@ impl Event {
             self,
             Event::RunStarted { .. }
                 | Event::Host { .. }
+                | Event::HostKeys { .. }
+                | Event::HostKeysAnswered { .. }
                 | Event::Accepted { .. }
                 | Event::Heist { .. }
                 | Event::HeistOutput { .. }

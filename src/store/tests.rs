@@ -13,6 +13,7 @@ fn req(hosts: &[&str]) -> RunRequest {
         who: "me".into(),
         origin: crate::model::RunOrigin::Command,
         stdin: false,
+        ask_host_keys: false,
         sudo: None,
     }
 }

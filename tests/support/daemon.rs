@@ -163,6 +163,7 @@ pub fn run_req(hosts: Vec<Host>, command: &str) -> RunRequest {
         who: "tester".into(),
         origin: crew::model::RunOrigin::Command,
         stdin: false,
+        ask_host_keys: false,
         sudo: None,
     }
 }

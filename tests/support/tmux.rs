@@ -38,12 +38,24 @@ impl Session {
         let home = tempfile::tempdir().expect("temp CREW_HOME");
         let script = script(home.path());
         let (cols, rows) = (cols.to_string(), rows.to_string());
-        let ok = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &name, "-x", &cols, "-y", &rows])
-            .arg(&script)
-            .status_within(TMUX_WAIT)
-            .success();
-        assert!(ok, "tmux new-session failed");
+        // Tests start sessions in parallel; when no tmux server runs yet, two clients racing
+        // to start one can lose ("server exited unexpectedly"): try again, a bounded number of
+        // times, and fail with tmux's own words.
+        let mut errors = Vec::new();
+        for attempt in 0..5 {
+            let out = Command::new("tmux")
+                .args(["new-session", "-d", "-s", &name, "-x", &cols, "-y", &rows])
+                .arg(&script)
+                .output_within(TMUX_WAIT);
+            let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            // A retry may find the session the lost attempt made after all.
+            if out.status.success() || (attempt > 0 && err.starts_with("duplicate session")) {
+                break;
+            }
+            errors.push(err);
+            assert!(attempt < 4, "tmux new-session {name} failed: {errors:?}");
+            std::thread::sleep(Duration::from_millis(100 << attempt));
+        }
         Session {
             name,
             home,

@@ -205,6 +205,7 @@ impl Model {
             origin: RunOrigin::Command,
             // Jobs keep a stdin open: `>` answers their prompts, ctrl-d closes it.
             stdin: true,
+            ask_host_keys: true,
             sudo,
         };
         // Only the hosts of the last run have an outcome, as `?failed` reads the run store.

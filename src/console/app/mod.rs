@@ -5,6 +5,7 @@ mod acting;
 mod group_diff;
 mod heist;
 mod heist_actions;
+mod hostkeys;
 mod input;
 mod run;
 mod sudo;
@@ -16,6 +17,7 @@ use tui_textarea::TextArea;
 
 pub use group_diff::{diff_lines, DiffLine, GroupDiff, STREAMING_EVERY_MS};
 pub use heist::{HeistState, Preview};
+pub use hostkeys::HostKeyAsk;
 pub use run::{Job, JobState, RunView};
 pub use types::{Daemon, Focus, Level, PendingRun, Pool, Settings, View};
 
@@ -103,6 +105,8 @@ pub struct Model {
     sudo_pending: Option<sudo::SudoPending>,
     /// The masked password field.
     pub password_input: TextArea<'static>,
+    /// A run's open question about unknown host keys.
+    pub hostkeys: Option<HostKeyAsk>,
 }
 
 impl Model {
@@ -151,6 +155,7 @@ impl Model {
             sudo_asked: false,
             sudo_pending: None,
             password_input: sudo::masked(),
+            hostkeys: None,
         };
         m.refilter();
         m
@@ -195,6 +200,10 @@ impl Model {
         if let Some(effects) = self.password_action(&action) {
             return effects;
         }
+        let action = match self.hostkey_action(action) {
+            Ok(effects) => return effects,
+            Err(other) => *other,
+        };
         let action = match self.heist_action(action) {
             Ok(effects) => return effects,
             Err(other) => *other,
@@ -336,6 +345,7 @@ impl Model {
             | Mode::Ask
             | Mode::SaveHeist
             | Mode::Send
+            | Mode::HostKeys
             | Mode::Password => {
                 self.history_search = false;
                 self.history_hit = None;
@@ -436,6 +446,16 @@ impl Model {
                 self.error(format!("daemon: {message}"))
             }
             Event::Stopping => self.daemon = Daemon::Down("daemon stopping".into()),
+            Event::HostKeys {
+                run_id,
+                ask_id,
+                groups,
+            } if self.run.as_ref().is_some_and(|r| r.tag == tag) => {
+                self.hostkeys_asked(run_id, ask_id, groups)
+            }
+            Event::HostKeysAnswered { run_id, ask_id, .. } => {
+                self.hostkeys_answered(run_id, ask_id)
+            }
             other => {
                 if self.run.as_ref().is_some_and(|r| r.tag == tag) {
                     self.run_event(other);

@@ -56,6 +56,7 @@ pub fn draw(f: &mut Frame, m: &Model, t: &Theme) {
         Mode::Heists | Mode::HeistVars => heist_popup::picker(f, area, m, t),
         Mode::Ask => heist_popup::ask(f, area, m, t),
         Mode::SaveHeist => heist_popup::save(f, area, m, t),
+        Mode::HostKeys => popup::host_keys(f, area, m, t),
         _ => {}
     }
 }

@@ -26,6 +26,7 @@ const HELP_MODES: &[(Mode, &str)] = &[
     (Mode::SaveHeist, "Save as heist (ctrl-s)"),
     (Mode::Send, "Input for running jobs (>)"),
     (Mode::Password, "sudo password"),
+    (Mode::HostKeys, "New host keys question"),
 ];
 
 /// The help text: every binding of every mode, with its description.
@@ -215,5 +216,66 @@ pub fn runs(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
             }
         })
         .collect();
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+/// A run's question about unknown host keys: one line per group (key type, fingerprint,
+/// folded hosts and count), the highlighted one marked; the keys from the keymap.
+pub fn host_keys(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
+    use crate::console::action::Action;
+    let Some(ask) = m.hostkeys.as_ref() else {
+        return;
+    };
+    let key = |a: Action, fallback: &str| {
+        m.keymap
+            .key_for(Mode::HostKeys, &a)
+            .unwrap_or_else(|| fallback.into())
+    };
+    let waiting: usize = ask.groups.iter().map(|g| g.hosts.len()).sum();
+    let h = (ask.groups.len() as u16 + 6).min(area.height);
+    let mut r = centered(area, 90, 10);
+    r.height = h;
+    r.y = area.y + area.height.saturating_sub(h) / 2;
+    f.render_widget(Clear, r);
+    let title = Line::from(Span::styled(
+        format!(" New host keys: {waiting} host(s) wait ",),
+        t.get("dialog.danger"),
+    ));
+    let b = block(title, true, t).border_style(t.get("dialog.border"));
+    let inner = b.inner(r);
+    f.render_widget(b, r);
+    let mut lines = vec![Line::from(Span::styled(
+        "known_hosts does not record these keys; verify them before accepting:",
+        t.get("ui.dim"),
+    ))];
+    for (i, g) in ask.groups.iter().enumerate() {
+        let here = i == ask.cursor;
+        let style = if here {
+            t.get("ui.selected")
+        } else {
+            t.get("ui")
+        };
+        lines.push(Line::from(vec![
+            Span::styled(if here { "> " } else { "  " }, t.get("status.key")),
+            Span::styled(format!("{} {} ", g.key_type, g.fingerprint), style),
+            Span::styled(
+                format!(
+                    "\u{2014} {} ({})",
+                    crate::console::sanitize::plain(nodeset::fold(&g.hosts).as_bytes()),
+                    g.hosts.len()
+                ),
+                t.get("host.name"),
+            ),
+        ]));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(vec![
+        Span::styled(key(Action::HostKeysAccept, "accept"), t.get("status.key")),
+        Span::styled(" accept this key   ", t.get("ui")),
+        Span::styled(key(Action::HostKeysAcceptAll, "all"), t.get("status.key")),
+        Span::styled(" accept all   ", t.get("ui")),
+        Span::styled(key(Action::HostKeysRefuse, "refuse"), t.get("status.key")),
+        Span::styled(" refuse (hostkey)", t.get("ui")),
+    ]));
     f.render_widget(Paragraph::new(lines), inner);
 }

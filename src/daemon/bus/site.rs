@@ -141,6 +141,8 @@ async fn take(d: Arc<Daemon>, bus: Arc<Bus>, inv: Arc<InventoryCache>, m: async_
         sudo: None,
         // Nor stdin.
         stdin: false,
+        // No terminal here to ask: unknown keys are refused unless this site accepts new ones.
+        ask_host_keys: false,
     };
     let t = match run::start(&d, req, true).await {
         Ok(t) => t,

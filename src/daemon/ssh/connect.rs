@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use super::{auth, known_hosts, SshError, SshOptions, SshSession};
-use crate::model::Host;
+use crate::model::{Host, StrictHostKeyChecking};
 
 /// Receive window per channel: large enough that one stream of bulk output is not throttled
 /// by round trips (russh's client ignores `adjust_window`, so this is the knob).
@@ -192,58 +192,26 @@ pub(super) async fn connect_via(
     let user = host.user.clone().unwrap_or_else(crate::paths::whoami);
     let kex = kex_preference(host)?;
     let limit = Duration::from_millis(host.connect_timeout_ms.max(1));
-    // The jump host first, shared with every host behind it; it is connected (or waited
-    // for) with no handshake slot held here, so hosts queued behind it never starve it.
-    let bastion = match hops.split_last() {
-        Some((last, before)) => Some(
-            opts.bastions
-                .session(last, before, opts)
-                .await
-                .map_err(|e| super::jump::for_target(e, host))?,
-        ),
-        None => None,
-    };
-    // Waiting for a handshake slot is local queueing, not the host's fault: not timed.
-    let _permit = opts
-        .handshakes
-        .acquire()
-        .await
-        .map_err(|_| SshError::Session("handshake limiter closed (daemon stopping)".into()))?;
-    let deadline = Instant::now() + limit;
-
-    let mut proxy = None;
-    let stream: Box<dyn Io> = if let Some(b) = &bastion {
-        Box::new(super::jump::open_tunnel(b, host, deadline, limit).await?)
-    } else if let Some(cmd) = &host.proxy_command {
-        let (io, child) = super::proxy::spawn(host, &user, cmd)?;
-        proxy = Some(child);
-        Box::new(io)
-    } else {
-        let tcp = timeout_at(
-            deadline,
-            TcpStream::connect((host.address.as_str(), host.port)),
-        )
-        .await
-        .map_err(|_| {
-            SshError::Timeout(format!(
-                "{}: TCP connect to {target} timed out after {}",
-                host.name,
-                secs(limit)
-            ))
-        })?
-        .map_err(|e| SshError::Unreachable(format!("{}: connect to {target}: {e}", host.name)))?;
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("{target}: set_nodelay: {e}");
-        }
-        Box::new(tcp)
-    };
+    let Opened {
+        stream,
+        proxy,
+        bastion,
+        deadline,
+        _permit,
+    } = open_stream(host, hops, opts, &user, limit).await?;
 
     let negotiated = Arc::new(Mutex::new(String::new()));
     let handler = Client {
         address: host.address.clone(),
         port: host.port,
         known_hosts: host.known_hosts.clone(),
-        accept_new: opts.accept_new_host_keys,
+        // The ssh config's StrictHostKeyChecking accept-new (or no) learns unknown keys as
+        // ssh does; a changed key is refused whatever it says.
+        accept_new: opts.accept_new_host_keys
+            || matches!(
+                host.strict_host_key_checking,
+                Some(StrictHostKeyChecking::AcceptNew | StrictHostKeyChecking::No)
+            ),
         negotiated: negotiated.clone(),
     };
     let how = match (&bastion, &proxy) {
@@ -307,6 +275,227 @@ pub(super) async fn connect_via(
         _via: bastion,
         _proxy: proxy,
     })
+}
+
+/// A byte stream to a host, ready for the SSH handshake, and what keeps it up.
+struct Opened<'a> {
+    stream: Box<dyn Io>,
+    proxy: Option<super::proxy::ProxyChild>,
+    bastion: Option<Arc<SshSession>>,
+    /// When the host's connect timeout runs out (counted from the handshake slot).
+    deadline: Instant,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+/// TCP to `host`, its ProxyCommand, or a channel through its jump hosts (`hops`), holding
+/// one of `opts.handshakes`.
+async fn open_stream<'a>(
+    host: &Host,
+    hops: &[Host],
+    opts: &'a SshOptions,
+    user: &str,
+    limit: Duration,
+) -> Result<Opened<'a>, SshError> {
+    let target = format!("{}:{}", host.address, host.port);
+    // The jump host first, shared with every host behind it; it is connected (or waited
+    // for) with no handshake slot held here, so hosts queued behind it never starve it.
+    let bastion = match hops.split_last() {
+        Some((last, before)) => Some(
+            opts.bastions
+                .session(last, before, opts)
+                .await
+                .map_err(|e| super::jump::for_target(e, host))?,
+        ),
+        None => None,
+    };
+    // Waiting for a handshake slot is local queueing, not the host's fault: not timed.
+    let _permit = opts
+        .handshakes
+        .acquire()
+        .await
+        .map_err(|_| SshError::Session("handshake limiter closed (daemon stopping)".into()))?;
+    let deadline = Instant::now() + limit;
+
+    let mut proxy = None;
+    let stream: Box<dyn Io> = if let Some(b) = &bastion {
+        Box::new(super::jump::open_tunnel(b, host, deadline, limit).await?)
+    } else if let Some(cmd) = &host.proxy_command {
+        let (io, child) = super::proxy::spawn(host, user, cmd)?;
+        proxy = Some(child);
+        Box::new(io)
+    } else {
+        let tcp = timeout_at(
+            deadline,
+            TcpStream::connect((host.address.as_str(), host.port)),
+        )
+        .await
+        .map_err(|_| {
+            SshError::Timeout(format!(
+                "{}: TCP connect to {target} timed out after {}",
+                host.name,
+                secs(limit)
+            ))
+        })?
+        .map_err(|e| SshError::Unreachable(format!("{}: connect to {target}: {e}", host.name)))?;
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("{target}: set_nodelay: {e}");
+        }
+        Box::new(tcp)
+    };
+    Ok(Opened {
+        stream,
+        proxy,
+        bastion,
+        deadline,
+        _permit,
+    })
+}
+
+/// What a key scan found: the key a host presents and what known_hosts says of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanned {
+    /// `ssh-ed25519`, … (a certificate's plain key type).
+    pub key_type: String,
+    /// `SHA256:…`
+    pub fingerprint: String,
+    pub state: KeyState,
+    /// The known_hosts line that says so (`file:line`), or what a certificate check said.
+    pub detail: Option<String>,
+}
+
+/// What known_hosts says of a presented key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Known,
+    Unknown,
+    Changed,
+    Revoked,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Known => "known",
+            KeyState::Unknown => "unknown",
+            KeyState::Changed => "changed",
+            KeyState::Revoked => "revoked",
+        }
+    }
+}
+
+/// Handler of a key scan: looks the key up, then ends the handshake (no authentication).
+struct Scanner {
+    address: String,
+    port: u16,
+    known_hosts: Vec<PathBuf>,
+    found: Arc<Mutex<Option<Scanned>>>,
+}
+
+impl client::Handler for Scanner {
+    type Error = SshError;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let scanned = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                let (files, host, port, key) = (
+                    self.known_hosts.clone(),
+                    self.address.clone(),
+                    self.port,
+                    key.clone(),
+                );
+                let found = tokio::task::spawn_blocking(move || {
+                    (known_hosts::lookup(&files, &host, port, &key), key)
+                })
+                .await
+                .map_err(|e| SshError::HostKey(format!("reading known_hosts: {e}")))?;
+                let (state, detail) = match found.0 {
+                    known_hosts::Lookup::Known(p) => (KeyState::Known, Some(p.to_string())),
+                    known_hosts::Lookup::Unknown { .. } => (KeyState::Unknown, None),
+                    known_hosts::Lookup::Changed(p) => (KeyState::Changed, Some(p.to_string())),
+                    known_hosts::Lookup::Revoked(p) => (KeyState::Revoked, Some(p.to_string())),
+                };
+                Scanned {
+                    key_type: found.1.algorithm().to_string(),
+                    fingerprint: found
+                        .1
+                        .fingerprint(russh::keys::HashAlg::Sha256)
+                        .to_string(),
+                    state,
+                    detail,
+                }
+            }
+            PublicKeyOrCertificate::Certificate(cert) => {
+                let plain = russh::keys::PublicKey::new(cert.public_key().clone(), "");
+                let checked =
+                    super::host_cert::verify(&self.known_hosts, &self.address, self.port, cert)
+                        .await;
+                let (state, detail) = match checked {
+                    Ok(()) => (KeyState::Known, Some("host certificate".to_string())),
+                    Err(e) if e.to_string().contains("REVOKED") => {
+                        (KeyState::Revoked, Some(e.to_string()))
+                    }
+                    Err(e) => (KeyState::Unknown, Some(e.to_string())),
+                };
+                Scanned {
+                    key_type: format!("{} (certificate)", plain.algorithm()),
+                    fingerprint: plain.fingerprint(russh::keys::HashAlg::Sha256).to_string(),
+                    state,
+                    detail,
+                }
+            }
+        };
+        if let Ok(mut f) = self.found.lock() {
+            *f = Some(scanned);
+        }
+        // Seen what we came for: end here, before any authentication.
+        Ok(false)
+    }
+}
+
+/// The key `host` presents and what its known_hosts says of it, from a handshake that stops
+/// at the key (nothing is authenticated or run; jump hosts are connected as for a run).
+pub async fn scan(host: &Host, opts: &SshOptions) -> Result<Scanned, SshError> {
+    let user = host.user.clone().unwrap_or_else(crate::paths::whoami);
+    let kex = kex_preference(host)?;
+    let limit = Duration::from_millis(host.connect_timeout_ms.max(1));
+    let Opened {
+        stream,
+        proxy,
+        deadline,
+        ..
+    } = open_stream(host, &host.jumps, opts, &user, limit).await?;
+    let found = Arc::new(Mutex::new(None));
+    let handler = Scanner {
+        address: host.address.clone(),
+        port: host.port,
+        known_hosts: host.known_hosts.clone(),
+        found: found.clone(),
+    };
+    let certificates = super::host_cert::wanted(&host.known_hosts, &host.address, host.port).await;
+    let handshake = timeout_at(
+        deadline,
+        client::connect_stream(Arc::new(config(opts, kex, certificates)), stream, handler),
+    )
+    .await;
+    drop(proxy);
+    if let Some(s) = found.lock().ok().and_then(|mut f| f.take()) {
+        return Ok(s);
+    }
+    match handshake {
+        Err(_) => Err(SshError::Timeout(format!(
+            "{}: no host key within {}",
+            host.name,
+            secs(limit)
+        ))),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(_)) => Err(SshError::Session(format!(
+            "{}: the handshake ended without a host key",
+            host.name
+        ))),
+    }
 }
 
 /// A byte stream an SSH connection runs over: TCP, a ProxyCommand's pipes, or a channel

@@ -129,6 +129,11 @@ fn name_hop(e: SshError, hop: &Host) -> SshError {
         SshError::Unreachable(m) => SshError::Unreachable(via(m)),
         SshError::Timeout(m) => SshError::Timeout(via(m)),
         SshError::HostKey(m) => SshError::HostKey(via(m)),
+        SshError::UnknownKey(mut u) => {
+            u.message = via(u.message);
+            u.jump.get_or_insert_with(|| hop.name.clone());
+            SshError::UnknownKey(u)
+        }
         SshError::Auth(m) => SshError::Auth(via(m)),
         SshError::Config(m) => SshError::Config(via(m)),
         // A jump host needs no agent: whatever went wrong, the target was not reached.
@@ -143,6 +148,10 @@ pub(super) fn for_target(e: SshError, target: &Host) -> SshError {
         SshError::Unreachable(m) => SshError::Unreachable(t(m)),
         SshError::Timeout(m) => SshError::Timeout(t(m)),
         SshError::HostKey(m) => SshError::HostKey(t(m)),
+        SshError::UnknownKey(mut u) => {
+            u.message = t(u.message);
+            SshError::UnknownKey(u)
+        }
         SshError::Auth(m) => SshError::Auth(t(m)),
         SshError::Config(m) => SshError::Config(t(m)),
         SshError::AgentUnavailable(m) => SshError::AgentUnavailable(t(m)),

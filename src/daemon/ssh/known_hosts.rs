@@ -11,7 +11,21 @@ use hmac::{Hmac, KeyInit, Mac};
 use russh::keys::ssh_encoding::base64::{Base64, Encoding};
 use russh::keys::{HashAlg, PublicKey};
 
+use super::error::UnknownKey;
 use super::SshError;
+
+/// The refusal of a changed key, as ssh words it: the line recording the old key and the
+/// command that removes it.
+pub fn changed_message(name: &str, key: &PublicKey, place: &Place) -> String {
+    format!(
+        "host key for {name} has CHANGED: server offers {} {} but known_hosts {place} \
+         records another key; refusing (possible man-in-the-middle; if the host was \
+         reinstalled, remove the old key: ssh-keygen -R '{name}' -f '{}')",
+        key.algorithm(),
+        key.fingerprint(HashAlg::Sha256),
+        place.file.display()
+    )
+}
 
 /// Where a key was found: file and 1-based line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,9 +167,12 @@ pub(super) fn decide_plain(
     name: &str,
     key: &PublicKey,
 ) -> Result<Place, SshError> {
-    match decide(found, files, name, key, false)? {
-        Decision::Known(p) => Ok(p),
-        Decision::Learn(_) => Err(SshError::HostKey(format!("{name}: key not known"))),
+    // A certificate's plain key is never asked about: its certificate failed a check.
+    match decide(found, files, name, "", 0, key, false) {
+        Ok(Decision::Known(p)) => Ok(p),
+        Ok(Decision::Learn(_)) => Err(SshError::HostKey(format!("{name}: key not known"))),
+        Err(SshError::UnknownKey(u)) => Err(SshError::HostKey(u.message)),
+        Err(e) => Err(e),
     }
 }
 
@@ -163,6 +180,8 @@ fn decide(
     found: Lookup,
     files: &[PathBuf],
     name: &str,
+    host: &str,
+    port: u16,
     key: &PublicKey,
     accept_new: bool,
 ) -> Result<Decision, SshError> {
@@ -173,11 +192,7 @@ fn decide(
         Lookup::Revoked(place) => Err(SshError::HostKey(format!(
             "host key for {name} ({alg} {fp}) is REVOKED by known_hosts {place}; refusing"
         ))),
-        Lookup::Changed(place) => Err(SshError::HostKey(format!(
-            "host key for {name} has CHANGED: server offers {alg} {fp} but known_hosts \
-             {place} records another key; refusing (possible man-in-the-middle; if the host \
-             was reinstalled, remove that line)"
-        ))),
+        Lookup::Changed(place) => Err(SshError::HostKey(changed_message(name, key, &place))),
         Lookup::Unknown { other_types } => {
             if let Some(first) = files.first().filter(|_| accept_new) {
                 return Ok(Decision::Learn(first.clone()));
@@ -198,10 +213,17 @@ fn decide(
                 Some(p) => format!(" (a key of another type is recorded at {p})"),
                 None => String::new(),
             };
-            Err(SshError::HostKey(format!(
-                "host key for {name} is unknown ({alg} {fp}), {list}{others}; refusing. \
-                 Verify the key and add it, or use --accept-new-host-keys"
-            )))
+            Err(SshError::UnknownKey(Box::new(UnknownKey {
+                message: format!(
+                    "host key for {name} is unknown ({alg} {fp}), {list}{others}; refusing. \
+                     Verify the key and add it, or use --accept-new-host-keys"
+                ),
+                address: host.to_string(),
+                port,
+                jump: None,
+                key: key.clone(),
+                files: files.to_vec(),
+            })))
         }
     }
 }
@@ -241,6 +263,8 @@ pub async fn verify(
                 lookup(&files, &host, port, &key),
                 &files,
                 &name,
+                &host,
+                port,
                 &key,
                 accept_new,
             )
@@ -260,6 +284,8 @@ pub async fn verify(
                 lookup(&files, &host, port, &key),
                 &files,
                 &name,
+                &host,
+                port,
                 &key,
                 accept_new,
             )? {
@@ -288,9 +314,92 @@ pub async fn verify(
     Ok(())
 }
 
-/// Append `[host]:port key` (unhashed) to `file`, creating it and its directory. One
-/// `write` of the whole line (O_APPEND), after a newline if the file does not end in one.
-/// Blocking: callers hold [`LEARNING`] and run it on the blocking pool.
+/// Record a key an operator accepted for `host:port` in the first of `files` (under the
+/// same lock as learning, after looking again: a key recorded meanwhile is not written
+/// twice). A changed or revoked key found on the second look is refused as always.
+pub async fn accept(
+    files: &[PathBuf],
+    host: &str,
+    port: u16,
+    key: &PublicKey,
+) -> Result<(), SshError> {
+    let name = lookup_name(host, port);
+    let what = format!(
+        "{name} ({} {})",
+        key.algorithm(),
+        key.fingerprint(HashAlg::Sha256)
+    );
+    let _learning = LEARNING.lock().await;
+    let (files, host, key) = (files.to_vec(), host.to_string(), key.clone());
+    blocking("recording an accepted host key", move || {
+        let Some(first) = files.first() else {
+            return Err(SshError::HostKey(format!(
+                "{name}: no known_hosts file to record the accepted key in"
+            )));
+        };
+        match decide(
+            lookup(&files, &host, port, &key),
+            &files,
+            &name,
+            &host,
+            port,
+            &key,
+            true,
+        )? {
+            Decision::Known(place) => {
+                tracing::debug!("accepted host key for {name} already recorded at {place}");
+                Ok(())
+            }
+            Decision::Learn(_) => learn(first, &host, port, &key).map_err(|e| {
+                SshError::HostKey(format!(
+                    "cannot record the accepted host key for {name} in {}: {e}",
+                    first.display()
+                ))
+            }),
+        }
+    })
+    .await?;
+    tracing::info!("accepted host key for {what} is in known_hosts");
+    Ok(())
+}
+
+/// True when `text` records some host under a hashed name (`|1|salt|hash`): ssh's
+/// HashKnownHosts was on when it was written, so new lines are hashed too.
+fn uses_hashed_names(text: &[u8]) -> bool {
+    text.split(|b| *b == b'\n').any(|l| {
+        let l = l.trim_ascii_start();
+        let l = match l.strip_prefix(b"@") {
+            Some(rest) => rest
+                .splitn(2, |b| b.is_ascii_whitespace())
+                .nth(1)
+                .unwrap_or_default()
+                .trim_ascii_start(),
+            None => l,
+        };
+        l.starts_with(b"|1|")
+    })
+}
+
+/// `name` hashed as ssh's HashKnownHosts writes it: `|1|base64(salt)|base64(HMAC-SHA1)`.
+fn hashed_name(name: &str) -> std::io::Result<String> {
+    let mut salt = [0u8; 20];
+    getrandom::getrandom(&mut salt).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mac = Hmac::<sha1::Sha1>::new_from_slice(&salt)
+        .map_err(std::io::Error::other)?
+        .chain_update(name.as_bytes())
+        .finalize()
+        .into_bytes();
+    Ok(format!(
+        "|1|{}|{}",
+        Base64::encode_string(&salt),
+        Base64::encode_string(&mac)
+    ))
+}
+
+/// Append `[host]:port key` to `file`, creating it and its directory; the name is hashed
+/// when the file already holds hashed names. One `write` of the whole line (O_APPEND),
+/// after a newline if the file does not end in one. Blocking: callers hold [`LEARNING`] and
+/// run it on the blocking pool.
 pub fn learn(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -309,7 +418,17 @@ pub fn learn(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Re
         f.read_exact_at(&mut last, len - 1)?;
     }
     let nl = if last[0] == b'\n' { "" } else { "\n" };
-    let line = format!("{nl}{} {}\n", lookup_name(host, port), text.trim());
+    let mut existing = Vec::new();
+    if len > 0 {
+        use std::io::Read;
+        (&f).read_to_end(&mut existing)?;
+    }
+    let name = if uses_hashed_names(&existing) {
+        hashed_name(&lookup_name(host, port))?
+    } else {
+        lookup_name(host, port)
+    };
+    let line = format!("{nl}{name} {}\n", text.trim());
     f.write_all(line.as_bytes())
 }
 

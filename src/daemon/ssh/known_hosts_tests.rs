@@ -145,3 +145,81 @@ async fn concurrent_learns_write_each_host_once() {
         );
     }
 }
+
+/// A file that already hashes its names (ssh's HashKnownHosts) gets hashed lines; a plain
+/// one plain lines. Either way the key is then known for that host, and only that host.
+#[tokio::test]
+async fn accepted_keys_are_hashed_when_the_file_is() {
+    let d = tempfile::tempdir().expect("tmp");
+    let hashed = d.path().join("hashed");
+    std::fs::write(&hashed, format!("|1|{}|{} {KEY_B}\n", "AAAA", "BBBB")).expect("write");
+    accept(std::slice::from_ref(&hashed), "10.0.0.9", 2222, &key(KEY_A))
+        .await
+        .expect("accepted");
+    let text = std::fs::read_to_string(&hashed).expect("read");
+    let last = text.lines().last().expect("a line");
+    assert!(last.starts_with("|1|"), "hashed: {text}");
+    assert!(
+        !text.contains("10.0.0.9"),
+        "the name is not in clear: {text}"
+    );
+    assert!(matches!(
+        lookup(std::slice::from_ref(&hashed), "10.0.0.9", 2222, &key(KEY_A)),
+        Lookup::Known(_)
+    ));
+    assert!(matches!(
+        lookup(std::slice::from_ref(&hashed), "10.0.0.8", 2222, &key(KEY_A)),
+        Lookup::Unknown { .. }
+    ));
+    // Accepted again (another alias of the host): not written twice.
+    accept(std::slice::from_ref(&hashed), "10.0.0.9", 2222, &key(KEY_A))
+        .await
+        .expect("accepted again");
+    assert_eq!(
+        std::fs::read_to_string(&hashed)
+            .expect("read")
+            .lines()
+            .count(),
+        2
+    );
+
+    let plain = file(&d, &format!("other {KEY_B}\n"));
+    accept(std::slice::from_ref(&plain), "10.0.0.9", 2222, &key(KEY_A))
+        .await
+        .expect("accepted");
+    let text = std::fs::read_to_string(&plain).expect("read");
+    assert_eq!(text, format!("other {KEY_B}\n[10.0.0.9]:2222 {KEY_A}\n"));
+}
+
+#[tokio::test]
+async fn a_changed_key_is_never_accepted_and_names_the_line_and_the_fix() {
+    let d = tempfile::tempdir().expect("tmp");
+    let kh = file(&d, &format!("# x\n[h]:2222 {KEY_B}\n"));
+    let files = vec![kh.clone()];
+    let err = accept(&files, "h", 2222, &key(KEY_A))
+        .await
+        .expect_err("changed");
+    let msg = err.to_string();
+    assert!(msg.contains("CHANGED"), "{msg}");
+    assert!(msg.contains(&format!("{}:2", kh.display())), "{msg}");
+    assert!(
+        msg.contains(&format!("ssh-keygen -R '[h]:2222' -f '{}'", kh.display())),
+        "{msg}"
+    );
+    let err = verify(&files, "h", 2222, &key(KEY_A), false)
+        .await
+        .expect_err("changed");
+    assert!(
+        matches!(err, SshError::HostKey(_)),
+        "a changed key is a plain refusal, never a question: {err:?}"
+    );
+    // Unknown keys are the ones that may be asked about.
+    let err = verify(&files, "other", 2222, &key(KEY_A), false)
+        .await
+        .expect_err("unknown");
+    assert!(matches!(err, SshError::UnknownKey(_)), "{err:?}");
+    assert_eq!(
+        std::fs::read_to_string(&kh).expect("read").lines().count(),
+        2
+    );
+}

@@ -24,8 +24,8 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub use capture::Captured;
-pub use connect::connect;
-pub use error::SshError;
+pub use connect::{connect, scan, KeyState, Scanned};
+pub use error::{SshError, UnknownKey};
 pub use exec::{command_line, sh_quote, AgentlessJob, AgentlessKiller};
 pub use install::dir_expr;
 pub use jump::Bastions;
@@ -64,6 +64,20 @@ impl SshOptions {
             agent_build,
             bastions: Bastions::default(),
         })
+    }
+}
+
+impl SshOptions {
+    /// Options for key scans (`crew hosts --keys`): nothing is installed.
+    pub fn for_scan() -> SshOptions {
+        SshOptions {
+            accept_new_host_keys: false,
+            handshakes: Arc::new(Semaphore::new(64)),
+            keepalive: Duration::from_secs(15),
+            agent_exe: PathBuf::new(),
+            agent_build: String::new(),
+            bastions: Bastions::default(),
+        }
     }
 }
 

@@ -95,6 +95,8 @@ pub async fn start(
         origin: req.origin,
         stdin: false,
         sudo: None,
+        // Copies do not ask about unknown host keys (yet): `--accept-new-host-keys`.
+        ask_host_keys: false,
     };
     run::start_work(d, run, hidden, Work::Transfer(Arc::new(Plan { op }))).await
 }

@@ -1,0 +1,361 @@
+//! One question per run about unknown host keys. A run started by an interactive client
+//! (`RunRequest::ask_host_keys`) does not fail the hosts whose keys no known_hosts records:
+//! each waits here. Once no host of the run is still connecting (or a bounded window after
+//! the first waiter), the waiting keys go out as one `Event::HostKeys`, grouped by
+//! fingerprint with their hosts; any client following the run answers with the groups it
+//! accepts. Accepted hosts record their key and connect again; the others are refused with
+//! the `hostkey` verdict. A changed or revoked key never comes here (refused at once).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::registry::Tracked;
+use crate::proto::daemon::{Event, KeyGroup};
+
+/// How long hosts wait for an answer before they are refused.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An unknown key a host presented, as the question shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    /// The host it is listed under: the run's host, or the jump host whose key it is.
+    pub shown_as: String,
+    pub key_type: String,
+    pub fingerprint: String,
+}
+
+/// A host waiting for the answer about its key.
+struct Waiter {
+    host: String,
+    key_type: String,
+    fingerprint: String,
+    answer: oneshot::Sender<bool>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Hosts not connecting now: connected, failed, or waiting for an answer.
+    idle: HashSet<String>,
+    /// Waiting, not yet asked about.
+    batch: Vec<Waiter>,
+    /// The batch a window timer runs for (batches are counted by `next_ask`).
+    timer: Option<u64>,
+    next_ask: u64,
+    /// Asked, unanswered: ask id → groups, each its waiters' answer channels.
+    open: HashMap<u64, Vec<Vec<oneshot::Sender<bool>>>>,
+}
+
+/// One run's question about unknown host keys.
+pub struct Question {
+    run_id: u64,
+    hosts: usize,
+    /// The longest wait for the first waiter's fellows before asking anyway.
+    window: Duration,
+    tracked: Arc<Tracked>,
+    state: Mutex<State>,
+}
+
+impl Question {
+    /// For a run of `hosts` hosts (distinct names) whose events go to `tracked`'s log.
+    /// `window`: how long the first unknown key waits for the other hosts to finish
+    /// connecting before the question goes out anyway.
+    pub fn new(run_id: u64, hosts: usize, window: Duration, tracked: Arc<Tracked>) -> Question {
+        Question {
+            run_id,
+            hosts,
+            window,
+            tracked,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// `host` is connected, or failed: it is no longer connecting.
+    pub fn settled(self: &Arc<Self>, host: &str) {
+        let mut s = lock(&self.state);
+        s.idle.insert(host.to_string());
+        self.flush_if_ready(&mut s);
+    }
+
+    /// `host` met the unknown key `key`: wait for the operator's answer (false: refused, or no
+    /// answer within [`ANSWER_TIMEOUT`]). Accepted, the host connects again (it counts as
+    /// connecting until it settles).
+    pub async fn ask(self: &Arc<Self>, host: &str, key: Presented) -> bool {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut s = lock(&self.state);
+            s.idle.insert(host.to_string());
+            s.batch.push(Waiter {
+                host: key.shown_as,
+                key_type: key.key_type,
+                fingerprint: key.fingerprint,
+                answer: tx,
+            });
+            if s.timer != Some(s.next_ask) {
+                let batch = s.next_ask;
+                s.timer = Some(batch);
+                let (q, window) = (self.clone(), self.window);
+                tokio::spawn(async move {
+                    tokio::time::sleep(window).await;
+                    let mut s = lock(&q.state);
+                    if s.next_ask == batch {
+                        q.flush(&mut s);
+                    }
+                });
+            }
+            self.flush_if_ready(&mut s);
+        }
+        let accepted = matches!(tokio::time::timeout(ANSWER_TIMEOUT, rx).await, Ok(Ok(true)));
+        if accepted {
+            lock(&self.state).idle.remove(host);
+        }
+        accepted
+    }
+
+    fn flush_if_ready(&self, s: &mut State) {
+        if s.idle.len() >= self.hosts {
+            self.flush(s);
+        }
+    }
+
+    /// Ask about the batch, if any: one event, one group per key, sorted by first host.
+    fn flush(&self, s: &mut State) {
+        if s.batch.is_empty() {
+            return;
+        }
+        // Few groups (one per distinct key): a linear search is all it takes.
+        let mut paired: Vec<(KeyGroup, Vec<oneshot::Sender<bool>>)> = Vec::new();
+        for w in s.batch.drain(..) {
+            let at = paired
+                .iter()
+                .position(|(g, _)| g.key_type == w.key_type && g.fingerprint == w.fingerprint);
+            let i = match at {
+                Some(i) => i,
+                None => {
+                    paired.push((
+                        KeyGroup {
+                            key_type: w.key_type,
+                            fingerprint: w.fingerprint,
+                            hosts: Vec::new(),
+                        },
+                        Vec::new(),
+                    ));
+                    paired.len() - 1
+                }
+            };
+            let (g, txs) = &mut paired[i];
+            if !g.hosts.contains(&w.host) {
+                g.hosts.push(w.host);
+            }
+            txs.push(w.answer);
+        }
+        let ask_id = s.next_ask;
+        s.next_ask += 1;
+        for (g, _) in &mut paired {
+            g.hosts.sort();
+        }
+        // Sorted by their first host: the same fleet asks in the same order every time.
+        paired.sort_by(|a, b| a.0.hosts.first().cmp(&b.0.hosts.first()));
+        let (events, senders): (Vec<KeyGroup>, Vec<Vec<oneshot::Sender<bool>>>) =
+            paired.into_iter().unzip();
+        tracing::info!(
+            run_id = self.run_id,
+            ask_id,
+            "asking about {} unknown host key(s): {}",
+            events.len(),
+            events
+                .iter()
+                .map(KeyGroup::line)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        s.open.insert(ask_id, senders);
+        self.tracked.ask_opened(ask_id, "host keys");
+        self.tracked.log.push(Event::HostKeys {
+            run_id: self.run_id,
+            ask_id,
+            groups: events,
+        });
+    }
+
+    /// The operator's answer: the accepted groups by index (others refused). Err when the
+    /// question is not open (answered already) or an index names no group.
+    pub fn answer(&self, ask_id: u64, accept: &[u32], who: &str) -> Result<(), String> {
+        let groups = {
+            let mut s = lock(&self.state);
+            let n = s
+                .open
+                .get(&ask_id)
+                .ok_or_else(|| {
+                    format!(
+                        "run {} has no open host key question {ask_id} (answered already?)",
+                        self.run_id
+                    )
+                })?
+                .len();
+            if let Some(bad) = accept.iter().find(|i| **i as usize >= n) {
+                return Err(format!(
+                    "host key question {ask_id} of run {} has {n} group(s); no group {bad}",
+                    self.run_id
+                ));
+            }
+            s.open.remove(&ask_id).unwrap_or_default()
+        };
+        let mut accepted: Vec<u32> = accept.to_vec();
+        accepted.sort_unstable();
+        accepted.dedup();
+        for (i, txs) in groups.into_iter().enumerate() {
+            let yes = accepted.contains(&(i as u32));
+            for tx in txs {
+                let _ = tx.send(yes);
+            }
+        }
+        self.tracked.ask_closed(ask_id);
+        self.tracked.log.push(Event::HostKeysAnswered {
+            run_id: self.run_id,
+            ask_id,
+            accepted,
+            who: who.to_string(),
+        });
+        Ok(())
+    }
+
+    /// The run is over: close what is still open (its hosts are gone).
+    pub fn close(&self) {
+        let open: Vec<u64> = lock(&self.state).open.keys().copied().collect();
+        for ask_id in open {
+            let _ = self.answer(ask_id, &[], "nobody (the run ended)");
+        }
+    }
+}
+
+/// The questions of the runs in flight, by run id.
+#[derive(Default)]
+pub struct Questions(Mutex<HashMap<u64, Arc<Question>>>);
+
+impl Questions {
+    pub fn add(&self, q: Arc<Question>) {
+        lock(&self.0).insert(q.run_id, q);
+    }
+
+    pub fn get(&self, run_id: u64) -> Option<Arc<Question>> {
+        lock(&self.0).get(&run_id).cloned()
+    }
+
+    pub fn remove(&self, run_id: u64) {
+        if let Some(q) = lock(&self.0).remove(&run_id) {
+            q.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::registry::Control;
+    use crate::daemon::runlog::{Entry, RunLog};
+    use crate::proto::daemon::RunKind;
+
+    fn question(hosts: usize, window: Duration) -> Arc<Question> {
+        let log = Arc::new(RunLog::new(std::env::temp_dir()));
+        let t = Arc::new(Tracked::new(
+            "7".into(),
+            RunKind::Run,
+            "true".into(),
+            "me".into(),
+            hosts as u32,
+            false,
+            log,
+            Control::Run { run_id: 7 },
+        ));
+        Arc::new(Question::new(7, hosts, window, t))
+    }
+
+    fn key(shown_as: &str, fp: &str) -> Presented {
+        Presented {
+            shown_as: shown_as.into(),
+            key_type: "ssh-ed25519".into(),
+            fingerprint: fp.into(),
+        }
+    }
+
+    /// The questions asked so far: (ask id, groups).
+    fn asked(q: &Question) -> Vec<(u64, Vec<KeyGroup>)> {
+        q.tracked
+            .log
+            .entries(0, 100)
+            .iter()
+            .filter_map(|e| match &**e {
+                Entry::Run(Event::HostKeys { ask_id, groups, .. }) => {
+                    Some((*ask_id, groups.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn until_asked(q: &Question, n: usize) -> Vec<(u64, Vec<KeyGroup>)> {
+        for _ in 0..1000 {
+            let a = asked(q);
+            if a.len() >= n {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("no question {n} after 5 s: {:?}", asked(q));
+    }
+
+    #[tokio::test]
+    async fn one_question_once_no_host_is_connecting_groups_by_key() {
+        // A long window: only "nobody is connecting" can send the question in time.
+        let q = question(4, Duration::from_secs(3600));
+        let mut waiting = Vec::new();
+        for (h, fp) in [("w2", "SHA256:a"), ("w1", "SHA256:a"), ("db", "SHA256:b")] {
+            let q2 = q.clone();
+            waiting.push(tokio::spawn(async move { q2.ask(h, key(h, fp)).await }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(asked(&q).is_empty(), "asked while w3 still connects");
+        q.settled("w3");
+        let a = until_asked(&q, 1).await;
+        assert_eq!(a.len(), 1);
+        let groups = &a[0].1;
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        // Sorted by first host: db's key, then w1 and w2's.
+        assert_eq!(groups[0].hosts, ["db"]);
+        assert_eq!(groups[1].hosts, ["w1", "w2"]);
+        assert_eq!(groups[1].line(), "ssh-ed25519 SHA256:a \u{2014} w[1-2] (2)");
+        assert!(q.answer(a[0].0, &[2], "me").is_err(), "no group 2");
+        q.answer(a[0].0, &[1], "me").expect("answered");
+        assert!(q.answer(a[0].0, &[1], "me").is_err(), "answered already");
+        let got: Vec<bool> = futures_join(waiting).await;
+        assert_eq!(got, [true, true, false], "w2, w1 accepted; db refused");
+        assert_eq!(q.tracked.status().asks.len(), 0, "closed");
+    }
+
+    #[tokio::test]
+    async fn the_window_bounds_the_wait_for_hosts_still_connecting() {
+        let q = question(3, Duration::from_millis(200));
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move { q2.ask("a", key("a", "SHA256:a")).await });
+        // b and c never settle: the question goes out once the window is over.
+        let a = until_asked(&q, 1).await;
+        assert_eq!(a[0].1[0].hosts, ["a"]);
+        q.close();
+        assert!(!waiter.await.expect("task"), "the run ended: refused");
+    }
+
+    async fn futures_join(tasks: Vec<tokio::task::JoinHandle<bool>>) -> Vec<bool> {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("task"));
+        }
+        out
+    }
+}
