@@ -157,6 +157,7 @@ impl Agent {
             command: "true".into(),
             env: vec![],
             timeout_ms: None,
+            stdin: false,
         });
         let (kind, payload) = run.encode();
         write_frame(&mut self.w, kind, id, &payload).await?;

@@ -52,6 +52,10 @@ pub enum Command {
     Run(cmd::run::RunArgs),
     /// List the hosts a selection picks.
     Hosts(cmd::hosts::HostsArgs),
+    /// Copy local files (or trees, -r) to the hosts a selection picks.
+    Put(cmd::transfer::PutArgs),
+    /// Copy files (or trees, -r) from the hosts a selection picks into LOCALDIR/<host>/.
+    Fetch(cmd::transfer::FetchArgs),
     /// Saved playbooks: list, check, plan, run.
     #[command(subcommand)]
     Heist(cmd::heist::HeistCmd),
@@ -123,6 +127,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         &cli.command,
         None | Some(Command::Console(_))
             | Some(Command::Run(_))
+            | Some(Command::Put(_))
+            | Some(Command::Fetch(_))
             | Some(Command::Attach(_))
             | Some(Command::Shell(_))
             | Some(Command::Heist(cmd::heist::HeistCmd::Run(_)))
@@ -135,6 +141,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Console(args)) => crate::console::run(hosts, args.options()),
         Some(Command::Run(args)) => cmd::run::run(hosts, args),
         Some(Command::Hosts(args)) => cmd::hosts::run(hosts, args),
+        Some(Command::Put(args)) => cmd::transfer::put(hosts, args),
+        Some(Command::Fetch(args)) => cmd::transfer::fetch(hosts, args),
         Some(Command::Heist(c)) => cmd::heist::run(hosts, c),
         Some(Command::Runs(args)) => cmd::runs::runs(args),
         Some(Command::Attach(args)) => cmd::runs::attach(args),

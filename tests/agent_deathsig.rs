@@ -17,6 +17,7 @@ async fn killing_the_agent_kills_its_command() {
         command: "exec sleep 1000".into(),
         env: vec![],
         timeout_ms: None,
+        stdin: false,
     });
     agent.send(1, &run).await;
     let pid = agent
@@ -111,6 +112,7 @@ async fn start_sleeper(link: &crew::daemon::link::AgentLink) -> (crew::daemon::l
             command: "echo before; sleep 60; echo done".into(),
             env: vec![],
             timeout_ms: None,
+            stdin: false,
         })
         .await
         .expect("start");

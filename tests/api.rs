@@ -1001,6 +1001,43 @@ fn the_remote_client_gives_the_same_output_as_the_local_socket() {
     assert_eq!(code, Some(0), "{err}");
     assert!(status.contains(&api.fingerprint), "{status}");
 
+    // stdin reaches the jobs through TLS too (read once, sent to all, EOF).
+    let (code, out, err) = {
+        let mut c = api.command();
+        c.envs(remote.iter().copied())
+            .arg("--hosts")
+            .arg(api.path().join("hosts.toml"))
+            .args(["run", "role=web", "--", "wc -c"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().expect("crew run");
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(b"twelve bytes").expect("write stdin");
+        }
+        finish(child, Duration::from_secs(60))
+    };
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with("| 12")).count(),
+        3,
+        "{out}"
+    );
+    // A copy names files of the daemon's machine: never for a remote client.
+    let src = api.path().join("payload.txt");
+    std::fs::write(&src, "x").expect("payload");
+    let (code, _, err) = api.crew(
+        &["put", "role=web", src.to_str().expect("utf8"), "/tmp/x"],
+        &remote,
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("cannot name files on the daemon's machine"),
+        "{err}"
+    );
+
     // A heist through TLS: the same steps and results as through the socket.
     let steps = |json: &str| {
         let mut v: Vec<(String, String, String)> = json

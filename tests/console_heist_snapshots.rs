@@ -21,8 +21,8 @@ use crew::console::heists::{HeistList, Shared};
 use crew::console::keymap::{Key, KeyCode, Mode};
 use crew::heist::engine::{self, AskReply, Running};
 use crew::heist::events::{Choice, HeistEvent, StepRef};
-use crew::heist::executor::{Executor, OutputSink, RunSpec, StepOutcome};
-use crew::model::{ErrorKind, Host, HostError};
+use crew::heist::executor::{Executor, OutputSink, PutData, RunSpec, StepOutcome};
+use crew::model::{ErrorKind, Host, HostError, RunOrigin};
 use crew::model::{Exit, Stream};
 use support::console::{model, render};
 use tokio::sync::Notify;
@@ -165,7 +165,14 @@ impl Executor for Scripted {
             }
         }
     }
-    async fn read_file(&self, host: &Host, path: &str, _: u64) -> Result<Vec<u8>, HostError> {
+    async fn read_file(
+        &self,
+        host: &Host,
+        path: &str,
+        _: &std::path::Path,
+        _: u64,
+        _: RunOrigin,
+    ) -> Result<u64, HostError> {
         let m = format!("not scripted: read {path} on {}", host.name);
         Err(HostError::new(ErrorKind::Internal, m))
     }
@@ -173,8 +180,9 @@ impl Executor for Scripted {
         &self,
         host: &Host,
         path: &str,
-        _: Vec<u8>,
+        _: PutData,
         _: u32,
+        _: RunOrigin,
     ) -> Result<u64, HostError> {
         let m = format!("not scripted: write {path} on {}", host.name);
         Err(HostError::new(ErrorKind::Internal, m))

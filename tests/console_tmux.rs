@@ -244,3 +244,59 @@ fn read_only_refuses_commands_and_heists() {
     s.keys(&["q"]);
     s.wait_for("EXITED 0", 10);
 }
+
+#[test]
+fn a_line_of_input_answers_a_prompt_on_three_marked_hosts_at_once() {
+    if !require_tool("tmux") {
+        return;
+    }
+    let s = start("input");
+    s.wait_for("Hosts 10 shown", 20);
+    s.keys(&["/"]);
+    s.text("role=demo");
+    s.press(&["Enter"], "→ 7 shown hosts: demo[1-7]", 10);
+    s.press(
+        &["Home", "Space", "Space", "Space"],
+        "→ 3 marked hosts: demo[1-3]",
+        10,
+    );
+    s.keys(&[":"]);
+    s.text("read -p 'go? ' a; echo got $a");
+    s.keys(&["Enter"]);
+    // The jobs wait for their input (a pipe: `read -p` shows no prompt there); silent with
+    // stdin open, the focused pane says so.
+    s.wait_for("3 running", 60);
+    s.wait_for("waiting for input?", 30);
+    let screen = s.press(&[">"], "> input for the job", 10);
+    assert!(screen.contains("→ 3 marked hosts: demo[1-3]"), "{screen}");
+    s.text("y");
+    s.keys(&["Enter"]);
+    let screen = s.wait_for("run #1 done: 3 ok", 60);
+    assert!(
+        screen.contains("sent a line to 3 host(s)") || screen.contains("got y"),
+        "{screen}"
+    );
+    for h in ["demo1", "demo2", "demo3"] {
+        let out = std::fs::read_to_string(s.home().join("runs/1").join(format!("{h}.out")))
+            .unwrap_or_else(|e| panic!("{h}'s stored output: {e}"));
+        assert_eq!(out, "got y\n", "{h}");
+    }
+    // ctrl-d: EOF ends a job that reads to the end of its input.
+    s.keys(&[":"]);
+    s.text("cat; echo eof seen");
+    s.keys(&["Enter"]);
+    s.wait_for("3 running", 60);
+    s.press(&[">"], "> input for the job", 10);
+    s.text("one");
+    s.keys(&["Enter"]);
+    s.press(&[">"], "> input for the job", 10);
+    s.keys(&["C-d"]);
+    s.wait_for("run #2 done: 3 ok", 60);
+    for h in ["demo1", "demo2", "demo3"] {
+        let out = std::fs::read_to_string(s.home().join("runs/2").join(format!("{h}.out")))
+            .unwrap_or_else(|e| panic!("{h}'s stored output: {e}"));
+        assert_eq!(out, "one\neof seen\n", "{h}");
+    }
+    s.keys(&["q"]);
+    s.wait_for("EXITED 0", 10);
+}

@@ -190,6 +190,7 @@ fn agent_seeds() -> Vec<Vec<u8>> {
             command: "echo hi".into(),
             env: vec![("A".into(), "b".into())],
             timeout_ms: Some(5),
+            stdin: false,
         }),
         AgentMsg::Kill { signal: 9 },
         AgentMsg::Credit { bytes: 65536 },
@@ -358,6 +359,7 @@ fn agent_run() -> Run {
         command: "true".into(),
         env: Vec::new(),
         timeout_ms: None,
+        stdin: false,
     }
 }
 

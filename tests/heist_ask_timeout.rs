@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use crew::heist::engine::{self, StartOptions};
 use crew::heist::events::{Choice, HeistEvent, HostOutcome};
-use crew::heist::executor::{Executor, OutputSink, RunSpec, StepOutcome};
+use crew::heist::executor::{Executor, OutputSink, PutData, RunSpec, StepOutcome};
 use crew::heist::{plan, validate};
-use crew::model::{Host, HostError};
+use crew::model::{Host, HostError, RunOrigin};
 
 /// Local steps never reach an executor; this one fails the test if they do.
 struct NoRemote;
@@ -22,10 +22,24 @@ impl Executor for NoRemote {
             spec.command, host.name
         )
     }
-    async fn read_file(&self, host: &Host, path: &str, _: u64) -> Result<Vec<u8>, HostError> {
+    async fn read_file(
+        &self,
+        host: &Host,
+        path: &str,
+        _: &std::path::Path,
+        _: u64,
+        _: RunOrigin,
+    ) -> Result<u64, HostError> {
         panic!("read_file {path} on {}", host.name)
     }
-    async fn write_file(&self, host: &Host, p: &str, _: Vec<u8>, _: u32) -> Result<u64, HostError> {
+    async fn write_file(
+        &self,
+        host: &Host,
+        p: &str,
+        _: PutData,
+        _: u32,
+        _: RunOrigin,
+    ) -> Result<u64, HostError> {
         panic!("write_file {p} on {}", host.name)
     }
 }

@@ -5,8 +5,8 @@ mod support;
 
 use std::sync::Arc;
 
-use crew::heist::executor::{Executor, OutputSink, RunSpec, StepOutcome};
-use crew::model::{Host, HostError};
+use crew::heist::executor::{Executor, OutputSink, PutData, RunSpec, StepOutcome};
+use crew::model::{Host, HostError, RunOrigin};
 use support::heist::scenarios;
 
 /// Local steps never reach an executor; this one fails the test if they do.
@@ -19,15 +19,23 @@ impl Executor for NoRemote {
             spec.command, host.name
         )
     }
-    async fn read_file(&self, host: &Host, path: &str, _: u64) -> Result<Vec<u8>, HostError> {
+    async fn read_file(
+        &self,
+        host: &Host,
+        path: &str,
+        _: &std::path::Path,
+        _: u64,
+        _: RunOrigin,
+    ) -> Result<u64, HostError> {
         panic!("read_file {path} on {}", host.name)
     }
     async fn write_file(
         &self,
         host: &Host,
         path: &str,
-        _: Vec<u8>,
+        _: PutData,
         _: u32,
+        _: RunOrigin,
     ) -> Result<u64, HostError> {
         panic!("write_file {path} on {}", host.name)
     }

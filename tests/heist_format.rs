@@ -176,6 +176,34 @@ fn the_shipped_demo_heists_check_out() {
 }
 
 #[test]
+fn stdin_goes_with_run_steps_only_and_once() {
+    let hs = load_str(
+        "[heist.a]\nselect = \"*\"\n[[heist.a.step]]\nname = \"x\"\nrun = \"cat\"\nstdin = \"hi ${host}\\n\"\n\
+         [[heist.a.step]]\nname = \"y\"\nrun = \"wc -c\"\nstdin_from = \"files/data\"\n",
+        Path::new("/srv/heists/h.toml"),
+    )
+    .expect("valid");
+    use crew::heist::def::StdinSource;
+    assert!(matches!(hs[0].steps[0].stdin, Some(StdinSource::Text(_))));
+    match &hs[0].steps[1].stdin {
+        Some(StdinSource::File(p)) => assert_eq!(p, Path::new("/srv/heists/files/data")),
+        other => panic!("stdin_from beside the heist file: {other:?}"),
+    }
+    let e = errors("[heist.a]\nselect = \"*\"\n[[heist.a.step]]\nname = \"x\"\nrun = \"cat\"\nstdin = \"a\"\nstdin_from = \"f\"\n");
+    assert!(
+        e.starts_with("h.toml:7:14: ") && e.contains("not both"),
+        "{e}"
+    );
+    let e = errors("[heist.a]\nselect = \"*\"\n[[heist.a.step]]\nname = \"x\"\nput = { to = \"/x\", content = \"c\" }\nstdin = \"a\"\n");
+    assert!(
+        e.starts_with("h.toml:6:9: ") && e.contains("go with `run`"),
+        "{e}"
+    );
+    let e = errors("[heist.a]\nselect = \"*\"\n[[heist.a.step]]\nname = \"x\"\nrun = \"cat\"\nstdin = \"${nope}\"\n");
+    assert!(e.contains("unknown variable `${nope}`"), "{e}");
+}
+
+#[test]
 fn become_on_heists_and_steps() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("h.toml");

@@ -100,6 +100,7 @@ fn a_daemon_that_asks_who_is_there_acts_only_for_a_named_operator() {
             accept_new_host_keys: false,
             who: "mallory".into(),
             origin: crew::model::RunOrigin::Command,
+            stdin: false,
             ask_host_keys: false,
             sudo: None,
         };

@@ -46,6 +46,7 @@ fn run(command: &str) -> Run {
         command: command.into(),
         env: Vec::new(),
         timeout_ms: None,
+        stdin: false,
     }
 }
 

@@ -82,7 +82,7 @@ impl Target {
 
     /// OpenSSH client options shared by pdsh and clush: no ssh_config, the fleet's key only,
     /// strict checking against the fleet's known_hosts, never a prompt.
-    fn ssh_opts(&self) -> Vec<String> {
+    pub fn ssh_opts(&self) -> Vec<String> {
         vec![
             "-F".into(),
             "/dev/null".into(),
@@ -106,7 +106,7 @@ impl Target {
     }
 
     /// `addr:port,…` for tools that take the port in the host list.
-    fn with_ports(&self) -> String {
+    pub fn with_ports(&self) -> String {
         let l: Vec<String> = self
             .addresses
             .iter()

@@ -3,7 +3,7 @@
 //! enforcement.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +13,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::unix::pipe;
 use tokio::time::sleep_until;
+use tokio_util::sync::CancellationToken;
 
 use super::credit::Credit;
+use super::input;
 use super::outbox::Outbox;
 use super::serve::Shared;
 use crate::model::{Exit, Stream};
@@ -37,12 +39,18 @@ pub(super) fn signal_group(pgid: i32, signal: i32) {
 
 /// Run one command to completion and report it as job `id`. Never panics; every failure
 /// becomes an `Error` frame for the job.
-pub(super) async fn run_job(id: u64, run: Run, shared: &Shared, outbox: &Outbox) {
+pub(super) async fn run_job(
+    id: u64,
+    run: Run,
+    input: Option<input::InputRx>,
+    shared: &Shared,
+    outbox: &Outbox,
+) {
     let dir = match shared.dirs.create(id) {
         Ok(dir) => dir,
         Err(e) => return cannot_run(id, e, shared, outbox).await,
     };
-    match run_inner(id, &run, &dir, shared, outbox).await {
+    match run_inner(id, &run, input, &dir, shared, outbox).await {
         // The temp dir goes once the result has been delivered (or the writer is gone).
         Ok(exit) => {
             let _ = outbox.data_written(id, &AgentMsg::Exit(exit)).await;
@@ -65,13 +73,36 @@ async fn cannot_run(id: u64, e: io::Error, shared: &Shared, outbox: &Outbox) {
 async fn run_inner(
     id: u64,
     run: &Run,
+    input_rx: Option<input::InputRx>,
     dir: &Path,
     shared: &Shared,
     outbox: &Outbox,
 ) -> io::Result<Exit> {
     let started = Instant::now();
-    let child = shared.shell().spawn(&run.command, &run.env, dir)?;
+    let (stdin_read, stdin_write) = match run.stdin {
+        true => {
+            let (r, w) = input::pipe()?;
+            (Some(r), Some(w))
+        }
+        false => (None, None),
+    };
+    let child = shared.shell().spawn(
+        &run.command,
+        &run.env,
+        dir,
+        stdin_read.as_ref().map(|f| f.as_fd()),
+    )?;
+    // The command has its own copy of the read end now.
+    drop(stdin_read);
     let pid = child.pid;
+    // Ends the stdin writer when the job is over (a grandchild may keep the pipe open).
+    let input_done = CancellationToken::new();
+    let _input_guard = input_done.clone().drop_guard();
+    if let (Some(w), Some(rx)) = (stdin_write, input_rx) {
+        if let Err(e) = input::start(id, w, rx, outbox.clone(), input_done.clone()) {
+            tracing::warn!("job {id}: cannot feed its stdin: {e}");
+        }
+    }
     // From here on the child is ours to reap: it never outlives this function unreaped.
     let (out, err) = (child.stdout, child.stderr);
     if let Some(k) = &shared.keeper {
@@ -130,6 +161,7 @@ async fn run_inner(
     if let Some(slot) = shared.jobs().get_mut(&id) {
         slot.pgid = None;
         slot.finished = true;
+        slot.input = None;
     }
     if let Some(k) = &shared.keeper {
         k.finished(pid);

@@ -7,12 +7,14 @@
 //! queues), `exec` (one command: process group, temp dir, output, exit), `shell` (bash path,
 //! environment, /dev/null: prepared once), `spawn` (clone+exec without fork), `jobdir`
 //! (per-job temp dirs inside one private dir per agent), `stdio` (stdin/stdout polled, not on
-//! the blocking pool), `files` (ReadFile / WriteFile), `info` (host facts).
+//! the blocking pool), `files` (ReadFile / WriteFile), `transfer` (streamed files: put, fetch, list, stat),
+//! `input` (a job's stdin), `info` (host facts).
 
 mod credit;
 mod exec;
 mod files;
 mod info;
+mod input;
 mod jobdir;
 mod keeper;
 mod leftovers;
@@ -21,6 +23,7 @@ mod serve;
 mod shell;
 mod spawn;
 mod stdio;
+mod transfer;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -11,10 +11,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::credit::Credit;
+use super::input::InputTx;
 use super::jobdir::JobDirs;
 use super::keeper::Keeper;
 use super::outbox::{self, Outbox};
 use super::shell::Shell;
+use super::transfer::{self, PutItem, StreamSlot};
 use super::{exec, files, info, leftovers, AgentOptions};
 use crate::proto::agent::{decode, AgentMsg, Decoded, Hello, INITIAL_WINDOW, SYNC_MARKER};
 use crate::proto::frame::{RawFrame, HEADER, MAX_FRAME};
@@ -34,6 +36,8 @@ pub(super) struct JobSlot {
     pub finished: bool,
     /// Output bytes the job may still send.
     pub credit: Arc<Credit>,
+    /// The writer of the job's stdin (`Run` with `stdin`); dropped at `InputEnd`.
+    pub input: Option<InputTx>,
 }
 
 impl Default for JobSlot {
@@ -43,6 +47,7 @@ impl Default for JobSlot {
             pending: None,
             finished: false,
             credit: Arc::new(Credit::new(INITIAL_WINDOW)),
+            input: None,
         }
     }
 }
@@ -54,6 +59,8 @@ pub(super) struct Shared {
     shell: OnceLock<Shell>,
     pub dirs: JobDirs,
     pub jobs: Mutex<HashMap<u64, JobSlot>>,
+    /// File streams in flight (see `transfer`).
+    pub streams: Mutex<HashMap<u64, StreamSlot>>,
     pub permits: Arc<Semaphore>,
     /// Kills the jobs' groups should this process die without doing so (`crew agent` only).
     pub keeper: Option<Keeper>,
@@ -66,6 +73,22 @@ impl Shared {
 
     pub fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<u64, JobSlot>> {
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<u64, StreamSlot>> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Cancel file stream `id` (`Kill`); false if there is none.
+    fn cancel_stream(&self, id: u64) -> bool {
+        let Some(slot) = self.streams().remove(&id) else {
+            return false;
+        };
+        slot.cancel.cancel();
+        if let Some(put) = slot.put {
+            let _ = put.send(PutItem::Abort);
+        }
+        true
     }
 
     /// Signal the process group of job `id`; false if no such job is running.
@@ -82,8 +105,12 @@ impl Shared {
         true
     }
 
-    /// KILL every job's process group (shutdown).
+    /// KILL every job's process group and cancel every file stream (shutdown).
     fn kill_all(&self) {
+        let ids: Vec<u64> = self.streams().keys().copied().collect();
+        for id in ids {
+            self.cancel_stream(id);
+        }
         for slot in self.jobs().values_mut() {
             match slot.pgid {
                 Some(pgid) => exec::signal_group(pgid, libc::SIGKILL),
@@ -131,6 +158,7 @@ where
         dirs: JobDirs::new(opts.tmp_root.clone().unwrap_or_else(std::env::temp_dir)),
         opts,
         jobs: Mutex::new(HashMap::new()),
+        streams: Mutex::new(HashMap::new()),
         keeper,
     });
     let tasks = TaskTracker::new();
@@ -240,26 +268,155 @@ async fn dispatch(frame: &RawFrame, shared: &Arc<Shared>, outbox: &Outbox, tasks
             if !(1..=64).contains(&signal) {
                 let message = format!("signal {signal} is out of range 1..=64");
                 reply(AgentMsg::Error { message }).await;
-            } else if !shared.signal(id, signal) {
+            } else if !shared.signal(id, signal) && !shared.cancel_stream(id) {
                 let message = format!("no running job {id}");
                 reply(AgentMsg::Error { message }).await;
             }
         }
         AgentMsg::Credit { bytes } => {
             // A grant for a job that has ended meanwhile is normal: ignore it.
-            if let Some(slot) = shared.jobs().get(&id) {
-                slot.credit.grant(bytes);
+            let job = shared.jobs().get(&id).map(|s| Arc::clone(&s.credit));
+            let credit = job.or_else(|| shared.streams().get(&id).and_then(|s| s.credit.clone()));
+            if let Some(c) = credit {
+                c.grant(bytes);
             }
+        }
+        AgentMsg::Input { data } => {
+            // Input for a job that has ended (or whose stdin is closed) is dropped.
+            if let Some(tx) = shared.jobs().get(&id).and_then(|s| s.input.as_ref()) {
+                let _ = tx.send(data);
+            }
+        }
+        AgentMsg::InputEnd => {
+            if let Some(slot) = shared.jobs().get_mut(&id) {
+                slot.input = None;
+            }
+        }
+        AgentMsg::PutData { data } => {
+            // Data for a stream that has already failed (and answered) is dropped.
+            if let Some(tx) = shared.streams().get(&id).and_then(|s| s.put.as_ref()) {
+                let _ = tx.send(PutItem::Data(data));
+            }
+        }
+        AgentMsg::PutEnd { sha256 } => {
+            if let Some(tx) = shared.streams().remove(&id).and_then(|s| s.put) {
+                let _ = tx.send(PutItem::End(sha256));
+            }
+        }
+        AgentMsg::PutOpen(open) => {
+            let Some(permit) = admit(shared, outbox, id).await else {
+                return;
+            };
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let fresh = {
+                let is_job = shared.jobs().contains_key(&id);
+                let mut streams = shared.streams();
+                let fresh = !streams.contains_key(&id) && !is_job;
+                if fresh {
+                    streams.insert(
+                        id,
+                        StreamSlot {
+                            put: Some(tx),
+                            credit: None,
+                            cancel: CancellationToken::new(),
+                        },
+                    );
+                }
+                fresh
+            };
+            if !fresh {
+                let message = format!("request id {id} is already in use");
+                return reply(AgentMsg::Error { message }).await;
+            }
+            let (shared, outbox) = (Arc::clone(shared), outbox.clone());
+            tasks.spawn(async move {
+                let m = transfer::put(id, open, rx, &outbox).await;
+                shared.streams().remove(&id);
+                let _ = outbox.control(id, &m).await;
+                drop(permit);
+            });
+        }
+        AgentMsg::GetOpen(_) | AgentMsg::List { .. } => {
+            let Some(permit) = admit(shared, outbox, id).await else {
+                return;
+            };
+            let credit = Arc::new(Credit::new(INITIAL_WINDOW));
+            let cancel = CancellationToken::new();
+            let fresh = {
+                let is_job = shared.jobs().contains_key(&id);
+                let mut streams = shared.streams();
+                let fresh = !streams.contains_key(&id) && !is_job;
+                if fresh {
+                    streams.insert(
+                        id,
+                        StreamSlot {
+                            put: None,
+                            credit: Some(credit.clone()),
+                            cancel: cancel.clone(),
+                        },
+                    );
+                }
+                fresh
+            };
+            if !fresh {
+                let message = format!("request id {id} is already in use");
+                return reply(AgentMsg::Error { message }).await;
+            }
+            let (shared, outbox) = (Arc::clone(shared), outbox.clone());
+            tasks.spawn(async move {
+                match msg {
+                    AgentMsg::GetOpen(req) => {
+                        transfer::get(id, req, &credit, &cancel, &outbox).await
+                    }
+                    AgentMsg::List { path } => transfer::list(id, path, &cancel, &outbox).await,
+                    _ => {}
+                }
+                shared.streams().remove(&id);
+                drop(permit);
+            });
+        }
+        AgentMsg::Stat(_) | AgentMsg::PutDir(_) | AgentMsg::PutLink(_) => {
+            let Some(permit) = admit(shared, outbox, id).await else {
+                return;
+            };
+            let outbox = outbox.clone();
+            tasks.spawn(async move {
+                let m = match msg {
+                    AgentMsg::Stat(req) => transfer::stat(req).await,
+                    AgentMsg::PutDir(req) => transfer::put_dir(req).await,
+                    AgentMsg::PutLink(req) => transfer::put_link(req).await,
+                    other => AgentMsg::Error {
+                        message: format!("{} is not a file request", other.name()),
+                    },
+                };
+                let _ = outbox.control(id, &m).await;
+                drop(permit);
+            });
         }
         AgentMsg::Run(run) => {
             let Some(permit) = admit(shared, outbox, id).await else {
                 return;
             };
+            // The stdin channel exists from now on: `Input` frames that follow the `Run` at
+            // once are queued, not lost, while the command is being started.
+            let (input_tx, input_rx) = match run.stdin {
+                true => {
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    (Some(tx), Some(rx))
+                }
+                false => (None, None),
+            };
             let fresh = {
                 let mut jobs = shared.jobs();
                 let fresh = !jobs.contains_key(&id);
                 if fresh {
-                    jobs.insert(id, JobSlot::default());
+                    jobs.insert(
+                        id,
+                        JobSlot {
+                            input: input_tx,
+                            ..JobSlot::default()
+                        },
+                    );
                 }
                 fresh
             };
@@ -269,7 +426,7 @@ async fn dispatch(frame: &RawFrame, shared: &Arc<Shared>, outbox: &Outbox, tasks
             }
             let (shared, outbox) = (Arc::clone(shared), outbox.clone());
             tasks.spawn(async move {
-                exec::run_job(id, run, &shared, &outbox).await;
+                exec::run_job(id, run, input_rx, &shared, &outbox).await;
                 drop(permit);
             });
         }

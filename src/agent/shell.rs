@@ -45,20 +45,25 @@ impl Shell {
         Shell { bash, env, devnull }
     }
 
-    /// Start `bash -c command` in `cwd` with the agent's environment plus `extra` (which wins).
+    /// Start `bash -c command` in `cwd` with the agent's environment plus `extra` (which wins),
+    /// stdin from `stdin` (else /dev/null).
     pub fn spawn(
         &self,
         command: &str,
         extra: &[(String, String)],
         cwd: &Path,
+        stdin: Option<BorrowedFd<'_>>,
     ) -> io::Result<Spawned> {
         let bash = match &self.bash {
             Ok(b) => b.as_c_str(),
             Err(e) => return Err(io::Error::new(io::ErrorKind::NotFound, e.clone())),
         };
-        let devnull: BorrowedFd<'_> = match &self.devnull {
-            Ok(fd) => fd.as_fd(),
-            Err(e) => return Err(io::Error::new(e.kind(), format!("opening /dev/null: {e}"))),
+        let devnull: BorrowedFd<'_> = match (stdin, &self.devnull) {
+            (Some(fd), _) => fd,
+            (None, Ok(fd)) => fd.as_fd(),
+            (None, Err(e)) => {
+                return Err(io::Error::new(e.kind(), format!("opening /dev/null: {e}")))
+            }
         };
         let command =
             CString::new(command).map_err(|_| invalid("the command contains a NUL byte".into()))?;

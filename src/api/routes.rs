@@ -388,6 +388,7 @@ async fn start_run(
         origin: RunOrigin::Command,
         ask_host_keys: false,
         sudo: None,
+        stdin: false,
     };
     let t = run::start(&api.d, req, false)
         .await

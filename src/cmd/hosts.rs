@@ -165,28 +165,7 @@ pub fn table(hosts: &[&Host]) -> String {
         })
         .collect();
     let header = ["NAME", "ADDRESS", "USER", "TAGS"].map(String::from);
-    let mut widths = [0usize; 3];
-    for r in std::iter::once(&header).chain(rows.iter()) {
-        for (w, c) in widths.iter_mut().zip(r.iter()) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut s = String::new();
-    for r in std::iter::once(&header).chain(rows.iter()) {
-        // Padded by hand: a format width is limited to u16 (a 65 536-character name would
-        // panic in `format!`).
-        let mut line = String::new();
-        for (c, w) in r.iter().zip(widths) {
-            line.push_str(c);
-            line.extend(std::iter::repeat_n(
-                ' ',
-                w.saturating_sub(c.chars().count()) + 2,
-            ));
-        }
-        line.push_str(&r[3]);
-        s.push_str(line.trim_end());
-        s.push('\n');
-    }
+    let mut s = padded(&header, &rows);
     let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
     let noun = if hosts.len() == 1 { "host" } else { "hosts" };
     if hosts.is_empty() {
@@ -296,26 +275,7 @@ fn keys_table(rows: &[KeyRow]) -> String {
         })
         .collect();
     let header = ["NAME", "ADDRESS", "KEY", "FINGERPRINT", "STATE", "WHERE"].map(String::from);
-    let mut widths = [0usize; 5];
-    for r in std::iter::once(&header).chain(cells.iter()) {
-        for (w, c) in widths.iter_mut().zip(r.iter()) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut s = String::new();
-    for r in std::iter::once(&header).chain(cells.iter()) {
-        let mut line = String::new();
-        for (c, w) in r.iter().zip(widths) {
-            line.push_str(c);
-            line.extend(std::iter::repeat_n(
-                ' ',
-                w.saturating_sub(c.chars().count()) + 2,
-            ));
-        }
-        line.push_str(&r[5]);
-        s.push_str(line.trim_end());
-        s.push('\n');
-    }
+    let mut s = padded(&header, &cells);
     let mut counts: Vec<(String, usize)> = Vec::new();
     for c in &cells {
         match counts.iter_mut().find(|(k, _)| *k == c[4]) {
@@ -333,5 +293,31 @@ fn keys_table(rows: &[KeyRow]) -> String {
             counts.join(", ")
         }
     ));
+    s
+}
+
+/// Rows under a header, each column padded to its widest cell plus two spaces, the last one
+/// unpadded. Padded by hand: a format width is limited to u16 (a 65 536-character name would
+/// panic in `format!`).
+fn padded<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for r in std::iter::once(header).chain(rows) {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut s = String::new();
+    for r in std::iter::once(header).chain(rows) {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            line.push_str(c);
+            if i + 1 < N {
+                let pad = widths[i].saturating_sub(c.chars().count()) + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
     s
 }

@@ -15,3 +15,4 @@ pub mod runs;
 pub mod shell;
 pub mod status;
 pub mod token;
+pub mod transfer;

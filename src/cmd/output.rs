@@ -174,7 +174,9 @@ impl<W: Write, E: Write> Output<W, E> {
     pub fn host_event(&mut self, host: &str, ev: HostEvent) {
         if self.mode == Mode::Json {
             match &ev {
-                HostEvent::Started { .. } => self.json(host_event_json(host, &ev)),
+                HostEvent::Started { .. } | HostEvent::Progress { .. } => {
+                    self.json(host_event_json(host, &ev))
+                }
                 HostEvent::Exit { .. } | HostEvent::Failed { .. } => {
                     self.flush_partial(host);
                     self.json(host_event_json(host, &ev));
@@ -202,6 +204,7 @@ impl<W: Write, E: Write> Output<W, E> {
                 });
                 self.ended.insert(host.to_string(), (verdict, why));
             }
+            HostEvent::Progress { .. } => {}
             HostEvent::Failed { kind, message } => {
                 self.flush_partial(host);
                 match self.mode {

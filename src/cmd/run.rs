@@ -47,6 +47,10 @@ pub struct RunArgs {
     /// Accept and remember host keys never seen before.
     #[arg(long)]
     pub accept_new_host_keys: bool,
+    /// Do not forward stdin to the hosts' jobs (they get /dev/null). Without it, stdin is
+    /// read once and sent to every host's job when it is not a terminal.
+    #[arg(long)]
+    pub no_stdin: bool,
     /// Run through sudo on each host (as root, or `--sudo-user`). The password is asked once
     /// (no echo; or from `$CREW_ASKPASS`); a privileged agent per host is started once and
     /// reused by later `--sudo` runs. Empty answer: NOPASSWD.
@@ -173,12 +177,94 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
         // The daemon records who asked, from the connection.
         who: String::new(),
         origin: RunOrigin::Command,
+        stdin: !args.no_stdin && !std::io::stdin().is_terminal(),
         ask_host_keys: super::hostkeys::can_ask(args.json),
         sudo,
     };
+    let stdin = req.stdin;
     let mode = Mode::of(args.json, args.gather);
-    let rx = client.request(Request::Run(req)).await?;
+    let mut rx = client.request(Request::Run(req)).await?;
+    if stdin {
+        rx = forward_stdin(rx).await;
+    }
     Ok(follow(&client, rx, mode, Some(names), OnCtrlC::Kill).await)
+}
+
+/// Bytes of stdin per `Request::Input`.
+const STDIN_CHUNK: usize = 64 * 1024;
+
+/// Once the run has started, send our stdin to every host's job (read once, on a connection
+/// of its own so the daemon's back-pressure holds up only the reading, never the run's
+/// events), then EOF. The run's events pass through unchanged.
+async fn forward_stdin(
+    mut rx: tokio::sync::mpsc::Receiver<Event>,
+) -> tokio::sync::mpsc::Receiver<Event> {
+    let first = rx.recv().await;
+    if let Some(Event::RunStarted { run_id, .. }) = &first {
+        let run_id = *run_id;
+        tokio::spawn(async move {
+            if let Err(e) = pump_stdin(run_id).await {
+                tracing::warn!("stdin for run {run_id}: {e:#}");
+                eprintln!("crew: stdin not forwarded: {e:#}");
+            }
+        });
+    }
+    let (tx, out) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        let mut next = first;
+        while let Some(ev) = next {
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+            next = rx.recv().await;
+        }
+    });
+    out
+}
+
+async fn pump_stdin(run_id: u64) -> anyhow::Result<()> {
+    let client = Client::connect_or_spawn().await?;
+    // A thread of its own reads stdin: a blocking read must not hold up the runtime's end
+    // when the run is over before stdin is.
+    let (tx, mut chunks) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut buf = vec![0u8; STDIN_CHUNK];
+            let r = match stdin.read(&mut buf) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(buf)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let end = !matches!(&r, Ok(b) if !b.is_empty());
+            if tx.blocking_send(r).is_err() || end {
+                return;
+            }
+        }
+    });
+    let sender = client.sender();
+    while let Some(r) = chunks.recv().await {
+        let data = r?;
+        let eof = data.is_empty();
+        sender
+            .send(Request::Input {
+                run_id,
+                hosts: None,
+                data,
+                eof,
+            })
+            .await?;
+        if eof {
+            break;
+        }
+    }
+    // Wait for the daemon to take the last request off the connection before dropping it.
+    let _ = client.request(Request::Status).await?.recv().await;
+    Ok(())
 }
 
 /// What Ctrl-C does while a run is followed.
@@ -195,10 +281,42 @@ pub enum OnCtrlC {
 /// when known up front; else they come with its first event (`crew attach`).
 pub async fn follow(
     client: &Client,
+    rx: tokio::sync::mpsc::Receiver<Event>,
+    mode: Mode,
+    names: Option<Vec<String>>,
+    on_ctrl_c: OnCtrlC,
+) -> i32 {
+    follow_with(client, rx, mode, names, on_ctrl_c, &mut NoWatch).await
+}
+
+/// Something that watches a followed run besides its printed output (a progress bar).
+pub trait Watch {
+    /// Every event, before it is printed.
+    fn event(&mut self, ev: &Event);
+    /// Print through this (a progress bar hides itself meanwhile).
+    fn print(&mut self, f: &mut dyn FnMut());
+    /// The run is over: before the summary.
+    fn done(&mut self);
+}
+
+pub struct NoWatch;
+
+impl Watch for NoWatch {
+    fn event(&mut self, _: &Event) {}
+    fn print(&mut self, f: &mut dyn FnMut()) {
+        f()
+    }
+    fn done(&mut self) {}
+}
+
+/// [`follow`], with a [`Watch`].
+pub async fn follow_with(
+    client: &Client,
     mut rx: tokio::sync::mpsc::Receiver<Event>,
     mode: Mode,
     names: Option<Vec<String>>,
     on_ctrl_c: OnCtrlC,
+    watch: &mut dyn Watch,
 ) -> i32 {
     let style = Style::detect(std::io::stdout().is_terminal() && mode != Mode::Json);
     let err_style = Style::detect(std::io::stderr().is_terminal());
@@ -243,7 +361,7 @@ pub async fn follow(
             }
         };
         tokio::select! {
-            ev = rx.recv() => match ev {
+            ev = rx.recv() => match ev.inspect(|e| watch.event(e)) {
                 None => {
                     message(&mut out, "lost the connection to the daemon");
                     break;
@@ -259,10 +377,16 @@ pub async fn follow(
                 }
                 Some(Event::Host { host, event, .. }) => {
                     if let Some(out) = out.as_mut() {
-                        out.host_event(&host, event);
-                        if rx.is_empty() {
-                            out.flush();
-                        }
+                        let mut event = Some(event);
+                        let last = rx.is_empty();
+                        watch.print(&mut || {
+                            if let Some(ev) = event.take() {
+                                out.host_event(&host, ev);
+                            }
+                            if last {
+                                out.flush();
+                            }
+                        });
                     }
                 }
                 Some(Event::HostKeys { run_id: id, ask_id, groups }) => {
@@ -328,6 +452,7 @@ pub async fn follow(
             },
         }
     }
+    watch.done();
     let Some(mut out) = out else {
         return 1;
     };

@@ -77,6 +77,10 @@ pub enum Action {
     /// Refuse every key: those hosts get `hostkey`.
     HostKeysRefuse,
     // ── acting
+    /// Type a line for the stdin of the focused host's job (or every marked host's).
+    SendInput,
+    /// Close the stdin of those jobs (EOF).
+    SendEof,
     Rerun,
     KillFocused,
     KillAll,

@@ -29,6 +29,13 @@ pub enum Effect {
         host: Option<String>,
         signal: i32,
     },
+    /// Bytes (then EOF when `eof`) for the stdin of a run's jobs on `hosts`.
+    Input {
+        run_id: u64,
+        hosts: Vec<String>,
+        data: Vec<u8>,
+        eof: bool,
+    },
     /// Ask the daemon for pool status (answers with tag [`STATUS_TAG`]).
     Status,
     /// Agent facts for the filter's `fact.*` terms.
@@ -194,6 +201,17 @@ impl Executor {
                 run_id,
                 host,
                 signal,
+            }),
+            Effect::Input {
+                run_id,
+                hosts,
+                data,
+                eof,
+            } => self.send(Request::Input {
+                run_id,
+                hosts: Some(hosts),
+                data,
+                eof,
             }),
             Effect::Status => self.stream(STATUS_TAG, Request::Status),
             Effect::Facts { tag, hosts } => self.stream(

@@ -151,6 +151,8 @@ pub enum Mode {
     Ask,
     /// Typing the name of a heist to save (`ctrl-s`).
     SaveHeist,
+    /// Typing a line for the stdin of running jobs (`>`).
+    Send,
     /// Typing the sudo password (masked).
     Password,
     /// A run's question about unknown host keys.
@@ -171,6 +173,7 @@ impl Mode {
             Mode::HeistVars => "heist-vars",
             Mode::Ask => "ask",
             Mode::SaveHeist => "save-heist",
+            Mode::Send => "send",
             Mode::Password => "password",
             Mode::HostKeys => "host-keys",
         }

@@ -19,14 +19,15 @@ use super::server::{self, Daemon};
 use super::{audit, run};
 use crate::heist::engine::{self, AskReply, Running, StartOptions};
 use crate::heist::events::{Choice, HeistEvent, Outcome};
-use crate::heist::executor::{Executor, OutputSink, RunSpec, StepOutcome};
+use crate::heist::executor::{Executor, OutputSink, PutData, RunSpec, StdinData, StepOutcome};
 use crate::heist::outcomes::Tally;
 use crate::heist::{locate, plan};
 use crate::inventory::Inventory;
-use crate::model::{ErrorKind, Host, HostError};
+use crate::model::{ErrorKind, Host, HostError, RunOrigin};
 use crate::pick::{self, FactSource, Facts};
 use crate::proto::daemon::{
-    Event, FileOp, FileResult, HeistRequest, HostEvent, RunKind, RunRequest, RunState,
+    Event, HeistRequest, HostEvent, PutSource, RunKind, RunRequest, RunState, TransferOp,
+    TransferRequest,
 };
 
 /// After an interrupt, how long the steps in flight get to end on TERM before KILL.
@@ -236,59 +237,44 @@ impl PoolExecutor {
         self
     }
 
-    /// Send `signal` to every step in flight and to any started from now on.
-    pub fn interrupt(&self, signal: i32) {
-        self.stop.send_replace(Some(signal));
-        let ids: Vec<u64> = self
-            .inflight
-            .lock()
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
-        for id in ids {
-            self.d.runs.kill(id, None, signal);
-        }
-    }
-
-    fn track(&self, run_id: u64, on: bool) {
-        if let Ok(mut s) = self.inflight.lock() {
-            if on {
-                s.insert(run_id);
-            } else {
-                s.remove(&run_id);
-            }
-        }
-    }
-}
-
-fn internal(message: impl Into<String>) -> HostError {
-    HostError::new(ErrorKind::Internal, message)
-}
-
-impl Executor for PoolExecutor {
-    async fn run(&self, host: &Host, spec: RunSpec, sink: OutputSink) -> StepOutcome {
-        let req = RunRequest {
+    /// A put or fetch step: a copy run of this daemon (streamed, no size cap but the disk),
+    /// interrupted like a command step.
+    async fn transfer(
+        &self,
+        host: &Host,
+        op: TransferOp,
+        origin: RunOrigin,
+    ) -> Result<(), HostError> {
+        let req = TransferRequest {
             hosts: vec![host.clone()],
             selection: host.name.clone(),
-            command: spec.command,
-            env: spec.env,
-            timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
+            op,
             fanout: None,
             accept_new_host_keys: self.accept,
             who: self.who.clone(),
-            origin: spec.origin,
-            ask_host_keys: false,
-            sudo: spec.sudo_user.map(|user| crate::model::Sudo {
-                user,
-                password: self.sudo_password.clone(),
-            }),
+            origin,
         };
-        let t = match run::start(&self.d, req, true).await {
-            Ok(t) => t,
-            Err(e) => return StepOutcome::Failed(internal(e)),
-        };
+        // A copy refused before it starts (a missing local file) is the step's failure.
+        let t = super::transfer::start(&self.d, req, true)
+            .await
+            .map_err(|e| HostError::new(ErrorKind::File, e))?;
         let Control::Run { run_id } = t.control else {
-            return StepOutcome::Failed(internal("a step's run has no run id"));
+            return Err(internal("a step's copy has no run id"));
         };
+        match self.follow_step(&t, run_id, None).await {
+            StepOutcome::Exited(e) if e.code == Some(0) => Ok(()),
+            StepOutcome::Exited(e) => Err(internal(format!("the copy ended with {:?}", e.code))),
+            StepOutcome::Failed(e) => Err(e),
+        }
+    }
+
+    /// Follow a step's run to its end (its output into `sink`), passing on interrupts.
+    async fn follow_step(
+        &self,
+        t: &Tracked,
+        run_id: u64,
+        sink: Option<&OutputSink>,
+    ) -> StepOutcome {
         self.track(run_id, true);
         let mut stop = self.stop.subscribe();
         if let Some(sig) = *stop.borrow_and_update() {
@@ -313,7 +299,9 @@ impl Executor for PoolExecutor {
                 match &*e {
                     Entry::Output(o) => match o.bytes(&t.log.dir).await {
                         Ok(data) => {
-                            let _ = sink.send((o.stream, data)).await;
+                            if let Some(sink) = sink {
+                                let _ = sink.send((o.stream, data)).await;
+                            }
                         }
                         Err(err) => tracing::error!(run_id, "step output read back: {err}"),
                     },
@@ -340,37 +328,149 @@ impl Executor for PoolExecutor {
         })
     }
 
+    /// Send `signal` to every step in flight and to any started from now on.
+    pub fn interrupt(&self, signal: i32) {
+        self.stop.send_replace(Some(signal));
+        let ids: Vec<u64> = self
+            .inflight
+            .lock()
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.d.runs.kill(id, None, signal);
+        }
+    }
+
+    fn track(&self, run_id: u64, on: bool) {
+        if let Ok(mut s) = self.inflight.lock() {
+            if on {
+                s.insert(run_id);
+            } else {
+                s.remove(&run_id);
+            }
+        }
+    }
+}
+
+/// Send a step's stdin to its run (read in chunks: a file of any size), then EOF.
+async fn feed_stdin(d: Arc<Daemon>, run_id: u64, src: StdinData) {
+    use tokio::io::AsyncReadExt;
+    let r: Result<(), String> = async {
+        match src {
+            StdinData::Bytes(b) => d.runs.input(run_id, None, b, true).await,
+            StdinData::File(p) => {
+                let mut f = tokio::fs::File::open(&p)
+                    .await
+                    .map_err(|e| format!("{}: {e}", p.display()))?;
+                loop {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let n = f
+                        .read(&mut buf)
+                        .await
+                        .map_err(|e| format!("{}: {e}", p.display()))?;
+                    buf.truncate(n);
+                    d.runs.input(run_id, None, buf, n == 0).await?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = r {
+        tracing::warn!(run_id, "a step's stdin: {e}");
+        // Close it all the same: the command must not wait for input that never comes.
+        let _ = d.runs.input(run_id, None, Vec::new(), true).await;
+    }
+}
+
+fn internal(message: impl Into<String>) -> HostError {
+    HostError::new(ErrorKind::Internal, message)
+}
+
+impl Executor for PoolExecutor {
+    async fn run(&self, host: &Host, spec: RunSpec, sink: OutputSink) -> StepOutcome {
+        let req = RunRequest {
+            hosts: vec![host.clone()],
+            selection: host.name.clone(),
+            command: spec.command,
+            env: spec.env,
+            timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
+            fanout: None,
+            accept_new_host_keys: self.accept,
+            who: self.who.clone(),
+            origin: spec.origin,
+            ask_host_keys: false,
+            sudo: spec.sudo_user.map(|user| crate::model::Sudo {
+                user,
+                password: self.sudo_password.clone(),
+            }),
+            stdin: spec.stdin.is_some(),
+        };
+        let t = match run::start(&self.d, req, true).await {
+            Ok(t) => t,
+            Err(e) => return StepOutcome::Failed(internal(e)),
+        };
+        let Control::Run { run_id } = t.control else {
+            return StepOutcome::Failed(internal("a step's run has no run id"));
+        };
+        if let Some(src) = spec.stdin {
+            tokio::spawn(feed_stdin(self.d.clone(), run_id, src));
+        }
+        self.follow_step(&t, run_id, Some(&sink)).await
+    }
+
     async fn read_file(
         &self,
         host: &Host,
         path: &str,
+        to: &std::path::Path,
         max_size: u64,
-    ) -> Result<Vec<u8>, HostError> {
-        let op = FileOp::Read {
-            path: path.to_string(),
-            max_size,
+        origin: RunOrigin,
+    ) -> Result<u64, HostError> {
+        let op = TransferOp::FetchTo {
+            remote: path.to_string(),
+            local: to.to_path_buf(),
+            max_size: (max_size != u64::MAX).then_some(max_size),
         };
-        match server::file(&self.d, host, op, self.accept).await? {
-            FileResult::Read { data, .. } => Ok(data),
-            FileResult::Written { .. } => Err(internal("a read answered as a write")),
-        }
+        self.transfer(host, op, origin).await?;
+        tokio::fs::metadata(to)
+            .await
+            .map(|m| m.len())
+            .map_err(|e| internal(format!("{}: {e}", to.display())))
     }
 
     async fn write_file(
         &self,
         host: &Host,
         path: &str,
-        data: Vec<u8>,
+        data: PutData,
         mode: u32,
+        origin: RunOrigin,
     ) -> Result<u64, HostError> {
-        let op = FileOp::Write {
-            path: path.to_string(),
-            data,
-            mode,
+        let (source, size) = match data {
+            PutData::Bytes(data) => {
+                let size = data.len() as u64;
+                let name = path.rsplit('/').next().unwrap_or("content").to_string();
+                (PutSource::Content { name, data }, size)
+            }
+            PutData::File(p) => {
+                let size = tokio::fs::metadata(&p)
+                    .await
+                    .map_err(|e| HostError::new(ErrorKind::File, format!("{}: {e}", p.display())))?
+                    .len();
+                (PutSource::Path(p), size)
+            }
         };
-        match server::file(&self.d, host, op, self.accept).await? {
-            FileResult::Written { size, .. } => Ok(size),
-            FileResult::Read { .. } => Err(internal("a write answered as a read")),
-        }
+        let op = TransferOp::Put {
+            sources: vec![source],
+            remote: path.to_string(),
+            recursive: false,
+            mode: Some(mode),
+            exact: true,
+        };
+        self.transfer(host, op, origin).await?;
+        Ok(size)
     }
 }

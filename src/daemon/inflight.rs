@@ -16,6 +16,8 @@ pub struct Runs {
 #[derive(Default)]
 pub struct RunCtl {
     pub(super) hosts: Mutex<HashMap<String, HostCtl>>,
+    /// Per-host stdin queues of a run with `stdin` (see [`super::input`]).
+    pub(super) inputs: Mutex<HashMap<String, super::input::HostInput>>,
 }
 
 #[derive(Default)]
@@ -79,6 +81,11 @@ impl Runs {
 
     pub fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
+    }
+
+    /// The controls of run `run_id`, while it is in flight.
+    pub(super) fn get(&self, run_id: u64) -> Option<Arc<RunCtl>> {
+        lock(&self.map).get(&run_id).cloned()
     }
 
     /// Kill one host's job (or all jobs) of a run; false when the run is unknown.

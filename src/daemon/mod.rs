@@ -12,6 +12,7 @@ pub mod heist;
 pub mod host_state;
 pub mod hostkeys;
 pub mod inflight;
+mod input;
 pub mod link;
 mod local;
 pub mod pool;
@@ -23,6 +24,7 @@ pub mod runlog;
 pub mod server;
 mod shell;
 pub mod ssh;
+mod transfer;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -28,6 +28,23 @@ const KILL_GRACE: Duration = Duration::from_secs(10);
 /// steps) are not listed by `crew runs`. Returns once the run is registered; it goes on in
 /// the background.
 pub async fn start(d: &Arc<Daemon>, req: RunRequest, hidden: bool) -> Result<Arc<Tracked>, String> {
+    start_work(d, req, hidden, Work::Command).await
+}
+
+/// What each host of a run does: run the request's command, or a copy ([`super::transfer`]).
+#[derive(Clone)]
+pub enum Work {
+    Command,
+    Transfer(Arc<super::transfer::Plan>),
+}
+
+/// [`start`] for any kind of work.
+pub async fn start_work(
+    d: &Arc<Daemon>,
+    req: RunRequest,
+    hidden: bool,
+    work: Work,
+) -> Result<Arc<Tracked>, String> {
     let (run_id, dir) = d
         .store
         .create_run(&req)
@@ -54,6 +71,9 @@ pub async fn start(d: &Arc<Daemon>, req: RunRequest, hidden: bool) -> Result<Arc
         hosts: names.clone(),
     });
     let spool = RunSpool::start(&dir, &names);
+    if req.stdin {
+        ctl.open_inputs(&names);
+    }
     let question = question(&req, run_id, &tracked);
     if let Some(q) = &question {
         d.questions.add(q.clone());
@@ -66,6 +86,7 @@ pub async fn start(d: &Arc<Daemon>, req: RunRequest, hidden: bool) -> Result<Arc
         ctl,
         spool,
         tracked.clone(),
+        work,
         question,
     ));
     Ok(tracked)
@@ -105,6 +126,7 @@ async fn execute(
     ctl: Arc<RunCtl>,
     spool: RunSpool,
     tracked: Arc<Tracked>,
+    work: Work,
     question: Option<Arc<Question>>,
 ) {
     let fanout = req
@@ -114,17 +136,22 @@ async fn execute(
         .max(1);
     let permits = Arc::new(Semaphore::new(fanout));
     // Hosts of other sites go to their site daemons over the bus (None: no bus, or none).
-    let mut routes = super::bus::router::split(&d, &req, run_id);
+    // Copies are driven here only (`transfer::start` refuses other sites' hosts).
+    let mut routes = match work {
+        Work::Command => super::bus::router::split(&d, &req, run_id),
+        Work::Transfer(_) => Default::default(),
+    };
     let req = Arc::new(req);
     let mut tasks = Vec::with_capacity(req.hosts.len());
     // Tasks index the shared request: no copy of the inventory entries per host.
     for i in 0..req.hosts.len() {
-        let (d, ctl, req, permits, tracked, question) = (
+        let (d, ctl, req, permits, tracked, work, question) = (
             d.clone(),
             ctl.clone(),
             req.clone(),
             permits.clone(),
             tracked.clone(),
+            work.clone(),
             question.clone(),
         );
         let files = spool.host(i, &req.hosts[i].name);
@@ -143,6 +170,7 @@ async fn execute(
                 run_id,
                 host: &req.hosts[i],
                 name: Arc::from(req.hosts[i].name.as_str()),
+                work: &work,
                 question,
             };
             job.run(permit, files, route).await
@@ -239,6 +267,7 @@ pub(super) struct HostJob<'a> {
     pub(super) run_id: u64,
     pub(super) host: &'a Host,
     pub(super) name: Arc<str>,
+    pub(super) work: &'a Work,
     pub(super) question: Option<Arc<Question>>,
 }
 
@@ -302,10 +331,16 @@ impl HostJob<'_> {
         route: Option<super::bus::router::HostRoute>,
     ) -> (HostRecord, Option<String>) {
         let mut rec = HostRecord::new(&self.host.name);
+        if route.is_some() {
+            // Stdin is not carried to other sites: never let input wait on such a host.
+            self.ctl.close_input(&self.host.name);
+        }
         match route {
             Some(r) => super::bus::router::drive(self, &mut rec, &mut files, r).await,
             None => self.drive(&mut rec, &mut files).await,
         }
+        // Input for this host goes nowhere now: senders stop waiting on it.
+        self.ctl.close_input(&self.host.name);
         drop(permit);
         // The writer fsyncs the host's output, then appends the record that accounts for it. A
         // store error is reported once, at the end of the run, in place of RunFinished; the
@@ -315,6 +350,9 @@ impl HostJob<'_> {
     }
 
     async fn drive(&self, rec: &mut HostRecord, files: &mut HostSpool) {
+        if let Work::Transfer(plan) = self.work {
+            return super::transfer::drive(self, plan, rec, files).await;
+        }
         let cancel = self.cancel_token();
         if cancel.is_cancelled() {
             return self.killed_before_start(rec).await;
@@ -355,6 +393,7 @@ impl HostJob<'_> {
         let mut env = self.req.env.clone();
         env.push(("CREW_HOST".to_string(), self.host.name.clone()));
         let run = agent::Run {
+            stdin: self.req.stdin,
             command: self.req.command.clone(),
             env,
             timeout_ms: self.req.timeout_ms,
@@ -363,12 +402,14 @@ impl HostJob<'_> {
             Conn::Agent(link) => match link.start(run).await {
                 Ok(job) => {
                     self.set_killer(Killer::Agent(job.killer()));
+                    self.feed_input(job.input());
                     job.events
                 }
                 Err(e) => return self.fail(rec, link_error(e)).await,
             },
             Conn::Agentless(s) => match s.exec(run).await {
                 Ok(job) => {
+                    self.feed_input(None);
                     self.set_killer(Killer::Agentless(job.killer()));
                     job.events
                 }

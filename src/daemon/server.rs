@@ -344,6 +344,8 @@ fn acts(req: &Request) -> bool {
             | Request::Kill { .. }
             | Request::File { .. }
             | Request::Shell(_)
+            | Request::Transfer(_)
+            | Request::Input { .. }
     )
 }
 
@@ -355,7 +357,11 @@ pub fn needs(d: &Daemon, req: &Request) -> Scope {
         | Request::Attach { .. }
         | Request::Status
         | Request::Facts { .. } => Scope::Read,
-        Request::Run(_) | Request::Kill { .. } | Request::File { .. } => Scope::Run,
+        Request::Run(_)
+        | Request::Kill { .. }
+        | Request::File { .. }
+        | Request::Transfer(_)
+        | Request::Input { .. } => Scope::Run,
         Request::Interrupt { run, .. } => match d.registry.get(run).map(|t| t.kind) {
             Some(dp::RunKind::Heist) => Scope::Heist,
             _ => Scope::Run,
@@ -412,6 +418,12 @@ async fn from_remote(d: &Daemon, caller: &Caller, req: Request) -> Result<Reques
                 .ok_or_else(|| format!("no host {} in the daemon's inventory", r.host.name))?;
             r.accept_new_host_keys &= admin;
             Request::Shell(r)
+        }
+        // A copy reads or writes files of the daemon's machine by path, with Content sources
+        // only it could come from elsewhere: refused, like a heist naming files.
+        Request::Transfer(_) => {
+            return Err("a remote client cannot name files on the daemon's machine: copies                         (crew put / crew fetch) are run on it, with the local socket"
+                .to_string())
         }
         Request::Heist(mut r) => {
             if r.inventory.is_some() || r.file.is_some() {
@@ -705,6 +717,25 @@ async fn dispatch(
         Request::ShellEof { shell } => {
             shells.input(shell, ShellIn::Eof).await;
         }
+        Request::Transfer(mut r) => {
+            r.who = caller.who.clone();
+            match super::transfer::start(d, r, false).await {
+                Ok(t) => {
+                    tokio::spawn(follow::follow(t, sink));
+                }
+                Err(message) => sink.send(Event::Error { message }).await,
+            }
+        }
+        Request::Input {
+            run_id,
+            hosts,
+            data,
+            eof,
+        } => {
+            if let Err(message) = d.runs.input(run_id, hosts.as_deref(), data, eof).await {
+                sink.send(Event::Error { message }).await
+            }
+        }
         Request::Stop => {
             tracing::info!(who = %caller.who, "stop requested");
             if caller.remote {
@@ -735,6 +766,8 @@ fn request_name(req: &Request) -> &'static str {
         Request::ShellResize { .. } => "shell resize",
         Request::ShellEof { .. } => "shell eof",
         Request::Stop => "stop",
+        Request::Transfer(_) => "transfer",
+        Request::Input { .. } => "input",
     }
 }
 

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::def::{Action, PutSource, StepDef};
+use super::def::{Action, PutSource, StdinSource, StepDef};
 use super::engine::Ctx;
 use super::events::{HeistEvent, StepRef, StepResult, OUTPUT_KEEP};
-use super::executor::{Executor, RunSpec, StepOutcome};
+use super::executor::{Executor, PutData, RunSpec, StdinData, StepOutcome};
 use super::journal::now_ms;
 use super::local_run;
 use super::vars::Scope;
@@ -91,6 +91,11 @@ async fn dispatch<E: Executor>(
     mut r: StepResult,
 ) -> StepResult {
     let first = texts.first().cloned().unwrap_or_default();
+    let origin = RunOrigin::HeistStep {
+        run: ctx.run_id.clone(),
+        heist: ctx.plan.heist.name.clone(),
+        step: step.name.clone(),
+    };
     match &step.action {
         Action::Run(_) => {
             let spec = RunSpec {
@@ -103,6 +108,13 @@ async fn dispatch<E: Executor>(
                     ("CREW_ATTEMPT".into(), attempt.to_string()),
                 ],
                 timeout: step.timeout,
+                stdin: match &step.stdin {
+                    None => None,
+                    Some(StdinSource::Text(_)) => Some(StdinData::Bytes(
+                        texts.get(1).cloned().unwrap_or_default().into_bytes(),
+                    )),
+                    Some(StdinSource::File(p)) => Some(StdinData::File(p.clone())),
+                },
                 sudo_user: step.become_user.clone(),
                 origin: RunOrigin::HeistStep {
                     run: ctx.run_id.clone(),
@@ -147,13 +159,12 @@ async fn dispatch<E: Executor>(
         }
         Action::Put { source, mode, .. } => {
             let data = match source {
-                PutSource::Content(_) => texts.get(1).cloned().unwrap_or_default().into_bytes(),
-                PutSource::File(p) => match tokio::fs::read(p).await {
-                    Ok(d) => d,
-                    Err(e) => return fail(r, format!("put: cannot read {}: {e}", p.display())),
-                },
+                PutSource::Content(_) => {
+                    PutData::Bytes(texts.get(1).cloned().unwrap_or_default().into_bytes())
+                }
+                PutSource::File(p) => PutData::File(p.clone()),
             };
-            match ctx.exec.write_file(host, &first, data, *mode).await {
+            match ctx.exec.write_file(host, &first, data, *mode, origin).await {
                 Ok(size) => {
                     r.ok = true;
                     r.stdout = format!("wrote {size} bytes to {first}\n");
@@ -167,28 +178,15 @@ async fn dispatch<E: Executor>(
         }
         Action::Fetch { max_size, .. } => {
             let to = std::path::PathBuf::from(texts.get(1).cloned().unwrap_or_default());
-            match ctx.exec.read_file(host, &first, *max_size).await {
-                Ok(data) => {
-                    if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
-                        if let Err(e) = tokio::fs::create_dir_all(parent).await {
-                            return fail(
-                                r,
-                                format!("fetch: cannot create {}: {e}", parent.display()),
-                            );
-                        }
-                    }
-                    match tokio::fs::write(&to, &data).await {
-                        Ok(()) => {
-                            r.ok = true;
-                            r.stdout = format!(
-                                "fetched {} bytes from {first} into {}\n",
-                                data.len(),
-                                to.display()
-                            );
-                            r
-                        }
-                        Err(e) => fail(r, format!("fetch: cannot write {}: {e}", to.display())),
-                    }
+            match ctx
+                .exec
+                .read_file(host, &first, &to, *max_size, origin)
+                .await
+            {
+                Ok(size) => {
+                    r.ok = true;
+                    r.stdout = format!("fetched {size} bytes from {first} into {}\n", to.display());
+                    r
                 }
                 Err(e) => {
                     let why = format!("fetch {first}: {}", e.message);

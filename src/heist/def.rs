@@ -65,6 +65,14 @@ pub enum PutSource {
     Content(Template),
 }
 
+/// What a `run` step's command reads on stdin (else /dev/null).
+#[derive(Debug, Clone)]
+pub enum StdinSource {
+    Text(Template),
+    /// A file on the operator's machine (resolved against the heist file's directory).
+    File(PathBuf),
+}
+
 #[derive(Debug, Clone)]
 pub enum Action {
     Run(Template),
@@ -93,6 +101,8 @@ pub struct StepDef {
     pub loc: Loc,
     pub action: Action,
     pub local: bool,
+    /// A `run` step's stdin.
+    pub stdin: Option<StdinSource>,
     pub timeout: Option<Duration>,
     /// Accepted exit codes (default `[0]`).
     pub exits: Vec<i32>,
@@ -118,7 +128,10 @@ impl StepDef {
     /// Every template of the step (for undefined-variable checks and dry runs).
     pub fn templates(&self) -> Vec<&Template> {
         match &self.action {
-            Action::Run(t) => vec![t],
+            Action::Run(t) => match &self.stdin {
+                Some(StdinSource::Text(s)) => vec![t, s],
+                _ => vec![t],
+            },
             Action::Put { to, source, .. } => match source {
                 PutSource::Content(c) => vec![to, c],
                 PutSource::File(_) => vec![to],

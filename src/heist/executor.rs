@@ -22,6 +22,16 @@ pub struct RunSpec {
     pub origin: RunOrigin,
     /// Run through sudo as this user (`become`).
     pub sudo_user: Option<String>,
+    /// What the command reads on stdin (None: /dev/null).
+    pub stdin: Option<StdinData>,
+}
+
+/// A step's stdin, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StdinData {
+    Bytes(Vec<u8>),
+    /// Streamed from this local file.
+    File(std::path::PathBuf),
 }
 
 /// How a command ended.
@@ -43,19 +53,31 @@ pub trait Executor: Send + Sync + 'static {
         spec: RunSpec,
         sink: OutputSink,
     ) -> impl Future<Output = StepOutcome> + Send;
-    /// Read a file on a host (at most `max_size` bytes).
+    /// Copy a file of a host (at most `max_size` bytes) to `to` on this machine, streamed,
+    /// checksummed and renamed into place; returns its size.
     fn read_file(
         &self,
         host: &Host,
         path: &str,
+        to: &std::path::Path,
         max_size: u64,
-    ) -> impl Future<Output = Result<Vec<u8>, HostError>> + Send;
-    /// Write a file on a host atomically; returns the size written.
+        origin: RunOrigin,
+    ) -> impl Future<Output = Result<u64, HostError>> + Send;
+    /// Write a file on a host atomically (streamed, checksummed); returns the size written.
     fn write_file(
         &self,
         host: &Host,
         path: &str,
-        data: Vec<u8>,
+        data: PutData,
         mode: u32,
+        origin: RunOrigin,
     ) -> impl Future<Output = Result<u64, HostError>> + Send;
+}
+
+/// What a put step sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutData {
+    Bytes(Vec<u8>),
+    /// Streamed from this local file.
+    File(std::path::PathBuf),
 }

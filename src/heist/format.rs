@@ -128,6 +128,12 @@ pub struct RawStep {
     pub put: Option<Spanned<RawPut>>,
     #[serde(default)]
     pub fetch: Option<Spanned<RawFetch>>,
+    /// A `run` step's stdin: this text (with `${…}` variables).
+    #[serde(default)]
+    pub stdin: Option<Spanned<String>>,
+    /// A `run` step's stdin: this local file (relative to the heist file), streamed.
+    #[serde(default)]
+    pub stdin_from: Option<Spanned<String>>,
     /// Run on the operator's machine (`bash -c`) instead of the host.
     #[serde(default)]
     pub local: bool,

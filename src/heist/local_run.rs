@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use super::executor::{OutputSink, RunSpec, StepOutcome};
+use super::executor::{OutputSink, RunSpec, StdinData, StepOutcome};
 use crate::model::{ErrorKind, HostError};
 use crate::model::{Exit, Stream};
 
@@ -37,7 +37,10 @@ pub async fn run(spec: RunSpec, sink: OutputSink) -> StepOutcome {
     cmd.arg("-c")
         .arg(&spec.command)
         .envs(spec.env.iter().cloned())
-        .stdin(Stdio::null())
+        .stdin(match spec.stdin {
+            Some(_) => Stdio::piped(),
+            None => Stdio::null(),
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -52,6 +55,22 @@ pub async fn run(spec: RunSpec, sink: OutputSink) -> StepOutcome {
         }
     };
     let pid = child.id().unwrap_or(0);
+    // The writer ends on its own once the command stops reading (EPIPE).
+    if let (Some(mut w), Some(src)) = (child.stdin.take(), spec.stdin.clone()) {
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let r = match src {
+                StdinData::Bytes(b) => w.write_all(&b).await,
+                StdinData::File(p) => match tokio::fs::File::open(&p).await {
+                    Ok(mut f) => tokio::io::copy(&mut f, &mut w).await.map(|_| ()),
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = r {
+                tracing::debug!("a local step's stdin: {e}");
+            }
+        });
+    }
     let out = child
         .stdout
         .take()

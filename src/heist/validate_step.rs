@@ -130,6 +130,27 @@ impl Checker<'_> {
             (Some(u), None) => self.err(u.span().start, "`undo` belongs in [[…rollback]] steps"),
             (None, _) => {}
         }
+        let stdin = match (&raw.stdin, &raw.stdin_from) {
+            (Some(_), Some(s)) => {
+                self.err(
+                    s.span().start,
+                    format!("step `{step_name}`: give `stdin` or `stdin_from`, not both"),
+                );
+                None
+            }
+            (Some(s), None) => self.template(s).map(StdinSource::Text),
+            (None, Some(f)) => {
+                let base = self.src.path.parent().unwrap_or(Path::new("."));
+                Some(StdinSource::File(base.join(f.get_ref())))
+            }
+            (None, None) => None,
+        };
+        if let (Some(s), None) = (raw.stdin.as_ref().or(raw.stdin_from.as_ref()), &raw.run) {
+            self.err(
+                s.span().start,
+                format!("step `{step_name}`: `stdin` and `stdin_from` go with `run`"),
+            );
+        }
         let become_user = self.become_of(&raw.become_, &raw.become_user, heist_become);
         if become_user.is_some() && (raw.local || raw.run.is_none()) {
             let at = raw
@@ -152,6 +173,7 @@ impl Checker<'_> {
             loc: self.loc(start),
             action,
             local: raw.local,
+            stdin,
             timeout,
             exits: raw.exits.clone().unwrap_or_else(|| vec![0]),
             captures,
@@ -242,7 +264,7 @@ impl Checker<'_> {
         defined: &BTreeSet<String>,
         rollback: bool,
     ) {
-        let spans: Vec<&Spanned<String>> = [raw.run.as_ref()]
+        let spans: Vec<&Spanned<String>> = [raw.run.as_ref(), raw.stdin.as_ref()]
             .into_iter()
             .flatten()
             .chain(raw.put.iter().flat_map(|p| {

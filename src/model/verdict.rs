@@ -38,6 +38,9 @@ pub enum ErrorKind {
     Refused,
     /// The host could not start the command (job directory, fork, exec).
     Exec,
+    /// A file could not be written or read on the host (disk full, permission, a directory
+    /// in the way, a checksum mismatch): nothing was left at the target path.
+    File,
     /// The command ran past its timeout and gave no exit status after the kill.
     Timeout,
     /// The job was killed on request before it exited.
@@ -57,6 +60,7 @@ impl ErrorKind {
             ErrorKind::Lost => "lost",
             ErrorKind::Refused => "refused",
             ErrorKind::Exec => "exec",
+            ErrorKind::File => "file",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Killed => "killed",
             ErrorKind::Internal => "internal",
@@ -122,9 +126,11 @@ impl Verdict {
             | ErrorKind::Agent => Verdict::Unreachable,
             ErrorKind::Timeout => Verdict::Timeout,
             ErrorKind::Killed => Verdict::Killed,
-            ErrorKind::Lost | ErrorKind::Refused | ErrorKind::Exec | ErrorKind::Internal => {
-                Verdict::Failed
-            }
+            ErrorKind::Lost
+            | ErrorKind::Refused
+            | ErrorKind::Exec
+            | ErrorKind::File
+            | ErrorKind::Internal => Verdict::Failed,
         }
     }
 

@@ -15,10 +15,15 @@
 //! are not counted. A job whose credit is used up stops reading its pipes (its command blocks on
 //! write); other jobs on the link go on. `Credit` for a job that has ended is ignored; a grant
 //! of `u64::MAX` lifts the limit for the job (the daemon stopped listening to it).
+//!
+//! Credit also flows the other way (protocol 3): a write stream's `PutData` and a job's
+//! `Input` are sent within credit the agent grants with its own `Credit` frames as it writes
+//! them out (see [`super::files`]); read streams (`GetData`) count like `Output`.
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use super::files::{FileStat, GetOpen, ListEntry, PutDir, PutLink, PutOpen, Stat};
 use super::frame::{self, FrameError, RawFrame};
 use crate::model::{Exit, Info, Stream};
 
@@ -53,6 +58,8 @@ pub struct Run {
     pub env: Vec<(String, String)>,
     /// Kill the process group (TERM, then KILL after a grace period) once this elapses.
     pub timeout_ms: Option<u64>,
+    /// Give the command a pipe as stdin, fed by `Input` frames (else /dev/null).
+    pub stdin: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +123,29 @@ pub enum AgentMsg {
     /// Find the leftovers of dead agents of this user on this host (process groups of their
     /// jobs still running, their temp dirs), kill and remove them; answered by `Reaped`.
     Reap,
+    /// Bytes for the stdin of the job of this frame's id (see [`super::files`]).
+    Input {
+        data: ByteBuf,
+    },
+    /// Close the job's stdin.
+    InputEnd,
+    /// `Stated` (None: nothing there) or `Error`.
+    Stat(Stat),
+    PutOpen(PutOpen),
+    PutData {
+        data: ByteBuf,
+    },
+    /// The sha256 of everything sent (lower-case hex).
+    PutEnd {
+        sha256: String,
+    },
+    PutDir(PutDir),
+    PutLink(PutLink),
+    GetOpen(GetOpen),
+    /// Every entry under a path (not following symlinks): `Listing`… then `ListEnd`.
+    List {
+        path: String,
+    },
     // agent → daemon
     Started {
         pid: u32,
@@ -140,6 +170,40 @@ pub enum AgentMsg {
     Reaped {
         leftovers: Vec<Leftover>,
     },
+    Stated(Option<FileStat>),
+    GetHead(FileStat),
+    GetData {
+        data: ByteBuf,
+    },
+    GetEnd {
+        sha256: String,
+    },
+    Listing {
+        entries: Vec<ListEntry>,
+    },
+    ListEnd,
+}
+
+impl AgentMsg {
+    /// Bytes of this message that count against its request's credit (agent → daemon).
+    pub fn counted(&self) -> u64 {
+        match self {
+            AgentMsg::Output { data, .. } | AgentMsg::GetData { data } => data.len() as u64,
+            _ => 0,
+        }
+    }
+
+    /// True for the agent's messages that end a request's stream.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(
+            self,
+            AgentMsg::Started { .. }
+                | AgentMsg::Output { .. }
+                | AgentMsg::GetHead(_)
+                | AgentMsg::GetData { .. }
+                | AgentMsg::Listing { .. }
+        )
+    }
 }
 
 /// The result of decoding a frame: a message, or a description of why it is not one.
@@ -170,6 +234,22 @@ mod kind {
     pub const REFUSED: u16 = 27;
     pub const ERROR: u16 = 28;
     pub const REAPED: u16 = 29;
+    pub const INPUT: u16 = 17;
+    pub const INPUT_END: u16 = 18;
+    pub const STAT: u16 = 40;
+    pub const PUT_OPEN: u16 = 41;
+    pub const PUT_DATA: u16 = 42;
+    pub const PUT_END: u16 = 43;
+    pub const PUT_DIR: u16 = 44;
+    pub const PUT_LINK: u16 = 45;
+    pub const GET_OPEN: u16 = 46;
+    pub const LIST: u16 = 47;
+    pub const STATED: u16 = 50;
+    pub const GET_HEAD: u16 = 51;
+    pub const GET_DATA: u16 = 52;
+    pub const GET_END: u16 = 53;
+    pub const LISTING: u16 = 54;
+    pub const LIST_END: u16 = 55;
 }
 
 #[derive(Serialize, Deserialize)]
@@ -196,6 +276,18 @@ struct ReapedBody {
 #[derive(Serialize, Deserialize)]
 struct StartedBody {
     pid: u32,
+}
+#[derive(Serialize, Deserialize)]
+struct ShaBody {
+    sha256: String,
+}
+#[derive(Serialize, Deserialize)]
+struct PathBody {
+    path: String,
+}
+#[derive(Serialize, Deserialize)]
+struct ListingBody {
+    entries: Vec<ListEntry>,
 }
 
 fn pc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -256,6 +348,38 @@ impl AgentMsg {
                     leftovers: leftovers.clone(),
                 }),
             ),
+            // Data frames are raw bytes, like Output.
+            AgentMsg::Input { data } => (INPUT, data.to_vec()),
+            AgentMsg::InputEnd => (INPUT_END, Vec::new()),
+            AgentMsg::Stat(s) => (STAT, pc(s)),
+            AgentMsg::PutOpen(p) => (PUT_OPEN, pc(p)),
+            AgentMsg::PutData { data } => (PUT_DATA, data.to_vec()),
+            AgentMsg::PutEnd { sha256 } => (
+                PUT_END,
+                pc(&ShaBody {
+                    sha256: sha256.clone(),
+                }),
+            ),
+            AgentMsg::PutDir(p) => (PUT_DIR, pc(p)),
+            AgentMsg::PutLink(p) => (PUT_LINK, pc(p)),
+            AgentMsg::GetOpen(g) => (GET_OPEN, pc(g)),
+            AgentMsg::List { path } => (LIST, pc(&PathBody { path: path.clone() })),
+            AgentMsg::Stated(s) => (STATED, pc(s)),
+            AgentMsg::GetHead(s) => (GET_HEAD, pc(s)),
+            AgentMsg::GetData { data } => (GET_DATA, data.to_vec()),
+            AgentMsg::GetEnd { sha256 } => (
+                GET_END,
+                pc(&ShaBody {
+                    sha256: sha256.clone(),
+                }),
+            ),
+            AgentMsg::Listing { entries } => (
+                LISTING,
+                pc(&ListingBody {
+                    entries: entries.clone(),
+                }),
+            ),
+            AgentMsg::ListEnd => (LIST_END, Vec::new()),
         }
     }
 
@@ -287,6 +411,22 @@ impl AgentMsg {
             AgentMsg::FileWritten { .. } => "FileWritten",
             AgentMsg::Refused { .. } => "Refused",
             AgentMsg::Error { .. } => "Error",
+            AgentMsg::Input { .. } => "Input",
+            AgentMsg::InputEnd => "InputEnd",
+            AgentMsg::Stat(_) => "Stat",
+            AgentMsg::PutOpen(_) => "PutOpen",
+            AgentMsg::PutData { .. } => "PutData",
+            AgentMsg::PutEnd { .. } => "PutEnd",
+            AgentMsg::PutDir(_) => "PutDir",
+            AgentMsg::PutLink(_) => "PutLink",
+            AgentMsg::GetOpen(_) => "GetOpen",
+            AgentMsg::List { .. } => "List",
+            AgentMsg::Stated(_) => "Stated",
+            AgentMsg::GetHead(_) => "GetHead",
+            AgentMsg::GetData { .. } => "GetData",
+            AgentMsg::GetEnd { .. } => "GetEnd",
+            AgentMsg::Listing { .. } => "Listing",
+            AgentMsg::ListEnd => "ListEnd",
         }
     }
 }
@@ -343,6 +483,28 @@ pub fn decode(f: &RawFrame) -> Decoded {
         }),
         REFUSED => body::<ReasonBody>(p).map(|b| AgentMsg::Refused { reason: b.text }),
         ERROR => body::<ReasonBody>(p).map(|b| AgentMsg::Error { message: b.text }),
+        INPUT => Ok(AgentMsg::Input {
+            data: ByteBuf::from(p.to_vec()),
+        }),
+        INPUT_END => empty(p, AgentMsg::InputEnd),
+        STAT => body(p).map(AgentMsg::Stat),
+        PUT_OPEN => body(p).map(AgentMsg::PutOpen),
+        PUT_DATA => Ok(AgentMsg::PutData {
+            data: ByteBuf::from(p.to_vec()),
+        }),
+        PUT_END => body::<ShaBody>(p).map(|b| AgentMsg::PutEnd { sha256: b.sha256 }),
+        PUT_DIR => body(p).map(AgentMsg::PutDir),
+        PUT_LINK => body(p).map(AgentMsg::PutLink),
+        GET_OPEN => body(p).map(AgentMsg::GetOpen),
+        LIST => body::<PathBody>(p).map(|b| AgentMsg::List { path: b.path }),
+        STATED => body(p).map(AgentMsg::Stated),
+        GET_HEAD => body(p).map(AgentMsg::GetHead),
+        GET_DATA => Ok(AgentMsg::GetData {
+            data: ByteBuf::from(p.to_vec()),
+        }),
+        GET_END => body::<ShaBody>(p).map(|b| AgentMsg::GetEnd { sha256: b.sha256 }),
+        LISTING => body::<ListingBody>(p).map(|b| AgentMsg::Listing { entries: b.entries }),
+        LIST_END => empty(p, AgentMsg::ListEnd),
         other => Err(format!("unknown frame kind {other}")),
     };
     match msg {
@@ -391,6 +553,7 @@ mod tests {
             command: "echo hi".into(),
             env: vec![("A".into(), "b".into())],
             timeout_ms: Some(5),
+            stdin: true,
         }));
         roundtrip(AgentMsg::Kill { signal: 9 });
         roundtrip(AgentMsg::InfoRequest);
@@ -442,6 +605,67 @@ mod tests {
             message: "bad".into(),
         });
         roundtrip(AgentMsg::Credit { bytes: u64::MAX });
+        let stat = FileStat {
+            kind: super::super::files::FileKind::Symlink,
+            size: 3,
+            mode: 0o755,
+            mtime_s: -5,
+            mtime_ns: 999,
+            uid: 1,
+            gid: 2,
+            target: Some("t".into()),
+        };
+        let meta = super::super::files::Meta {
+            mode: 0o640,
+            mtime: Some((1, 2)),
+            owner: Some((3, 4)),
+        };
+        roundtrip(AgentMsg::Input {
+            data: ByteBuf::from(vec![1u8, 0, 255]),
+        });
+        roundtrip(AgentMsg::InputEnd);
+        roundtrip(AgentMsg::Stat(Stat {
+            path: "/x".into(),
+            follow: true,
+        }));
+        roundtrip(AgentMsg::PutOpen(PutOpen {
+            path: "/x".into(),
+            meta: meta.clone(),
+            size: 9,
+        }));
+        roundtrip(AgentMsg::PutData {
+            data: ByteBuf::from(vec![7u8; 10]),
+        });
+        roundtrip(AgentMsg::PutEnd {
+            sha256: "ab".into(),
+        });
+        roundtrip(AgentMsg::PutDir(PutDir {
+            path: "/d".into(),
+            meta: meta.clone(),
+        }));
+        roundtrip(AgentMsg::PutLink(PutLink {
+            path: "/l".into(),
+            target: "../t".into(),
+            meta,
+        }));
+        roundtrip(AgentMsg::GetOpen(GetOpen { path: "/g".into() }));
+        roundtrip(AgentMsg::List { path: "/".into() });
+        roundtrip(AgentMsg::Stated(None));
+        roundtrip(AgentMsg::Stated(Some(stat.clone())));
+        roundtrip(AgentMsg::GetHead(stat.clone()));
+        roundtrip(AgentMsg::GetData {
+            data: ByteBuf::from(vec![]),
+        });
+        roundtrip(AgentMsg::GetEnd {
+            sha256: "cd".into(),
+        });
+        roundtrip(AgentMsg::Listing {
+            entries: vec![ListEntry {
+                path: "a/b".into(),
+                stat,
+            }],
+        });
+        roundtrip(AgentMsg::ListEnd);
         roundtrip(AgentMsg::Reap);
         roundtrip(AgentMsg::Reaped {
             leftovers: vec![Leftover {

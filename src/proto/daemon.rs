@@ -93,6 +93,73 @@ pub enum Request {
     },
     /// Stop the daemon (agents are told to exit; runs in flight are killed).
     Stop,
+    /// Copy files to or from hosts (`crew put`, `crew fetch`, heist put/fetch steps): a run
+    /// like a command's (RunStarted, Host…, RunFinished), with `Progress` events.
+    Transfer(TransferRequest),
+    /// Bytes for the stdin of a run's jobs: every host's (`hosts` None) or those named;
+    /// `eof` closes their stdin after `data`. Waits while a job's input is full (send it on
+    /// a connection of its own when the bytes may be many).
+    Input {
+        run_id: u64,
+        hosts: Option<Vec<String>>,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        eof: bool,
+    },
+}
+
+/// A copy to or from hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRequest {
+    pub hosts: Vec<Host>,
+    /// The selection as the operator typed it (audit log, run store).
+    pub selection: String,
+    pub op: TransferOp,
+    /// Max hosts at once; None = all.
+    pub fanout: Option<u32>,
+    pub accept_new_host_keys: bool,
+    /// Filled in by the daemon from the connection.
+    pub who: String,
+    pub origin: RunOrigin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferOp {
+    /// Local files (or directories, `recursive`) to `remote` on every host: into it when it
+    /// is a directory there (or ends with `/`, or there are several sources), else as it.
+    /// `exact`: `remote` is the target path itself (one source).
+    Put {
+        sources: Vec<PutSource>,
+        remote: String,
+        recursive: bool,
+        /// Mode for the copies (else each source's own).
+        mode: Option<u32>,
+        exact: bool,
+    },
+    /// Files (or trees, `recursive`) from every host into `local_dir/<host>/<path>`.
+    Fetch {
+        remotes: Vec<String>,
+        local_dir: std::path::PathBuf,
+        recursive: bool,
+    },
+    /// One file from one host to exactly `local` (a heist's fetch step).
+    FetchTo {
+        remote: String,
+        local: std::path::PathBuf,
+        max_size: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PutSource {
+    /// An absolute path on the daemon's machine.
+    Path(std::path::PathBuf),
+    /// Bytes given in the request (a heist's `content`), with the name they go by.
+    Content {
+        name: String,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +177,8 @@ pub struct RunRequest {
     pub who: String,
     /// What started the run (a command, a heist step), recorded with it.
     pub origin: RunOrigin,
+    /// Give every job a stdin pipe fed by `Request::Input` (else /dev/null).
+    pub stdin: bool,
     /// An operator is at the client: hosts whose keys are unknown wait, and the client gets
     /// one question about them (`Event::HostKeys`) instead of their refusal.
     #[serde(default)]
@@ -249,6 +318,8 @@ pub enum HostEvent {
     Exit { exit: Exit, verdict: Verdict },
     /// No exit status; the verdict is `Verdict::from_error(kind)`.
     Failed { kind: ErrorKind, message: String },
+    /// A copy's progress on this host: bytes moved so far of `total`.
+    Progress { done: u64, total: u64 },
 }
 
 /// Hosts presenting one unknown key.
@@ -452,6 +523,9 @@ pub fn host_event_json(host: &str, ev: &HostEvent) -> serde_json::Value {
         HostEvent::Failed { kind, message } => serde_json::json!({
             "host": host, "event": "error", "kind": kind.as_str(), "message": message,
             "verdict": Verdict::from_error(*kind).as_str(),
+        }),
+        HostEvent::Progress { done, total } => serde_json::json!({
+            "host": host, "event": "progress", "bytes": done, "total": total,
         }),
     }
 }

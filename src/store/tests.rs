@@ -12,6 +12,7 @@ fn req(hosts: &[&str]) -> RunRequest {
         accept_new_host_keys: false,
         who: "me".into(),
         origin: crate::model::RunOrigin::Command,
+        stdin: false,
         ask_host_keys: false,
         sudo: None,
     }

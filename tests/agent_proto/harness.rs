@@ -116,6 +116,7 @@ pub fn run_msg(command: &str, timeout_ms: Option<u64>) -> AgentMsg {
         command: command.into(),
         env: vec![("CREW_TEST_VAR".into(), "from request".into())],
         timeout_ms,
+        stdin: false,
     })
 }
 

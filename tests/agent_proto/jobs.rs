@@ -17,6 +17,7 @@ fn run_with_env(command: &str, env: &[(&str, &str)]) -> AgentMsg {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         timeout_ms: None,
+        stdin: false,
     })
 }
 

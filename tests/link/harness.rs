@@ -80,6 +80,7 @@ pub fn run(command: &str) -> Run {
         command: command.into(),
         env: Vec::new(),
         timeout_ms: None,
+        stdin: false,
     }
 }
 

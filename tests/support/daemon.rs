@@ -162,6 +162,7 @@ pub fn run_req(hosts: Vec<Host>, command: &str) -> RunRequest {
         accept_new_host_keys: false,
         who: "tester".into(),
         origin: crew::model::RunOrigin::Command,
+        stdin: false,
         ask_host_keys: false,
         sudo: None,
     }
@@ -235,6 +236,7 @@ pub async fn run(c: &Client, req: RunRequest, wait: Duration) -> Outcome {
                 HostEvent::Failed { kind, message } => {
                     o.failed.insert(host, (kind, message));
                 }
+                HostEvent::Progress { .. } => {}
             },
             Event::RunFinished { .. } | Event::RunStarted { .. } => {}
             other => panic!("unexpected {other:?}"),

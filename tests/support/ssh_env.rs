@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use super::proc::{Bounded, COMMAND_WAIT};
-use super::sshd::SshdFleet;
+use super::sshd::{FleetOptions, SshdFleet};
 
 pub struct SshEnv {
     pub dir: tempfile::TempDir,
@@ -16,7 +16,12 @@ pub struct SshEnv {
 impl SshEnv {
     /// A fleet of `n` hosts and its hosts.toml.
     pub fn new(n: usize) -> SshEnv {
-        let fleet = SshdFleet::start(n);
+        SshEnv::with(n, FleetOptions::default())
+    }
+
+    /// [`SshEnv::new`] with fleet options (e.g. a home of its own per host).
+    pub fn with(n: usize, options: FleetOptions) -> SshEnv {
+        let fleet = SshdFleet::start_with(n, options);
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         std::fs::write(d.join("ssh_config"), "").expect("ssh_config");

@@ -39,6 +39,9 @@ pub struct FleetOptions {
     /// Every login prints [`CHATTY_STDOUT`] on stdout and [`CHATTY_STDERR`] on stderr before
     /// the requested command (like a noisy `.bashrc` or a motd), via `ForceCommand`.
     pub chatty: bool,
+    /// Every host gets a `$HOME` of its own ([`SshdFleet::host_home`]; sshd `Match
+    /// LocalAddress` + `SetEnv`), so host-relative paths name a different file per host.
+    pub own_homes: bool,
     /// Serve a host certificate (sshd `HostCertificate`) signed by the fleet's CA
     /// ([`SshdFleet::ca_pub`]) with `ssh-keygen -s`.
     pub host_cert: Option<HostCert>,
@@ -263,6 +266,7 @@ impl SshdFleet {
              PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              MaxStartups 1000:30:1000\nMaxSessions 20\nMaxAuthTries 6\nLogLevel VERBOSE\n\
              PrintMotd no\nUseDNS no\n\
+             Subsystem sftp internal-sftp\n\
              SetEnv HOME={home}\n",
             home = d.join("home").display(),
             hk = d.join("host_ed25519").display(),
@@ -282,6 +286,14 @@ impl SshdFleet {
                 "ForceCommand exec /bin/sh '{}'\n",
                 self.chatty_login().display()
             );
+        }
+        if self.options.own_homes {
+            // Match blocks last: they run to the end of the file.
+            for a in chunk {
+                let home = self.address_home(a);
+                fs::create_dir_all(&home).expect("a host's own home");
+                cfg += &format!("Match LocalAddress {a}\n  SetEnv HOME={}\n", home.display());
+            }
         }
         let path = d.join(format!("sshd{i}.conf"));
         fs::write(&path, cfg).expect("write sshd config");
@@ -433,6 +445,22 @@ impl SshdFleet {
     /// never run the operator's own `~/.bashrc` (slow, and not the fleet's).
     pub fn home(&self) -> PathBuf {
         self.dir.path().join("home")
+    }
+
+    fn address_home(&self, address: &str) -> PathBuf {
+        self.dir.path().join("homes").join(address)
+    }
+
+    /// `$HOME` of the logins on host `name` of a fleet started with
+    /// [`FleetOptions::own_homes`].
+    #[allow(dead_code)]
+    pub fn host_home(&self, name: &str) -> PathBuf {
+        let h = self
+            .hosts
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no host {name} in the fleet"));
+        self.address_home(&h.address)
     }
 
     /// Directory the agent is installed into on every host of the fleet.

@@ -203,18 +203,24 @@ impl Model {
             accept_new_host_keys: self.settings.accept_new_host_keys,
             who: self.settings.who.clone(),
             origin: RunOrigin::Command,
+            // Jobs keep a stdin open: `>` answers their prompts, ctrl-d closes it.
+            stdin: true,
             ask_host_keys: true,
             sudo,
         };
         // Only the hosts of the last run have an outcome, as `?failed` reads the run store.
         self.outcomes.clear();
-        self.run = Some(RunView::new(
+        let mut view = RunView::new(
             tag,
             &command,
             targets.clone(),
             self.settings.scrollback,
             self.now_ms,
-        ));
+        );
+        for job in view.jobs.values_mut() {
+            job.stdin_open = true;
+        }
+        self.run = Some(view);
         self.info(format!(
             "running on {} hosts: {}",
             targets.len(),
@@ -243,6 +249,91 @@ impl Model {
         }
         let targets = self.targets();
         self.request_run(&cmd, targets)
+    }
+
+    /// Who a line of input goes to: the marked hosts whose job in the live run is running,
+    /// else the focused host's job.
+    pub fn input_targets(&self) -> Vec<String> {
+        let Some(run) = self.run.as_ref() else {
+            return Vec::new();
+        };
+        let running = |h: &str| run.jobs.get(h).is_some_and(|j| j.state.is_running());
+        if !self.marks.is_empty() {
+            return run
+                .hosts
+                .iter()
+                .filter(|h| self.marks.contains(*h) && running(h))
+                .cloned()
+                .collect();
+        }
+        self.focused_host()
+            .filter(|h| running(h))
+            .map(|h| vec![h.to_string()])
+            .unwrap_or_default()
+    }
+
+    fn live_run_id(&mut self) -> Option<u64> {
+        let Some(run) = self.run.as_ref() else {
+            self.error("no run to send input to");
+            return None;
+        };
+        let id = run.run_id.filter(|_| run.stored.is_none());
+        if id.is_none() {
+            self.error("this run is not live");
+        }
+        id
+    }
+
+    /// `>`: open the input line when there is a job to send to.
+    pub(super) fn open_send(&mut self) {
+        if self.live_run_id().is_none() {
+            return;
+        }
+        if self.input_targets().is_empty() {
+            self.error("no job is running on the focused host (or the marked hosts)");
+            return;
+        }
+        self.send_input = tui_textarea::TextArea::default();
+        self.mode = Mode::Send;
+    }
+
+    /// Send `line` and a newline (None: EOF) to the stdin of the input targets' jobs; the
+    /// line is echoed in their panes as a terminal would.
+    pub(super) fn send_input(&mut self, line: Option<String>) -> Vec<Effect> {
+        self.mode = Mode::Normal;
+        let Some(run_id) = self.live_run_id() else {
+            return Vec::new();
+        };
+        let targets = self.input_targets();
+        if targets.is_empty() {
+            self.error("no job is running on the focused host (or the marked hosts)");
+            return Vec::new();
+        }
+        let (data, eof) = match line {
+            Some(l) => (format!("{l}\n").into_bytes(), false),
+            None => (Vec::new(), true),
+        };
+        if let Some(run) = self.run.as_mut() {
+            for h in &targets {
+                if let Some(j) = run.jobs.get_mut(h) {
+                    match eof {
+                        true => j.stdin_open = false,
+                        false => j.out.push(crate::model::Stream::Stdout, &data),
+                    }
+                }
+            }
+        }
+        let whom = format!("{} host(s): {}", targets.len(), nodeset::fold(&targets));
+        match eof {
+            true => self.info(format!("closed stdin (EOF) on {whom}")),
+            false => self.info(format!("sent a line to {whom}")),
+        }
+        vec![Effect::Input {
+            run_id,
+            hosts: targets,
+            data,
+            eof,
+        }]
     }
 
     pub(super) fn kill(&mut self, all: bool) -> Vec<Effect> {

@@ -71,6 +71,10 @@ impl Model {
                 self.search_input.input(input);
                 Vec::new()
             }
+            Mode::Send => {
+                self.send_input.input(input);
+                Vec::new()
+            }
             _ => Vec::new(),
         }
     }
@@ -126,6 +130,11 @@ impl Model {
                     self.focus = super::Focus::Output;
                 }
                 effects
+            }
+            Mode::Send => {
+                let line = text_of(&self.send_input);
+                self.send_input = TextArea::default();
+                self.send_input(Some(line))
             }
             Mode::Search => {
                 let s = text_of(&self.search_input);

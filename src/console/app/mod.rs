@@ -68,6 +68,8 @@ pub struct Model {
     pub command_input: TextArea<'static>,
     pub filter_input: TextArea<'static>,
     pub search_input: TextArea<'static>,
+    /// A line for the stdin of running jobs (`>`).
+    pub send_input: TextArea<'static>,
     pub history: History,
     /// Set while ctrl-r searches history.
     pub history_search: bool,
@@ -126,6 +128,7 @@ impl Model {
             command_input: TextArea::default(),
             filter_input: TextArea::default(),
             search_input: TextArea::default(),
+            send_input: TextArea::default(),
             history,
             history_search: false,
             history_hit: None,
@@ -175,6 +178,7 @@ impl Model {
                     | Mode::Search
                     | Mode::HeistVars
                     | Mode::SaveHeist
+                    | Mode::Send
                     | Mode::Password
             ) =>
             {
@@ -263,6 +267,8 @@ impl Model {
                 return vec![Effect::ListLive, Effect::ListRuns];
             }
             Action::Rerun => return self.rerun(),
+            Action::SendInput => self.open_send(),
+            Action::SendEof => return self.send_input(None),
             Action::KillFocused => return self.kill(false),
             Action::KillAll => return self.kill(true),
             Action::Submit => return self.submit(),
@@ -338,6 +344,7 @@ impl Model {
             | Mode::HeistVars
             | Mode::Ask
             | Mode::SaveHeist
+            | Mode::Send
             | Mode::HostKeys
             | Mode::Password => {
                 self.history_search = false;

@@ -55,6 +55,20 @@ impl JobState {
     }
 }
 
+/// A running job silent this long with its stdin open is shown as waiting for input.
+pub const WAITING_AFTER_MS: u64 = 2000;
+
+impl Job {
+    /// Running, silent for [`WAITING_AFTER_MS`], stdin open: probably waiting for input.
+    pub fn waiting_for_input(&self, now: u64) -> bool {
+        self.state == JobState::Running
+            && self.stdin_open
+            && self
+                .active_ms
+                .is_some_and(|t| now.saturating_sub(t) >= WAITING_AFTER_MS)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Job {
     pub state: JobState,
@@ -62,6 +76,12 @@ pub struct Job {
     pub started_ms: Option<u64>,
     pub wall_ms: Option<u64>,
     pub agentless: bool,
+    /// A copy's bytes moved so far and in all (`crew put` / `crew fetch` runs).
+    pub progress: Option<(u64, u64)>,
+    /// When it last started or printed (console clock, ms).
+    pub active_ms: Option<u64>,
+    /// Its stdin is a pipe the console can still write (`>`), not closed yet.
+    pub stdin_open: bool,
 }
 
 impl Job {
@@ -72,6 +92,9 @@ impl Job {
             started_ms: None,
             wall_ms: None,
             agentless: false,
+            progress: None,
+            active_ms: None,
+            stdin_open: false,
         }
     }
 }
@@ -165,10 +188,14 @@ impl Model {
                     HostEvent::Started { agentless, .. } => {
                         job.state = JobState::Running;
                         job.started_ms = Some(now);
+                        job.active_ms = Some(now);
                         job.agentless = agentless;
+                        // Agentless jobs get no stdin.
+                        job.stdin_open &= !agentless;
                         run.gather.set_status(&host, "running");
                     }
                     HostEvent::Output { stream, data } => {
+                        job.active_ms = Some(now);
                         job.out.push(stream, &data);
                         run.gather.feed(&host, stream, &data);
                     }
@@ -177,6 +204,7 @@ impl Model {
                         job.wall_ms = Some(exit.wall_ms);
                         job.state = JobState::Exited(exit, verdict);
                     }
+                    HostEvent::Progress { done, total } => job.progress = Some((done, total)),
                     HostEvent::Failed { kind, message } => {
                         job.out.finish();
                         job.out

@@ -13,11 +13,14 @@ use crate::console::theme::Theme;
 use crate::nodeset;
 
 pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
-    let targets = m.targets();
-    let whom = if m.marks.is_empty() {
-        "shown"
-    } else {
-        "marked"
+    let targets = match m.mode {
+        Mode::Send => m.input_targets(),
+        _ => m.targets(),
+    };
+    let whom = match (m.mode, m.marks.is_empty()) {
+        (Mode::Send, true) => "focused",
+        (_, true) => "shown",
+        (_, false) => "marked",
     };
     let target_span = Span::styled(
         format!(
@@ -31,6 +34,7 @@ pub fn draw(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
     let (label, field, active) = match m.mode {
         Mode::Filter => (" / filter ", &m.filter_input, true),
         Mode::Search => (" search output ", &m.search_input, true),
+        Mode::Send => (" > input for the job ", &m.send_input, true),
         Mode::Command if m.history_search => {
             (" : command (ctrl-r history) ", &m.command_input, true)
         }

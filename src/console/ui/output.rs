@@ -90,11 +90,34 @@ pub fn pane_title<'a>(run: &RunView, host: &str, now: u64, t: &Theme) -> Line<'a
             t.get("ui.dim"),
         ));
     }
+    if let Some((done, total)) = job.progress.filter(|_| job.state.is_running()) {
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
+        spans.push(Span::styled(
+            format!(" · {pct}% of {}", bytes(total)),
+            t.get("ui.dim"),
+        ));
+    }
+    if job.waiting_for_input(now) {
+        spans.push(Span::styled(
+            " · waiting for input? (>)",
+            t.get("exit.running"),
+        ));
+    }
     if job.agentless {
         spans.push(Span::styled(" · agentless", t.get("ui.dim")));
     }
     spans.push(Span::raw(" "));
     Line::from(spans)
+}
+
+/// `12 B`, `3.4 MiB`.
+fn bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+        _ => format!("{:.1} GiB", n as f64 / 1_073_741_824.0),
+    }
 }
 
 fn pane(f: &mut Frame, area: Rect, m: &Model, run: &RunView, host: &str, focus: bool, t: &Theme) {

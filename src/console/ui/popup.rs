@@ -24,6 +24,7 @@ const HELP_MODES: &[(Mode, &str)] = &[
     (Mode::HeistVars, "Heist variables (e in the picker)"),
     (Mode::Ask, "Heist ask prompt"),
     (Mode::SaveHeist, "Save as heist (ctrl-s)"),
+    (Mode::Send, "Input for running jobs (>)"),
     (Mode::Password, "sudo password"),
     (Mode::HostKeys, "New host keys question"),
 ];

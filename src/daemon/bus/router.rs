@@ -373,7 +373,7 @@ pub(in crate::daemon) async fn drive(
                     files.written().clone(),
                 );
             }
-            Some(e @ HostEvent::Started { .. }) => job.emit(e),
+            Some(e @ (HostEvent::Started { .. } | HostEvent::Progress { .. })) => job.emit(e),
             Some(HostEvent::Exit { exit, verdict }) => {
                 rec.set_exit(&exit);
                 // The site knows of kills it delivered; so do we (ours went through it).

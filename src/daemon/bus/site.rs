@@ -139,6 +139,8 @@ async fn take(d: Arc<Daemon>, bus: Arc<Bus>, inv: Arc<InventoryCache>, m: async_
         origin: share.origin.clone(),
         // Shares never carry a sudo password (the router refuses `--sudo` for site hosts).
         sudo: None,
+        // Nor stdin.
+        stdin: false,
         // No terminal here to ask: unknown keys are refused unless this site accepts new ones.
         ask_host_keys: false,
     };

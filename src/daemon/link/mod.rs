@@ -8,8 +8,10 @@
 //! end without a terminal message, [`AgentLink::close_reason`] says why and
 //! [`AgentLink::closed`] resolves.
 
+mod files;
 mod handshake;
 mod router;
+mod window;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
+pub use files::{JobInput, PutStream};
 pub use handshake::{preview, MAX_SKIP};
 use router::{Inner, Route};
 
@@ -104,6 +107,8 @@ pub struct Job {
     pub id: u64,
     pub events: mpsc::Receiver<AgentMsg>,
     link: AgentLink,
+    /// Send credit for the job's stdin (a `Run` with `stdin`).
+    input: Option<Arc<window::Window>>,
 }
 
 /// Kills one job; `Clone + Send`, usable after the `Job` moved elsewhere.
@@ -165,10 +170,18 @@ impl AgentLink {
 
     /// Start a command on the agent.
     pub async fn start(&self, run: Run) -> Result<Job, LinkError> {
+        let input = run.stdin.then_some(crate::proto::files::INPUT_WINDOW);
+        self.open_job(AgentMsg::Run(run), input).await
+    }
+
+    /// Send `msg` as the first message of a streamed request whose replies come as a job's
+    /// events (a command, a read stream, a listing); `input` opens a send window of that size.
+    async fn open_job(&self, msg: AgentMsg, input: Option<u64>) -> Result<Job, LinkError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let extra = self.inner.add_job(id, tx)?;
-        let mut sent = self.inner.send(id, &AgentMsg::Run(run)).await;
+        let input = input.map(|w| self.inner.add_window(id, w));
+        let mut sent = self.inner.send(id, &msg).await;
         if sent.is_ok() && extra > 0 {
             sent = self
                 .inner
@@ -183,6 +196,7 @@ impl AgentLink {
             id,
             events: rx,
             link: self.clone(),
+            input,
         })
     }
 

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::window::Window;
 use super::{LinkError, LinkOptions};
 use crate::proto::agent::{decode, AgentMsg, Decoded, INITIAL_WINDOW};
 use crate::proto::frame::read_frame;
@@ -57,6 +58,8 @@ pub(super) struct Inner {
     last_rx: AtomicU64,
     /// Credit per job: the agent's initial window plus what the link grants up front.
     window: u64,
+    /// Send credit the agent grants us, per request (write streams, job input).
+    windows: Mutex<HashMap<u64, Arc<Window>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -80,6 +83,7 @@ where
         epoch: Instant::now(),
         last_rx: AtomicU64::new(0),
         window: opts.job_window.max(INITIAL_WINDOW),
+        windows: Mutex::new(HashMap::new()),
     });
     let weak = Arc::downgrade(&inner);
     let reader = tokio::spawn(read_loop(r, weak.clone()));
@@ -111,6 +115,14 @@ impl Inner {
         )
     }
 
+    /// The link's close reason if it died, else `what`.
+    pub fn closed_error_or(&self, what: &str) -> LinkError {
+        match self.reason.get() {
+            Some(r) => LinkError::Closed(r.clone()),
+            None => LinkError::Closed(what.to_string()),
+        }
+    }
+
     pub fn add_route(&self, id: u64, route: Route) -> Result<(), LinkError> {
         let mut routes = lock(&self.routes);
         if routes.closed {
@@ -122,6 +134,34 @@ impl Inner {
 
     pub fn remove_route(&self, id: u64) {
         lock(&self.routes).map.remove(&id);
+        if let Some(w) = lock(&self.windows).remove(&id) {
+            w.close();
+        }
+    }
+
+    /// Send credit for request `id`, starting at `initial` (closed when the request ends).
+    pub fn add_window(&self, id: u64, initial: u64) -> Arc<Window> {
+        let w = Arc::new(Window::new(initial));
+        if self.dead.is_cancelled() {
+            w.close();
+        }
+        lock(&self.windows).insert(id, w.clone());
+        w
+    }
+
+    /// A `Credit` frame from the agent.
+    fn credit_in(&self, id: u64, bytes: u64) {
+        if let Some(w) = lock(&self.windows).get(&id) {
+            w.grant(bytes);
+        }
+    }
+
+    /// Queue one already encoded frame for the agent.
+    pub async fn send_frame(&self, frame: Vec<u8>) -> Result<(), LinkError> {
+        if self.dead.is_cancelled() {
+            return Err(self.closed_error());
+        }
+        self.out.send(frame).await.map_err(|_| self.closed_error())
     }
 
     /// Route job `id` through a new forwarder into `events`; returns the extra credit to grant
@@ -182,6 +222,9 @@ impl Inner {
         // Every job's channel closes once its consumer has drained what arrived: a job whose
         // events end without a terminal message lost its link (see `AgentLink::close_reason`).
         drop(pending);
+        for (_, w) in lock(&self.windows).drain() {
+            w.close();
+        }
         self.dead.cancel();
         for task in lock(&self.tasks).drain(..) {
             task.abort();
@@ -190,7 +233,12 @@ impl Inner {
 
     /// Hand one message from the agent to whoever waits for request `id`. Never waits.
     fn route(&self, id: u64, msg: AgentMsg) {
-        let terminal = !matches!(msg, AgentMsg::Started { .. } | AgentMsg::Output { .. });
+        let terminal = msg.is_terminal();
+        if terminal {
+            if let Some(w) = lock(&self.windows).remove(&id) {
+                w.close();
+            }
+        }
         let mut routes = lock(&self.routes);
         if terminal {
             match routes.map.remove(&id) {
@@ -213,13 +261,13 @@ impl Inner {
             tracing::debug!("agent sent {} for no running job {id}", msg.name());
             return;
         };
-        if let AgentMsg::Output { data, .. } = &msg {
-            let n = data.len() as u64;
+        let n = msg.counted();
+        if n > 0 {
             if n > job.budget {
                 let budget = job.budget;
                 drop(routes);
                 self.close(format!(
-                    "the agent sent {n} bytes of job {id}'s output with {budget} bytes of credit"
+                    "the agent sent {n} bytes of request {id}'s data with {budget} bytes of credit"
                 ));
                 return;
             }
@@ -259,11 +307,8 @@ async fn forward(
             () = events.closed() => return unlimited(&link).await,
         };
         let Some(msg) = msg else { return };
-        let n = match &msg {
-            AgentMsg::Output { data, .. } => data.len() as u64,
-            _ => 0,
-        };
-        let terminal = !matches!(msg, AgentMsg::Started { .. } | AgentMsg::Output { .. });
+        let n = msg.counted();
+        let terminal = msg.is_terminal();
         if events.send(msg).await.is_err() {
             if !terminal {
                 unlimited(&link).await;
@@ -315,6 +360,10 @@ async fn read_loop<R: AsyncRead + Unpin>(r: R, link: Weak<Inner>) {
                 msg: AgentMsg::Hello(_) | AgentMsg::Pong,
                 id: 0,
             } => {}
+            Decoded::Msg {
+                id,
+                msg: AgentMsg::Credit { bytes },
+            } => inner.credit_in(id, bytes),
             Decoded::Msg { id, msg } => inner.route(id, msg),
             Decoded::Invalid { id, kind, reason } => {
                 tracing::warn!("malformed frame from the agent (kind {kind}, id {id}): {reason}");

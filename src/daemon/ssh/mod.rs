@@ -15,6 +15,7 @@ mod proxy;
 pub mod shell;
 mod stream;
 mod sudo;
+mod transfer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use exec::{command_line, sh_quote, AgentlessJob, AgentlessKiller};
 pub use install::dir_expr;
 pub use jump::Bastions;
 pub use stream::AgentChannel;
+pub use transfer::{Drain, Feed, ScriptEnd};
 
 use crate::model::Host;
 

@@ -1,0 +1,413 @@
+//! Transfer benchmark (not a test): `crew put` / `crew fetch` against pdcp / rpdcp,
+//! `clush --copy` / `--rcopy` and `bssh upload` / `download` on a real OpenSSH fleet of N
+//! loopback hosts.
+//!
+//! `cargo bench --bench transfer` copies 100 MB to 50 hosts and back. Knobs (env):
+//! `CREW_BENCH_N` (hosts, 50), `CREW_BENCH_MB` (file size, 100), `CREW_BENCH_FANOUT` (64).
+//! Tools that are not installed are reported as such. See benches/README.md.
+//!
+//! All hosts are this machine: every tool writes the same remote path (`<scratch>/dest/`) from
+//! N connections at once, and fetches N copies of it into a local directory. Wall time is
+//! what the operator waits; CPU is the operator side: the tool and its ssh/scp children
+//! (`getrusage(RUSAGE_CHILDREN)`), for crew the client plus the daemon (`/proc/<pid>/stat`).
+//! The hosts' sshd and agents are not counted for anyone.
+
+// Shared with the fleet benchmark; not every helper is used here.
+#[allow(dead_code)]
+#[path = "fleet/crew.rs"]
+mod crew_cli;
+#[allow(dead_code)]
+#[path = "fleet/exec.rs"]
+mod exec;
+#[path = "../tests/support/mod.rs"]
+mod support;
+#[allow(dead_code)]
+#[path = "fleet/tools.rs"]
+mod tools;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use sha2::{Digest, Sha256};
+
+use crew_cli::Crew;
+use support::sshd::SshdFleet;
+use tools::{Target, Tool};
+
+const LIMIT: Duration = Duration::from_secs(1200);
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
+
+/// CPU seconds (user + system) of waited-for children of this process so far.
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage fills the struct we pass; no other memory is involved.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU seconds (user + system) of a running process, from /proc.
+fn proc_cpu(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // After the command: state(skipped: not a number) ppid pgrp … utime is field 14 overall.
+    // `f` starts at ppid (field 4), so utime is f[10], stime f[11].
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)) as f64 / hz
+}
+
+fn sha_file(p: &Path) -> anyhow::Result<String> {
+    let mut f = fs::File::open(p).with_context(|| p.display().to_string())?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Regular files under `dir` (recursively).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => out.push(e.path()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+struct Row {
+    tool: String,
+    put: Result<(Duration, f64), String>,
+    fetch: Result<(Duration, f64), String>,
+}
+
+fn cell(r: &Result<(Duration, f64), String>) -> (String, String) {
+    match r {
+        Ok((d, cpu)) => (format!("{:.1}", d.as_secs_f64()), format!("{cpu:.1}")),
+        Err(e) => (e.clone(), "–".into()),
+    }
+}
+
+struct Bench {
+    n: usize,
+    fanout: usize,
+    src: PathBuf,
+    sha: String,
+    dest: PathBuf,
+    target: Target,
+    scratch: PathBuf,
+}
+
+impl Bench {
+    fn remote_file(&self) -> PathBuf {
+        self.dest.join("payload.bin")
+    }
+
+    /// Run a tool's command line; wall time and CPU of it and its children.
+    fn time(&self, mut c: Command) -> anyhow::Result<(Duration, f64)> {
+        let before = children_cpu();
+        let t = exec::timed(&mut c, LIMIT, &self.scratch)?;
+        let cpu = children_cpu() - before;
+        if !t.ok() {
+            bail!("exit {:?}: {}", t.code, t.tail().replace('\n', " / "));
+        }
+        Ok((t.elapsed, cpu))
+    }
+
+    /// After a put: the file at the remote path is the source, byte for byte.
+    fn check_put(&self) -> anyhow::Result<()> {
+        let got = sha_file(&self.remote_file())?;
+        if got != self.sha {
+            bail!("the copy's sha256 is {got}, the source's {}", self.sha);
+        }
+        Ok(())
+    }
+
+    /// After a fetch into `dir`: N files, each the source.
+    fn check_fetch(&self, dir: &Path) -> anyhow::Result<()> {
+        let files = files_under(dir);
+        if files.len() != self.n {
+            bail!("{} files fetched, {} hosts", files.len(), self.n);
+        }
+        for f in files.iter().take(3) {
+            if sha_file(f)? != self.sha {
+                bail!("{}: not the source's bytes", f.display());
+            }
+        }
+        Ok(())
+    }
+
+    fn fresh(&self, dir: &Path) {
+        let _ = fs::remove_dir_all(dir);
+        let _ = fs::create_dir_all(dir);
+    }
+
+    fn tool_put(&self, tool: Tool, exe: &Path) -> anyhow::Result<(Duration, f64)> {
+        self.fresh(&self.dest);
+        let list = self.target.addresses.join(",");
+        let f = self.fanout.to_string();
+        let mut c = Command::new(exe);
+        match tool {
+            Tool::Pdsh => {
+                // pdcp: the same OpenSSH options pdsh gets (pdcp must be on the hosts too).
+                let mut args = self.target.ssh_opts();
+                args.push("-l%u".into());
+                args.push("%h".into());
+                c.env("PDSH_SSH_ARGS", args.join(" "));
+                c.args(["-R", "ssh", "-f", &f, "-l", &self.target.user, "-w", &list])
+                    .arg(&self.src)
+                    .arg(&self.dest);
+            }
+            Tool::Clush => {
+                c.args(["-S", "-f", &f, "-l", &self.target.user])
+                    .args(["-o", &scp_opts(&self.target)])
+                    .args(["-w", &list, "--copy"])
+                    .arg(&self.src)
+                    .arg("--dest")
+                    .arg(&self.dest);
+            }
+            Tool::Bssh => {
+                c.env("HOME", &self.target.bssh_home);
+                c.args(["--strict-host-key-checking", "yes"])
+                    .args(["--parallel", &f, "-l", &self.target.user, "-i"])
+                    .arg(&self.target.key)
+                    .args(["-H", &self.target.with_ports(), "upload"])
+                    .arg(&self.src)
+                    .arg(format!("{}/", self.dest.display()));
+            }
+        }
+        let r = self.time(c)?;
+        self.check_put()?;
+        Ok(r)
+    }
+
+    fn tool_fetch(&self, tool: Tool, exe: &Path) -> anyhow::Result<(Duration, f64)> {
+        let local = self.scratch.join("fetched");
+        self.fresh(&local);
+        let list = self.target.addresses.join(",");
+        let f = self.fanout.to_string();
+        let exe = match tool {
+            Tool::Pdsh => exe.with_file_name("rpdcp"),
+            _ => exe.to_path_buf(),
+        };
+        let mut c = Command::new(&exe);
+        match tool {
+            Tool::Pdsh => {
+                let mut args = self.target.ssh_opts();
+                args.push("-l%u".into());
+                args.push("%h".into());
+                c.env("PDSH_SSH_ARGS", args.join(" "));
+                c.args(["-R", "ssh", "-f", &f, "-l", &self.target.user, "-w", &list])
+                    .arg(self.remote_file())
+                    .arg(&local);
+            }
+            Tool::Clush => {
+                c.args(["-S", "-f", &f, "-l", &self.target.user])
+                    .args(["-o", &scp_opts(&self.target)])
+                    .args(["-w", &list, "--rcopy"])
+                    .arg(self.remote_file())
+                    .arg("--dest")
+                    .arg(&local);
+            }
+            Tool::Bssh => {
+                c.env("HOME", &self.target.bssh_home);
+                c.args(["--strict-host-key-checking", "yes"])
+                    .args(["--parallel", &f, "-l", &self.target.user, "-i"])
+                    .arg(&self.target.key)
+                    .args(["-H", &self.target.with_ports(), "download"])
+                    .arg(self.remote_file())
+                    .arg(format!("{}/", local.display()));
+            }
+        }
+        let r = self.time(c)?;
+        self.check_fetch(&local)?;
+        Ok(r)
+    }
+
+    /// crew: wall time, and CPU of the client plus the daemon.
+    fn crew(&self, crew: &mut Crew, args: &[String]) -> anyhow::Result<(Duration, f64)> {
+        let pid = crew.status()?.pid;
+        let daemon_before = proc_cpu(pid);
+        let mut c = Command::new(&crew.exe);
+        c.env("CREW_HOME", crew.home())
+            .env("CREW_AGENT_EXE", &crew.agent)
+            .env("NO_COLOR", "1")
+            .arg("--hosts")
+            .arg(&crew.hosts_file)
+            .args(args);
+        let (wall, client) = self.time(c)?;
+        Ok((wall, client + proc_cpu(pid) - daemon_before))
+    }
+
+    fn crew_put(&self, crew: &mut Crew) -> anyhow::Result<(Duration, f64)> {
+        self.fresh(&self.dest);
+        let args = [
+            "put".to_string(),
+            "--fanout".into(),
+            self.fanout.to_string(),
+            crew_cli::TAG.into(),
+            self.src.display().to_string(),
+            format!("{}/", self.dest.display()),
+        ];
+        let r = self.crew(crew, &args)?;
+        self.check_put()?;
+        Ok(r)
+    }
+
+    fn crew_fetch(&self, crew: &mut Crew) -> anyhow::Result<(Duration, f64)> {
+        let local = self.scratch.join("fetched");
+        self.fresh(&local);
+        let args = [
+            "fetch".to_string(),
+            "--fanout".into(),
+            self.fanout.to_string(),
+            crew_cli::TAG.into(),
+            self.remote_file().display().to_string(),
+            local.display().to_string(),
+        ];
+        let r = self.crew(crew, &args)?;
+        self.check_fetch(&local)?;
+        Ok(r)
+    }
+}
+
+/// OpenSSH options for scp as clush runs it (`-P`/`-p` differ between ssh and scp: the port
+/// goes as `-oPort=`).
+fn scp_opts(t: &Target) -> String {
+    let mut o = Vec::new();
+    let opts = t.ssh_opts();
+    let mut i = 0;
+    while i < opts.len() {
+        if opts[i] == "-p" {
+            o.push(format!(
+                "-oPort={}",
+                opts.get(i + 1).cloned().unwrap_or_default()
+            ));
+            i += 2;
+            continue;
+        }
+        o.push(opts[i].clone());
+        i += 1;
+    }
+    o.join(" ")
+}
+
+fn main() -> anyhow::Result<()> {
+    let n = env_num("CREW_BENCH_N", 50);
+    let mb = env_num("CREW_BENCH_MB", 100);
+    let fanout = env_num("CREW_BENCH_FANOUT", 64);
+    exec::raise_nofile();
+    let scratch = tempfile::Builder::new()
+        .prefix("crew-bench-transfer-")
+        .tempdir()
+        .context("scratch dir")?;
+    let src = scratch.path().join("payload.bin");
+    {
+        let out = Command::new("head")
+            .args(["-c", &(mb << 20).to_string(), "/dev/urandom"])
+            .output()
+            .context("head /dev/urandom")?;
+        fs::write(&src, &out.stdout).context("write the payload")?;
+    }
+    let sha = sha_file(&src)?;
+    eprintln!("starting {n} loopback hosts…");
+    let fleet = SshdFleet::start(n);
+    let hosts = fleet.hosts();
+    let target = Target::new(&hosts, scratch.path())?;
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_crew"));
+    let mut crew = Crew::new(&exe, &exe, &hosts, "warn")?;
+    let (_, note) = crew.run_true(fanout)?;
+    if let Some(n) = note {
+        bail!("crew warm-up: {n}");
+    }
+    let bench = Bench {
+        n,
+        fanout,
+        src,
+        sha,
+        dest: scratch.path().join("dest"),
+        target,
+        scratch: scratch.path().join("work"),
+    };
+    fs::create_dir_all(&bench.scratch)?;
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut rows = Vec::new();
+    eprintln!("crew put / fetch…");
+    let put = bench.crew_put(&mut crew).map_err(|e| format!("{e:#}"));
+    let fetch = bench.crew_fetch(&mut crew).map_err(|e| format!("{e:#}"));
+    let rss = crew
+        .status()
+        .ok()
+        .and_then(|s| exec::rss_kib(s.pid))
+        .map(|(_, hwm)| hwm);
+    rows.push(Row {
+        tool: "crew (agents up)".into(),
+        put,
+        fetch,
+    });
+    for tool in tools::ALL {
+        let name = match tool {
+            Tool::Pdsh => "pdcp / rpdcp",
+            Tool::Clush => "clush --copy / --rcopy",
+            Tool::Bssh => "bssh upload / download",
+        };
+        let Some(exe) = tool.find() else {
+            eprintln!("{name}: not installed ({})", tool.install_hint());
+            rows.push(Row {
+                tool: name.into(),
+                put: Err(format!("not installed ({})", tool.install_hint())),
+                fetch: Err("not installed".into()),
+            });
+            continue;
+        };
+        eprintln!("{name}…");
+        rows.push(Row {
+            tool: name.into(),
+            put: bench.tool_put(tool, &exe).map_err(|e| format!("{e:#}")),
+            fetch: bench.tool_fetch(tool, &exe).map_err(|e| format!("{e:#}")),
+        });
+    }
+    let _ = crew.stop();
+    println!(
+        "\n## put {mb} MiB to {n} hosts, fetch it back from each (fanout {fanout})\n\n\
+         load average at start: {}\n\n\
+         | tool | put wall s | put CPU s | fetch wall s | fetch CPU s |\n|---|---|---|---|---|",
+        load.trim()
+    );
+    for r in &rows {
+        let (pw, pc) = cell(&r.put);
+        let (fw, fc) = cell(&r.fetch);
+        println!("| {} | {pw} | {pc} | {fw} | {fc} |", r.tool);
+    }
+    if let Some(kib) = rss {
+        println!(
+            "\ncrew daemon peak RSS (VmHWM) after both: {:.1} MiB",
+            kib as f64 / 1024.0
+        );
+    }
+    println!(
+        "\nCPU: the tool and its ssh/scp children; for crew the client plus the daemon. \
+         Every copy is checked (sha256) after it."
+    );
+    Ok(())
+}
