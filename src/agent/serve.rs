@@ -79,6 +79,17 @@ impl Shared {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Register file stream `id`; false when a job or another stream already has that id.
+    fn claim_stream(&self, id: u64, slot: StreamSlot) -> bool {
+        let is_job = self.jobs().contains_key(&id);
+        let mut streams = self.streams();
+        if is_job || streams.contains_key(&id) {
+            return false;
+        }
+        streams.insert(id, slot);
+        true
+    }
+
     /// Cancel file stream `id` (`Kill`); false if there is none.
     fn cancel_stream(&self, id: u64) -> bool {
         let Some(slot) = self.streams().remove(&id) else {
@@ -308,23 +319,12 @@ async fn dispatch(frame: &RawFrame, shared: &Arc<Shared>, outbox: &Outbox, tasks
                 return;
             };
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            let fresh = {
-                let is_job = shared.jobs().contains_key(&id);
-                let mut streams = shared.streams();
-                let fresh = !streams.contains_key(&id) && !is_job;
-                if fresh {
-                    streams.insert(
-                        id,
-                        StreamSlot {
-                            put: Some(tx),
-                            credit: None,
-                            cancel: CancellationToken::new(),
-                        },
-                    );
-                }
-                fresh
+            let slot = StreamSlot {
+                put: Some(tx),
+                credit: None,
+                cancel: CancellationToken::new(),
             };
-            if !fresh {
+            if !shared.claim_stream(id, slot) {
                 let message = format!("request id {id} is already in use");
                 return reply(AgentMsg::Error { message }).await;
             }
@@ -342,23 +342,12 @@ async fn dispatch(frame: &RawFrame, shared: &Arc<Shared>, outbox: &Outbox, tasks
             };
             let credit = Arc::new(Credit::new(INITIAL_WINDOW));
             let cancel = CancellationToken::new();
-            let fresh = {
-                let is_job = shared.jobs().contains_key(&id);
-                let mut streams = shared.streams();
-                let fresh = !streams.contains_key(&id) && !is_job;
-                if fresh {
-                    streams.insert(
-                        id,
-                        StreamSlot {
-                            put: None,
-                            credit: Some(credit.clone()),
-                            cancel: cancel.clone(),
-                        },
-                    );
-                }
-                fresh
+            let slot = StreamSlot {
+                put: None,
+                credit: Some(credit.clone()),
+                cancel: cancel.clone(),
             };
-            if !fresh {
+            if !shared.claim_stream(id, slot) {
                 let message = format!("request id {id} is already in use");
                 return reply(AgentMsg::Error { message }).await;
             }
