@@ -25,7 +25,41 @@ pub async fn follow(t: Arc<Tracked>, sink: Sink) {
         if batch.is_empty() {
             break;
         }
+        // Output chunks of one host's stream that follow each other go out as one event.
+        let mut gathered: Option<Gathered> = None;
         for e in batch {
+            if let Entry::Output(o) = &*e {
+                let fits = |g: &Gathered| {
+                    g.run_id == o.run_id
+                        && g.stream == o.stream
+                        && g.host == o.host
+                        && g.data.len() + o.len <= GATHER
+                };
+                if !gathered.as_ref().is_some_and(fits) {
+                    if let Some(g) = gathered.take() {
+                        if !sink.deliver(g.event()).await {
+                            return;
+                        }
+                    }
+                    gathered = Some(Gathered {
+                        run_id: o.run_id,
+                        host: o.host.clone(),
+                        stream: o.stream,
+                        data: Vec::new(),
+                    });
+                }
+                if let Some(g) = &mut gathered {
+                    if let Err(err) = o.append_to(&t.log.dir, &mut g.data).await {
+                        tracing::error!(run = %t.id, host = %o.host, "reading output back: {err}");
+                    }
+                }
+                continue;
+            }
+            if let Some(g) = gathered.take() {
+                if !sink.deliver(g.event()).await {
+                    return;
+                }
+            }
             let Some(ev) = event_of(&t, &e).await else {
                 continue;
             };
@@ -33,9 +67,39 @@ pub async fn follow(t: Arc<Tracked>, sink: Sink) {
                 return;
             }
         }
+        if let Some(g) = gathered.take() {
+            if !sink.deliver(g.event()).await {
+                return;
+            }
+        }
     }
     if t.kind == RunKind::Heist {
         sink.send(Event::HeistDone { run: t.id.clone() }).await;
+    }
+}
+
+/// Most output bytes gathered into one event.
+const GATHER: usize = 256 * 1024;
+
+/// Consecutive output chunks of one host's stream, sent as one event: what a client pays per
+/// event (decoding, writing, a terminal's flush) is paid once for many chunks when it is behind.
+struct Gathered {
+    run_id: u64,
+    host: Arc<str>,
+    stream: Stream,
+    data: Vec<u8>,
+}
+
+impl Gathered {
+    fn event(self) -> Event {
+        Event::Host {
+            run_id: self.run_id,
+            host: self.host.to_string(),
+            event: HostEvent::Output {
+                stream: self.stream,
+                data: self.data,
+            },
+        }
     }
 }
 

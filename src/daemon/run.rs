@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +25,41 @@ use crate::store::{self, HostRecord, HostSpool, RunSpool};
 
 /// How long a killed (or timed-out) job may take to report its exit before we stop waiting.
 const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// Output chunks of one stream already queued behind each other are handled as one up to
+/// this size (see [`gather`]).
+const GATHER: usize = 256 * 1024;
+
+/// `first`, plus the chunks of the same stream already waiting in `events` (up to
+/// [`GATHER`] bytes): what comes after is paid once per gathered chunk (the run store's
+/// write, the log entry, each follower's event), and chunks wait in the queue only while the
+/// daemon is behind, so gathering costs nothing when it keeps up and saves most when it does
+/// not. Returns the chunk, and the message that ended the gathering if one was taken.
+fn gather(
+    stream: crate::model::Stream,
+    first: Vec<u8>,
+    events: &mut mpsc::Receiver<AgentMsg>,
+) -> (Vec<u8>, Option<AgentMsg>) {
+    let mut data = first;
+    while data.len() < GATHER {
+        match events.try_recv() {
+            Ok(AgentMsg::Output {
+                stream: s,
+                data: more,
+            }) if s == stream => {
+                if data.capacity() - data.len() < more.len() {
+                    let mut bigger = Vec::with_capacity((data.len() + more.len()).max(GATHER));
+                    bigger.extend_from_slice(&data);
+                    data = bigger;
+                }
+                data.extend_from_slice(&more);
+            }
+            Ok(other) => return (data, Some(other)),
+            Err(_) => break,
+        }
+    }
+    (data, None)
+}
 
 /// Start a run: its store directory, its log and its host tasks. `hidden` runs (a heist's
 /// steps) are not listed by `crew runs`. Returns once the run is registered; it goes on in
@@ -428,6 +465,8 @@ impl HostJob<'_> {
         let started = tokio::time::Instant::now();
         let mut kill_deadline: Option<tokio::time::Instant> = None;
         let mut timed_out = false;
+        // A message taken from the queue while gathering output: handled next.
+        let mut held: Option<AgentMsg> = None;
         loop {
             let deadline = match (backstop, kill_deadline) {
                 (_, Some(k)) => Some(k),
@@ -440,7 +479,10 @@ impl HostJob<'_> {
                     None => std::future::pending().await,
                 }
             };
-            let msg = tokio::select! {
+            let msg = if let Some(m) = held.take() {
+                Some(m)
+            } else {
+                tokio::select! {
                 m = events.recv() => m,
                 _ = cancel.cancelled(), if kill_deadline.is_none() => {
                     kill_deadline = Some(tokio::time::Instant::now() + KILL_GRACE);
@@ -461,6 +503,7 @@ impl HostJob<'_> {
                     kill_deadline = Some(tokio::time::Instant::now() + KILL_GRACE);
                     continue;
                 }
+                }
             };
             match msg {
                 Some(AgentMsg::Started { pid }) => self.emit(HostEvent::Started {
@@ -468,12 +511,14 @@ impl HostJob<'_> {
                     agentless: lease.agentless,
                 }),
                 Some(AgentMsg::Output { stream, data }) => {
+                    let (data, next) = gather(stream, data.into_vec(), &mut events);
+                    held = next;
                     match stream {
                         crate::model::Stream::Stdout => rec.stdout_bytes += data.len() as u64,
                         crate::model::Stream::Stderr => rec.stderr_bytes += data.len() as u64,
                     }
                     // On disk first (queued to the writer), then to the followers.
-                    let data: Arc<[u8]> = Arc::from(data.into_vec());
+                    let data = Bytes::from(data);
                     let offset = files.output(stream, data.clone()).await;
                     self.tracked.log.push_output(
                         self.run_id,

@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::heist::events::HeistEvent;
@@ -40,7 +41,7 @@ pub struct OutputEntry {
     /// Offset of the chunk in the host's stream file, and its length.
     pub offset: u64,
     pub len: usize,
-    data: Mutex<Option<Arc<[u8]>>>,
+    data: Mutex<Option<Bytes>>,
     written: Arc<Written>,
 }
 
@@ -67,8 +68,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl OutputEntry {
     /// The chunk's bytes: from memory, else read back from the run store.
     pub async fn bytes(&self, dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
-        if let Some(d) = lock(&self.data).as_ref() {
-            return Ok(d.to_vec());
+        let mut out = Vec::new();
+        self.append_to(dir, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Append the chunk's bytes to `out` (from memory, else read back from the run store).
+    pub async fn append_to(&self, dir: &std::path::Path, out: &mut Vec<u8>) -> std::io::Result<()> {
+        let held = lock(&self.data).clone();
+        if let Some(d) = held {
+            out.extend_from_slice(&d);
+            return Ok(());
         }
         let (dir, host, stream, offset, len) = (
             dir.to_path_buf(),
@@ -77,9 +87,17 @@ impl OutputEntry {
             self.offset,
             self.len,
         );
-        tokio::task::spawn_blocking(move || store::read_output(&dir, &host, stream, offset, len))
-            .await
-            .map_err(std::io::Error::other)?
+        let data = tokio::task::spawn_blocking(move || {
+            store::read_output(&dir, &host, stream, offset, len)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        if out.is_empty() {
+            *out = data;
+        } else {
+            out.extend_from_slice(&data);
+        }
+        Ok(())
     }
 
     fn on_disk(&self) -> bool {
@@ -183,7 +201,7 @@ impl RunLog {
         host: Arc<str>,
         stream: Stream,
         offset: u64,
-        data: Arc<[u8]>,
+        data: Bytes,
         written: Arc<Written>,
     ) {
         let len = data.len();
@@ -211,11 +229,30 @@ impl RunLog {
         );
     }
 
-    /// No more events: followers end once they have read them all.
+    /// No more events: followers end once they have read them all. A plain run's output is
+    /// all in its files by now: its bytes leave memory (a follower still behind reads them
+    /// back), so the finished runs the daemon keeps listed cost no output memory.
     pub fn close(&self) {
         let n = {
             let mut inner = lock(&self.inner);
             inner.done = true;
+            let Inner {
+                entries,
+                held,
+                held_bytes,
+                ..
+            } = &mut *inner;
+            held.retain(|&i| {
+                let Some(Entry::Output(o)) = entries.get(i).map(|e| &**e) else {
+                    return true;
+                };
+                if !o.on_disk() {
+                    return true;
+                }
+                *lock(&o.data) = None;
+                *held_bytes = held_bytes.saturating_sub(o.len);
+                false
+            });
             inner.entries.len()
         };
         // Wake followers even when nothing was added.
@@ -332,7 +369,7 @@ mod tests {
         });
         let mut expect = Vec::new();
         for i in 0..20u8 {
-            let data: Arc<[u8]> = Arc::from(vec![b'a' + i; 4]);
+            let data = Bytes::from(vec![b'a' + i; 4]);
             expect.extend_from_slice(&data);
             let off = host.output(Stream::Stdout, data.clone()).await;
             log.push_output(
@@ -361,6 +398,11 @@ mod tests {
         });
         assert!(log.held_bytes() <= 10, "held {}", log.held_bytes());
         log.close();
+        assert_eq!(
+            log.held_bytes(),
+            0,
+            "a closed run's output on disk stays in memory"
+        );
         for cursor in [&mut early, &mut log.follow()] {
             let mut got = Vec::new();
             let mut n = 0;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::UnixStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::audit;
@@ -25,6 +25,9 @@ use crate::store::Store;
 
 /// Events queued per client before its runs wait for it.
 const CLIENT_QUEUE: usize = 256;
+/// Output bytes queued per client before its runs' followers wait for it (the queue's bound
+/// in bytes: events carry up to 256 KiB of output each).
+const CLIENT_BYTES: usize = 8 << 20;
 
 /// Shared state of one daemon.
 pub struct Daemon {
@@ -153,18 +156,41 @@ fn rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
+/// One event on its way to a client, holding its share of the client's byte budget until it
+/// is written.
+struct Queued {
+    id: u64,
+    event: Event,
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
 /// Where one request's events go.
 #[derive(Clone)]
 pub struct Sink {
     id: u64,
-    tx: mpsc::Sender<(u64, Event)>,
+    tx: mpsc::Sender<Queued>,
+    /// The connection's [`CLIENT_BYTES`], shared by all its requests.
+    budget: Arc<Semaphore>,
+}
+
+/// Bytes of host output an event carries.
+fn carried(e: &Event) -> usize {
+    match e {
+        Event::Host {
+            event: dp::HostEvent::Output { data, .. },
+            ..
+        }
+        | Event::HeistOutput { data, .. }
+        | Event::ShellOutput { data } => data.len(),
+        _ => 0,
+    }
 }
 
 impl Sink {
     /// Queue an event; waits while the client's queue is full. A gone client is ignored
     /// (runs go on and still land in the store).
     pub async fn send(&self, e: Event) {
-        let _ = self.tx.send((self.id, e)).await;
+        let _ = self.deliver(e).await;
     }
 
     /// The id of the request these events answer.
@@ -173,8 +199,21 @@ impl Sink {
     }
 
     /// Queue an event; false once the client is gone.
-    pub async fn deliver(&self, e: Event) -> bool {
-        self.tx.send((self.id, e)).await.is_ok()
+    pub async fn deliver(&self, event: Event) -> bool {
+        let n = carried(&event).min(CLIENT_BYTES);
+        let budget = match n {
+            0 => None,
+            n => match self.budget.clone().acquire_many_owned(n as u32).await {
+                Ok(p) => Some(p),
+                Err(_) => return false,
+            },
+        };
+        let q = Queued {
+            id: self.id,
+            event,
+            _budget: budget,
+        };
+        self.tx.send(q).await.is_ok()
     }
 }
 
@@ -277,7 +316,8 @@ where
     let guard = d.client_guard();
     // Shells this connection has open (closed when it goes).
     let mut shells = shell::Shells::default();
-    let (tx, rx) = mpsc::channel::<(u64, Event)>(CLIENT_QUEUE);
+    let (tx, rx) = mpsc::channel::<Queued>(CLIENT_QUEUE);
+    let budget = Arc::new(Semaphore::new(CLIENT_BYTES));
     let writer = tokio::spawn(write_events(wr, rx));
     loop {
         let frame = tokio::select! {
@@ -296,6 +336,7 @@ where
         let sink = Sink {
             id: f.id,
             tx: tx.clone(),
+            budget: budget.clone(),
         };
         match dp::decode_request(&f) {
             Ok(req) => dispatch(&d, &mut caller, &mut shells, req, sink).await,
@@ -308,12 +349,12 @@ where
     drop(guard);
 }
 
-async fn write_events<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<(u64, Event)>) {
+async fn write_events<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<Queued>) {
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
     let mut buf = Vec::new();
-    while let Some((id, ev)) = rx.recv().await {
+    while let Some(q) = rx.recv().await {
         buf.clear();
-        if let Err(e) = dp::encode_event(id, &ev, &mut buf) {
+        if let Err(e) = dp::encode_event(q.id, &q.event, &mut buf) {
             tracing::error!("encoding event: {e}");
             continue;
         }

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use bytes::Bytes;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{file_stem, sync_dir_blocking, HostRecord, HOSTS_FILE, META_FILE};
@@ -25,6 +26,9 @@ use crate::model::Stream;
 
 /// Messages queued to a run's writer before the hosts wait for the disk.
 const QUEUE: usize = 512;
+/// Output bytes queued to a run's writer before the hosts wait for the disk (the queue's
+/// bound in bytes: a message carries up to 256 KiB).
+const QUEUE_BYTES: usize = 16 << 20;
 /// How often output files with new data are fsynced while a run goes on.
 pub const SYNC_EVERY: Duration = Duration::from_secs(2);
 const EXT: [&str; 2] = ["out", "err"];
@@ -55,7 +59,9 @@ enum Msg {
     Output {
         host: usize,
         stream: usize,
-        data: Arc<[u8]>,
+        data: Bytes,
+        /// Its share of [`QUEUE_BYTES`], given back once written.
+        _budget: Option<OwnedSemaphorePermit>,
     },
     /// The host is done: fsync its files, then append its record.
     Done {
@@ -68,6 +74,7 @@ enum Msg {
 /// The writer of one run.
 pub struct RunSpool {
     tx: mpsc::Sender<Msg>,
+    budget: Arc<Semaphore>,
     task: JoinHandle<Result<(), String>>,
     written: Arc<Vec<Arc<Written>>>,
 }
@@ -77,6 +84,7 @@ pub struct HostSpool {
     host: usize,
     name: String,
     tx: mpsc::Sender<Msg>,
+    budget: Arc<Semaphore>,
     written: Arc<Written>,
     /// Bytes handed over so far, per stream (the offset of the next chunk).
     sent: [u64; 2],
@@ -90,7 +98,12 @@ impl RunSpool {
             Arc::new(hosts.iter().map(|_| Arc::default()).collect());
         let (dir, names, w) = (dir.to_path_buf(), hosts.to_vec(), written.clone());
         let task = tokio::task::spawn_blocking(move || write_loop(&dir, &names, &w, rx));
-        RunSpool { tx, task, written }
+        RunSpool {
+            tx,
+            budget: Arc::new(Semaphore::new(QUEUE_BYTES)),
+            task,
+            written,
+        }
     }
 
     /// The writer's side for host number `i` of the run.
@@ -99,6 +112,7 @@ impl RunSpool {
             host: i,
             name: name.to_string(),
             tx: self.tx.clone(),
+            budget: self.budget.clone(),
             written: self.written.get(i).cloned().unwrap_or_default(),
             sent: [0, 0],
         }
@@ -124,14 +138,18 @@ impl RunSpool {
 impl HostSpool {
     /// Queue a chunk of output; returns its offset in the stream's file. Waits while the
     /// writer's queue is full.
-    pub async fn output(&mut self, stream: Stream, data: Arc<[u8]>) -> u64 {
+    pub async fn output(&mut self, stream: Stream, data: Bytes) -> u64 {
         let i = index(stream);
         let offset = self.sent[i];
         self.sent[i] += data.len() as u64;
+        let want = data.len().clamp(1, QUEUE_BYTES) as u32;
+        // The budget is never closed: an error cannot happen, and would only mean no wait.
+        let budget = self.budget.clone().acquire_many_owned(want).await.ok();
         let msg = Msg::Output {
             host: self.host,
             stream: i,
             data,
+            _budget: budget,
         };
         // Fails only when the writer is gone, which `finish` reports.
         let _ = self.tx.send(msg).await;
@@ -326,7 +344,9 @@ fn write_loop(
     // Ends at Close, or when every sender is gone (the run task died).
     while let Some(msg) = rx.blocking_recv() {
         match msg {
-            Msg::Output { host, stream, data } => w.output(host, stream, &data),
+            Msg::Output {
+                host, stream, data, ..
+            } => w.output(host, stream, &data),
             Msg::Done { host, line } => w.done(host, &line),
             Msg::Close => break,
         }
@@ -363,9 +383,19 @@ mod tests {
         let spool = RunSpool::start(tmp.path(), &names);
         let mut a = spool.host(0, "a");
         let mut b = spool.host(1, "b/c");
-        assert_eq!(a.output(Stream::Stdout, Arc::from(&b"one\n"[..])).await, 0);
-        assert_eq!(a.output(Stream::Stdout, Arc::from(&b"two\n"[..])).await, 4);
-        assert_eq!(b.output(Stream::Stderr, Arc::from(&b"oops\n"[..])).await, 0);
+        assert_eq!(
+            a.output(Stream::Stdout, Bytes::from_static(b"one\n")).await,
+            0
+        );
+        assert_eq!(
+            a.output(Stream::Stdout, Bytes::from_static(b"two\n")).await,
+            4
+        );
+        assert_eq!(
+            b.output(Stream::Stderr, Bytes::from_static(b"oops\n"))
+                .await,
+            0
+        );
         // Readable while the run goes on, once written.
         let written = a.written().clone();
         for _ in 0..500 {
@@ -396,7 +426,7 @@ mod tests {
         let gone = tmp.path().join("gone");
         let spool = RunSpool::start(&gone, &["a".to_string()]);
         let mut a = spool.host(0, "a");
-        a.output(Stream::Stdout, Arc::from(&b"x"[..])).await;
+        a.output(Stream::Stdout, Bytes::from_static(b"x")).await;
         a.done(&HostRecord::new("a")).await.expect("queued");
         let e = spool.finish().await.expect_err("cannot write");
         assert!(e.contains(&gone.join("a.out").display().to_string()), "{e}");

@@ -55,7 +55,7 @@ async fn a_run_reads_back_typed_in_host_order() {
     let names: Vec<String> = ["x", "y", "z"].iter().map(|s| s.to_string()).collect();
     let w = RunSpool::start(&dir, &names);
     let mut ys = w.host(1, "y");
-    ys.output(Stream::Stdout, std::sync::Arc::from(&b"hi\n"[..]))
+    ys.output(Stream::Stdout, bytes::Bytes::from_static(b"hi\n"))
         .await;
     let mut y = HostRecord::new("y");
     y.verdict = Verdict::Ok;

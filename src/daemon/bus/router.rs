@@ -362,7 +362,7 @@ pub(in crate::daemon) async fn drive(
                     crate::model::Stream::Stdout => rec.stdout_bytes += data.len() as u64,
                     crate::model::Stream::Stderr => rec.stderr_bytes += data.len() as u64,
                 }
-                let data: Arc<[u8]> = Arc::from(data);
+                let data = bytes::Bytes::from(data);
                 let offset = files.output(stream, data.clone()).await;
                 job.tracked.log.push_output(
                     job.run_id,

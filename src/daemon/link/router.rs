@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::window::Window;
 use super::{LinkError, LinkOptions};
-use crate::proto::agent::{decode, AgentMsg, Decoded, INITIAL_WINDOW};
+use crate::proto::agent::{decode_owned, AgentMsg, Decoded, INITIAL_WINDOW};
 use crate::proto::frame::read_frame;
 
 /// Frames waiting for the writer.
@@ -339,7 +339,7 @@ impl Drop for Inner {
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(r: R, link: Weak<Inner>) {
-    let mut r = BufReader::with_capacity(8 * 1024, r);
+    let mut r = BufReader::with_capacity(64 * 1024, r);
     let reason = loop {
         let frame = match read_frame(&mut r).await {
             Ok(Some(f)) => f,
@@ -349,7 +349,7 @@ async fn read_loop<R: AsyncRead + Unpin>(r: R, link: Weak<Inner>) {
         };
         let Some(inner) = link.upgrade() else { return };
         inner.last_rx.store(inner.now_ms(), Ordering::Relaxed);
-        match decode(&frame) {
+        match decode_owned(frame) {
             Decoded::Msg {
                 id,
                 msg: AgentMsg::Ping,

@@ -266,7 +266,7 @@ pub(super) async fn drive(
 
 /// A line of the host's output (stdout), stored and followed like a command's.
 async fn say(job: &HostJob<'_>, rec: &mut HostRecord, files: &mut HostSpool, line: &str) {
-    let data: Arc<[u8]> = Arc::from(format!("{line}\n").into_bytes());
+    let data = bytes::Bytes::from(format!("{line}\n").into_bytes());
     rec.stdout_bytes += data.len() as u64;
     let offset = files.output(Stream::Stdout, data.clone()).await;
     job.tracked.log.push_output(
