@@ -389,13 +389,13 @@ pub async fn follow_with(
                         });
                     }
                 }
-                Some(Event::HostKeys { run_id: id, ask_id, groups }) => {
+                Some(Event::HostKeys { run, ask_id, groups }) => {
                     if let Some(o) = out.as_mut() {
                         o.flush();
                     }
                     if super::hostkeys::can_ask(mode == Mode::Json) {
                         let accept = super::hostkeys::ask(&groups).await;
-                        let req = Request::AnswerHostKeys { run_id: id, ask_id, accept };
+                        let req = Request::AnswerHostKeys { run, ask_id, accept };
                         if let Err(e) = client.send(req).await {
                             message(&mut out, &format!("could not send the answer: {e:#}"));
                         }

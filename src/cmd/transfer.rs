@@ -197,6 +197,8 @@ async fn transfer(
         accept_new_host_keys: opts.accept_new_host_keys,
         who: String::new(),
         origin: RunOrigin::Command,
+        // On a terminal, unknown host keys are asked about as for `crew run`.
+        ask_host_keys: super::hostkeys::can_ask(opts.json),
     };
     let mut rx = client.request(Request::Transfer(req)).await?;
     // A copy the daemon cannot plan (a missing file, a directory without -r, a fifo) is
