@@ -626,3 +626,31 @@ fn console_popup_shows_the_visual_host_key_on_v() {
     let screen = s.wait_for("run #1 done", 120);
     assert!(screen.contains("run #1 done: 3 ok"), "{screen}");
 }
+
+#[test]
+fn console_heist_asks_once_and_runs_every_step_on_the_accepted_hosts() {
+    if !require_tools(&["sshd", "tmux"]) {
+        return;
+    }
+    let env = Env::new(vec![SshdFleet::start(4)], &["host"], "").with_heist();
+    let fp = fingerprint(&env.fleets[0]);
+    let s = console(&env, "console-heist", 4);
+    s.keys(&["h"]);
+    s.wait("the picker with the plan of `hk`", 20, |t| {
+        t.contains("heist hk (") && t.contains("4 host(s)")
+    });
+    s.keys(&["Enter"]);
+    let screen = s.wait_for("New host keys", 90);
+    assert!(screen.contains("4 host(s) wait"), "{screen}");
+    assert!(
+        screen.contains(&format!("ssh-ed25519 {fp} \u{2014} host[01-04] (4)")),
+        "{screen}"
+    );
+    assert_eq!(host_lines(&env.known_hosts()), 0, "nothing recorded yet");
+    s.keys(&["a"]);
+    let screen = s.wait("the final summary", 120, |t| {
+        t.contains("heist completed:") && t.contains("4 completed")
+    });
+    assert!(!screen.contains("New host keys"), "asked again:\n{screen}");
+    assert_eq!(host_lines(&env.known_hosts()), 4);
+}
