@@ -654,3 +654,31 @@ fn console_heist_asks_once_and_runs_every_step_on_the_accepted_hosts() {
     assert!(!screen.contains("New host keys"), "asked again:\n{screen}");
     assert_eq!(host_lines(&env.known_hosts()), 4);
 }
+
+#[test]
+fn crew_fetch_on_a_terminal_asks_as_crew_run_does() {
+    if !require_tools(&["sshd", "tmux"]) {
+        return;
+    }
+    let env = Env::new(vec![SshdFleet::start(3)], &["host"], "");
+    let fp = fingerprint(&env.fleets[0]);
+    let s = env.tmux("fetch", "fetch 'host*' /etc/hostname got");
+    let screen = s.wait_for("Accept this key?", 90);
+    assert!(
+        screen.contains(&format!("1) ssh-ed25519 {fp} \u{2014} host[01-03] (3)")),
+        "{screen}"
+    );
+    s.keys(&["a", "Enter"]);
+    let screen = s.wait_for("EXITED", 120);
+    assert!(
+        screen.contains("EXITED 0"),
+        "{}\n{}",
+        s.scrollback(),
+        env.logs()
+    );
+    for h in ["host01", "host02", "host03"] {
+        let got = env.path().join("got").join(h).join("etc/hostname");
+        assert!(got.is_file(), "{} fetched:\n{screen}", got.display());
+    }
+    assert_eq!(host_lines(&env.known_hosts()), 3);
+}

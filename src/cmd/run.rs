@@ -297,6 +297,8 @@ pub trait Watch {
     fn print(&mut self, f: &mut dyn FnMut());
     /// The run is over: before the summary.
     fn done(&mut self);
+    /// Stop drawing while a question is on the terminal (`true`), draw again (`false`).
+    fn hold(&mut self, _on: bool) {}
 }
 
 pub struct NoWatch;
@@ -394,7 +396,10 @@ pub async fn follow_with(
                         o.flush();
                     }
                     if super::hostkeys::can_ask(mode == Mode::Json) {
+                        // A progress bar keeps still while the operator reads and answers.
+                        watch.hold(true);
                         let accept = super::hostkeys::ask(&groups).await;
+                        watch.hold(false);
                         let req = Request::AnswerHostKeys { run, ask_id, accept };
                         if let Err(e) = client.send(req).await {
                             message(&mut out, &format!("could not send the answer: {e:#}"));

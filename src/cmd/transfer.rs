@@ -318,6 +318,16 @@ impl Watch for Bar {
     fn done(&mut self) {
         self.bar.finish_and_clear();
     }
+
+    fn hold(&mut self, on: bool) {
+        if on {
+            self.bar.disable_steady_tick();
+            self.bar.set_draw_target(ProgressDrawTarget::hidden());
+        } else {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+            self.bar.enable_steady_tick(Duration::from_millis(200));
+        }
+    }
 }
 
 #[cfg(test)]
