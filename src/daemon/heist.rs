@@ -142,6 +142,12 @@ async fn pump(d: Arc<Daemon>, t: Arc<Tracked>, mut running: Running) {
         match &ev {
             HeistEvent::Ask { ask_id, host, .. } => t.ask_opened(*ask_id, host),
             HeistEvent::AskClosed { ask_id, .. } => t.ask_closed(*ask_id),
+            // Its question about host keys waits for this wave's hosts only.
+            HeistEvent::Wave { hosts, .. } => {
+                if let Some(q) = d.questions.get(&t.id) {
+                    q.wave(hosts);
+                }
+            }
             _ => {}
         }
         if let Some((host, Some(v))) = tally.apply(&ev) {

@@ -60,6 +60,8 @@ struct Asked {
 
 #[derive(Default)]
 struct State {
+    /// The hosts expected to connect: the run's, or a heist's current wave.
+    connecting: HashSet<String>,
     /// Hosts not connecting now: connected, failed, or waiting for an answer.
     idle: HashSet<String>,
     /// Waiting, not yet asked about.
@@ -77,7 +79,6 @@ struct State {
 
 /// One run's (or heist's) question about unknown host keys.
 pub struct Question {
-    hosts: usize,
     /// The longest wait for the first waiter's fellows before asking anyway.
     window: Duration,
     /// Where the question goes: the run's (or heist's) log, once [`Question::attach`]ed. Its
@@ -87,17 +88,16 @@ pub struct Question {
 }
 
 impl Question {
-    /// For a run (or heist) of `hosts` hosts (distinct names); its asks are numbered from
-    /// `first_ask`. `window`: how long the first unknown key waits for the other hosts to
+    /// For a run (or heist) of `hosts` (names); its asks are numbered from `first_ask`. `window`: how long the first unknown key waits for the other hosts to
     /// finish connecting before the question goes out anyway. It is asked once
     /// [`Question::attach`] gives it the run (or heist) its events go to.
-    pub fn new(hosts: usize, window: Duration, first_ask: u64) -> Question {
+    pub fn new(hosts: Vec<String>, window: Duration, first_ask: u64) -> Question {
         Question {
-            hosts,
             window,
             tracked: OnceLock::new(),
             state: Mutex::new(State {
                 next_ask: first_ask,
+                connecting: hosts.into_iter().collect(),
                 ..State::default()
             }),
         }
@@ -174,8 +174,16 @@ impl Question {
         accepted
     }
 
+    /// A heist's next wave starts: these hosts connect now (the others are not waited for).
+    pub fn wave(&self, hosts: &[String]) {
+        let mut s = lock(&self.state);
+        s.connecting = hosts.iter().cloned().collect();
+        self.flush_if_ready(&mut s);
+    }
+
+    /// Asked once none of the hosts expected to connect is still connecting.
     fn flush_if_ready(&self, s: &mut State) {
-        if s.idle.len() >= self.hosts {
+        if s.connecting.iter().all(|h| s.idle.contains(h)) {
             self.flush(s);
         }
     }
@@ -344,19 +352,23 @@ mod tests {
     use crate::daemon::runlog::{Entry, RunLog};
     use crate::proto::daemon::RunKind;
 
-    fn question(hosts: usize, window: Duration) -> Arc<Question> {
+    fn names(hosts: &[&str]) -> Vec<String> {
+        hosts.iter().map(|h| h.to_string()).collect()
+    }
+
+    fn question(hosts: &[&str], window: Duration) -> Arc<Question> {
         let log = Arc::new(RunLog::new(std::env::temp_dir()));
         let t = Arc::new(Tracked::new(
             "7".into(),
             RunKind::Run,
             "true".into(),
             "me".into(),
-            hosts as u32,
+            hosts.len() as u32,
             false,
             log,
             Control::Run { run_id: 7 },
         ));
-        let q = Arc::new(Question::new(hosts, window, 0));
+        let q = Arc::new(Question::new(names(hosts), window, 0));
         q.attach(t);
         q
     }
@@ -401,7 +413,7 @@ mod tests {
     #[tokio::test]
     async fn one_question_once_no_host_is_connecting_groups_by_key() {
         // A long window: only "nobody is connecting" can send the question in time.
-        let q = question(4, Duration::from_secs(3600));
+        let q = question(&["w1", "w2", "w3", "db"], Duration::from_secs(3600));
         let mut waiting = Vec::new();
         for (h, fp) in [("w2", "SHA256:a"), ("w1", "SHA256:a"), ("db", "SHA256:b")] {
             let q2 = q.clone();
@@ -429,7 +441,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_window_bounds_the_wait_for_hosts_still_connecting() {
-        let q = question(3, Duration::from_millis(200));
+        let q = question(&["a", "b", "c"], Duration::from_millis(200));
         let q2 = q.clone();
         let waiter = tokio::spawn(async move { q2.ask("a", key("a", "SHA256:a")).await });
         // b and c never settle: the question goes out once the window is over.
@@ -441,9 +453,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_heist_asks_once_attached_and_a_refused_key_is_not_asked_again() {
-        let t = question(1, Duration::from_secs(1)).tracked.get().cloned();
+        let t = question(&["x"], Duration::from_secs(1))
+            .tracked
+            .get()
+            .cloned();
         let t = t.expect("a log");
-        let q = Arc::new(Question::new(2, Duration::from_millis(50), 1 << 32));
+        let q = Arc::new(Question::new(
+            names(&["a", "b"]),
+            Duration::from_millis(50),
+            1 << 32,
+        ));
         let (q1, q2) = (q.clone(), q.clone());
         let a = tokio::spawn(async move { q1.ask("a", key("a", "SHA256:a")).await });
         let b = tokio::spawn(async move { q2.ask("b", key("b", "SHA256:a")).await });
@@ -462,6 +481,34 @@ mod tests {
         assert!(!q.ask("b", key("b", "SHA256:a")).await);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(asked(&q).len(), 1, "asked once");
+    }
+
+    #[tokio::test]
+    async fn a_heist_s_wave_is_asked_about_once_its_own_hosts_wait() {
+        // A long window: only "nobody of the wave is connecting" can send the question.
+        let q = question(&["a", "b", "c", "d"], Duration::from_secs(3600));
+        q.wave(&names(&["a", "b"]));
+        let (q1, q2) = (q.clone(), q.clone());
+        let a = tokio::spawn(async move { q1.ask("a", key("a", "SHA256:k")).await });
+        let b = tokio::spawn(async move { q2.ask("b", key("b", "SHA256:k")).await });
+        let first = until_asked(&q, 1).await;
+        assert_eq!(
+            first[0].1[0].hosts,
+            ["a", "b"],
+            "c and d are not waited for"
+        );
+        q.answer(first[0].0, &[0], "me").expect("answered");
+        assert_eq!(futures_join(vec![a, b]).await, [true, true]);
+        q.wave(&names(&["c", "d"]));
+        let q3 = q.clone();
+        let c = tokio::spawn(async move { q3.ask("c", key("c", "SHA256:k")).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(asked(&q).len(), 1, "d still connects");
+        q.settled("d");
+        let second = until_asked(&q, 2).await;
+        assert_eq!(second[1].1[0].hosts, ["c"]);
+        q.close();
+        assert!(!c.await.expect("task"));
     }
 
     async fn futures_join(tasks: Vec<tokio::task::JoinHandle<bool>>) -> Vec<bool> {

@@ -137,10 +137,10 @@ pub fn new_question(hosts: &[Host], first_ask: u64) -> Option<Arc<Question>> {
         .iter()
         .filter(|h| h.transport == crate::model::Transport::Ssh);
     let longest = ssh.map(|h| h.connect_timeout_ms).max()?;
-    let distinct: std::collections::HashSet<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    let names = hosts.iter().map(|h| h.name.clone()).collect();
     let window =
         Duration::from_millis(longest).clamp(Duration::from_secs(1), Duration::from_secs(30));
-    Some(Arc::new(Question::new(distinct.len(), window, first_ask)))
+    Some(Arc::new(Question::new(names, window, first_ask)))
 }
 
 /// Run every host to its end, then store, audit and close the log.
