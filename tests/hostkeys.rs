@@ -128,6 +128,48 @@ fn fingerprint(fleet: &SshdFleet) -> String {
         .to_string()
 }
 
+/// The visual host key of a fleet's host key, as `ssh-keygen -lv` draws it (its lines).
+fn randomart(fleet: &SshdFleet) -> Vec<String> {
+    let out = Command::new("ssh-keygen")
+        .arg("-lv")
+        .arg("-f")
+        .arg(fleet.dir().join("host_ed25519.pub"))
+        .output_within(Duration::from_secs(30));
+    assert!(out.status.success(), "ssh-keygen -lv failed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let art: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+    assert_eq!(art.len(), 11, "a header, 9 rows, a footer:\n{text}");
+    art
+}
+
+/// A three-step heist over every host (`host*`), in one wave.
+const HEIST: &str = r#"[heist.hk]
+description = "three steps on every host"
+select = "host*"
+
+[[heist.hk.step]]
+name = "one"
+run = "echo one-${host}"
+
+[[heist.hk.step]]
+name = "two"
+run = "echo two-${host}"
+
+[[heist.hk.step]]
+name = "three"
+run = "echo three-${host}"
+"#;
+
+impl Env {
+    /// `heists/hk.toml` ([`HEIST`]) beside the hosts.toml.
+    fn with_heist(self) -> Env {
+        let dir = self.path().join("heists");
+        std::fs::create_dir_all(&dir).expect("heists dir");
+        std::fs::write(dir.join("hk.toml"), HEIST).expect("heist file");
+        self
+    }
+}
+
 fn host_lines(kh: &str) -> usize {
     kh.lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
@@ -442,4 +484,201 @@ fn console_esc_refuses_every_key() {
     assert!(screen.contains("run #1 done: 3 unreachable"), "{screen}");
     assert_eq!(screen.matches("hostkey").count(), 3, "{screen}");
     assert_eq!(host_lines(&env.known_hosts()), 0);
+}
+
+#[test]
+fn crew_heist_run_on_a_terminal_asks_once_for_every_step_and_host() {
+    if !require_tools(&["sshd", "tmux"]) {
+        return;
+    }
+    let env = Env::new(vec![SshdFleet::start(6)], &["host"], "").with_heist();
+    let fp = fingerprint(&env.fleets[0]);
+    let art = randomart(&env.fleets[0]);
+    let s = env.tmux("heist", "heist run hk");
+    let screen = s.wait_for("Accept this key?", 90);
+    assert!(
+        screen.contains(&format!("1) ssh-ed25519 {fp} \u{2014} host[01-06] (6)")),
+        "one group: the fingerprint, the folded hosts and their count:\n{screen}"
+    );
+    assert_eq!(host_lines(&env.known_hosts()), 0, "nothing recorded yet");
+    // `v` shows the visual host key ssh-keygen -lv draws for that key, then asks again.
+    s.keys(&["v", "Enter"]);
+    let screen = s.wait_for(&art[10], 30);
+    for line in &art {
+        assert!(
+            screen.contains(&format!("  {line}")),
+            "art line {line:?}:\n{screen}"
+        );
+    }
+    s.keys(&["a", "Enter"]);
+    let screen = s.wait_for("EXITED", 180);
+    let all = s.scrollback();
+    assert!(
+        screen.contains("EXITED 0"),
+        "every step on every host:\n{all}\n{}",
+        env.logs()
+    );
+    assert!(
+        all.contains("== heist hk completed: completed on 6/6 host(s)"),
+        "{all}"
+    );
+    for step in ["[1/3 one] ok", "[2/3 two] ok", "[3/3 three] ok"] {
+        assert_eq!(all.matches(step).count(), 6, "{step} on each host:\n{all}");
+    }
+    assert_eq!(
+        all.matches("present host keys that known_hosts does not record")
+            .count(),
+        1,
+        "one question for the whole heist, none per step:\n{all}"
+    );
+    let kh = env.known_hosts();
+    assert_eq!(host_lines(&kh), 6, "one line per host:\n{kh}");
+    drop(s);
+
+    // Known now: the heist again asks nothing.
+    let s = env.tmux("heist-again", "heist run hk");
+    let screen = s.wait_for("EXITED", 180);
+    assert!(screen.contains("EXITED 0"), "{screen}");
+    assert!(!s.scrollback().contains("Accept"), "asked again:\n{screen}");
+    assert_eq!(host_lines(&env.known_hosts()), 6, "nothing added");
+}
+
+#[test]
+fn refusing_a_heist_s_question_gives_every_host_hostkey() {
+    if !require_tools(&["sshd", "tmux"]) {
+        return;
+    }
+    let env = Env::new(vec![SshdFleet::start(4)], &["host"], "").with_heist();
+    let s = env.tmux("heist-refuse", "heist run hk");
+    s.wait_for("Accept this key?", 90);
+    s.keys(&["n", "Enter"]);
+    let screen = s.wait_for("EXITED", 180);
+    let all = s.scrollback();
+    assert!(screen.contains("EXITED 1"), "{all}");
+    assert!(
+        all.contains("== heist hk FAILED: completed on 0/4 host(s)"),
+        "{all}"
+    );
+    // Long lines wrap at the pane's width: joined, each host's reason reads whole.
+    let joined: String = all.lines().map(str::trim_end).collect();
+    assert_eq!(
+        joined.matches("FAILED: hostkey: ").count(),
+        4,
+        "each host's first step fails with hostkey:\n{all}"
+    );
+    assert_eq!(
+        joined.matches("not accepted by the operator").count(),
+        4,
+        "and says why:\n{all}"
+    );
+    assert!(!all.contains("[2/3 two]"), "no host went on:\n{all}");
+    assert_eq!(all.matches("Accept this key?").count(), 1, "{all}");
+    assert_eq!(host_lines(&env.known_hosts()), 0);
+}
+
+#[test]
+fn a_heist_without_a_terminal_refuses_unknown_keys_as_before() {
+    if !require_tools(&["sshd"]) {
+        return;
+    }
+    let env = Env::new(vec![SshdFleet::start(3)], &["host"], "").with_heist();
+    let out = env.crew(&["heist", "run", "hk"]);
+    let text = support::cli::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        !text.contains("Accept"),
+        "asked without a terminal:\n{text}"
+    );
+    assert_eq!(
+        text.matches("is unknown (ssh-ed25519 SHA256:").count(),
+        3,
+        "each host refused, naming its key:\n{text}"
+    );
+    assert!(
+        text.contains("== heist hk FAILED: completed on 0/3 host(s)"),
+        "{text}"
+    );
+    assert_eq!(host_lines(&env.known_hosts()), 0);
+}
+
+#[test]
+fn console_popup_shows_the_visual_host_key_on_v() {
+    if !require_tools(&["sshd", "tmux"]) {
+        return;
+    }
+    let env = Env::new(vec![SshdFleet::start(3)], &["host"], "");
+    let art = randomart(&env.fleets[0]);
+    let s = console(&env, "art", 3);
+    s.keys(&[":"]);
+    s.text("true");
+    s.keys(&["Enter"]);
+    let screen = s.wait_for("New host keys", 90);
+    assert!(!screen.contains(&art[0]), "no art before v:\n{screen}");
+    s.keys(&["v"]);
+    let screen = s.wait_for(&art[0], 10);
+    for line in &art {
+        assert!(screen.contains(line), "art line {line:?}:\n{screen}");
+    }
+    // v again hides it; the question is still open.
+    s.keys(&["v"]);
+    s.wait(&format!("no {}", art[0]), 10, |sc| !sc.contains(&art[0]));
+    s.keys(&["a"]);
+    let screen = s.wait_for("run #1 done", 120);
+    assert!(screen.contains("run #1 done: 3 ok"), "{screen}");
+}
+
+#[test]
+fn console_heist_asks_once_and_runs_every_step_on_the_accepted_hosts() {
+    if !require_tools(&["sshd", "tmux"]) {
+        return;
+    }
+    let env = Env::new(vec![SshdFleet::start(4)], &["host"], "").with_heist();
+    let fp = fingerprint(&env.fleets[0]);
+    let s = console(&env, "console-heist", 4);
+    s.keys(&["h"]);
+    s.wait("the picker with the plan of `hk`", 20, |t| {
+        t.contains("heist hk (") && t.contains("4 host(s)")
+    });
+    s.keys(&["Enter"]);
+    let screen = s.wait_for("New host keys", 90);
+    assert!(screen.contains("4 host(s) wait"), "{screen}");
+    assert!(
+        screen.contains(&format!("ssh-ed25519 {fp} \u{2014} host[01-04] (4)")),
+        "{screen}"
+    );
+    assert_eq!(host_lines(&env.known_hosts()), 0, "nothing recorded yet");
+    s.keys(&["a"]);
+    let screen = s.wait("the final summary", 120, |t| {
+        t.contains("heist completed:") && t.contains("4 completed")
+    });
+    assert!(!screen.contains("New host keys"), "asked again:\n{screen}");
+    assert_eq!(host_lines(&env.known_hosts()), 4);
+}
+
+#[test]
+fn crew_fetch_on_a_terminal_asks_as_crew_run_does() {
+    if !require_tools(&["sshd", "tmux"]) {
+        return;
+    }
+    let env = Env::new(vec![SshdFleet::start(3)], &["host"], "");
+    let fp = fingerprint(&env.fleets[0]);
+    let s = env.tmux("fetch", "fetch 'host*' /etc/hostname got");
+    let screen = s.wait_for("Accept this key?", 90);
+    assert!(
+        screen.contains(&format!("1) ssh-ed25519 {fp} \u{2014} host[01-03] (3)")),
+        "{screen}"
+    );
+    s.keys(&["a", "Enter"]);
+    let screen = s.wait_for("EXITED", 120);
+    assert!(
+        screen.contains("EXITED 0"),
+        "{}\n{}",
+        s.scrollback(),
+        env.logs()
+    );
+    for h in ["host01", "host02", "host03"] {
+        let got = env.path().join("got").join(h).join("etc/hostname");
+        assert!(got.is_file(), "{} fetched:\n{screen}", got.display());
+    }
+    assert_eq!(host_lines(&env.known_hosts()), 3);
 }

@@ -330,6 +330,8 @@ async fn start_heist(
         detach: true,
         // The API carries no sudo password: `become` steps need NOPASSWD (or an agent up).
         sudo_password: None,
+        // Nobody at a terminal: unknown host keys are refused.
+        ask_host_keys: false,
     };
     let t = heist::start(&api.d, req, caller.who.clone())
         .await
@@ -759,6 +761,8 @@ async fn webhook(State(api): S, headers: HeaderMap, Path(name): Path<String>, bo
         detach: true,
         // The API carries no sudo password: `become` steps need NOPASSWD (or an agent up).
         sudo_password: None,
+        // Nobody at a terminal: unknown host keys are refused.
+        ask_host_keys: false,
     };
     let slot = api.hooks.slot(&name);
     match slot.clone().try_acquire_owned() {

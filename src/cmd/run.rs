@@ -297,6 +297,8 @@ pub trait Watch {
     fn print(&mut self, f: &mut dyn FnMut());
     /// The run is over: before the summary.
     fn done(&mut self);
+    /// Stop drawing while a question is on the terminal (`true`), draw again (`false`).
+    fn hold(&mut self, _on: bool) {}
 }
 
 pub struct NoWatch;
@@ -389,13 +391,16 @@ pub async fn follow_with(
                         });
                     }
                 }
-                Some(Event::HostKeys { run_id: id, ask_id, groups }) => {
+                Some(Event::HostKeys { run, ask_id, groups }) => {
                     if let Some(o) = out.as_mut() {
                         o.flush();
                     }
                     if super::hostkeys::can_ask(mode == Mode::Json) {
+                        // A progress bar keeps still while the operator reads and answers.
+                        watch.hold(true);
                         let accept = super::hostkeys::ask(&groups).await;
-                        let req = Request::AnswerHostKeys { run_id: id, ask_id, accept };
+                        watch.hold(false);
+                        let req = Request::AnswerHostKeys { run, ask_id, accept };
                         if let Err(e) = client.send(req).await {
                             message(&mut out, &format!("could not send the answer: {e:#}"));
                         }

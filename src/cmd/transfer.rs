@@ -197,6 +197,8 @@ async fn transfer(
         accept_new_host_keys: opts.accept_new_host_keys,
         who: String::new(),
         origin: RunOrigin::Command,
+        // On a terminal, unknown host keys are asked about as for `crew run`.
+        ask_host_keys: super::hostkeys::can_ask(opts.json),
     };
     let mut rx = client.request(Request::Transfer(req)).await?;
     // A copy the daemon cannot plan (a missing file, a directory without -r, a fifo) is
@@ -315,6 +317,16 @@ impl Watch for Bar {
 
     fn done(&mut self) {
         self.bar.finish_and_clear();
+    }
+
+    fn hold(&mut self, on: bool) {
+        if on {
+            self.bar.disable_steady_tick();
+            self.bar.set_draw_target(ProgressDrawTarget::hidden());
+        } else {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+            self.bar.enable_steady_tick(Duration::from_millis(200));
+        }
     }
 }
 

@@ -76,6 +76,8 @@ pub enum Action {
     HostKeysAcceptAll,
     /// Refuse every key: those hosts get `hostkey`.
     HostKeysRefuse,
+    /// Show or hide the highlighted key's visual host key (randomart, as `ssh-keygen -lv`).
+    HostKeysArt,
     // ── acting
     /// Type a line for the stdin of the focused host's job (or every marked host's).
     SendInput,

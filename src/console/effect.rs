@@ -16,6 +16,9 @@ use crate::proto::daemon::{Event, HeistRequest, Request, RunRequest};
 
 /// Tag of status polls (runs use tags from 1).
 pub const STATUS_TAG: u64 = 0;
+/// The tag of the heist's events that go to the Model as daemon events (its question about
+/// host keys): run tags count up from 1, far from here.
+pub const HEIST_TAG: u64 = u64::MAX - 1;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -68,9 +71,9 @@ pub enum Effect {
         run: String,
         answers: Vec<(u64, String)>,
     },
-    /// Answer a run's question about unknown host keys: the accepted groups.
+    /// Answer a run's (or heist's) question about unknown host keys: the accepted groups.
     AnswerHostKeys {
-        run_id: u64,
+        run: String,
         ask_id: u64,
         accept: Vec<u32>,
     },
@@ -170,11 +173,11 @@ impl Executor {
                 }
             }
             Effect::AnswerHostKeys {
-                run_id,
+                run,
                 ask_id,
                 accept,
             } => self.send(Request::AnswerHostKeys {
-                run_id,
+                run,
                 ask_id,
                 accept,
             }),
@@ -305,6 +308,13 @@ impl Executor {
                     }),
                     Event::HeistDone { .. } => break,
                     Event::Error { message } => Action::HeistFailed(message),
+                    // The heist's question about host keys: the same popup as a run's.
+                    event @ (Event::HostKeys { .. } | Event::HostKeysAnswered { .. }) => {
+                        Action::Daemon {
+                            tag: HEIST_TAG,
+                            event,
+                        }
+                    }
                     _ => continue,
                 };
                 if tx.send(action).is_err() {

@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::hostkeys::{self, Question};
 use super::registry::{Control, HeistControl, Tracked};
+use super::run::{self, Asking, Work};
 use super::runlog::{Entry, RunLog};
 use super::server::{self, Daemon};
-use super::{audit, run};
+use super::{audit, transfer};
 use crate::heist::engine::{self, AskReply, Running, StartOptions};
 use crate::heist::events::{Choice, HeistEvent, Outcome};
 use crate::heist::executor::{Executor, OutputSink, PutData, RunSpec, StdinData, StepOutcome};
@@ -72,9 +74,14 @@ pub async fn start(
     let plan = plan::build(&heist, req.profile.as_deref(), &req.vars, picked.hosts)
         .map_err(|e| e.to_string())?;
     let hosts = plan.hosts.len() as u32;
+    // One question about unknown host keys for the whole heist, shared by its step runs.
+    let question = (req.ask_host_keys && !req.accept_new_host_keys)
+        .then(|| run::new_question(&plan.hosts, hostkeys::HEIST_FIRST_ASK))
+        .flatten();
     let exec = Arc::new(
         PoolExecutor::new(d.clone(), req.accept_new_host_keys, &who)
-            .with_sudo_password(req.sudo_password.clone()),
+            .with_sudo_password(req.sudo_password.clone())
+            .with_question(question.clone()),
     );
     let opts = StartOptions {
         who: who.clone(),
@@ -111,6 +118,10 @@ pub async fn start(
         Control::Heist(control),
     ));
     d.registry.add(t.clone());
+    if let Some(q) = question {
+        q.attach(t.clone());
+        d.questions.add(q);
+    }
     super::bus::share::publish(d, &t);
     let detail = serde_json::json!({
         "heist": heist.name,
@@ -131,6 +142,12 @@ async fn pump(d: Arc<Daemon>, t: Arc<Tracked>, mut running: Running) {
         match &ev {
             HeistEvent::Ask { ask_id, host, .. } => t.ask_opened(*ask_id, host),
             HeistEvent::AskClosed { ask_id, .. } => t.ask_closed(*ask_id),
+            // Its question about host keys waits for this wave's hosts only.
+            HeistEvent::Wave { hosts, .. } => {
+                if let Some(q) = d.questions.get(&t.id) {
+                    q.wave(hosts);
+                }
+            }
             _ => {}
         }
         if let Some((host, Some(v))) = tally.apply(&ev) {
@@ -148,6 +165,7 @@ async fn pump(d: Arc<Daemon>, t: Arc<Tracked>, mut running: Running) {
             (RunState::Failed, "engine failed")
         }
     };
+    d.questions.remove(&t.id);
     t.finish(state);
     let detail = serde_json::json!({ "outcome": outcome });
     audit::action(&d.audit_log, &t.who, &t.id, "heist finished", Some(detail)).await;
@@ -176,6 +194,12 @@ pub async fn answer(
     let host = t
         .open_ask(ask_id)
         .ok_or_else(|| format!("heist {run} has no open ask {ask_id} (answered already?)"))?;
+    if ask_id >= hostkeys::HEIST_FIRST_ASK {
+        return Err(format!(
+            "ask {ask_id} of heist {run} is its question about host keys: answer it with the \
+             accepted groups"
+        ));
+    }
     h.asks
         .send(AskReply { ask_id, choice })
         .await
@@ -217,6 +241,8 @@ pub struct PoolExecutor {
     inflight: Mutex<BTreeSet<u64>>,
     /// The answer to sudo's prompt for `become` steps (wiped when the heist is dropped).
     sudo_password: Option<crate::model::Secret>,
+    /// The heist's question about unknown host keys, shared by every step (None: refused).
+    question: Option<Arc<Question>>,
 }
 
 impl PoolExecutor {
@@ -228,7 +254,14 @@ impl PoolExecutor {
             stop: watch::channel(None).0,
             inflight: Mutex::default(),
             sudo_password: None,
+            question: None,
         }
+    }
+
+    /// Put the unknown host keys the steps meet to `question` (an operator follows).
+    pub fn with_question(mut self, question: Option<Arc<Question>>) -> Self {
+        self.question = question;
+        self
     }
 
     /// The password for the heist's `become` steps.
@@ -253,9 +286,11 @@ impl PoolExecutor {
             accept_new_host_keys: self.accept,
             who: self.who.clone(),
             origin,
+            ask_host_keys: self.question.is_some(),
         };
         // A copy refused before it starts (a missing local file) is the step's failure.
-        let t = super::transfer::start(&self.d, req, true)
+        let asking = Asking::Shared(self.question.clone());
+        let t = transfer::start(&self.d, req, true, asking)
             .await
             .map_err(|e| HostError::new(ErrorKind::File, e))?;
         let Control::Run { run_id } = t.control else {
@@ -401,14 +436,15 @@ impl Executor for PoolExecutor {
             accept_new_host_keys: self.accept,
             who: self.who.clone(),
             origin: spec.origin,
-            ask_host_keys: false,
+            ask_host_keys: self.question.is_some(),
             sudo: spec.sudo_user.map(|user| crate::model::Sudo {
                 user,
                 password: self.sudo_password.clone(),
             }),
             stdin: spec.stdin.is_some(),
         };
-        let t = match run::start(&self.d, req, true).await {
+        let asking = Asking::Shared(self.question.clone());
+        let t = match run::start_asking(&self.d, req, true, Work::Command, asking).await {
             Ok(t) => t,
             Err(e) => return StepOutcome::Failed(internal(e)),
         };

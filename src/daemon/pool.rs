@@ -481,6 +481,7 @@ async fn connect_asking(
             shown_as: u.jump.clone().unwrap_or_else(|| host.name.clone()),
             key_type: u.key_type(),
             fingerprint: u.fingerprint(),
+            randomart: u.randomart(),
         };
         if !q.ask(&host.name, presented).await {
             return Err(HostError::new(

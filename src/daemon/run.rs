@@ -68,6 +68,15 @@ pub async fn start(d: &Arc<Daemon>, req: RunRequest, hidden: bool) -> Result<Arc
     start_work(d, req, hidden, Work::Command).await
 }
 
+/// Who asks the operator about the unknown host keys a run meets.
+#[derive(Clone)]
+pub enum Asking {
+    /// The run's own question, when its request asks for one.
+    OwnQuestion,
+    /// Another's: a heist's step runs share the heist's question (None: nobody asks).
+    Shared(Option<Arc<Question>>),
+}
+
 /// What each host of a run does: run the request's command, or a copy ([`super::transfer`]).
 #[derive(Clone)]
 pub enum Work {
@@ -81,6 +90,17 @@ pub async fn start_work(
     req: RunRequest,
     hidden: bool,
     work: Work,
+) -> Result<Arc<Tracked>, String> {
+    start_asking(d, req, hidden, work, Asking::OwnQuestion).await
+}
+
+/// [`start_work`], with unknown host keys put to the question `asking` names.
+pub async fn start_asking(
+    d: &Arc<Daemon>,
+    req: RunRequest,
+    hidden: bool,
+    work: Work,
+    asking: Asking,
 ) -> Result<Arc<Tracked>, String> {
     let (run_id, dir) = d
         .store
@@ -111,10 +131,16 @@ pub async fn start_work(
     if req.stdin {
         ctl.open_inputs(&names);
     }
-    let question = question(&req, run_id, &tracked);
-    if let Some(q) = &question {
-        d.questions.add(q.clone());
-    }
+    let question = match asking {
+        Asking::OwnQuestion => {
+            let q = question(&req, &tracked);
+            if let Some(q) = &q {
+                d.questions.add(q.clone());
+            }
+            q
+        }
+        Asking::Shared(q) => q,
+    };
     tokio::spawn(execute(
         d.clone(),
         req,
@@ -130,27 +156,28 @@ pub async fn start_work(
 }
 
 /// The run's question about unknown host keys, when its client asks for one and it has SSH
-/// hosts (and does not accept new keys anyway). Its window: the longest connect timeout of
-/// the run's hosts (by then each has connected or failed), within 1 to 30 s.
-fn question(req: &RunRequest, run_id: u64, tracked: &Arc<Tracked>) -> Option<Arc<Question>> {
-    let ssh = req
-        .hosts
-        .iter()
-        .filter(|h| h.transport == crate::model::Transport::Ssh);
-    let longest = ssh.map(|h| h.connect_timeout_ms).max()?;
+/// hosts (and does not accept new keys anyway).
+fn question(req: &RunRequest, tracked: &Arc<Tracked>) -> Option<Arc<Question>> {
     if !req.ask_host_keys || req.accept_new_host_keys {
         return None;
     }
-    let distinct: std::collections::HashSet<&str> =
-        req.hosts.iter().map(|h| h.name.as_str()).collect();
+    let q = new_question(&req.hosts, 0)?;
+    q.attach(tracked.clone());
+    Some(q)
+}
+
+/// A question about the unknown keys of `hosts` (None when none is an SSH host), its asks
+/// numbered from `first_ask`, not yet attached to a log. Its window: the longest connect
+/// timeout of the hosts (by then each has connected or failed), within 1 to 30 s.
+pub fn new_question(hosts: &[Host], first_ask: u64) -> Option<Arc<Question>> {
+    let ssh = hosts
+        .iter()
+        .filter(|h| h.transport == crate::model::Transport::Ssh);
+    let longest = ssh.map(|h| h.connect_timeout_ms).max()?;
+    let names = hosts.iter().map(|h| h.name.clone()).collect();
     let window =
         Duration::from_millis(longest).clamp(Duration::from_secs(1), Duration::from_secs(30));
-    Some(Arc::new(Question::new(
-        run_id,
-        distinct.len(),
-        window,
-        tracked.clone(),
-    )))
+    Some(Arc::new(Question::new(names, window, first_ask)))
 }
 
 /// Run every host to its end, then store, audit and close the log.
@@ -251,7 +278,7 @@ async fn execute(
         store_error.get_or_insert(format!("{e:#}"));
     }
     d.runs.remove(run_id);
-    d.questions.remove(run_id);
+    d.questions.remove(&tracked.id);
     d.touch();
     let log = &tracked.log;
     match store_error {

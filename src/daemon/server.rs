@@ -475,6 +475,7 @@ async fn from_remote(d: &Daemon, caller: &Caller, req: Request) -> Result<Reques
                 );
             }
             r.accept_new_host_keys &= admin;
+            r.ask_host_keys &= admin;
             Request::Heist(r)
         }
         other => other,
@@ -657,13 +658,13 @@ async fn dispatch(
             }
         }
         Request::AnswerHostKeys {
-            run_id,
+            run,
             ask_id,
             accept,
         } => {
-            let answered = match d.questions.get(run_id) {
+            let answered = match d.questions.get(&run) {
                 Some(q) => q.answer(ask_id, &accept, &caller.who),
-                None => Err(format!("run {run_id} asks nothing about host keys (over?)")),
+                None => Err(format!("{run} asks nothing about host keys (over?)")),
             };
             match answered {
                 Ok(()) => {
@@ -671,7 +672,7 @@ async fn dispatch(
                     audit::action(
                         &d.audit_log,
                         &caller.who,
-                        &run_id.to_string(),
+                        &run,
                         "host keys answered",
                         Some(detail),
                     )
@@ -760,7 +761,7 @@ async fn dispatch(
         }
         Request::Transfer(mut r) => {
             r.who = caller.who.clone();
-            match super::transfer::start(d, r, false).await {
+            match super::transfer::start(d, r, false, super::run::Asking::OwnQuestion).await {
                 Ok(t) => {
                     tokio::spawn(follow::follow(t, sink));
                 }

@@ -61,10 +61,11 @@ pub enum Request {
     ShellResize { shell: u64, cols: u16, rows: u16 },
     /// No more input (stdin ended).
     ShellEof { shell: u64 },
-    /// Answer a run's question about unknown host keys (`Event::HostKeys`): the groups
-    /// accepted, by index; none accepted refuses them all.
+    /// Answer a run's or heist's question about unknown host keys (`Event::HostKeys`): the
+    /// groups accepted, by index; none accepted refuses them all. `run`: the run's id (its
+    /// number) or the heist's.
     AnswerHostKeys {
-        run_id: u64,
+        run: String,
         ask_id: u64,
         accept: Vec<u32>,
     },
@@ -121,6 +122,9 @@ pub struct TransferRequest {
     /// Filled in by the daemon from the connection.
     pub who: String,
     pub origin: RunOrigin,
+    /// An operator is at the client: unknown host keys are asked about, as for a run.
+    #[serde(default)]
+    pub ask_host_keys: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +224,10 @@ pub struct HeistRequest {
     /// The answer to sudo's prompt for the heist's `become` steps (never logged, stored or
     /// audited; dropped with the heist).
     pub sudo_password: Option<Secret>,
+    /// An operator follows the heist: hosts whose keys are unknown wait, and the heist asks
+    /// one question about them (`Event::HostKeys` in its events) instead of refusing them.
+    #[serde(default)]
+    pub ask_host_keys: bool,
 }
 
 /// An interactive session on one host.
@@ -331,6 +339,9 @@ pub struct KeyGroup {
     pub fingerprint: String,
     /// The hosts presenting it (inventory names; a jump host's own name for its key).
     pub hosts: Vec<String>,
+    /// The visual host key as `ssh-keygen -lv` draws it (11 lines), shown on request.
+    #[serde(default)]
+    pub randomart: String,
 }
 
 impl KeyGroup {
@@ -411,16 +422,17 @@ pub enum Event {
         host: String,
         event: HostEvent,
     },
-    /// Hosts of the run wait on host keys no known_hosts records: accept which groups?
-    /// (answered with `Request::AnswerHostKeys` by any client following the run).
+    /// Hosts of the run (or heist: `run` is the id clients follow) wait on host keys no
+    /// known_hosts records: accept which groups? (answered with `Request::AnswerHostKeys` by
+    /// any client following it).
     HostKeys {
-        run_id: u64,
+        run: String,
         ask_id: u64,
         groups: Vec<KeyGroup>,
     },
     /// The question was answered (or given up on): the groups accepted, by whom.
     HostKeysAnswered {
-        run_id: u64,
+        run: String,
         ask_id: u64,
         accepted: Vec<u32>,
         who: String,

@@ -121,6 +121,14 @@ impl Session {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The pane's whole history, scrolled-off lines included.
+    pub fn scrollback(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-S", "-", "-t", &self.name])
+            .output_within(TMUX_WAIT);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Pid of the program the pane's shell runs (crew), within `secs`.
     pub fn program_pid(&self, program: &str, secs: u64) -> u32 {
         let out = Command::new("tmux")

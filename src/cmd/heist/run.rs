@@ -116,6 +116,9 @@ pub async fn run_heist(hosts: Option<&Path>, args: HeistRunArgs) -> anyhow::Resu
         accept_new_host_keys: args.accept_new_host_keys,
         detach: args.detach,
         sudo_password,
+        // Followed on a terminal: one question about unknown host keys (a detached heist has
+        // nobody to ask: refused, as without a terminal).
+        ask_host_keys: !args.detach && crate::cmd::hostkeys::can_ask(args.json),
     };
     let mut rx = client.request(Request::Heist(req)).await?;
     let run = match rx.recv().await {
@@ -226,6 +229,33 @@ pub async fn follow(
             Event::HeistDone { .. } => break,
             Event::Error { message } => {
                 eprintln!("crew: {}", super::sanitize(&message));
+                continue;
+            }
+            // The heist's one question about unknown host keys, as `crew run` asks it.
+            Event::HostKeys {
+                run: id,
+                ask_id,
+                groups,
+            } => {
+                if !crate::cmd::hostkeys::can_ask(json) {
+                    if how.answer_asks == Answer::OrLeave {
+                        eprintln!("crew: the heist asks about new host keys; answer from a console or `crew attach {run}` on a terminal");
+                    }
+                    continue;
+                }
+                let (lock, tx) = (prompting.clone(), client.sender());
+                tokio::spawn(async move {
+                    let _one = lock.lock().await;
+                    let accept = crate::cmd::hostkeys::ask(&groups).await;
+                    let answer = Request::AnswerHostKeys {
+                        run: id,
+                        ask_id,
+                        accept,
+                    };
+                    if let Err(e) = tx.send(answer).await {
+                        eprintln!("crew: could not answer: {e:#}");
+                    }
+                });
                 continue;
             }
             _ => continue,

@@ -223,6 +223,8 @@ impl Model {
             accept_new_host_keys: self.settings.accept_new_host_keys,
             detach: false,
             sudo_password: self.session_password(),
+            // The operator is here: unknown host keys are asked about (the host-keys popup).
+            ask_host_keys: true,
         })]
     }
 

@@ -1,6 +1,7 @@
 //! A run's question about unknown host keys, in the console: a popup listing the groups
 //! (key type, fingerprint, folded hosts and count); Enter accepts the highlighted group,
-//! `a` all of them, Esc refuses (keys from the keymap's `host-keys` mode).
+//! `a` all of them, Esc refuses, `v` shows or hides the highlighted group's visual host key
+//! (keys from the keymap's `host-keys` mode).
 
 use super::Model;
 use crate::console::action::Action;
@@ -11,10 +12,13 @@ use crate::proto::daemon::KeyGroup;
 /// The open question: its run and id, the groups, the highlighted one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostKeyAsk {
-    pub run_id: u64,
+    /// The run's id (its number) or the heist's.
+    pub run: String,
     pub ask_id: u64,
     pub groups: Vec<KeyGroup>,
     pub cursor: usize,
+    /// The highlighted group's visual host key is shown.
+    pub art: bool,
 }
 
 impl Model {
@@ -39,6 +43,7 @@ impl Model {
                 return Ok(self.answer_hostkeys(all));
             }
             Action::HostKeysRefuse | Action::Cancel => return Ok(self.answer_hostkeys(Vec::new())),
+            Action::HostKeysArt => ask.art = !ask.art,
             other => return Err(Box::new(other)),
         }
         Ok(Vec::new())
@@ -61,32 +66,33 @@ impl Model {
             ));
         }
         vec![Effect::AnswerHostKeys {
-            run_id: ask.run_id,
+            run: ask.run,
             ask_id: ask.ask_id,
             accept,
         }]
     }
 
     /// The run asks: show the popup (over whatever was open but a text being typed).
-    pub(super) fn hostkeys_asked(&mut self, run_id: u64, ask_id: u64, groups: Vec<KeyGroup>) {
+    pub(super) fn hostkeys_asked(&mut self, run: String, ask_id: u64, groups: Vec<KeyGroup>) {
         if groups.is_empty() {
             return;
         }
         self.hostkeys = Some(HostKeyAsk {
-            run_id,
+            run,
             ask_id,
             groups,
             cursor: 0,
+            art: false,
         });
         self.mode = Mode::HostKeys;
     }
 
     /// Answered (here or by another client): close the popup if it shows that question.
-    pub(super) fn hostkeys_answered(&mut self, run_id: u64, ask_id: u64) {
+    pub(super) fn hostkeys_answered(&mut self, run: &str, ask_id: u64) {
         if self
             .hostkeys
             .as_ref()
-            .is_some_and(|a| a.run_id == run_id && a.ask_id == ask_id)
+            .is_some_and(|a| a.run == run && a.ask_id == ask_id)
         {
             self.hostkeys = None;
             if self.mode == Mode::HostKeys {

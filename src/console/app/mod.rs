@@ -22,7 +22,7 @@ pub use run::{Job, JobState, RunView};
 pub use types::{Daemon, Focus, Level, PendingRun, Pool, Settings, View};
 
 use super::action::Action;
-use super::effect::{Effect, STATUS_TAG};
+use super::effect::{Effect, HEIST_TAG, STATUS_TAG};
 use super::history::History;
 use super::keymap::{Key, Keymap, Mode};
 use super::runs::RunEntry;
@@ -447,15 +447,13 @@ impl Model {
             }
             Event::Stopping => self.daemon = Daemon::Down("daemon stopping".into()),
             Event::HostKeys {
-                run_id,
+                run,
                 ask_id,
                 groups,
-            } if self.run.as_ref().is_some_and(|r| r.tag == tag) => {
-                self.hostkeys_asked(run_id, ask_id, groups)
+            } if tag == HEIST_TAG || self.run.as_ref().is_some_and(|r| r.tag == tag) => {
+                self.hostkeys_asked(run, ask_id, groups)
             }
-            Event::HostKeysAnswered { run_id, ask_id, .. } => {
-                self.hostkeys_answered(run_id, ask_id)
-            }
+            Event::HostKeysAnswered { run, ask_id, .. } => self.hostkeys_answered(&run, ask_id),
             other => {
                 if self.run.as_ref().is_some_and(|r| r.tag == tag) {
                     self.run_event(other);

@@ -232,7 +232,17 @@ pub fn host_keys(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
             .unwrap_or_else(|| fallback.into())
     };
     let waiting: usize = ask.groups.iter().map(|g| g.hosts.len()).sum();
-    let h = (ask.groups.len() as u16 + 6).min(area.height);
+    // The highlighted key's visual host key, when asked for (drawn by the daemon from the key).
+    let art: Vec<String> = match ask.groups.get(ask.cursor) {
+        Some(g) if ask.art => g
+            .randomart
+            .lines()
+            .map(|l| crate::console::sanitize::plain(l.as_bytes()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let art_rows = if art.is_empty() { 0 } else { art.len() + 1 };
+    let h = (ask.groups.len() as u16 + 6 + art_rows as u16).min(area.height);
     let mut r = centered(area, 90, 10);
     r.height = h;
     r.y = area.y + area.height.saturating_sub(h) / 2;
@@ -268,6 +278,18 @@ pub fn host_keys(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
             ),
         ]));
     }
+    if ask.art {
+        lines.push(Line::from(""));
+        if art.is_empty() {
+            lines.push(Line::from(Span::styled(
+                "  (no visual host key for this key)",
+                t.get("ui.dim"),
+            )));
+        }
+        for l in art {
+            lines.push(Line::from(Span::styled(format!("  {l}"), t.get("ui"))));
+        }
+    }
     lines.push(Line::from(""));
     lines.push(Line::from(vec![
         Span::styled(key(Action::HostKeysAccept, "accept"), t.get("status.key")),
@@ -275,7 +297,9 @@ pub fn host_keys(f: &mut Frame, area: Rect, m: &Model, t: &Theme) {
         Span::styled(key(Action::HostKeysAcceptAll, "all"), t.get("status.key")),
         Span::styled(" accept all   ", t.get("ui")),
         Span::styled(key(Action::HostKeysRefuse, "refuse"), t.get("status.key")),
-        Span::styled(" refuse (hostkey)", t.get("ui")),
+        Span::styled(" refuse (hostkey)   ", t.get("ui")),
+        Span::styled(key(Action::HostKeysArt, "v"), t.get("status.key")),
+        Span::styled(" visual key", t.get("ui")),
     ]));
     f.render_widget(Paragraph::new(lines), inner);
 }

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use russh::keys::{HashAlg, PublicKey};
+use russh::keys::ssh_key::public::KeyData;
+use russh::keys::ssh_key::Mpint;
+use russh::keys::{EcdsaCurve, HashAlg, PublicKey};
 
 use crate::model::ErrorKind;
 
@@ -33,6 +35,11 @@ impl UnknownKey {
         self.key.fingerprint(HashAlg::Sha256).to_string()
     }
 
+    /// The visual host key of its SHA-256 fingerprint, as `ssh-keygen -lv` draws it.
+    pub fn randomart(&self) -> String {
+        randomart(&self.key)
+    }
+
     /// The name known_hosts records it under: `host`, or `[host]:port`.
     pub fn name(&self) -> String {
         super::known_hosts::lookup_name(&self.address, self.port)
@@ -42,6 +49,40 @@ impl UnknownKey {
     pub async fn record(&self) -> Result<(), SshError> {
         super::known_hosts::accept(&self.files, &self.address, self.port, &self.key).await
     }
+}
+
+/// The visual host key (randomart) of `key`'s SHA-256 fingerprint, headed `[TYPE BITS]` as
+/// OpenSSH heads it (`[ED25519 256]`, `[RSA 3072]`, `[ECDSA 256]`).
+pub fn randomart(key: &PublicKey) -> String {
+    let (name, bits) = match key.key_data() {
+        KeyData::Ed25519(_) => ("ED25519", Some(256)),
+        KeyData::SkEd25519(_) => ("ED25519-SK", Some(256)),
+        // The modulus's own bit count (ssh-key rounds an odd size up to whole bytes).
+        KeyData::Rsa(r) => ("RSA", mpint_bits(r.n())),
+        KeyData::Dsa(d) => ("DSA", mpint_bits(d.p())),
+        KeyData::Ecdsa(e) => (
+            "ECDSA",
+            Some(match e.curve() {
+                EcdsaCurve::NistP256 => 256,
+                EcdsaCurve::NistP384 => 384,
+                EcdsaCurve::NistP521 => 521,
+            }),
+        ),
+        KeyData::SkEcdsaSha2NistP256(_) => ("ECDSA-SK", Some(256)),
+        _ => ("UNKNOWN", None),
+    };
+    let header = match bits {
+        Some(b) => format!("[{name} {b}]"),
+        None => format!("[{name}]"),
+    };
+    key.fingerprint(HashAlg::Sha256).to_randomart(&header)
+}
+
+/// The number of significant bits of a positive integer.
+fn mpint_bits(m: &Mpint) -> Option<u32> {
+    let bytes = m.as_positive_bytes()?;
+    let first = *bytes.first()?;
+    Some((bytes.len() as u32 - 1) * 8 + (8 - first.leading_zeros()))
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -92,5 +133,61 @@ impl SshError {
 impl From<russh::Error> for SshError {
     fn from(e: russh::Error) -> Self {
         SshError::Session(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// `ssh-keygen -lv -f PUB`'s visual host key: the lines after the fingerprint line.
+    fn keygen_art(public: &std::path::Path) -> String {
+        let out = Command::new("ssh-keygen")
+            .arg("-lv")
+            .arg("-E")
+            .arg("sha256")
+            .arg("-f")
+            .arg(public)
+            .output()
+            .expect("ssh-keygen runs");
+        assert!(out.status.success(), "ssh-keygen -lv failed");
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        text.lines().skip(1).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn randomart_is_what_ssh_keygen_draws() {
+        if Command::new("ssh-keygen").arg("-?").output().is_err() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "ssh-keygen missing under CI"
+            );
+            eprintln!("SKIPPED: no ssh-keygen");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kinds: &[(&str, &[&str])] = &[
+            ("ed25519", &["-t", "ed25519"]),
+            ("rsa", &["-t", "rsa", "-b", "3072"]),
+            ("rsa1", &["-t", "rsa", "-b", "1025"]),
+            ("p256", &["-t", "ecdsa", "-b", "256"]),
+            ("p384", &["-t", "ecdsa", "-b", "384"]),
+            ("p521", &["-t", "ecdsa", "-b", "521"]),
+        ];
+        for (name, args) in kinds {
+            let path = dir.path().join(name);
+            let st = Command::new("ssh-keygen")
+                .args(*args)
+                .args(["-q", "-N", "", "-C", "", "-f"])
+                .arg(&path)
+                .status()
+                .expect("ssh-keygen runs");
+            assert!(st.success(), "ssh-keygen {args:?}");
+            let public = path.with_extension("pub");
+            let text = std::fs::read_to_string(&public).expect("read the public key");
+            let key = PublicKey::from_openssh(text.trim()).expect("a public key");
+            assert_eq!(randomart(&key), keygen_art(&public), "{name}");
+        }
     }
 }

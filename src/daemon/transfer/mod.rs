@@ -38,11 +38,13 @@ enum Op {
 /// How often a host's progress is reported at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
-/// Plan a transfer and start it as a run; it goes on in the background.
+/// Plan a transfer and start it as a run; it goes on in the background. Unknown host keys
+/// are put to the question `asking` names (the run's own when the request asks for one).
 pub async fn start(
     d: &Arc<Daemon>,
     req: TransferRequest,
     hidden: bool,
+    asking: run::Asking,
 ) -> Result<Arc<Tracked>, String> {
     let command = describe(&req.op);
     let remote: Vec<&str> = req
@@ -95,10 +97,10 @@ pub async fn start(
         origin: req.origin,
         stdin: false,
         sudo: None,
-        // Copies do not ask about unknown host keys (yet): `--accept-new-host-keys`.
-        ask_host_keys: false,
+        ask_host_keys: req.ask_host_keys,
     };
-    run::start_work(d, run, hidden, Work::Transfer(Arc::new(Plan { op }))).await
+    let work = Work::Transfer(Arc::new(Plan { op }));
+    run::start_asking(d, run, hidden, work, asking).await
 }
 
 /// The run's command line as the run store and `crew runs` show it.
@@ -203,9 +205,16 @@ pub(super) async fn drive(
     if cancel.is_cancelled() {
         return job.fail(rec, killed()).await;
     }
+    let accept = job.req.accept_new_host_keys;
     let lease = tokio::select! {
-        l = job.d.pool.acquire(job.host, job.req.accept_new_host_keys) => l,
-        _ = cancel.cancelled() => return job.fail(rec, killed()).await,
+        l = job.d.pool.acquire_asking(job.host, accept, job.question.clone()) => Some(l),
+        _ = cancel.cancelled() => None,
+    };
+    if let Some(q) = &job.question {
+        q.settled(&job.host.name);
+    }
+    let Some(lease) = lease else {
+        return job.fail(rec, killed()).await;
     };
     let lease = match lease {
         Ok(l) => l,
