@@ -253,6 +253,7 @@ impl PoolExecutor {
             accept_new_host_keys: self.accept,
             who: self.who.clone(),
             origin,
+            sudo: None,
         };
         // A copy refused before it starts (a missing local file) is the step's failure.
         let t = super::transfer::start(&self.d, req, true)

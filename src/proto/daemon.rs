@@ -121,6 +121,10 @@ pub struct TransferRequest {
     /// Filled in by the daemon from the connection.
     pub who: String,
     pub origin: RunOrigin,
+    /// Copy through sudo as this user (the host's privileged agent for that user, as for
+    /// `crew run --sudo`). Its password is never logged, stored or audited.
+    #[serde(default)]
+    pub sudo: Option<Sudo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
