@@ -3,7 +3,8 @@
 //! loopback hosts.
 //!
 //! `cargo bench --bench transfer` copies 100 MB to 50 hosts and back. Knobs (env):
-//! `CREW_BENCH_N` (hosts, 50), `CREW_BENCH_MB` (file size, 100), `CREW_BENCH_FANOUT` (64).
+//! `CREW_BENCH_N` (hosts, 50), `CREW_BENCH_MB` (file size, 100), `CREW_BENCH_FANOUT` (64),
+//! `CREW_BENCH_ONLY_CREW=1` (crew's rows only, e.g. to profile its memory).
 //! Tools that are not installed are reported as such. See benches/README.md.
 //!
 //! All hosts are this machine: every tool writes the same remote path (`<scratch>/dest/`) from
@@ -462,6 +463,7 @@ fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     eprintln!("crew put / fetch…");
     let daemon = crew.status()?.pid;
+    let idle_rss = exec::rss_kib(daemon).map_or(0.0, |(rss, _)| rss as f64 / 1024.0);
     reset_peaks(daemon);
     let put = bench.crew_put(&mut crew).map_err(|e| format!("{e:#}"));
     let put_peaks = peaks(daemon);
@@ -473,7 +475,12 @@ fn main() -> anyhow::Result<()> {
         put,
         fetch,
     });
-    for tool in tools::ALL {
+    let others = if std::env::var("CREW_BENCH_ONLY_CREW").is_ok_and(|v| v == "1") {
+        Vec::new()
+    } else {
+        tools::ALL.to_vec()
+    };
+    for tool in others {
         let name = match tool {
             Tool::Pdsh => "pdcp / rpdcp",
             Tool::Clush => "clush --copy / --rcopy",
@@ -513,7 +520,8 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "\n| crew peak RSS (VmHWM, reset before each) | put | fetch |\n|---|---|---|\n\
-         | daemon | {:.1} MiB | {:.1} MiB |\n| agent (largest of {}) | {:.1} MiB | {:.1} MiB |",
+         | daemon | {:.1} MiB | {:.1} MiB |\n| agent (largest of {}) | {:.1} MiB | {:.1} MiB |\n\n\
+         daemon RSS before the put (agents up, idle): {idle_rss:.1} MiB",
         put_peaks.daemon,
         fetch_peaks.daemon,
         put_peaks.agents.max(fetch_peaks.agents),
