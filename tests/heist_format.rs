@@ -237,7 +237,7 @@ fn become_on_heists_and_steps() {
     let e = crew::heist::validate::load_file(&p).expect_err("local + become");
     assert!(
         e.to_string()
-            .contains("`become` applies to `run` steps on hosts"),
+            .contains("`become` applies to steps on hosts"),
         "{e}"
     );
 }

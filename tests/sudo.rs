@@ -723,6 +723,65 @@ fn put_and_fetch_with_sudo_reach_root_only_places_and_keep_the_owner() {
         "{t}"
     );
 
+    // Heist put and fetch steps with `become`, in a daemon of its own (the password asked
+    // once for the heist, through askpass).
+    let heists = d.join("heists");
+    std::fs::create_dir_all(&heists).expect("heists dir");
+    std::fs::copy(&src, heists.join("app.conf")).expect("heist source");
+    std::fs::write(
+        heists.join("stash.toml"),
+        format!(
+            "[heist.stash]\nselect = \"pw\"\nbecome = true\n\n\
+             [[heist.stash.step]]\nname = \"ship\"\n\
+             put = {{ from = \"app.conf\", to = \"{vault}/heist.conf\", mode = 0o600 }}\n\n\
+             [[heist.stash.step]]\nname = \"collect\"\n\
+             fetch = {{ from = \"{secret}\", to = \"{d}/heist-${{host}}.secret\" }}\n",
+            vault = vault.display(),
+            secret = secret.display(),
+            d = d.display(),
+        ),
+    )
+    .expect("heist file");
+    let home2 = d.join("crewhome2");
+    let out = bounded(
+        Command::new(env!("CARGO_BIN_EXE_crew"))
+            .arg("--hosts")
+            .arg(d.join("hosts.toml"))
+            .args(["heist", "run", "stash"])
+            .current_dir(d)
+            .env("CREW_HOME", &home2)
+            .env("CREW_CONFIG_DIR", d.join("crewcfg"))
+            .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
+            .env("CREW_ASKPASS", &good)
+            .env("CREW_LOG", "debug"),
+        Duration::from_secs(90),
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let heist_conf = vault.join("heist.conf");
+    assert_eq!(
+        std::fs::read(&heist_conf).expect("heist put"),
+        std::fs::read(&src).expect("source"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::metadata(&heist_conf).expect("meta").mode() & 0o7777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("heist-pw.secret")).unwrap_or_default(),
+        "root only\n",
+        "{t}"
+    );
+    let _ = bounded(
+        Command::new(env!("CARGO_BIN_EXE_crew"))
+            .args(["daemon", "stop"])
+            .env("CREW_HOME", &home2),
+        Duration::from_secs(30),
+    );
+    let files = files_containing(&home2, password.as_bytes());
+    assert!(files.is_empty(), "the password is in {files:?}");
+
     let _ = bounded(
         Command::new(env!("CARGO_BIN_EXE_crew"))
             .args(["daemon", "stop"])
