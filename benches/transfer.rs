@@ -118,7 +118,11 @@ fn cells(r: &Result<Done, String>) -> (String, String, String) {
             format!("{:.1}", d.cpu),
             d.verified.clone(),
         ),
-        Err(e) => ("–".into(), "–".into(), format!("**FAILED**: {}", e.replace('|', "/"))),
+        Err(e) => (
+            "–".into(),
+            "–".into(),
+            format!("**FAILED**: {}", e.replace('|', "/")),
+        ),
     }
 }
 
@@ -306,7 +310,11 @@ impl Bench {
         }
         let (wall, cpu) = self.time(c)?;
         let verified = self.check_put()?;
-        Ok(Done { wall, cpu, verified })
+        Ok(Done {
+            wall,
+            cpu,
+            verified,
+        })
     }
 
     fn tool_fetch(&self, tool: Tool, exe: &Path) -> anyhow::Result<Done> {
@@ -349,7 +357,11 @@ impl Bench {
         }
         let (wall, cpu) = self.time(c)?;
         let verified = self.check_fetch(&local)?;
-        Ok(Done { wall, cpu, verified })
+        Ok(Done {
+            wall,
+            cpu,
+            verified,
+        })
     }
 
     /// crew: wall time, and CPU of the client plus the daemon.
@@ -379,7 +391,11 @@ impl Bench {
         ];
         let (wall, cpu) = self.crew(crew, &args)?;
         let verified = self.check_put()?;
-        Ok(Done { wall, cpu, verified })
+        Ok(Done {
+            wall,
+            cpu,
+            verified,
+        })
     }
 
     fn crew_fetch(&self, crew: &mut Crew) -> anyhow::Result<Done> {
@@ -395,7 +411,11 @@ impl Bench {
         ];
         let (wall, cpu) = self.crew(crew, &args)?;
         let verified = self.check_fetch(&local)?;
-        Ok(Done { wall, cpu, verified })
+        Ok(Done {
+            wall,
+            cpu,
+            verified,
+        })
     }
 }
 

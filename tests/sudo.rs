@@ -716,7 +716,9 @@ fn put_and_fetch_with_sudo_reach_root_only_places_and_keep_the_owner() {
     let out = m.crew(&["fetch", "--sudo", "pw", secret_s, local_s], None);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
-    let back = local.join("pw").join(secret.strip_prefix("/").expect("absolute"));
+    let back = local
+        .join("pw")
+        .join(secret.strip_prefix("/").expect("absolute"));
     assert_eq!(
         std::fs::read_to_string(&back).unwrap_or_default(),
         "root only\n",

@@ -663,7 +663,10 @@ fn agentless(n: usize) -> Option<SshEnv> {
     std::fs::write(&blocker, "").expect("blocker file");
     let hosts = env.path().join("hosts.toml");
     let toml = std::fs::read_to_string(&hosts).expect("hosts.toml");
-    let agents = format!("agent_dir = {:?}", env.fleet.agent_dir().display().to_string());
+    let agents = format!(
+        "agent_dir = {:?}",
+        env.fleet.agent_dir().display().to_string()
+    );
     assert!(toml.contains(&agents), "{toml}");
     let toml = toml.replace(
         &agents,
@@ -704,7 +707,10 @@ fn agentless_put_arrives_byte_exact_with_mode_and_mtime_and_no_temp_file() {
         let l = lines.get(&h).map(|v| v.join("\n")).unwrap_or_default();
         assert!(l.contains(&format!("sha256 {want}")), "{h}: {l:?}");
         let s = sums.get(&h).map(|v| v.join("\n")).unwrap_or_default();
-        assert!(s.starts_with(&want), "{h}: sha256sum says {s:?}, want {want}");
+        assert!(
+            s.starts_with(&want),
+            "{h}: sha256sum says {s:?}, want {want}"
+        );
         let t = env.fleet.host_home(&h).join("big.bin");
         let m = std::fs::metadata(&t).expect("target");
         assert_eq!(m.mode() & 0o7777, 0o640, "{}", t.display());
@@ -764,8 +770,11 @@ fn make_small_tree(root: &Path) {
     std::fs::create_dir_all(root.join("sub/deeper")).expect("mkdir");
     std::fs::write(root.join("a.txt"), "alpha\n").expect("write");
     std::fs::write(root.join("sub/b.sh"), "#!/bin/sh\necho b\n").expect("write");
-    std::fs::set_permissions(root.join("sub/b.sh"), std::fs::Permissions::from_mode(0o751))
-        .expect("chmod");
+    std::fs::set_permissions(
+        root.join("sub/b.sh"),
+        std::fs::Permissions::from_mode(0o751),
+    )
+    .expect("chmod");
     std::fs::write(root.join("sub/deeper/c.bin"), vec![7u8; 300_000]).expect("write");
     std::fs::set_permissions(root.join("sub"), std::fs::Permissions::from_mode(0o750))
         .expect("chmod dir");

@@ -185,7 +185,14 @@ async fn dispatch<E: Executor>(
             let to = std::path::PathBuf::from(texts.get(1).cloned().unwrap_or_default());
             match ctx
                 .exec
-                .read_file(host, &first, &to, *max_size, origin, step.become_user.clone())
+                .read_file(
+                    host,
+                    &first,
+                    &to,
+                    *max_size,
+                    origin,
+                    step.become_user.clone(),
+                )
                 .await
             {
                 Ok(size) => {
