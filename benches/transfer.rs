@@ -181,6 +181,45 @@ fn reset_peaks(daemon: u32) {
     }
 }
 
+/// A tool's last words for a table cell: terminal escapes and rules dropped, the lines that
+/// say what failed first.
+fn gist(text: &str) -> String {
+    let mut plain = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        plain.push(c);
+    }
+    let lines: Vec<&str> = plain
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '═' || c == '─' || c == '-'))
+        .collect();
+    let failing: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("fail") || l.contains("error")
+        })
+        .collect();
+    if failing.is_empty() {
+        lines.join(" / ")
+    } else {
+        failing.join(" / ")
+    }
+}
+
 /// Lines of a tool's stderr that say a host failed although the tool may exit 0 (pdcp
 /// and rpdcp do: their exit status ignores the hosts' failures).
 fn host_failures(stderr: &str) -> Vec<String> {
@@ -221,7 +260,7 @@ impl Bench {
         let t = exec::timed(&mut c, LIMIT, &self.scratch)?;
         let cpu = children_cpu() - before;
         if !t.ok() {
-            bail!("exit {:?}: {}", t.code, t.tail().replace('\n', " / "));
+            bail!("exit {:?}: {}", t.code, gist(&t.tail()));
         }
         let failed = host_failures(&t.stderr);
         if !failed.is_empty() {
@@ -299,7 +338,7 @@ impl Bench {
                     .arg(&self.dest);
             }
             Tool::Bssh => {
-                c.env("HOME", &self.target.bssh_home);
+                c.env("HOME", &self.target.bssh_home).env("NO_COLOR", "1");
                 c.args(["--strict-host-key-checking", "yes"])
                     .args(["--parallel", &f, "-l", &self.target.user, "-i"])
                     .arg(&self.target.key)
@@ -346,7 +385,7 @@ impl Bench {
                     .arg(&local);
             }
             Tool::Bssh => {
-                c.env("HOME", &self.target.bssh_home);
+                c.env("HOME", &self.target.bssh_home).env("NO_COLOR", "1");
                 c.args(["--strict-host-key-checking", "yes"])
                     .args(["--parallel", &f, "-l", &self.target.user, "-i"])
                     .arg(&self.target.key)
