@@ -3,7 +3,8 @@
 //! loopback hosts.
 //!
 //! `cargo bench --bench transfer` copies 100 MB to 50 hosts and back. Knobs (env):
-//! `CREW_BENCH_N` (hosts, 50), `CREW_BENCH_MB` (file size, 100), `CREW_BENCH_FANOUT` (64).
+//! `CREW_BENCH_N` (hosts, 50), `CREW_BENCH_MB` (file size, 100), `CREW_BENCH_FANOUT` (64),
+//! `CREW_BENCH_ONLY_CREW=1` (crew's rows only, e.g. to profile its memory).
 //! Tools that are not installed are reported as such. See benches/README.md.
 //!
 //! All hosts are this machine: every tool writes the same remote path (`<scratch>/dest/`) from
@@ -95,17 +96,146 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-struct Row {
-    tool: String,
-    put: Result<(Duration, f64), String>,
-    fetch: Result<(Duration, f64), String>,
+/// One timed copy that was verified afterwards.
+struct Done {
+    wall: Duration,
+    cpu: f64,
+    /// What the check found (e.g. `sha256 ok, 50/50 files`).
+    verified: String,
 }
 
-fn cell(r: &Result<(Duration, f64), String>) -> (String, String) {
+struct Row {
+    tool: String,
+    put: Result<Done, String>,
+    fetch: Result<Done, String>,
+}
+
+/// wall, CPU, verification: a copy that failed its check is FAILED, never timed.
+fn cells(r: &Result<Done, String>) -> (String, String, String) {
     match r {
-        Ok((d, cpu)) => (format!("{:.1}", d.as_secs_f64()), format!("{cpu:.1}")),
-        Err(e) => (e.clone(), "–".into()),
+        Ok(d) => (
+            format!("{:.1}", d.wall.as_secs_f64()),
+            format!("{:.1}", d.cpu),
+            d.verified.clone(),
+        ),
+        Err(e) => (
+            "–".into(),
+            "–".into(),
+            format!("**FAILED**: {}", e.replace('|', "/")),
+        ),
     }
+}
+
+/// The fleet's agent directory (set once in `main`).
+static AGENT_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Reset a process's peak RSS (VmHWM) to its current RSS (`/proc/PID/clear_refs`, 5).
+fn reset_peak(pid: u32) {
+    let _ = fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+/// Pids of this fleet's crew agents (every host's agent runs on this machine, from the
+/// fleet's agent directory; their `crew-keeper` forks are left out).
+fn agent_pids() -> Vec<u32> {
+    let dir = AGENT_DIR.get().cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let exe = fs::read_link(e.path().join("exe")).unwrap_or_default();
+        let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if exe.starts_with(&dir)
+            && exe
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("agent-"))
+            && !comm.starts_with("crew-keeper")
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Peak RSS of the daemon and the largest of the agents' since the last reset, in MiB.
+struct Peaks {
+    daemon: f64,
+    agent_max: f64,
+    agents: usize,
+}
+
+fn peaks(daemon: u32) -> Peaks {
+    let mib = |pid: u32| exec::rss_kib(pid).map_or(0.0, |(_, hwm)| hwm as f64 / 1024.0);
+    let agents = agent_pids();
+    Peaks {
+        daemon: mib(daemon),
+        agent_max: agents.iter().map(|p| mib(*p)).fold(0.0, f64::max),
+        agents: agents.len(),
+    }
+}
+
+fn reset_peaks(daemon: u32) {
+    reset_peak(daemon);
+    for p in agent_pids() {
+        reset_peak(p);
+    }
+}
+
+/// A tool's last words for a table cell: terminal escapes and rules dropped, the lines that
+/// say what failed first.
+fn gist(text: &str) -> String {
+    let mut plain = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        plain.push(c);
+    }
+    let lines: Vec<&str> = plain
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '═' || c == '─' || c == '-'))
+        .collect();
+    let failing: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("fail") || l.contains("error")
+        })
+        .collect();
+    if failing.is_empty() {
+        lines.join(" / ")
+    } else {
+        failing.join(" / ")
+    }
+}
+
+/// Lines of a tool's stderr that say a host failed although the tool may exit 0 (pdcp
+/// and rpdcp do: their exit status ignores the hosts' failures).
+fn host_failures(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("exited with exit code")
+                || l.contains("connection refused")
+                || l.contains("permission denied")
+                || l.contains("no such file")
+                || l.contains("host key verification failed")
+                || l.contains("command not found")
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 struct Bench {
@@ -123,38 +253,52 @@ impl Bench {
         self.dest.join("payload.bin")
     }
 
-    /// Run a tool's command line; wall time and CPU of it and its children.
+    /// Run a tool's command line; wall time and CPU of it and its children. A non-zero
+    /// exit, or a host failure in its stderr, fails it.
     fn time(&self, mut c: Command) -> anyhow::Result<(Duration, f64)> {
         let before = children_cpu();
         let t = exec::timed(&mut c, LIMIT, &self.scratch)?;
         let cpu = children_cpu() - before;
         if !t.ok() {
-            bail!("exit {:?}: {}", t.code, t.tail().replace('\n', " / "));
+            bail!("exit {:?}: {}", t.code, gist(&t.tail()));
+        }
+        let failed = host_failures(&t.stderr);
+        if !failed.is_empty() {
+            bail!(
+                "exit 0, but {} host error line(s), e.g. {}",
+                failed.len(),
+                failed[0].trim()
+            );
         }
         Ok((t.elapsed, cpu))
     }
 
-    /// After a put: the file at the remote path is the source, byte for byte.
-    fn check_put(&self) -> anyhow::Result<()> {
-        let got = sha_file(&self.remote_file())?;
+    /// After a put: the file at the remote path is the source, byte for byte. (All hosts
+    /// are this machine and write the same path: one file to check.)
+    fn check_put(&self) -> anyhow::Result<String> {
+        let f = self.remote_file();
+        if !f.exists() {
+            bail!("nothing at {} after the put", f.display());
+        }
+        let got = sha_file(&f)?;
         if got != self.sha {
             bail!("the copy's sha256 is {got}, the source's {}", self.sha);
         }
-        Ok(())
+        Ok("sha256 = source".into())
     }
 
-    /// After a fetch into `dir`: N files, each the source.
-    fn check_fetch(&self, dir: &Path) -> anyhow::Result<()> {
+    /// After a fetch into `dir`: N files, each the source (every one hashed).
+    fn check_fetch(&self, dir: &Path) -> anyhow::Result<String> {
         let files = files_under(dir);
         if files.len() != self.n {
             bail!("{} files fetched, {} hosts", files.len(), self.n);
         }
-        for f in files.iter().take(3) {
+        for f in &files {
             if sha_file(f)? != self.sha {
                 bail!("{}: not the source's bytes", f.display());
             }
         }
-        Ok(())
+        Ok(format!("{}/{} files sha256 = source", files.len(), self.n))
     }
 
     fn fresh(&self, dir: &Path) {
@@ -162,11 +306,18 @@ impl Bench {
         let _ = fs::create_dir_all(dir);
     }
 
-    fn tool_put(&self, tool: Tool, exe: &Path) -> anyhow::Result<(Duration, f64)> {
+    fn tool_put(&self, tool: Tool, exe: &Path) -> anyhow::Result<Done> {
         self.fresh(&self.dest);
         let list = self.target.addresses.join(",");
         let f = self.fanout.to_string();
-        let mut c = Command::new(exe);
+        // pdsh picks its mode by the name it runs as (`/usr/bin/pdcp` is `exec -a pdcp
+        // pdsh.bin`): run as `pdsh`, `pdsh … SRC DEST` runs SRC as a command on every host
+        // (`Permission denied`) and still exits 0. That was the "pdcp copied nothing".
+        let exe = match tool {
+            Tool::Pdsh => exe.with_file_name("pdcp"),
+            _ => exe.to_path_buf(),
+        };
+        let mut c = Command::new(&exe);
         match tool {
             Tool::Pdsh => {
                 // pdcp: the same OpenSSH options pdsh gets (pdcp must be on the hosts too).
@@ -187,7 +338,7 @@ impl Bench {
                     .arg(&self.dest);
             }
             Tool::Bssh => {
-                c.env("HOME", &self.target.bssh_home);
+                c.env("HOME", &self.target.bssh_home).env("NO_COLOR", "1");
                 c.args(["--strict-host-key-checking", "yes"])
                     .args(["--parallel", &f, "-l", &self.target.user, "-i"])
                     .arg(&self.target.key)
@@ -196,12 +347,16 @@ impl Bench {
                     .arg(format!("{}/", self.dest.display()));
             }
         }
-        let r = self.time(c)?;
-        self.check_put()?;
-        Ok(r)
+        let (wall, cpu) = self.time(c)?;
+        let verified = self.check_put()?;
+        Ok(Done {
+            wall,
+            cpu,
+            verified,
+        })
     }
 
-    fn tool_fetch(&self, tool: Tool, exe: &Path) -> anyhow::Result<(Duration, f64)> {
+    fn tool_fetch(&self, tool: Tool, exe: &Path) -> anyhow::Result<Done> {
         let local = self.scratch.join("fetched");
         self.fresh(&local);
         let list = self.target.addresses.join(",");
@@ -230,7 +385,7 @@ impl Bench {
                     .arg(&local);
             }
             Tool::Bssh => {
-                c.env("HOME", &self.target.bssh_home);
+                c.env("HOME", &self.target.bssh_home).env("NO_COLOR", "1");
                 c.args(["--strict-host-key-checking", "yes"])
                     .args(["--parallel", &f, "-l", &self.target.user, "-i"])
                     .arg(&self.target.key)
@@ -239,9 +394,13 @@ impl Bench {
                     .arg(format!("{}/", local.display()));
             }
         }
-        let r = self.time(c)?;
-        self.check_fetch(&local)?;
-        Ok(r)
+        let (wall, cpu) = self.time(c)?;
+        let verified = self.check_fetch(&local)?;
+        Ok(Done {
+            wall,
+            cpu,
+            verified,
+        })
     }
 
     /// crew: wall time, and CPU of the client plus the daemon.
@@ -259,7 +418,7 @@ impl Bench {
         Ok((wall, client + proc_cpu(pid) - daemon_before))
     }
 
-    fn crew_put(&self, crew: &mut Crew) -> anyhow::Result<(Duration, f64)> {
+    fn crew_put(&self, crew: &mut Crew) -> anyhow::Result<Done> {
         self.fresh(&self.dest);
         let args = [
             "put".to_string(),
@@ -269,12 +428,16 @@ impl Bench {
             self.src.display().to_string(),
             format!("{}/", self.dest.display()),
         ];
-        let r = self.crew(crew, &args)?;
-        self.check_put()?;
-        Ok(r)
+        let (wall, cpu) = self.crew(crew, &args)?;
+        let verified = self.check_put()?;
+        Ok(Done {
+            wall,
+            cpu,
+            verified,
+        })
     }
 
-    fn crew_fetch(&self, crew: &mut Crew) -> anyhow::Result<(Duration, f64)> {
+    fn crew_fetch(&self, crew: &mut Crew) -> anyhow::Result<Done> {
         let local = self.scratch.join("fetched");
         self.fresh(&local);
         let args = [
@@ -285,9 +448,13 @@ impl Bench {
             self.remote_file().display().to_string(),
             local.display().to_string(),
         ];
-        let r = self.crew(crew, &args)?;
-        self.check_fetch(&local)?;
-        Ok(r)
+        let (wall, cpu) = self.crew(crew, &args)?;
+        let verified = self.check_fetch(&local)?;
+        Ok(Done {
+            wall,
+            cpu,
+            verified,
+        })
     }
 }
 
@@ -333,6 +500,7 @@ fn main() -> anyhow::Result<()> {
     eprintln!("starting {n} loopback hosts…");
     let fleet = SshdFleet::start(n);
     let hosts = fleet.hosts();
+    let _ = AGENT_DIR.set(fleet.agent_dir());
     let target = Target::new(&hosts, scratch.path())?;
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_crew"));
     let mut crew = Crew::new(&exe, &exe, &hosts, "warn")?;
@@ -353,19 +521,25 @@ fn main() -> anyhow::Result<()> {
     let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut rows = Vec::new();
     eprintln!("crew put / fetch…");
+    let daemon = crew.status()?.pid;
+    let idle_rss = exec::rss_kib(daemon).map_or(0.0, |(rss, _)| rss as f64 / 1024.0);
+    reset_peaks(daemon);
     let put = bench.crew_put(&mut crew).map_err(|e| format!("{e:#}"));
+    let put_peaks = peaks(daemon);
+    reset_peaks(daemon);
     let fetch = bench.crew_fetch(&mut crew).map_err(|e| format!("{e:#}"));
-    let rss = crew
-        .status()
-        .ok()
-        .and_then(|s| exec::rss_kib(s.pid))
-        .map(|(_, hwm)| hwm);
+    let fetch_peaks = peaks(daemon);
     rows.push(Row {
         tool: "crew (agents up)".into(),
         put,
         fetch,
     });
-    for tool in tools::ALL {
+    let others = if std::env::var("CREW_BENCH_ONLY_CREW").is_ok_and(|v| v == "1") {
+        Vec::new()
+    } else {
+        tools::ALL.to_vec()
+    };
+    for tool in others {
         let name = match tool {
             Tool::Pdsh => "pdcp / rpdcp",
             Tool::Clush => "clush --copy / --rcopy",
@@ -387,27 +561,37 @@ fn main() -> anyhow::Result<()> {
             fetch: bench.tool_fetch(tool, &exe).map_err(|e| format!("{e:#}")),
         });
     }
+    let _ = fs::remove_dir_all(bench.scratch.join("fetched"));
     let _ = crew.stop();
+    let load_after = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "\n## put {mb} MiB to {n} hosts, fetch it back from each (fanout {fanout})\n\n\
-         load average at start: {}\n\n\
-         | tool | put wall s | put CPU s | fetch wall s | fetch CPU s |\n|---|---|---|---|---|",
-        load.trim()
+         load average before: {}; after: {}\n\n\
+         | tool | put wall s | put CPU s | put verified | fetch wall s | fetch CPU s | fetch verified |\n\
+         |---|---|---|---|---|---|---|",
+        load.trim(),
+        load_after.trim()
     );
     for r in &rows {
-        let (pw, pc) = cell(&r.put);
-        let (fw, fc) = cell(&r.fetch);
-        println!("| {} | {pw} | {pc} | {fw} | {fc} |", r.tool);
-    }
-    if let Some(kib) = rss {
-        println!(
-            "\ncrew daemon peak RSS (VmHWM) after both: {:.1} MiB",
-            kib as f64 / 1024.0
-        );
+        let (pw, pc, pv) = cells(&r.put);
+        let (fw, fc, fv) = cells(&r.fetch);
+        println!("| {} | {pw} | {pc} | {pv} | {fw} | {fc} | {fv} |", r.tool);
     }
     println!(
+        "\n| crew peak RSS (VmHWM, reset before each) | put | fetch |\n|---|---|---|\n\
+         | daemon | {:.1} MiB | {:.1} MiB |\n| agent (largest of {}) | {:.1} MiB | {:.1} MiB |\n\n\
+         daemon RSS before the put (agents up, idle): {idle_rss:.1} MiB",
+        put_peaks.daemon,
+        fetch_peaks.daemon,
+        put_peaks.agents.max(fetch_peaks.agents),
+        put_peaks.agent_max,
+        fetch_peaks.agent_max
+    );
+    println!(
         "\nCPU: the tool and its ssh/scp children; for crew the client plus the daemon. \
-         Every copy is checked (sha256) after it."
+         Every copy is checked after it (put: the sha256 of the file at the target; fetch: \
+         one file per host, each hashed); a tool that exits 0 with host errors on stderr, or \
+         whose copy is missing or wrong, is FAILED, not timed."
     );
     Ok(())
 }

@@ -172,6 +172,7 @@ impl Executor for Scripted {
         _: &std::path::Path,
         _: u64,
         _: RunOrigin,
+        _: Option<String>,
     ) -> Result<u64, HostError> {
         let m = format!("not scripted: read {path} on {}", host.name);
         Err(HostError::new(ErrorKind::Internal, m))
@@ -183,6 +184,7 @@ impl Executor for Scripted {
         _: PutData,
         _: u32,
         _: RunOrigin,
+        _: Option<String>,
     ) -> Result<u64, HostError> {
         let m = format!("not scripted: write {path} on {}", host.name);
         Err(HostError::new(ErrorKind::Internal, m))

@@ -26,6 +26,7 @@ impl Executor for NoRemote {
         _: &std::path::Path,
         _: u64,
         _: RunOrigin,
+        _: Option<String>,
     ) -> Result<u64, HostError> {
         panic!("read_file {path} on {}", host.name)
     }
@@ -36,6 +37,7 @@ impl Executor for NoRemote {
         _: PutData,
         _: u32,
         _: RunOrigin,
+        _: Option<String>,
     ) -> Result<u64, HostError> {
         panic!("write_file {path} on {}", host.name)
     }

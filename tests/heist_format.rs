@@ -236,8 +236,7 @@ fn become_on_heists_and_steps() {
     .expect("write");
     let e = crew::heist::validate::load_file(&p).expect_err("local + become");
     assert!(
-        e.to_string()
-            .contains("`become` applies to `run` steps on hosts"),
+        e.to_string().contains("`become` applies to steps on hosts"),
         "{e}"
     );
 }

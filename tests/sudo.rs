@@ -138,8 +138,11 @@ impl Machine {
             .expect("tempdir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
+        // One set of users per test (tests of this file run at the same time).
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let mut m = Machine {
-            tag: format!("{}", std::process::id() % 100_000),
+            tag: format!("{}{seq}", std::process::id() % 100_000),
             users: Vec::new(),
             sudoers: None,
             sshd: None,
@@ -328,6 +331,27 @@ impl Machine {
         );
         last["stdout"] = serde_json::Value::String(stdout);
         last
+    }
+
+    /// `crew ARGS…` against this machine's hosts, with `askpass` (or none); its output.
+    fn crew(&self, args: &[&str], askpass: Option<&Path>) -> std::process::Output {
+        let d = self.dir.path();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_crew"));
+        c.args(["--hosts"])
+            .arg(d.join("hosts.toml"))
+            .args(args)
+            .current_dir(d)
+            .env("CREW_HOME", d.join("crewhome"))
+            .env("CREW_CONFIG_DIR", d.join("crewcfg"))
+            .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
+            .env("CREW_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .env_remove("SSH_AUTH_SOCK");
+        match askpass {
+            Some(a) => c.env("CREW_ASKPASS", a),
+            None => c.env_remove("CREW_ASKPASS"),
+        };
+        bounded(&mut c, Duration::from_secs(90))
     }
 
     fn sudo_log(&self) -> String {
@@ -589,4 +613,189 @@ fn sudo_nopasswd_password_wrong_password_not_in_sudoers_requiretty() {
             .env("CREW_HOME", &home),
         Duration::from_secs(30),
     );
+}
+
+/// Watch every process until stopped: where `needle` showed (command lines, crew's environ).
+fn watch_processes(needle: &str) -> (Arc<AtomicBool>, std::thread::JoinHandle<(Vec<String>, u32)>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (stop, needle) = (stop.clone(), needle.as_bytes().to_vec());
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut rounds = 0u32;
+            while !stop.load(Ordering::Relaxed) && rounds < 20_000 {
+                seen.extend(processes_holding(&needle));
+                rounds += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (seen, rounds)
+        })
+    };
+    (stop, handle)
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn put_and_fetch_with_sudo_reach_root_only_places_and_keep_the_owner() {
+    use std::os::unix::fs::MetadataExt;
+    if !available() {
+        return;
+    }
+    let password = format!("Pw-{}", random_word());
+    let m = Machine::setup(&password);
+    let good = m.askpass(&password);
+    let d = m.dir.path();
+    let (stop, watcher) = watch_processes(&password);
+
+    // A directory only root may enter, with a root-only file in it.
+    let vault = d.join("vault");
+    std::fs::create_dir_all(&vault).expect("vault");
+    std::fs::set_permissions(&vault, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let secret = vault.join("secret.conf");
+    std::fs::write(&secret, "root only\n").expect("secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // The source belongs to the `np` user here; as root, crew keeps that owner.
+    let src = d.join("app.conf");
+    std::fs::write(&src, format!("key = {}\n", random_word()).repeat(5000)).expect("source");
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let np_uid: u32 = run_ok(Command::new("id").args(["-u", &m.user("np")]))
+        .trim()
+        .parse()
+        .expect("uid");
+    std::os::unix::fs::chown(&src, Some(np_uid), Some(np_uid)).expect("chown the source");
+    let src_s = src.to_str().expect("utf8");
+    let vault_dir = format!("{}/", vault.display());
+
+    // Without --sudo: the login user may not write there; a clear per-host error.
+    let out = m.crew(&["put", "pw", src_s, &vault_dir], None);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let line = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find(|l| l.starts_with("pw:"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("a line for pw: {t}"));
+    assert!(
+        line.contains("Permission denied") && line.contains("vault"),
+        "{line}"
+    );
+    assert!(!vault.join("app.conf").exists(), "{t}");
+
+    // With --sudo (the password from askpass): it arrives, byte-exact, mode kept, owned as
+    // the source is (we are root here).
+    let out = m.crew(&["put", "--sudo", "pw", src_s, &vault_dir], Some(&good));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let got = vault.join("app.conf");
+    assert_eq!(
+        sha256_hex(&std::fs::read(&got).expect("arrived")),
+        sha256_hex(&std::fs::read(&src).expect("source")),
+        "{t}"
+    );
+    let meta = std::fs::metadata(&got).expect("meta");
+    assert_eq!(meta.mode() & 0o7777, 0o640);
+    assert_eq!((meta.uid(), meta.gid()), (np_uid, np_uid), "owner kept");
+
+    // Fetch: a root-only file, refused without --sudo, brought back with it (the
+    // privileged agent is reused: no password this time).
+    let local = d.join("fetched");
+    let local_s = local.to_str().expect("utf8");
+    let secret_s = secret.to_str().expect("utf8");
+    let out = m.crew(&["fetch", "pw", secret_s, local_s], None);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("Permission denied"), "{t}");
+    let out = m.crew(&["fetch", "--sudo", "pw", secret_s, local_s], None);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let back = local
+        .join("pw")
+        .join(secret.strip_prefix("/").expect("absolute"));
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap_or_default(),
+        "root only\n",
+        "{t}"
+    );
+
+    // Heist put and fetch steps with `become`, in a daemon of its own (the password asked
+    // once for the heist, through askpass).
+    let heists = d.join("heists");
+    std::fs::create_dir_all(&heists).expect("heists dir");
+    std::fs::copy(&src, heists.join("app.conf")).expect("heist source");
+    std::fs::write(
+        heists.join("stash.toml"),
+        format!(
+            "[heist.stash]\nselect = \"pw\"\nbecome = true\n\n\
+             [[heist.stash.step]]\nname = \"ship\"\n\
+             put = {{ from = \"app.conf\", to = \"{vault}/heist.conf\", mode = 0o600 }}\n\n\
+             [[heist.stash.step]]\nname = \"collect\"\n\
+             fetch = {{ from = \"{secret}\", to = \"{d}/heist-${{host}}.secret\" }}\n",
+            vault = vault.display(),
+            secret = secret.display(),
+            d = d.display(),
+        ),
+    )
+    .expect("heist file");
+    let home2 = d.join("crewhome2");
+    let out = bounded(
+        Command::new(env!("CARGO_BIN_EXE_crew"))
+            .arg("--hosts")
+            .arg(d.join("hosts.toml"))
+            .args(["heist", "run", "stash"])
+            .current_dir(d)
+            .env("CREW_HOME", &home2)
+            .env("CREW_CONFIG_DIR", d.join("crewcfg"))
+            .env("CREW_AGENT_EXE", env!("CARGO_BIN_EXE_crew"))
+            .env("CREW_ASKPASS", &good)
+            .env("CREW_LOG", "debug"),
+        Duration::from_secs(90),
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let heist_conf = vault.join("heist.conf");
+    assert_eq!(
+        std::fs::read(&heist_conf).expect("heist put"),
+        std::fs::read(&src).expect("source"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::metadata(&heist_conf).expect("meta").mode() & 0o7777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("heist-pw.secret")).unwrap_or_default(),
+        "root only\n",
+        "{t}"
+    );
+    let _ = bounded(
+        Command::new(env!("CARGO_BIN_EXE_crew"))
+            .args(["daemon", "stop"])
+            .env("CREW_HOME", &home2),
+        Duration::from_secs(30),
+    );
+    let files = files_containing(&home2, password.as_bytes());
+    assert!(files.is_empty(), "the password is in {files:?}");
+
+    let _ = bounded(
+        Command::new(env!("CARGO_BIN_EXE_crew"))
+            .args(["daemon", "stop"])
+            .env("CREW_HOME", d.join("crewhome")),
+        Duration::from_secs(30),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let (seen, rounds) = watcher.join().expect("watcher");
+    assert!(rounds > 10, "the process watcher ran ({rounds} rounds)");
+    assert!(seen.is_empty(), "the password showed in: {seen:?}");
+    let home = d.join("crewhome");
+    assert!(home.join("logs").is_dir(), "crew logged under CREW_HOME");
+    let files = files_containing(&home, password.as_bytes());
+    assert!(files.is_empty(), "the password is in {files:?}");
 }

@@ -643,3 +643,255 @@ fn heist_steps_take_stdin_and_stream_puts_and_fetches_past_the_frame_limit() {
         assert_eq!(sha_file(&dir.join(format!("{h}.bin"))), want, "{h}");
     }
 }
+
+// ----- agentless hosts: the same guarantees over plain exec channels -----
+
+/// A fleet of `n` hosts served without a resident agent: the inventory's `agent_dir` is a
+/// regular file, so the install fails and every host falls back to agentless exec.
+fn agentless(n: usize) -> Option<SshEnv> {
+    if !require_tool("sshd") {
+        return None;
+    }
+    let env = SshEnv::with(
+        n,
+        FleetOptions {
+            own_homes: true,
+            ..FleetOptions::default()
+        },
+    );
+    let blocker = env.path().join("not-a-dir");
+    std::fs::write(&blocker, "").expect("blocker file");
+    let hosts = env.path().join("hosts.toml");
+    let toml = std::fs::read_to_string(&hosts).expect("hosts.toml");
+    let agents = format!(
+        "agent_dir = {:?}",
+        env.fleet.agent_dir().display().to_string()
+    );
+    assert!(toml.contains(&agents), "{toml}");
+    let toml = toml.replace(
+        &agents,
+        &format!("agent_dir = {:?}", blocker.display().to_string()),
+    );
+    std::fs::write(&hosts, toml).expect("hosts.toml");
+    env.warm();
+    let st = env.status();
+    for h in names(&env) {
+        let line = st
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(h.as_str()))
+            .unwrap_or_default();
+        assert!(line.contains("agentless"), "{h} is agentless:\n{st}");
+    }
+    Some(env)
+}
+
+#[test]
+fn agentless_put_arrives_byte_exact_with_mode_and_mtime_and_no_temp_file() {
+    let Some(env) = agentless(3) else { return };
+    const SIZE: usize = 12 * 1024 * 1024 + 7;
+    let src = env.path().join("big.bin");
+    random_file(&src, SIZE);
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let want = sha_file(&src);
+    let out = env
+        .command(&["put", "role=web", "big.bin", "big.bin"])
+        .output_within(BIG_WAIT);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lines = host_lines(&String::from_utf8_lossy(&out.stdout));
+    // sha256 computed on every host (agentless exec too).
+    let check = env.crew(&["run", "role=web", "--", "sha256sum ~/big.bin"]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    let sums = host_lines(&String::from_utf8_lossy(&check.stdout));
+    let src_meta = std::fs::metadata(&src).expect("source");
+    for h in names(&env) {
+        let l = lines.get(&h).map(|v| v.join("\n")).unwrap_or_default();
+        assert!(l.contains(&format!("sha256 {want}")), "{h}: {l:?}");
+        let s = sums.get(&h).map(|v| v.join("\n")).unwrap_or_default();
+        assert!(
+            s.starts_with(&want),
+            "{h}: sha256sum says {s:?}, want {want}"
+        );
+        let t = env.fleet.host_home(&h).join("big.bin");
+        let m = std::fs::metadata(&t).expect("target");
+        assert_eq!(m.mode() & 0o7777, 0o640, "{}", t.display());
+        assert_eq!(
+            (m.mtime(), m.mtime_nsec()),
+            (src_meta.mtime(), src_meta.mtime_nsec()),
+            "{}",
+            t.display()
+        );
+        let home = env.fleet.host_home(&h);
+        assert!(leftovers(&home).is_empty(), "{:?}", leftovers(&home));
+    }
+}
+
+#[test]
+fn agentless_fetch_brings_each_hosts_file_into_its_own_place() {
+    let Some(env) = agentless(3) else { return };
+    let hosts = names(&env);
+    let mut want = BTreeMap::new();
+    for (i, h) in hosts.iter().enumerate() {
+        let p = env.fleet.host_home(h).join("logs").join("app.log");
+        std::fs::create_dir_all(p.parent().expect("dir")).expect("mkdir");
+        random_file(&p, 1_500_000 * (i + 1) + i);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        want.insert(
+            h.clone(),
+            (sha_file(&p), std::fs::metadata(&p).expect("meta")),
+        );
+    }
+    let local = env.path().join("collected");
+    let out = env
+        .command(&[
+            "fetch",
+            "role=web",
+            "logs/app.log",
+            local.to_str().expect("utf8"),
+        ])
+        .output_within(BIG_WAIT);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lines = host_lines(&String::from_utf8_lossy(&out.stdout));
+    for (h, (sha, meta)) in &want {
+        let got = local.join(h).join("logs/app.log");
+        assert_eq!(&sha_file(&got), sha, "{}", got.display());
+        let m = std::fs::metadata(&got).expect("fetched");
+        assert_eq!(m.mode() & 0o7777, 0o600, "{}", got.display());
+        assert_eq!(m.mtime(), meta.mtime(), "{}", got.display());
+        let l = lines.get(h).map(|v| v.join("\n")).unwrap_or_default();
+        assert!(l.contains(&format!("sha256 {sha}")), "{h}: {l:?}");
+    }
+    let dirs = std::fs::read_dir(&local).expect("LOCALDIR").count();
+    assert_eq!(dirs, hosts.len(), "one directory per host, nothing else");
+    assert!(leftovers(&local).is_empty(), "{:?}", leftovers(&local));
+}
+
+/// A small tree: files with some modes, a subdirectory, a symlink.
+fn make_small_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("sub/deeper")).expect("mkdir");
+    std::fs::write(root.join("a.txt"), "alpha\n").expect("write");
+    std::fs::write(root.join("sub/b.sh"), "#!/bin/sh\necho b\n").expect("write");
+    std::fs::set_permissions(
+        root.join("sub/b.sh"),
+        std::fs::Permissions::from_mode(0o751),
+    )
+    .expect("chmod");
+    std::fs::write(root.join("sub/deeper/c.bin"), vec![7u8; 300_000]).expect("write");
+    std::fs::set_permissions(root.join("sub"), std::fs::Permissions::from_mode(0o750))
+        .expect("chmod dir");
+    std::os::unix::fs::symlink("sub/b.sh", root.join("link")).expect("symlink");
+}
+
+#[test]
+fn agentless_put_and_fetch_r_copy_a_tree_with_a_symlink() {
+    let Some(env) = agentless(2) else { return };
+    let src = env.path().join("site");
+    make_small_tree(&src);
+    let want = tree(&src);
+    let out = env
+        .command(&["put", "-r", "role=web", src.to_str().expect("utf8"), "www/"])
+        .output_within(BIG_WAIT);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for h in names(&env) {
+        let got = env.fleet.host_home(&h).join("www/site");
+        assert_eq!(tree(&got), want, "{h}: the tree as sent");
+    }
+    let local = env.path().join("back");
+    let out = env
+        .command(&[
+            "fetch",
+            "-r",
+            "role=web",
+            "www/site",
+            local.to_str().expect("utf8"),
+        ])
+        .output_within(BIG_WAIT);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for h in names(&env) {
+        let back = local.join(&h).join("www/site");
+        assert_eq!(tree(&back), want, "{h}: fetched back");
+        assert!(
+            std::fs::symlink_metadata(back.join("link"))
+                .expect("link")
+                .file_type()
+                .is_symlink(),
+            "{h}: the link is a link"
+        );
+    }
+}
+
+#[test]
+fn agentless_full_disk_gives_a_clear_error_and_leaves_no_partial_file() {
+    if !require_root("mounting a small tmpfs as a full disk") {
+        return;
+    }
+    let Some(env) = agentless(2) else { return };
+    let src = env.path().join("payload.bin");
+    random_file(&src, 4 * 1024 * 1024);
+    let full = env.fleet.host_home("h001").join("disk");
+    std::fs::create_dir_all(env.fleet.host_home("h002").join("disk")).expect("mkdir");
+    let disk = support::os::SmallTmpfs::mount_at(&full, "1m");
+    std::fs::write(full.join("payload.bin"), "old\n").expect("old version");
+    let out = env.crew(&["put", "role=web", src.to_str().expect("utf8"), "disk/"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let stderr = support::cli::stderr(&out);
+    let h1 = stderr
+        .lines()
+        .find(|l| l.starts_with("h001:"))
+        .unwrap_or_else(|| panic!("a line for h001: {t}"));
+    assert!(
+        h1.contains("No space left on device") && h1.contains("disk/payload.bin"),
+        "the error names the cause and the path: {h1}"
+    );
+    assert!(!h1.contains(".crew-put-"), "no temp file name: {h1}");
+    println!("{t}");
+    assert_eq!(
+        std::fs::read_to_string(full.join("payload.bin")).expect("old version"),
+        "old\n",
+        "the target is untouched"
+    );
+    assert!(leftovers(&full).is_empty(), "{:?}", leftovers(&full));
+    let h2 = env.fleet.host_home("h002").join("disk/payload.bin");
+    assert_eq!(sha_file(&h2), sha_file(&src), "the other host got it");
+    drop(disk);
+}
+
+#[test]
+fn agentless_a_directory_in_the_way_is_a_clear_per_host_error() {
+    let Some(env) = agentless(2) else { return };
+    let src = env.path().join("conf");
+    std::fs::write(&src, "x = 1\n").expect("source");
+    for h in ["h001", "h002"] {
+        std::fs::create_dir_all(env.fleet.host_home(h).join("etc")).expect("mkdir");
+    }
+    std::fs::create_dir_all(env.fleet.host_home("h001").join("etc/conf/inside")).expect("dir");
+    // `etc/conf`, where the file goes, is a directory on h001.
+    let out = env.crew(&["put", "role=web", src.to_str().expect("utf8"), "etc/"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let stderr = support::cli::stderr(&out);
+    let h1 = stderr
+        .lines()
+        .find(|l| l.starts_with("h001:"))
+        .unwrap_or_else(|| panic!("a line for h001: {t}"));
+    assert!(
+        h1.contains("etc/conf") && h1.contains("is a directory"),
+        "{h1}"
+    );
+    assert!(
+        env.fleet.host_home("h001").join("etc/conf/inside").is_dir(),
+        "the directory is untouched"
+    );
+    let h1_home = env.fleet.host_home("h001");
+    assert!(leftovers(&h1_home).is_empty(), "{:?}", leftovers(&h1_home));
+    assert_eq!(
+        std::fs::read_to_string(env.fleet.host_home("h002").join("etc/conf")).expect("h002"),
+        "x = 1\n"
+    );
+    // A fetch of a directory without -r is refused clearly too.
+    let local = env.path().join("got");
+    let out = env.crew(&["fetch", "role=web", "etc", local.to_str().expect("utf8")]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("is a directory") && t.contains("use -r"), "{t}");
+}

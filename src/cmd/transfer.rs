@@ -37,6 +37,15 @@ pub struct CopyOpts {
     /// Accept and remember host keys never seen before.
     #[arg(long)]
     pub accept_new_host_keys: bool,
+    /// Copy through sudo on each host (as root, or `--sudo-user`): root-only places can be
+    /// read and written, and as root each file's owner is kept. The password is asked once
+    /// (no echo; or from `$CREW_ASKPASS`); the privileged agent of `crew run --sudo` is
+    /// reused. Empty answer: NOPASSWD.
+    #[arg(long)]
+    pub sudo: bool,
+    /// The user sudo copies as (implies `--sudo`).
+    #[arg(long, value_name = "USER")]
+    pub sudo_user: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -184,6 +193,15 @@ async fn transfer(
         Ok(h) => h,
         Err(code) => return Ok(code),
     };
+    let sudo = match (&opts.sudo_user, opts.sudo) {
+        (None, false) => None,
+        (user, _) => {
+            let user = user.clone().unwrap_or_else(|| "root".to_string());
+            let why = format!("{} host(s)", hosts.len());
+            let password = super::askpass::ask(&user, &why)?;
+            Some(crate::model::Sudo { user, password })
+        }
+    };
     let client = match facts.into_client() {
         Some(c) => c,
         None => Client::connect_or_spawn().await?,
@@ -199,6 +217,7 @@ async fn transfer(
         origin: RunOrigin::Command,
         // On a terminal, unknown host keys are asked about as for `crew run`.
         ask_host_keys: super::hostkeys::can_ask(opts.json),
+        sudo,
     };
     let mut rx = client.request(Request::Transfer(req)).await?;
     // A copy the daemon cannot plan (a missing file, a directory without -r, a fifo) is

@@ -277,6 +277,7 @@ impl PoolExecutor {
         host: &Host,
         op: TransferOp,
         origin: RunOrigin,
+        sudo_user: Option<String>,
     ) -> Result<(), HostError> {
         let req = TransferRequest {
             hosts: vec![host.clone()],
@@ -287,6 +288,10 @@ impl PoolExecutor {
             who: self.who.clone(),
             origin,
             ask_host_keys: self.question.is_some(),
+            sudo: sudo_user.map(|user| crate::model::Sudo {
+                user,
+                password: self.sudo_password.clone(),
+            }),
         };
         // A copy refused before it starts (a missing local file) is the step's failure.
         let asking = Asking::Shared(self.question.clone());
@@ -464,13 +469,14 @@ impl Executor for PoolExecutor {
         to: &std::path::Path,
         max_size: u64,
         origin: RunOrigin,
+        sudo_user: Option<String>,
     ) -> Result<u64, HostError> {
         let op = TransferOp::FetchTo {
             remote: path.to_string(),
             local: to.to_path_buf(),
             max_size: (max_size != u64::MAX).then_some(max_size),
         };
-        self.transfer(host, op, origin).await?;
+        self.transfer(host, op, origin, sudo_user).await?;
         tokio::fs::metadata(to)
             .await
             .map(|m| m.len())
@@ -484,6 +490,7 @@ impl Executor for PoolExecutor {
         data: PutData,
         mode: u32,
         origin: RunOrigin,
+        sudo_user: Option<String>,
     ) -> Result<u64, HostError> {
         let (source, size) = match data {
             PutData::Bytes(data) => {
@@ -506,7 +513,7 @@ impl Executor for PoolExecutor {
             mode: Some(mode),
             exact: true,
         };
-        self.transfer(host, op, origin).await?;
+        self.transfer(host, op, origin, sudo_user).await?;
         Ok(size)
     }
 }

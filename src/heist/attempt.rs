@@ -164,7 +164,12 @@ async fn dispatch<E: Executor>(
                 }
                 PutSource::File(p) => PutData::File(p.clone()),
             };
-            match ctx.exec.write_file(host, &first, data, *mode, origin).await {
+            let sudo = step.become_user.clone();
+            match ctx
+                .exec
+                .write_file(host, &first, data, *mode, origin, sudo)
+                .await
+            {
                 Ok(size) => {
                     r.ok = true;
                     r.stdout = format!("wrote {size} bytes to {first}\n");
@@ -180,7 +185,14 @@ async fn dispatch<E: Executor>(
             let to = std::path::PathBuf::from(texts.get(1).cloned().unwrap_or_default());
             match ctx
                 .exec
-                .read_file(host, &first, &to, *max_size, origin)
+                .read_file(
+                    host,
+                    &first,
+                    &to,
+                    *max_size,
+                    origin,
+                    step.become_user.clone(),
+                )
                 .await
             {
                 Ok(size) => {

@@ -54,7 +54,8 @@ pub trait Executor: Send + Sync + 'static {
         sink: OutputSink,
     ) -> impl Future<Output = StepOutcome> + Send;
     /// Copy a file of a host (at most `max_size` bytes) to `to` on this machine, streamed,
-    /// checksummed and renamed into place; returns its size.
+    /// checksummed and renamed into place; returns its size. `sudo_user`: read it through
+    /// sudo as that user (`become`).
     fn read_file(
         &self,
         host: &Host,
@@ -62,8 +63,10 @@ pub trait Executor: Send + Sync + 'static {
         to: &std::path::Path,
         max_size: u64,
         origin: RunOrigin,
+        sudo_user: Option<String>,
     ) -> impl Future<Output = Result<u64, HostError>> + Send;
     /// Write a file on a host atomically (streamed, checksummed); returns the size written.
+    /// `sudo_user`: write it through sudo as that user (`become`).
     fn write_file(
         &self,
         host: &Host,
@@ -71,6 +74,7 @@ pub trait Executor: Send + Sync + 'static {
         data: PutData,
         mode: u32,
         origin: RunOrigin,
+        sudo_user: Option<String>,
     ) -> impl Future<Output = Result<u64, HostError>> + Send;
 }
 

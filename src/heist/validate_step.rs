@@ -152,7 +152,7 @@ impl Checker<'_> {
             );
         }
         let become_user = self.become_of(&raw.become_, &raw.become_user, heist_become);
-        if become_user.is_some() && (raw.local || raw.run.is_none()) {
+        if become_user.is_some() && raw.local {
             let at = raw
                 .become_
                 .as_ref()
@@ -162,8 +162,8 @@ impl Checker<'_> {
             self.err(
                 at,
                 format!(
-                    "step `{step_name}`: `become` applies to `run` steps on hosts (not to \
-                     `local`, `put` or `fetch`; give those `become = false`)"
+                    "step `{step_name}`: `become` applies to steps on hosts (`run`, `put`, \
+                     `fetch`), not to `local` ones; give those `become = false`"
                 ),
             );
         }

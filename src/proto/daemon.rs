@@ -125,6 +125,10 @@ pub struct TransferRequest {
     /// An operator is at the client: unknown host keys are asked about, as for a run.
     #[serde(default)]
     pub ask_host_keys: bool,
+    /// Copy through sudo as this user (the host's privileged agent for that user, as for
+    /// `crew run --sudo`). Its password is never logged, stored or audited.
+    #[serde(default)]
+    pub sudo: Option<Sudo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -117,7 +117,7 @@ impl AgentLink {
         let msg = AgentMsg::GetOpen(GetOpen {
             path: path.to_string(),
         });
-        self.open_job(msg, None).await
+        self.open_job(msg, None, super::READ_QUEUE).await
     }
 
     /// List a tree: `Listing`… then `ListEnd` or `Error`.
@@ -125,7 +125,7 @@ impl AgentLink {
         let msg = AgentMsg::List {
             path: path.to_string(),
         };
-        self.open_job(msg, None).await
+        self.open_job(msg, None, super::READ_QUEUE).await
     }
 }
 

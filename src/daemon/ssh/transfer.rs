@@ -8,6 +8,7 @@ use russh::client::Msg;
 use russh::{ChannelMsg, ChannelWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::exec::sh_quote;
 use super::marker::{self, Skipper};
@@ -69,6 +70,9 @@ fn command(script: &str, args: &[&str]) -> String {
 pub struct Feed {
     wr: Arc<ChannelWriteHalf<Msg>>,
     reader: JoinHandle<ScriptEnd>,
+    /// Cancelled when the channel has closed (the script ended): a write waiting for window
+    /// space that will never come stops then.
+    ended: CancellationToken,
 }
 
 /// A script whose stdout is streamed.
@@ -89,7 +93,10 @@ impl SshSession {
         let channel = self.handle.channel_open_session().await?;
         channel.exec(true, command(script, args)).await?;
         let (mut rd, wr) = channel.split();
+        let ended = CancellationToken::new();
+        let closed = ended.clone();
         let reader = tokio::spawn(async move {
+            let _closed = closed.drop_guard();
             let mut end = ScriptEnd::default();
             let (mut so, mut se) = (Skipper::default(), Skipper::default());
             while let Some(msg) = rd.wait().await {
@@ -112,6 +119,7 @@ impl SshSession {
         Ok(Feed {
             wr: Arc::new(wr),
             reader,
+            ended,
         })
     }
 
@@ -157,12 +165,17 @@ impl SshSession {
 }
 
 impl Feed {
-    /// Write bytes to the script's stdin (waits for the channel's window).
+    /// Write bytes to the script's stdin (waits for the channel's window, or until the
+    /// script has ended: then it fails, and [`Feed::finish`] says why the script ended).
     pub async fn write(&self, data: &[u8]) -> Result<(), SshError> {
-        self.wr
-            .data(data)
-            .await
-            .map_err(|e| SshError::Session(format!("writing to the host: {e}")))
+        tokio::select! {
+            r = self.wr.data(data) => {
+                r.map_err(|e| SshError::Session(format!("writing to the host: {e}")))
+            }
+            _ = self.ended.cancelled() => Err(SshError::Session(
+                "the host's side ended before all of its input was sent".into(),
+            )),
+        }
     }
 
     /// Close stdin and wait for the script's end.

@@ -209,6 +209,10 @@ pub(super) async fn put_file(
     let end = feed.finish().await.map_err(ssh_error)?;
     let (tmp, got) = written(&end);
     let verdict = match (fail, want, end.ok()) {
+        // A write that failed because the script ended (a full disk, …): its reason.
+        (Some(e), _, false) if e.kind == ErrorKind::File => {
+            Err(file_error(format!("put {path}: {}", end.why())))
+        }
         (Some(e), _, _) => Err(e),
         (None, _, false) => Err(file_error(format!("put {path}: {}", end.why()))),
         (None, Some(want), true) if got.as_deref() == Some(want.as_str()) => Ok(want),

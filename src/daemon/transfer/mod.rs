@@ -96,7 +96,7 @@ pub async fn start(
         who: req.who,
         origin: req.origin,
         stdin: false,
-        sudo: None,
+        sudo: req.sudo,
         ask_host_keys: req.ask_host_keys,
     };
     let work = Work::Transfer(Arc::new(Plan { op }));
@@ -221,11 +221,29 @@ pub(super) async fn drive(
         Err(e) => return job.fail(rec, e).await,
     };
     rec.agentless = lease.agentless;
+    // Through sudo: the host's privileged agent for that user (started on first use).
+    let privileged;
+    let conn = match &job.req.sudo {
+        None => &lease.conn,
+        Some(sudo) => {
+            let link = tokio::select! {
+                l = job.d.pool.privileged(job.host, sudo, job.req.accept_new_host_keys) => l,
+                _ = cancel.cancelled() => return job.fail(rec, killed()).await,
+            };
+            match link {
+                Ok(l) => {
+                    privileged = Conn::Agent(l);
+                    &privileged
+                }
+                Err(e) => return job.fail(rec, e).await,
+            }
+        }
+    };
     job.emit(HostEvent::Started {
         pid: 0,
         agentless: lease.agentless,
     });
-    let outcome: Outcome = match (&plan.op, &lease.conn) {
+    let outcome: Outcome = match (&plan.op, conn) {
         (Op::Put(feeder), conn) => {
             let Some(arrival) = arrival else { return };
             let mut progress = Progress::new(job, feeder.plan.total);

@@ -93,11 +93,16 @@ fn mtime(m: &fs::Metadata) -> (i64, u32) {
     (m.mtime(), m.mtime_nsec().clamp(0, 999_999_999) as u32)
 }
 
+/// The owner is kept (as `cp -a` run by root would) only when we are root here: a copy by
+/// another user through `--sudo` (or to a root login) belongs to the user on the host who
+/// writes it, as `sudo cp` or `scp` would leave it, not to a uid of this machine.
 fn meta_of(m: &fs::Metadata, mode: Option<u32>) -> Meta {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
     Meta {
         mode: mode.unwrap_or(m.mode() & 0o7777),
         mtime: Some(mtime(m)),
-        owner: Some((m.uid(), m.gid())),
+        owner: root.then(|| (m.uid(), m.gid())),
     }
 }
 
