@@ -362,6 +362,13 @@ fn a_full_disk_gives_a_clear_error_and_leaves_no_partial_file() {
         return;
     }
     let Some(env) = ready(2) else { return };
+    full_disk_case(&env);
+}
+
+/// A put to two hosts where h001's disk is full (a 1 MiB tmpfs): the error names the cause and
+/// the path (not the temp file), the older version at the target is untouched, no temp file is
+/// left, and h002 gets the file.
+fn full_disk_case(env: &SshEnv) {
     let src = env.path().join("payload.bin");
     random_file(&src, 4 * 1024 * 1024);
     let full = env.fleet.host_home("h001").join("disk");
@@ -825,35 +832,7 @@ fn agentless_full_disk_gives_a_clear_error_and_leaves_no_partial_file() {
         return;
     }
     let Some(env) = agentless(2) else { return };
-    let src = env.path().join("payload.bin");
-    random_file(&src, 4 * 1024 * 1024);
-    let full = env.fleet.host_home("h001").join("disk");
-    std::fs::create_dir_all(env.fleet.host_home("h002").join("disk")).expect("mkdir");
-    let disk = support::os::SmallTmpfs::mount_at(&full, "1m");
-    std::fs::write(full.join("payload.bin"), "old\n").expect("old version");
-    let out = env.crew(&["put", "role=web", src.to_str().expect("utf8"), "disk/"]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{t}");
-    let stderr = support::cli::stderr(&out);
-    let h1 = stderr
-        .lines()
-        .find(|l| l.starts_with("h001:"))
-        .unwrap_or_else(|| panic!("a line for h001: {t}"));
-    assert!(
-        h1.contains("No space left on device") && h1.contains("disk/payload.bin"),
-        "the error names the cause and the path: {h1}"
-    );
-    assert!(!h1.contains(".crew-put-"), "no temp file name: {h1}");
-    println!("{t}");
-    assert_eq!(
-        std::fs::read_to_string(full.join("payload.bin")).expect("old version"),
-        "old\n",
-        "the target is untouched"
-    );
-    assert!(leftovers(&full).is_empty(), "{:?}", leftovers(&full));
-    let h2 = env.fleet.host_home("h002").join("disk/payload.bin");
-    assert_eq!(sha_file(&h2), sha_file(&src), "the other host got it");
-    drop(disk);
+    full_disk_case(&env);
 }
 
 #[test]
