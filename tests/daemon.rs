@@ -331,6 +331,15 @@ async fn an_idle_daemon_exits() {
 }
 
 #[tokio::test]
+async fn a_daemon_whose_socket_is_removed_exits_once_idle() {
+    // No idle timeout: only the socket's going can end it.
+    let d = Daemon::spawn_with(|opts| opts.idle_timeout = None);
+    drop(connect_within(&d.opts.socket, WAIT).await);
+    std::fs::remove_file(&d.opts.socket).expect("remove the socket");
+    d.ends_within(Duration::from_secs(30)).await;
+}
+
+#[tokio::test]
 async fn facts_and_files_go_through_the_agent() {
     use crew::proto::daemon::{FileOp, FileResult};
     let d = Daemon::start().await;

@@ -174,8 +174,9 @@ pub async fn serve_with(
     let idle = opts.idle_timeout.filter(|t| !t.is_zero());
     let tick = idle
         .map(|t| (t / 4).clamp(Duration::from_millis(20), Duration::from_secs(5)))
-        .unwrap_or(Duration::from_secs(3600));
+        .unwrap_or(Duration::from_secs(5));
     let mut ticker = tokio::time::interval(tick);
+    let ours = listener.1.id;
     loop {
         tokio::select! {
             a = listener.0.accept() => match a {
@@ -189,6 +190,12 @@ pub async fn serve_with(
             _ = ticker.tick() => {
                 if idle.is_some_and(|t| d.idle_for() >= t) {
                     tracing::info!("idle for {:?}; exiting", idle);
+                    break;
+                }
+                // Removed (its home deleted, say) or replaced: no client can reach this
+                // daemon any more. Once it has nothing to do, it goes.
+                if d.idle_for() >= tick && socket_id(&opts.socket) != ours {
+                    tracing::warn!(socket = %opts.socket.display(), "the socket was removed or replaced: no client can reach this daemon; exiting");
                     break;
                 }
             }
@@ -243,12 +250,24 @@ struct Listening(UnixListener, #[allow(dead_code)] Lock);
 struct Lock {
     _file: std::fs::File,
     socket: PathBuf,
+    /// The socket file this daemon bound (another's, at the same path, is left alone).
+    id: Option<(u64, u64)>,
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.socket);
+        if self.id.is_some() && socket_id(&self.socket) == self.id {
+            let _ = std::fs::remove_file(&self.socket);
+        }
     }
+}
+
+/// What identifies the socket file at `path` (device and inode), None when there is none.
+fn socket_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// Take the daemon lock and bind the socket (0600, directory 0700). None when another
@@ -299,6 +318,7 @@ async fn listen(socket: &Path) -> anyhow::Result<Option<Listening>> {
         Lock {
             _file: file,
             socket: socket.to_path_buf(),
+            id: socket_id(socket),
         },
     )))
 }
