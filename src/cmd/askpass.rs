@@ -11,6 +11,21 @@ use anyhow::Context;
 
 use crate::model::Secret;
 
+/// What `--sudo` / `--sudo-user USER` ask for on `hosts` hosts: None without either; else
+/// the user (root by default) and its password, asked once ([`ask`]).
+pub fn sudo_for(
+    sudo_user: &Option<String>,
+    sudo: bool,
+    hosts: usize,
+) -> anyhow::Result<Option<crate::model::Sudo>> {
+    if sudo_user.is_none() && !sudo {
+        return Ok(None);
+    }
+    let user = sudo_user.clone().unwrap_or_else(|| "root".to_string());
+    let password = ask(&user, &format!("{hosts} host(s)"))?;
+    Ok(Some(crate::model::Sudo { user, password }))
+}
+
 /// Ask for `user`'s sudo password (`why` says for what). `None` when there is no way to
 /// ask (no `$CREW_ASKPASS`, no terminal) or the answer is empty: NOPASSWD hosts, and hosts
 /// whose privileged agent is already running, need none.

@@ -151,15 +151,7 @@ async fn run_async(inv: Inventory, args: RunArgs) -> anyhow::Result<i32> {
         return Ok(2);
     }
     let hosts = picked.hosts;
-    let sudo = match (&args.sudo_user, args.sudo) {
-        (None, false) => None,
-        (user, _) => {
-            let user = user.clone().unwrap_or_else(|| "root".to_string());
-            let why = format!("{} host(s)", hosts.len());
-            let password = super::askpass::ask(&user, &why)?;
-            Some(crate::model::Sudo { user, password })
-        }
-    };
+    let sudo = super::askpass::sudo_for(&args.sudo_user, args.sudo, hosts.len())?;
     let client = facts.into_client();
     let client = match client {
         Some(c) => c,

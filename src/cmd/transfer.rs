@@ -193,15 +193,7 @@ async fn transfer(
         Ok(h) => h,
         Err(code) => return Ok(code),
     };
-    let sudo = match (&opts.sudo_user, opts.sudo) {
-        (None, false) => None,
-        (user, _) => {
-            let user = user.clone().unwrap_or_else(|| "root".to_string());
-            let why = format!("{} host(s)", hosts.len());
-            let password = super::askpass::ask(&user, &why)?;
-            Some(crate::model::Sudo { user, password })
-        }
-    };
+    let sudo = super::askpass::sudo_for(&opts.sudo_user, opts.sudo, hosts.len())?;
     let client = match facts.into_client() {
         Some(c) => c,
         None => Client::connect_or_spawn().await?,
